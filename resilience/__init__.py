@@ -1,0 +1,87 @@
+"""
+resilience: composable resilience policies.
+
+Retry, Timeout, CircuitBreaker and ErrorClassifier stack as decorators, work as
+context managers, and compose into pipelines, on functions, methods, coroutines
+and (async) generators, at a cost close to a bare function call.
+"""
+
+from __future__ import annotations
+
+from . import backoff as backoff
+from . import deadline as deadline
+from ._classify import ErrorClassifier as ErrorClassifier
+from ._classify import Rule as Rule
+from ._classify import Verdict as Verdict
+from ._classify import transient as transient
+from ._clock import Clock as Clock
+from ._core import Pipeline as Pipeline
+from ._core import Policy as Policy
+from ._core import Shape as Shape
+from ._core import compose as compose
+from ._events import CallRejected as CallRejected
+from ._events import CircuitClosed as CircuitClosed
+from ._events import CircuitHalfOpened as CircuitHalfOpened
+from ._events import CircuitOpened as CircuitOpened
+from ._events import Event as Event
+from ._events import Hook as Hook
+from ._events import RetriesExhausted as RetriesExhausted
+from ._events import RetryScheduled as RetryScheduled
+from ._events import TimeoutExpired as TimeoutExpired
+from ._events import add_hook as add_hook
+from ._events import get_hooks as get_hooks
+from ._events import log_event as log_event
+from ._events import remove_hook as remove_hook
+from ._events import set_hooks as set_hooks
+from ._exceptions import CircuitOpenError as CircuitOpenError
+from ._exceptions import RejectedError as RejectedError
+from ._exceptions import ResilienceError as ResilienceError
+from ._exceptions import RetryExhaustedError as RetryExhaustedError
+from ._exceptions import StreamInterruptedError as StreamInterruptedError
+from ._exceptions import TimeoutExceededError as TimeoutExceededError
+from ._retry import Attempt as Attempt
+from ._retry import Attempts as Attempts
+from ._retry import Retry as Retry
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Attempt",
+    "Attempts",
+    "CallRejected",
+    "CircuitClosed",
+    "CircuitHalfOpened",
+    "CircuitOpenError",
+    "CircuitOpened",
+    "Clock",
+    "ErrorClassifier",
+    "Event",
+    "Hook",
+    "Pipeline",
+    "Policy",
+    "RejectedError",
+    "ResilienceError",
+    "RetriesExhausted",
+    "Retry",
+    "RetryExhaustedError",
+    "RetryScheduled",
+    "Rule",
+    "Shape",
+    "StreamInterruptedError",
+    "TimeoutExceededError",
+    "TimeoutExpired",
+    "Verdict",
+    "add_hook",
+    "backoff",
+    "compose",
+    "deadline",
+    "get_hooks",
+    "log_event",
+    "remove_hook",
+    "set_hooks",
+    "transient",
+]
+
+for _name in ("Clock", "Policy", "Shape", "Hook", "Attempt", "Attempts", "Retry"):
+    globals()[_name].__module__ = "resilience"
+del _name

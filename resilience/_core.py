@@ -1,0 +1,415 @@
+"""
+The shared contract of every policy: shapes, runners, the policy protocol,
+`compose`/`Pipeline`, the decorator, deadlines and the testing switch.
+
+How a call flows. A policy never wraps a function directly: it *binds* a
+runner. A runner is ``run(fn, args, kwargs) -> outcome``; the innermost one,
+`CALL`, simply calls ``fn(*args, **kwargs)``. ``policy.bind(inner, shape)``
+returns a runner that applies the policy around *inner*. A `Pipeline` binds its
+policies once per shape, innermost first, and caches the result, so that a
+decorated call costs one small closure plus each policy's own logic: no
+per-call composition, no `inspect`, no allocation beyond the argument tuple.
+Because runners take ``fn`` as an argument they serve every function,
+`Pipeline.call` and bound methods alike.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import functools
+import inspect
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, final, runtime_checkable
+
+import attrs
+import wrapt
+from typing_extensions import ParamSpec
+
+from ._clock import Clock
+
+__all__ = [
+    "CALL",
+    "Deadline",
+    "Pipeline",
+    "Policy",
+    "Runner",
+    "Shape",
+    "compose",
+    "decorate",
+    "shape_of",
+    "target_name",
+    "testing_state",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+Runner = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+"""``run(fn, args, kwargs)``: runs ``fn(*args, **kwargs)`` under some policies.
+
+For `Shape.ASYNC` it returns an awaitable, for `Shape.GEN` an iterator, for
+`Shape.AGEN` an async iterator."""
+
+
+class Shape(enum.Enum):
+    """The four shapes of callables a policy protects, detected once at decoration."""
+
+    SYNC = "function"
+    ASYNC = "coroutine function"
+    GEN = "generator function"
+    AGEN = "async generator function"
+
+
+def shape_of(fn: Callable[..., Any]) -> Shape:
+    """Return the shape of *fn* (looks through `functools.partial` and bound methods)."""
+    if inspect.isasyncgenfunction(fn):
+        return Shape.AGEN
+    if inspect.iscoroutinefunction(fn):
+        return Shape.ASYNC
+    if inspect.isgeneratorfunction(fn):
+        return Shape.GEN
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - callable objects
+    if call is not None and not isinstance(fn, types.FunctionType | types.MethodType):
+        if inspect.iscoroutinefunction(call):
+            return Shape.ASYNC
+        if inspect.isasyncgenfunction(call):
+            return Shape.AGEN
+        if inspect.isgeneratorfunction(call):
+            return Shape.GEN
+    return Shape.SYNC
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+CALL: Runner = _call
+"""The innermost runner: calls the function. Policies may test ``inner is CALL``
+to call ``fn`` directly and save a frame."""
+
+
+def target_name(fn: object) -> str:
+    """Return a label for *fn* in events and notes (its qualified name)."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return type(fn).__name__
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """
+    What `compose` and the decorator need from a policy.
+
+    Implement `bind` to plug a new policy (a bulkhead, a rate limiter) into
+    pipelines without touching the core.
+    """
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """
+        Return a runner that applies this policy around *inner* for callables of *shape*.
+
+        Called once per pipeline and shape, never per call.
+
+        Raises:
+            TypeError: If the policy does not support *shape*.
+        """
+        ...
+
+
+# --- deadlines -------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class Deadline:
+    """
+    An absolute point in a clock's time after which work should stop.
+
+    Attributes:
+        when: The instant, in the clock's monotonic seconds.
+        clock: The clock that *when* is read on.
+        timeout: The limit, in seconds, that this deadline was computed from.
+    """
+
+    when: float
+    clock: Clock = attrs.field(repr=False)
+    timeout: float
+
+    def remaining(self) -> float:
+        """Return the seconds left (negative once passed)."""
+        return self.when - self.clock.now()
+
+    def expired(self) -> bool:
+        """Return whether the deadline has passed (at exactly *when*, it has)."""
+        return self.clock.now() >= self.when
+
+
+Deadline.__module__ = "resilience.deadline"
+
+DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "resilience_deadline", default=None
+)
+"""The innermost (earliest) deadline of the running context."""
+
+
+# --- testing switch --------------------------------------------------------
+
+
+@final
+class _TestingState:
+    __slots__ = ("attempts", "enabled")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.attempts: int | None = None
+
+
+testing_state = _TestingState()
+"""Read by policies on their failure paths only; set by `resilience.testing.set_testing`."""
+
+
+# --- pipelines -------------------------------------------------------------
+
+
+def _check_policy(policy: object, position: int) -> Policy:
+    if isinstance(policy, Policy):
+        return policy
+    raise TypeError(
+        f"compose() argument {position} must be a policy (an object with "
+        f"bind(inner, shape)), got {type(policy).__name__}: {policy!r}"
+    )
+
+
+@final
+class Pipeline:
+    """
+    Policies applied in order, the first outermost, as one wrapper.
+
+    ``compose(a, b, c)`` behaves as ``@a @b @c``. A pipeline is immutable and
+    safe to share between threads and tasks; it binds its policies once per
+    shape of callable and reuses the result for every call.
+    """
+
+    __slots__ = ("__weakref__", "_runners", "policies")
+
+    policies: tuple[Policy, ...]
+
+    def __init__(self, policies: tuple[Policy, ...]) -> None:
+        self.policies = policies
+        self._runners: dict[Shape, Runner] = {}
+
+    def __repr__(self) -> str:
+        return f"compose({', '.join(map(repr, self.policies))})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Pipeline):
+            return self.policies == other.policies
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.policies)
+
+    def runner(self, shape: Shape) -> Runner:
+        """Return the runner for callables of *shape*, binding the policies on first use."""
+        try:
+            return self._runners[shape]
+        except KeyError:
+            pass
+        run = CALL
+        for policy in reversed(self.policies):
+            run = policy.bind(run, shape)
+        # A race binds twice and keeps one: both results are equivalent.
+        return self._runners.setdefault(shape, run)
+
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, R]:
+        """Decorate *fn*: functions, methods, coroutines and (async) generators."""
+        return decorate(self, fn)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` once under the pipeline (sync functions)."""
+        run = self._runners.get(Shape.SYNC) or self.runner(Shape.SYNC)
+        return run(fn, args, kwargs)  # type: ignore[no-any-return]
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions)."""
+        run = self._runners.get(Shape.ASYNC) or self.runner(Shape.ASYNC)
+        return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+Pipeline.__module__ = "resilience"
+
+
+def compose(*policies: Policy | Pipeline) -> Pipeline:
+    """
+    Compose *policies* into one `Pipeline`; the first is outermost.
+
+    ``compose(retry, breaker, timeout)`` behaves exactly as stacking
+    ``@retry @breaker @timeout``, with a single wrapper. Nested pipelines are
+    flattened.
+
+    Raises:
+        TypeError: If an argument is not a policy or pipeline.
+    """
+    flat: list[Policy] = []
+    for i, policy in enumerate(policies):
+        if isinstance(policy, Pipeline):
+            flat.extend(policy.policies)
+        else:
+            flat.append(_check_policy(policy, i))
+    return Pipeline(tuple(flat))
+
+
+def pipeline_field() -> Any:
+    """An attrs field holding the policy's own one-policy `Pipeline` (for `PolicyMixin`)."""
+    return attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        hash=False,
+        default=attrs.Factory(lambda self: Pipeline((self,)), takes_self=True),
+    )
+
+
+class PolicyMixin:
+    """
+    Gives a policy the three surfaces of a one-policy pipeline: decorator, `call`, `acall`.
+
+    The class must define ``_pipeline = pipeline_field()`` among its attrs fields.
+    """
+
+    __slots__ = ()
+    _pipeline: Pipeline
+
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, R]:
+        """Decorate *fn*: functions, methods, coroutines and (async) generators."""
+        return decorate(self._pipeline, fn)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` once under this policy (sync functions)."""
+        return self._pipeline.call(fn, *args, **kwargs)
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions)."""
+        return await self._pipeline.acall(fn, *args, **kwargs)
+
+
+# --- the decorator ---------------------------------------------------------
+
+_MARK = "__resilience__"
+
+
+@final
+class _Info:
+    """What a decorated function remembers, so stacked decorators fuse into one wrapper."""
+
+    __slots__ = ("fn", "pipeline", "wrapper")
+
+    def __init__(self, pipeline: Pipeline, fn: Callable[..., Any], wrapper: object) -> None:
+        self.pipeline = pipeline
+        self.fn = fn
+        self.wrapper = wrapper
+
+
+def _fused(pipeline: Pipeline, fn: Callable[..., Any]) -> tuple[Pipeline, Callable[..., Any]]:
+    info = getattr(fn, _MARK, None)
+    # Only our own wrapper, not a user's functools.wraps copy of its __dict__.
+    if isinstance(info, _Info) and info.wrapper is fn:
+        return Pipeline(pipeline.policies + info.pipeline.policies), info.fn
+    return pipeline, fn
+
+
+def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
+    """
+    Wrap *fn* so that every call runs through *pipeline*.
+
+    The shape is detected here, once. Plain functions get a plain closure
+    (functions are descriptors already, so methods bind for free, and a closure
+    is the cheapest wrapper Python has); `classmethod` and `staticmethod`
+    objects are re-wrapped in their own kind; other callables (callable
+    objects, partials) get a `wrapt.FunctionWrapper`, which keeps their
+    descriptor behaviour. Stacked policy decorators fuse into one wrapper.
+    """
+    if isinstance(fn, classmethod | staticmethod):
+        return type(fn)(decorate(pipeline, fn.__func__))  # type: ignore[return-value]
+    if not callable(fn):
+        raise TypeError(f"a policy decorates callables, got {type(fn).__name__}: {fn!r}")
+    pipeline, fn = _fused(pipeline, fn)
+    shape = shape_of(fn)
+    run = pipeline.runner(shape)
+    wrapper: Any
+    if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
+        wrapper = _closure(shape, run, fn)
+        functools.update_wrapper(wrapper, fn)
+    else:
+        wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))
+    setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
+    return wrapper  # type: ignore[no-any-return]
+
+
+def _closure(shape: Shape, run: Runner, fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Each shape keeps its kind, so that inspect (and a policy stacked above)
+    # still sees a coroutine or generator function.
+    if shape is Shape.SYNC:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return run(fn, args, kwargs)
+
+    elif shape is Shape.ASYNC:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return await run(fn, args, kwargs)
+
+    elif shape is Shape.GEN:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return (yield from run(fn, args, kwargs))
+
+    else:
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            # An async generator cannot ``yield from``: delegate by hand, forwarding
+            # asend/athrow and closing the inner stream when the caller stops.
+            agen = run(fn, args, kwargs)
+            try:
+                value = await agen.__anext__()
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the caller
+                        value = await agen.athrow(exc)
+                    else:
+                        value = await (agen.__anext__() if sent is None else agen.asend(sent))
+            except StopAsyncIteration:
+                return
+            finally:
+                await agen.aclose()
+
+    return wrapper
+
+
+def _adapter(shape: Shape, run: Runner) -> Callable[..., Any]:
+    if shape is Shape.ASYNC:
+
+        async def async_adapter(
+            wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: Any
+        ) -> Any:
+            return await run(wrapped, args, kwargs)
+
+        return async_adapter
+
+    def adapter(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        return run(wrapped, args, kwargs)
+
+    return adapter

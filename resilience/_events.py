@@ -1,0 +1,335 @@
+"""
+Events: frozen, past-tense facts that policies report on their failure paths.
+
+A hook is any callable taking one event. Hooks are per policy (``hooks=``) or
+global (`add_hook`, `set_hooks`); the default global hook, `log_event`, logs to
+the ``resilience`` logger. Events are built only when a hook listens, hooks run
+outside any lock, and a hook that raises is logged and ignored: instrumentation
+never changes the outcome of the protected call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import attrs
+
+__all__ = [
+    "CallRejected",
+    "CircuitClosed",
+    "CircuitHalfOpened",
+    "CircuitOpened",
+    "Event",
+    "Hook",
+    "RetriesExhausted",
+    "RetryScheduled",
+    "TimeoutExpired",
+    "add_hook",
+    "emit",
+    "get_hooks",
+    "log_event",
+    "remove_hook",
+    "set_hooks",
+]
+
+logger = logging.getLogger("resilience")
+
+
+class Hook(Protocol):
+    """Receives every event of the policies it is attached to; its return value is ignored."""
+
+    def __call__(self, event: Event, /) -> object: ...
+
+
+def _describe_error(error: BaseException | None) -> str | None:
+    # The type and the message only: exceptions of ours and of the profile never
+    # carry headers or bodies; the traceback stays with the exception itself.
+    if error is None:
+        return None
+    text = str(error)
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """
+    Base of every event.
+
+    Attributes:
+        name: The name of the policy that reports it (`None` when unnamed).
+        target: The qualified name of the protected function, when known.
+    """
+
+    level: ClassVar[int] = logging.INFO
+
+    name: str | None = None
+    target: str | None = None
+
+    def message(self) -> str:
+        """Return a one-line, human-readable description (used by `log_event`)."""
+        return type(self).__name__
+
+    def fields(self) -> dict[str, Any]:
+        """Return the event's fields under stable names prefixed ``resilience_`` (log ``extra``)."""
+        out: dict[str, Any] = {"resilience_event": type(self).__name__}
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if isinstance(value, BaseException):
+                value = _describe_error(value)
+            out[f"resilience_{field.name}"] = value
+        return out
+
+
+def _label(event: Event) -> str:
+    parts = [p for p in (event.name, event.target) if p]
+    return " ".join(repr(p) for p in parts) or "call"
+
+
+@attrs.frozen(kw_only=True)
+class RetryScheduled(Event):
+    """
+    An attempt failed and another one is scheduled after *delay* seconds.
+
+    Attributes:
+        attempt: The number of the attempt that failed (1-based).
+        delay: Seconds until the next attempt.
+        elapsed: Seconds since the first attempt started.
+        error: The exception of the failed attempt, or `None` if a result was refused.
+        kind: The classifier's kind for the failure (``"server"``, ...), if any.
+    """
+
+    attempt: int
+    delay: float
+    elapsed: float
+    error: BaseException | None = attrs.field(default=None, eq=False)
+    kind: str | None = None
+
+    def message(self) -> str:
+        cause = _describe_error(self.error) or "a refused result"
+        return (
+            f"{_label(self)}: attempt {self.attempt} failed with {cause}; "
+            f"retrying in {self.delay:.3g} s"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RetriesExhausted(Event):
+    """
+    Retry gave up; the last failure goes to the caller.
+
+    Attributes:
+        attempts: How many attempts were made.
+        elapsed: Seconds since the first attempt started.
+        reason: ``"attempts"`` (none left), ``"deadline"`` (the next attempt would
+            start past the deadline) or ``"retry_after"`` (the server asked for a
+            wait beyond ``max_retry_after`` or the deadline).
+        error: The last exception, or `None` if the last outcome was a result.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    attempts: int
+    elapsed: float
+    reason: str
+    error: BaseException | None = attrs.field(default=None, eq=False)
+
+    def message(self) -> str:
+        cause = _describe_error(self.error) or "a refused result"
+        return (
+            f"{_label(self)}: gave up after {self.attempts} attempt(s) over "
+            f"{self.elapsed:.3g} s ({self.reason}); last failure: {cause}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class TimeoutExpired(Event):
+    """
+    A deadline passed.
+
+    Attributes:
+        timeout: The limit in seconds.
+        idle: Whether it was the idle (between-items) limit of a stream.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    timeout: float
+    idle: bool = False
+
+    def message(self) -> str:
+        which = "idle timeout" if self.idle else "timeout"
+        return f"{_label(self)}: {which} of {self.timeout:.3g} s expired"
+
+
+@attrs.frozen(kw_only=True)
+class CallRejected(Event):
+    """
+    A policy refused to run a call (nothing ran).
+
+    Attributes:
+        reason: Why, e.g. ``"circuit_open"``.
+        retry_after: Seconds until the policy may admit calls again, if known.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    reason: str
+    retry_after: float | None = None
+
+    def message(self) -> str:
+        return f"{_label(self)}: call rejected ({self.reason})"
+
+
+@attrs.frozen(kw_only=True)
+class CircuitOpened(Event):
+    """
+    A circuit breaker opened: calls are rejected for *retry_after* seconds.
+
+    Attributes:
+        reason: What tripped it (``"failures"``, ``"failure_rate"``,
+            ``"slow_calls"``, ``"half_open_failure"``, ``"manual"``, ``"isolated"``).
+        retry_after: Seconds until half-open, or `None` while isolated.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    reason: str
+    retry_after: float | None = None
+
+    def message(self) -> str:
+        return f"{_label(self)}: circuit opened ({self.reason})"
+
+
+@attrs.frozen(kw_only=True)
+class CircuitHalfOpened(Event):
+    """A circuit breaker's open period ended: it admits probe calls."""
+
+    def message(self) -> str:
+        return f"{_label(self)}: circuit half-open"
+
+
+@attrs.frozen(kw_only=True)
+class CircuitClosed(Event):
+    """
+    A circuit breaker closed: calls flow again.
+
+    Attributes:
+        reason: ``"probes_succeeded"``, ``"manual"`` or ``"reset"``.
+    """
+
+    reason: str = "probes_succeeded"
+
+    def message(self) -> str:
+        return f"{_label(self)}: circuit closed ({self.reason})"
+
+
+def log_event(event: Event, /) -> None:
+    """
+    Log *event* to the ``resilience`` logger: the default global hook.
+
+    Retries scheduled log at INFO; retries exhausted, timeouts, rejections and
+    openings at WARNING. Fields go to ``extra`` under stable ``resilience_*``
+    names (see `Event.fields`). The library never configures logging.
+    """
+    level = type(event).level
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s", event.message(), extra=event.fields())
+
+
+class _Registry:
+    """Global hooks: a tuple swapped under a lock, read without one."""
+
+    __slots__ = ("hooks", "lock")
+
+    def __init__(self) -> None:
+        self.hooks: tuple[Hook, ...] = (log_event,)
+        self.lock = threading.Lock()
+
+
+_registry = _Registry()
+
+
+def get_hooks() -> tuple[Hook, ...]:
+    """Return the global hooks, in call order."""
+    return _registry.hooks
+
+
+def set_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
+    """
+    Replace the global hooks (the default is ``(log_event,)``).
+
+    Returns:
+        The previous hooks, so they can be restored.
+
+    Raises:
+        TypeError: If a hook is not callable.
+    """
+    new = tuple(hooks)
+    for hook in new:
+        if not callable(hook):
+            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+    with _registry.lock:
+        old, _registry.hooks = _registry.hooks, new
+    return old
+
+
+def add_hook(hook: Hook) -> None:
+    """Add a global hook, called for every event of every policy."""
+    if not callable(hook):
+        raise TypeError(f"hook must be a callable taking an event, got {hook!r}")
+    with _registry.lock:
+        _registry.hooks = (*_registry.hooks, hook)
+
+
+def remove_hook(hook: Hook) -> None:
+    """
+    Remove a global hook added with `add_hook`.
+
+    Raises:
+        ValueError: If *hook* is not installed.
+    """
+    with _registry.lock:
+        hooks = list(_registry.hooks)
+        if hook not in hooks:
+            raise ValueError(f"hook {hook!r} is not installed")
+        hooks.remove(hook)
+        _registry.hooks = tuple(hooks)
+
+
+E = TypeVar("E", bound=Event)
+
+
+def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
+    """
+    Build an event of type *cls* and deliver it, if anyone listens.
+
+    Policy-local hooks run first, then the global ones. A hook that raises is
+    logged at ERROR with its traceback and otherwise ignored.
+    """
+    glob = _registry.hooks
+    if not local and not glob:
+        return
+    event = cls(**fields)
+    for hook in (*local, *glob) if local else glob:
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("resilience: hook %r raised on %s; ignored", hook, type(event).__name__)
+
+
+for _cls in (
+    Event,
+    RetryScheduled,
+    RetriesExhausted,
+    TimeoutExpired,
+    CallRejected,
+    CircuitOpened,
+    CircuitHalfOpened,
+    CircuitClosed,
+):
+    _cls.__module__ = "resilience"

@@ -1,0 +1,127 @@
+"""
+The exceptions `resilience` raises, a small tree::
+
+    ResilienceError                 base of everything below
+      RejectedError                 a policy refused to run the call; nothing ran
+        CircuitOpenError            .name, .retry_after (seconds until half-open)
+      TimeoutExceededError          also a builtin TimeoutError; .timeout
+      StreamInterruptedError        .partial: the items delivered before the failure
+      RetryExhaustedError           the last outcome was a *result*; .last_result, .attempts
+
+When retries run out on an *exception*, `resilience` re-raises that exception
+unchanged with a PEP 678 note; `RetryExhaustedError` exists only for results
+that the classifier refused. Our own exceptions chain their cause with
+``raise ... from``, and those with fields pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, final
+
+__all__ = [
+    "CircuitOpenError",
+    "RejectedError",
+    "ResilienceError",
+    "RetryExhaustedError",
+    "StreamInterruptedError",
+    "TimeoutExceededError",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every exception that `resilience` itself raises."""
+
+
+class RejectedError(ResilienceError):
+    """A policy refused to run the call: nothing was executed."""
+
+
+@final
+class CircuitOpenError(RejectedError):
+    """
+    The circuit breaker *name* is open and rejected the call without running it.
+
+    Attributes:
+        name: The breaker's name.
+        retry_after: Seconds until the breaker lets a probe through, or `None`
+            when that is unknown (an isolated breaker).
+    """
+
+    def __init__(self, name: str, retry_after: float | None) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        when = "" if retry_after is None else f"; retry after {retry_after:.3g} s"
+        super().__init__(f"circuit {name!r} is open{when}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after))
+
+
+@final
+class TimeoutExceededError(ResilienceError, TimeoutError):
+    """
+    A deadline passed. Also a builtin `TimeoutError`, so ``except TimeoutError`` catches it.
+
+    Attributes:
+        timeout: The limit that was exceeded, in seconds.
+    """
+
+    def __init__(self, timeout: float, message: str | None = None) -> None:
+        self.timeout = timeout
+        super().__init__(message or f"timed out after {timeout:.6g} s")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.timeout, str(self)))
+
+
+class StreamInterruptedError(ResilienceError):
+    """
+    A stream failed after some items had reached the caller, so it cannot be restarted.
+
+    Attributes:
+        partial: The items delivered to the caller before the failure, in order.
+    """
+
+    def __init__(self, message: str, partial: Sequence[Any] = ()) -> None:
+        self.partial: list[Any] = list(partial)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.partial))
+
+
+@final
+class RetryExhaustedError(ResilienceError):
+    """
+    Every attempt returned a result that the classifier asked to retry.
+
+    Raised only for *results*; when the last outcome was an exception, that
+    exception itself is re-raised with a note.
+
+    Attributes:
+        last_result: What the last attempt returned.
+        attempts: How many attempts were made.
+    """
+
+    def __init__(self, last_result: object, attempts: int, message: str | None = None) -> None:
+        self.last_result = last_result
+        self.attempts = attempts
+        super().__init__(
+            message or f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
+            f"the last result was {type(last_result).__name__}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.last_result, self.attempts, str(self)))
+
+
+for _cls in (
+    ResilienceError,
+    RejectedError,
+    CircuitOpenError,
+    TimeoutExceededError,
+    StreamInterruptedError,
+    RetryExhaustedError,
+):
+    _cls.__module__ = "resilience"

@@ -1,0 +1,524 @@
+"""
+Retry: run a call again while its classifier says the failure is worth another try.
+
+The decisions live in one sans-IO object, `_RetryCall`, created on the first
+failure only. The sync and async drivers, the attempts loop and the stream
+drivers all feed it outcomes and act on what it returns, so they cannot drift
+apart. The success path reads the clock once and does nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
+from typing import Any, NoReturn, final
+
+import attrs
+
+from . import backoff as _backoff
+from ._classify import ErrorClassifier, Verdict, to_classifier
+from ._clock import SYSTEM_CLOCK, Clock
+from ._core import (
+    CALL,
+    DEADLINE,
+    PolicyMixin,
+    Runner,
+    Shape,
+    pipeline_field,
+    target_name,
+    testing_state,
+)
+from ._events import Hook, RetriesExhausted, RetryScheduled, emit
+from ._exceptions import RetryExhaustedError
+
+__all__ = ["Attempt", "Attempts", "Retry"]
+
+_RNG = random.Random()
+
+
+def _check_attempts(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"attempts must be an int >= 1, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"attempts must be >= 1, got {value!r}")
+
+
+def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(value):
+        raise TypeError(
+            "backoff must be a Backoff: a callable (attempt, previous, rng) -> seconds, "
+            f"got {type(value).__name__}: {value!r}"
+        )
+
+
+def _to_seconds_or_none(value: object) -> object:
+    import datetime
+
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _check_max_retry_after(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"max_retry_after must be seconds (a number) or None, got {type(value).__name__}: "
+            f"{value!r}"
+        )
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"max_retry_after must be >= 0 seconds or None, got {value!r}")
+
+
+def _check_hooks(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    for hook in value:
+        if not callable(hook):
+            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+
+
+def _check_clock(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
+        raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
+
+
+def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"name must be a str or None, got {type(value).__name__}: {value!r}")
+
+
+def _plural(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
+@final
+@attrs.frozen(kw_only=True, repr=False)
+class Retry(PolicyMixin):
+    """
+    Retry the wrapped call while *on* says the failure is worth another try.
+
+    A `Retry` is configuration: immutable, hashable, and safe to share between
+    any number of threads and tasks; the state of each call lives in that call.
+    Use it as a decorator (functions, methods, coroutine functions), through
+    `retry.call` / `retry.acall`, in `compose`, or around a block with
+    `attempts`.
+
+    When the attempts run out on an exception, that exception is re-raised
+    unchanged with a note (PEP 678) saying how many attempts were made over how
+    long. When they run out on a *result* the classifier refused, the result is
+    wrapped in `RetryExhaustedError`. Cancellation, `KeyboardInterrupt`,
+    `SystemExit` and `GeneratorExit` are never classified, retried or delayed.
+
+    Args:
+        on: What is worth retrying: an `ErrorClassifier` (`resilience.transient`
+            is a ready one), an exception type or tuple of types, a `Rule`, or a
+            predicate over the exception. Required: there is no "retry
+            everything" default.
+        attempts: Total tries, the first included. Default: 3. Read back as
+            `max_attempts`.
+        backoff: The delay before each retry, a `resilience.backoff.Backoff`.
+            Default: `resilience.backoff.DEFAULT` (exponential from 0.1 s,
+            capped at 10 s, full jitter). A ``Retry-After`` read by the
+            classifier is a floor under it.
+        max_retry_after: Seconds. A ``Retry-After`` longer than this makes Retry
+            give up at once instead of sleeping. Default: 60.0. `None`: no limit.
+        name: A label for events and notes. Default: `None`.
+        hooks: Callables receiving this policy's events, before the global hooks.
+        clock: Where time comes from. Default: the system clock.
+        rng: The random source of the jitter. Default: a shared `random.Random`.
+
+    Raises:
+        TypeError: On an argument of the wrong type (an ``on`` that is not a
+            classifier, ``attempts=1.5``, ...).
+        ValueError: On an out-of-range value (``attempts=0``, ...).
+
+    .. versionadded:: 0.1.0
+    """
+
+    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
+    backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
+    max_retry_after: float | None = attrs.field(
+        default=60.0, converter=_to_seconds_or_none, validator=_check_max_retry_after
+    )
+    name: str | None = attrs.field(default=None, validator=_check_name)
+    hooks: tuple[Hook, ...] = attrs.field(
+        default=(), converter=tuple, validator=_check_hooks, repr=False
+    )
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=_check_clock, repr=False)
+    rng: random.Random = attrs.field(default=_RNG, repr=False, eq=False, hash=False)
+    _pipeline: Any = pipeline_field()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "Retry is not a context manager: a `with` body cannot run itself again. "
+            "Retry a block with `for attempt in retry.attempts(): with attempt: ...` "
+            "(or `async for`)."
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - never entered
+        return None
+
+    def __repr__(self) -> str:
+        parts = [f"on={self.on!r}", f"attempts={self.max_attempts!r}", f"backoff={self.backoff!r}"]
+        if self.max_retry_after != 60.0:
+            parts.append(f"max_retry_after={self.max_retry_after!r}")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
+        return f"Retry({', '.join(parts)})"
+
+    def attempts(self) -> Attempts:
+        """
+        Return an iterator of attempts to retry a block of code.
+
+        A ``with`` body cannot run itself again, so a block is retried with a loop::
+
+            for attempt in retry.attempts():
+                with attempt:
+                    do_it()
+
+            async for attempt in retry.attempts():
+                with attempt:
+                    await do_it()
+
+        Each `Attempt` records the block's outcome on exit. A failure worth
+        retrying is suppressed and the loop sleeps before the next attempt; any
+        other failure, or the last one, propagates from the ``with`` block
+        unchanged (with a note). Results are not classified: a block has none.
+
+        The constructor's ``attempts=`` count is read back as `max_attempts`
+        (a method and a field cannot share the name).
+        """
+        return Attempts(self)
+
+    # --- binding (the policy protocol) -------------------------------------
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """Return a runner that retries *inner* (see `resilience.Policy`)."""
+        if shape is Shape.SYNC:
+            return self._bind_sync(inner)
+        if shape is Shape.ASYNC:
+            return self._bind_async(inner)
+        if shape is Shape.GEN:
+            return self._bind_gen(inner)
+        return self._bind_agen(inner)
+
+    def _bind_sync(self, inner: Runner) -> Runner:
+        now = self.clock.now
+        classify = self.on.classify
+        results = self.on.handles_results
+        direct = inner is CALL
+        slow = self._retry_sync
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                return slow(inner, fn, args, kwargs, start, exc, None)
+            if results:
+                verdict = classify(result)
+                if verdict.retry:
+                    return slow(inner, fn, args, kwargs, start, result, verdict)
+            return result
+
+        return run
+
+    def _retry_sync(
+        self,
+        inner: Runner,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: float,
+        outcome: object,
+        verdict: Verdict | None,
+    ) -> Any:
+        call = _RetryCall(self, start, fn)
+        classify = self.on.classify
+        results = self.on.handles_results
+        sleep = self.clock.sleep
+        while True:
+            delay = call.failed(outcome, verdict)  # raises when giving up
+            if delay > 0:
+                sleep(delay)
+            try:
+                result = inner(fn, args, kwargs)
+            except Exception as exc:
+                outcome, verdict = exc, None
+                continue
+            if results:
+                verdict = classify(result)
+                if verdict.retry:
+                    outcome = result
+                    continue
+            return result
+
+    def _bind_async(self, inner: Runner) -> Runner:
+        now = self.clock.now
+        classify = self.on.classify
+        results = self.on.handles_results
+        direct = inner is CALL
+        slow = self._retry_async
+
+        async def run(
+            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            start = now()
+            try:
+                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                return await slow(inner, fn, args, kwargs, start, exc, None)
+            if results:
+                verdict = classify(result)
+                if verdict.retry:
+                    return await slow(inner, fn, args, kwargs, start, result, verdict)
+            return result
+
+        return run
+
+    async def _retry_async(
+        self,
+        inner: Runner,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: float,
+        outcome: object,
+        verdict: Verdict | None,
+    ) -> Any:
+        call = _RetryCall(self, start, fn)
+        classify = self.on.classify
+        results = self.on.handles_results
+        asleep = self.clock.asleep
+        while True:
+            delay = call.failed(outcome, verdict)
+            if delay > 0:
+                await asleep(delay)
+            try:
+                result = await inner(fn, args, kwargs)
+            except Exception as exc:
+                outcome, verdict = exc, None
+                continue
+            if results:
+                verdict = classify(result)
+                if verdict.retry:
+                    outcome = result
+                    continue
+            return result
+
+    def _bind_gen(self, inner: Runner) -> Runner:
+        raise TypeError(
+            "Retry does not support generator functions yet"
+        )  # pragma: no cover - replaced by the streams work
+
+    def _bind_agen(self, inner: Runner) -> Runner:
+        raise TypeError(
+            "Retry does not support async generator functions yet"
+        )  # pragma: no cover - replaced by the streams work
+
+
+@final
+class _RetryCall:
+    """The state of one retried call: created on its first failure, never shared."""
+
+    __slots__ = ("attempt", "delay", "fn", "limit", "retry", "start")
+
+    def __init__(self, retry: Retry, start: float, fn: object) -> None:
+        self.retry = retry
+        self.start = start
+        self.fn = fn
+        self.attempt = 1  # the number of the attempt whose outcome comes next
+        self.delay = 0.0
+        limit = retry.max_attempts
+        if testing_state.enabled and testing_state.attempts is not None:
+            limit = min(limit, testing_state.attempts)
+        self.limit = limit
+
+    def _give_up(self, outcome: object, reason: str | None, note: str | None) -> NoReturn:
+        retry = self.retry
+        elapsed = retry.clock.now() - self.start
+        error = outcome if isinstance(outcome, BaseException) else None
+        if reason is not None:
+            emit(
+                retry.hooks,
+                RetriesExhausted,
+                name=retry.name,
+                target=None if self.fn is None else target_name(self.fn),
+                attempts=self.attempt,
+                elapsed=elapsed,
+                reason=reason,
+                error=error,
+            )
+        label = f" (retry {retry.name!r})" if retry.name else ""
+        text = note or f"gave up after {_plural(self.attempt)} over {elapsed:.3g} s{label}"
+        if error is not None:
+            if self.attempt > 1 or reason is not None:
+                error.add_note(f"resilience: {text}")
+            raise error
+        raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
+
+    def failed(self, outcome: object, verdict: Verdict | None) -> float:
+        """
+        Record that the current attempt failed with *outcome*; return the delay before the next.
+
+        Raises the final failure (the exception itself, or `RetryExhaustedError`
+        for a result) when Retry gives up.
+        """
+        retry = self.retry
+        if verdict is None:
+            verdict = retry.on.classify(outcome)
+        attempt = self.attempt
+        if not verdict.retry:
+            self._give_up(
+                outcome,
+                None,
+                f"not retried: the classifier refused it, after {_plural(attempt)}",
+            )
+        if attempt >= self.limit:
+            self._give_up(outcome, "attempts", None)
+        delay = float(retry.backoff(attempt, self.delay, retry.rng))
+        if not (delay >= 0 and math.isfinite(delay)):
+            raise ValueError(
+                f"backoff {retry.backoff!r} returned {delay!r} for attempt {attempt}; "
+                "a delay must be a finite number >= 0"
+            )
+        retry_after = verdict.retry_after
+        if retry_after is not None:
+            cap = retry.max_retry_after
+            if cap is not None and retry_after > cap:
+                self._give_up(
+                    outcome,
+                    "retry_after",
+                    f"gave up after {_plural(attempt)}: the server asked to retry after "
+                    f"{retry_after:.3g} s, more than max_retry_after={cap:.3g} s",
+                )
+            delay = max(delay, retry_after)
+        self.delay = delay
+        if testing_state.enabled:
+            delay = 0.0
+        deadline = DEADLINE.get()
+        if deadline is not None:
+            left = deadline.remaining()
+            if delay >= left:
+                self._give_up(
+                    outcome,
+                    "deadline",
+                    f"gave up after {_plural(attempt)}: the next attempt, in {delay:.3g} s, "
+                    f"would start after the deadline ({max(left, 0.0):.3g} s left)",
+                )
+        emit(
+            retry.hooks,
+            RetryScheduled,
+            name=retry.name,
+            target=None if self.fn is None else target_name(self.fn),
+            attempt=attempt,
+            delay=delay,
+            elapsed=retry.clock.now() - self.start,
+            error=outcome if isinstance(outcome, BaseException) else None,
+            kind=verdict.kind,
+        )
+        self.attempt = attempt + 1
+        return delay
+
+
+@final
+class Attempt:
+    """
+    One attempt of a block retried with `Retry.attempts`: a context manager.
+
+    Attributes:
+        number: 1 for the first attempt, 2 for the first retry, and so on.
+    """
+
+    __slots__ = ("_loop", "number")
+
+    def __init__(self, loop: Attempts, number: int) -> None:
+        self._loop = loop
+        self.number = number
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number}>"
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        loop = self._loop
+        if exc is None:
+            loop._done = True
+            return False
+        if not isinstance(exc, Exception):
+            # Cancellation and interpreter exits pass through untouched.
+            loop._done = True
+            return False
+        call = loop._call
+        if call is None:
+            call = loop._call = _RetryCall(loop._retry, loop._start, None)
+        try:
+            loop._delay = call.failed(exc, None)
+        except BaseException as final_:
+            loop._done = True
+            if final_ is exc:
+                return False  # propagate the original from the with block, noted
+            raise
+        return True  # suppressed: the loop sleeps and yields the next attempt
+
+
+@final
+class Attempts:
+    """
+    The iterator returned by `Retry.attempts`; iterate it with ``for`` or ``async for``.
+    """
+
+    __slots__ = ("_call", "_delay", "_done", "_number", "_retry", "_start")
+
+    def __init__(self, retry: Retry) -> None:
+        self._retry = retry
+        self._start = 0.0
+        self._call: _RetryCall | None = None
+        self._delay = 0.0
+        self._done = False
+        self._number = 0
+
+    def _next(self) -> Attempt:
+        if self._done:
+            raise StopIteration
+        if self._number and (self._call is None or self._call.attempt == self._number):
+            # The previous block ended without entering its Attempt, or left it
+            # without an outcome: stop rather than loop forever.
+            raise RuntimeError(
+                "each Attempt must be used as `with attempt:` exactly once per iteration"
+            )
+        self._number += 1
+        return Attempt(self, self._number)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return self
+
+    def __next__(self) -> Attempt:
+        if self._number == 0:
+            self._start = self._retry.clock.now()
+        elif not self._done and self._delay > 0:
+            self._retry.clock.sleep(self._delay)
+        return self._next()
+
+    def __aiter__(self) -> AsyncIterator[Attempt]:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self._number == 0:
+            self._start = self._retry.clock.now()
+        elif not self._done and self._delay > 0:
+            await self._retry.clock.asleep(self._delay)
+        try:
+            return self._next()
+        except StopIteration:
+            raise StopAsyncIteration from None

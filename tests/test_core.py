@@ -1,0 +1,326 @@
+"""The core: shapes, the decorator on every kind of callable, compose and pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import resilience as rs
+from resilience import backoff
+from resilience._core import CALL, Runner, Shape, shape_of
+from resilience.testing import FakeClock
+
+
+class Recorder:
+    """A minimal third-party policy: records the order in which pipelines run it."""
+
+    def __init__(self, label: str, log: list[str]) -> None:
+        self.label = label
+        self.log = log
+        self.bound: list[Shape] = []
+
+    def __repr__(self) -> str:
+        return f"Recorder({self.label!r})"
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        self.bound.append(shape)
+        log, label = self.log, self.label
+        if shape is Shape.ASYNC:
+
+            async def arun(fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+                log.append(f"{label}>")
+                try:
+                    return await inner(fn, args, kw)
+                finally:
+                    log.append(f"<{label}")
+
+            return arun
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+            log.append(f"{label}>")
+            try:
+                return inner(fn, args, kw)
+            finally:
+                log.append(f"<{label}")
+
+        return run
+
+
+def retry_on_value_error(attempts: int = 3) -> rs.Retry:
+    return rs.Retry(on=ValueError, attempts=attempts, backoff=backoff.constant(0.5), clock=FakeClock())
+
+
+# --- shapes ------------------------------------------------------------------------
+
+
+def test_shapes_are_detected() -> None:
+    """Functions, coroutine, generator and async generator functions are told apart."""
+
+    def f() -> None: ...
+    async def af() -> None: ...
+    def g() -> Iterator[int]:
+        yield 1
+
+    async def ag() -> AsyncIterator[int]:
+        yield 1
+
+    assert [shape_of(x) for x in (f, af, g, ag)] == [
+        Shape.SYNC,
+        Shape.ASYNC,
+        Shape.GEN,
+        Shape.AGEN,
+    ]
+    assert shape_of(functools.partial(af)) is Shape.ASYNC
+
+
+def test_decorated_functions_keep_their_identity() -> None:
+    """Name, docstring, signature and kind survive decoration."""
+    retry = retry_on_value_error()
+
+    def f(a: int, *, b: str = "x") -> str:
+        """Doc."""
+        return f"{a}{b}"
+
+    async def af(a: int) -> int:
+        return a
+
+    df, daf = retry(f), retry(af)
+    assert (df.__name__, df.__doc__, df.__wrapped__) == ("f", "Doc.", f)  # type: ignore[attr-defined]
+    assert inspect.signature(df) == inspect.signature(f)
+    assert inspect.iscoroutinefunction(daf)
+    assert not inspect.iscoroutinefunction(df)
+
+
+class Service:
+    """Every kind of method, decorated above and below the descriptor."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @retry_on_value_error()
+    def method(self, x: int) -> tuple[Service, int]:
+        self.calls += 1
+        if self.calls < 2:
+            raise ValueError
+        return self, x
+
+    @retry_on_value_error()
+    async def amethod(self, x: int) -> tuple[Service, int]:
+        self.calls += 1
+        if self.calls < 2:
+            raise ValueError
+        return self, x
+
+    @retry_on_value_error()
+    @classmethod
+    def cm_above(cls, x: int) -> tuple[type[Service], int]:
+        return cls, x
+
+    @classmethod
+    @retry_on_value_error()
+    def cm_below(cls, x: int) -> tuple[type[Service], int]:
+        return cls, x
+
+    @retry_on_value_error()
+    @staticmethod
+    def sm_above(x: int) -> int:
+        return x
+
+    @staticmethod
+    @retry_on_value_error()
+    def sm_below(x: int) -> int:
+        return x
+
+
+class SubService(Service):
+    pass
+
+
+def test_instance_method_binds_self() -> None:
+    """A decorated method receives its instance and is retried."""
+    svc = Service()
+    assert svc.method(1) == (svc, 1)
+    assert svc.calls == 2
+
+
+def test_async_instance_method_binds_self() -> None:
+    """A decorated coroutine method receives its instance and is retried."""
+    svc = Service()
+    assert asyncio.run(svc.amethod(2)) == (svc, 2)
+    assert svc.calls == 2
+
+
+@pytest.mark.parametrize("name", ["cm_above", "cm_below"])
+def test_classmethods_either_side(name: str) -> None:
+    """Policies decorate classmethods whether above or below @classmethod."""
+    assert getattr(SubService, name)(3) == (SubService, 3)
+    assert getattr(SubService(), name)(3) == (SubService, 3)
+
+
+@pytest.mark.parametrize("name", ["sm_above", "sm_below"])
+def test_staticmethods_either_side(name: str) -> None:
+    """Policies decorate staticmethods whether above or below @staticmethod."""
+    assert getattr(Service, name)(4) == 4
+    assert getattr(Service(), name)(4) == 4
+
+
+def test_callable_objects_and_partials() -> None:
+    """Callable objects and partials are decorated through wrapt and keep working."""
+
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __call__(self, x: int) -> int:
+            self.n += 1
+            if self.n < 2:
+                raise ValueError
+            return x * 10
+
+    counter = Counter()
+    wrapped = retry_on_value_error()(counter)
+    assert wrapped(2) == 20
+    assert wrapped.n == 2  # type: ignore[attr-defined]  # attribute access is forwarded
+    partial = retry_on_value_error()(functools.partial(lambda a, b: a + b, 1))
+    assert partial(2) == 3
+
+
+def test_async_callable_object() -> None:
+    """An object with an async __call__ is driven as a coroutine function."""
+
+    class Fetch:
+        def __init__(self) -> None:
+            self.n = 0
+
+        async def __call__(self) -> int:
+            self.n += 1
+            if self.n < 3:
+                raise ValueError
+            return self.n
+
+    assert asyncio.run(retry_on_value_error()(Fetch())()) == 3
+
+
+def test_decorating_a_non_callable_is_a_type_error() -> None:
+    """Decorating something that cannot be called fails at once."""
+    with pytest.raises(TypeError, match="a policy decorates callables, got int"):
+        retry_on_value_error()(3)  # type: ignore[arg-type]
+
+
+# --- composition ---------------------------------------------------------------------
+
+
+def test_compose_runs_the_first_policy_outermost() -> None:
+    """compose(a, b, c) behaves as @a @b @c: a runs first."""
+    log: list[str] = []
+    pipeline = rs.compose(Recorder("a", log), Recorder("b", log), Recorder("c", log))
+    assert pipeline(lambda: log.append("call"))() is None
+    assert log == ["a>", "b>", "c>", "call", "<c", "<b", "<a"]
+
+
+def test_stacked_decorators_fuse_into_one_wrapper() -> None:
+    """@a @b f and compose(a, b)(f) are the same single wrapper over f."""
+    log: list[str] = []
+    a, b = Recorder("a", log), Recorder("b", log)
+
+    def f() -> str:
+        log.append("call")
+        return "x"
+
+    stacked = rs.compose(a)(rs.compose(b)(f))
+    assert stacked.__wrapped__ is f  # type: ignore[attr-defined]
+    assert stacked.__resilience__.pipeline.policies == (a, b)  # type: ignore[attr-defined]
+    assert stacked() == "x"
+    assert log == ["a>", "b>", "call", "<b", "<a"]
+
+
+def test_a_users_wraps_copy_is_not_fused() -> None:
+    """A user decorator between two policies stays in place (its __dict__ copy is not trusted)."""
+    log: list[str] = []
+
+    def user_deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def inner(*a: Any, **k: Any) -> Any:
+            log.append("user")
+            return fn(*a, **k)
+
+        return inner
+
+    f = rs.compose(Recorder("a", log))(user_deco(rs.compose(Recorder("b", log))(lambda: None)))
+    f()
+    assert log == ["a>", "user", "b>", "<b", "<a"]
+
+
+def test_compose_flattens_and_exposes_policies() -> None:
+    """Nested pipelines flatten; .policies lists the policies outermost first."""
+    r1, r2, r3 = retry_on_value_error(1), retry_on_value_error(2), retry_on_value_error(3)
+    assert rs.compose(r1, rs.compose(r2, r3)).policies == (r1, r2, r3)
+    assert rs.compose(r1, r2) == rs.compose(r1, r2)
+    assert repr(rs.compose(r1)).startswith("compose(Retry(")
+
+
+def test_compose_rejects_non_policies() -> None:
+    """compose names the argument that is not a policy."""
+    with pytest.raises(TypeError, match="compose\\(\\) argument 1 must be a policy"):
+        rs.compose(retry_on_value_error(), "retry")  # type: ignore[arg-type]
+
+
+def test_pipeline_binds_once_per_shape() -> None:
+    """Composition is resolved once per shape, not per call."""
+    rec = Recorder("a", [])
+    pipeline = rs.compose(rec)
+    f = pipeline(lambda: 1)
+    for _ in range(3):
+        f()
+        pipeline.call(lambda: 2)
+    assert rec.bound == [Shape.SYNC]
+
+
+def test_empty_pipeline_is_a_pass_through() -> None:
+    """compose() with no policies calls the function directly."""
+    assert rs.compose().runner(Shape.SYNC) is CALL
+    assert rs.compose().call(lambda x: x + 1, 1) == 2
+
+
+def test_pipeline_call_and_acall() -> None:
+    """Pipeline.call and Pipeline.acall run one call under every policy."""
+    log: list[str] = []
+    pipeline = rs.compose(Recorder("a", log))
+
+    async def af(x: int) -> int:
+        return x
+
+    assert pipeline.call(lambda x: x, 5) == 5
+    assert asyncio.run(pipeline.acall(af, 6)) == 6
+    assert log == ["a>", "<a", "a>", "<a"]
+
+
+def test_policy_protocol_is_runtime_checkable() -> None:
+    """Retry and a third-party policy both satisfy rs.Policy."""
+    assert isinstance(retry_on_value_error(), rs.Policy)
+    assert isinstance(Recorder("x", []), rs.Policy)
+    assert not isinstance(object(), rs.Policy)
+
+
+def test_retry_inside_compose_with_another_policy(mode: Any) -> None:
+    """Retry outside another policy re-runs it on every attempt."""
+    log: list[str] = []
+    clock = FakeClock()
+    retry = rs.Retry(on=ValueError, backoff=backoff.constant(1.0), clock=clock)
+    calls = []
+
+    def body() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ValueError
+        return "done"
+
+    fn = rs.compose(retry, Recorder("inner", log))(mode.make(body))
+    assert mode.run(fn) == "done"
+    assert log == ["inner>", "<inner"] * 3
+    assert clock.sleeps == [1.0, 1.0]
