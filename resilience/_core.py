@@ -234,9 +234,7 @@ class Pipeline:
         run = self._runners.get(Shape.SYNC) or self.runner(Shape.SYNC)
         return run(fn, args, kwargs)  # type: ignore[no-any-return]
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions)."""
         run = self._runners.get(Shape.ASYNC) or self.runner(Shape.ASYNC)
         return await run(fn, args, kwargs)  # type: ignore[no-any-return]
@@ -294,9 +292,7 @@ class PolicyMixin:
         """Run ``fn(*args, **kwargs)`` once under this policy (sync functions)."""
         return self._pipeline.call(fn, *args, **kwargs)
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions)."""
         return await self._pipeline.acall(fn, *args, **kwargs)
 
@@ -338,7 +334,7 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
     descriptor behaviour. Stacked policy decorators fuse into one wrapper.
     """
     if isinstance(fn, classmethod | staticmethod):
-        return type(fn)(decorate(pipeline, fn.__func__))  # type: ignore[return-value]
+        return type(fn)(decorate(pipeline, fn.__func__))
     if not callable(fn):
         raise TypeError(f"a policy decorates callables, got {type(fn).__name__}: {fn!r}")
     pipeline, fn = _fused(pipeline, fn)
@@ -369,12 +365,12 @@ def _closure(shape: Shape, run: Runner, fn: Callable[..., Any]) -> Callable[...,
 
     elif shape is Shape.GEN:
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             return (yield from run(fn, args, kwargs))
 
     else:
 
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
             # An async generator cannot ``yield from``: delegate by hand, forwarding
             # asend/athrow and closing the inner stream when the caller stops.
             agen = run(fn, args, kwargs)

@@ -319,7 +319,9 @@ def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
         try:
             hook(event)
         except Exception:
-            logger.exception("resilience: hook %r raised on %s; ignored", hook, type(event).__name__)
+            logger.exception(
+                "resilience: hook %r raised on %s; ignored", hook, type(event).__name__
+            )
 
 
 for _cls in (

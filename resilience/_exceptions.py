@@ -1,12 +1,14 @@
 """
-The exceptions `resilience` raises, a small tree::
+The exceptions `resilience` raises, a small tree:
 
-    ResilienceError                 base of everything below
-      RejectedError                 a policy refused to run the call; nothing ran
-        CircuitOpenError            .name, .retry_after (seconds until half-open)
-      TimeoutExceededError          also a builtin TimeoutError; .timeout
-      StreamInterruptedError        .partial: the items delivered before the failure
-      RetryExhaustedError           the last outcome was a *result*; .last_result, .attempts
+```text
+ResilienceError                 base of everything below
+  RejectedError                 a policy refused to run the call; nothing ran
+    CircuitOpenError            .name, .retry_after (seconds until half-open)
+  TimeoutExceededError          also a builtin TimeoutError; .timeout
+  StreamInterruptedError        .partial: the items delivered before the failure
+  RetryExhaustedError           the last outcome was a *result*; .last_result, .attempts
+```
 
 When retries run out on an *exception*, `resilience` re-raises that exception
 unchanged with a PEP 678 note; `RetryExhaustedError` exists only for results
@@ -108,7 +110,8 @@ class RetryExhaustedError(ResilienceError):
         self.last_result = last_result
         self.attempts = attempts
         super().__init__(
-            message or f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
+            message
+            or f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
             f"the last result was {type(last_result).__name__}"
         )
 

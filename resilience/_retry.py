@@ -61,7 +61,9 @@ def _to_seconds_or_none(value: object) -> object:
     return value
 
 
-def _check_max_retry_after(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def _check_max_retry_after(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -173,15 +175,17 @@ class Retry(PolicyMixin):
         """
         Return an iterator of attempts to retry a block of code.
 
-        A ``with`` body cannot run itself again, so a block is retried with a loop::
+        A ``with`` body cannot run itself again, so a block is retried with a loop:
 
-            for attempt in retry.attempts():
-                with attempt:
-                    do_it()
+        ```python
+        for attempt in retry.attempts():
+            with attempt:
+                do_it()
 
-            async for attempt in retry.attempts():
-                with attempt:
-                    await do_it()
+        async for attempt in retry.attempts():
+            with attempt:
+                await do_it()
+        ```
 
         Each `Attempt` records the block's outcome on exit. A failure worth
         retrying is suppressed and the loop sleeps before the next attempt; any
@@ -263,9 +267,7 @@ class Retry(PolicyMixin):
         direct = inner is CALL
         slow = self._retry_async
 
-        async def run(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Any:
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
             try:
                 result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
@@ -385,6 +387,8 @@ class _RetryCall:
                 f"backoff {retry.backoff!r} returned {delay!r} for attempt {attempt}; "
                 "a delay must be a finite number >= 0"
             )
+        # The backoff's `previous` is what it returned, before any Retry-After floor.
+        self.delay = delay
         retry_after = verdict.retry_after
         if retry_after is not None:
             cap = retry.max_retry_after
@@ -396,7 +400,6 @@ class _RetryCall:
                     f"{retry_after:.3g} s, more than max_retry_after={cap:.3g} s",
                 )
             delay = max(delay, retry_after)
-        self.delay = delay
         if testing_state.enabled:
             delay = 0.0
         deadline = DEADLINE.get()

@@ -7,10 +7,13 @@ cap its own I/O: pass ``rs.deadline.remaining()`` as the socket timeout of a
 `requests` or `httpx` call, and the call cannot outlive the caller's budget.
 
 Asyncio tasks inherit the deadline of the code that created them (contexts are
-copied). Threads do not: carry it into a pool with `contextvars.copy_context`::
+copied). Threads do not: carry it into a pool with `contextvars.copy_context`:
 
-    ctx = contextvars.copy_context()
-    pool.submit(ctx.run, work, arg)
+```python
+ctx = contextvars.copy_context()
+pool.submit(ctx.run, work, arg)
+```
+
 """
 
 from __future__ import annotations

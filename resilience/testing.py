@@ -2,12 +2,15 @@
 Test helpers: a fake clock, a switch that removes waits, and event capture.
 
 ``FakeClock`` makes time virtual: sleeping advances it instantly and is
-recorded, so tests never sleep for real and never assert on wall-clock time::
+recorded, so tests never sleep for real and never assert on wall-clock time:
 
-    clock = FakeClock()
-    retry = rs.Retry(on=ValueError, clock=clock)
-    ...
-    assert clock.sleeps == [0.1, 0.2]
+```python
+clock = FakeClock()
+retry = rs.Retry(on=ValueError, clock=clock)
+...
+assert clock.sleeps == [0.1, 0.2]
+```
+
 """
 
 from __future__ import annotations
@@ -99,10 +102,12 @@ def set_testing(enabled: bool, /, *, attempts: int | None = None) -> _TestingSwi
 
     In testing mode, retries wait zero seconds, and when *attempts* is given,
     every `Retry` makes at most that many attempts. Use it as a plain call, or
-    as a context manager that restores the previous state::
+    as a context manager that restores the previous state:
 
-        with set_testing(True, attempts=1):
-            ...
+    ```python
+    with set_testing(True, attempts=1):
+        ...
+    ```
 
     Args:
         enabled: Whether testing mode is on.

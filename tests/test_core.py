@@ -32,7 +32,9 @@ class Recorder:
         log, label = self.log, self.label
         if shape is Shape.ASYNC:
 
-            async def arun(fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+            async def arun(
+                fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]
+            ) -> Any:
                 log.append(f"{label}>")
                 try:
                     return await inner(fn, args, kw)
@@ -52,7 +54,9 @@ class Recorder:
 
 
 def retry_on_value_error(attempts: int = 3) -> rs.Retry:
-    return rs.Retry(on=ValueError, attempts=attempts, backoff=backoff.constant(0.5), clock=FakeClock())
+    return rs.Retry(
+        on=ValueError, attempts=attempts, backoff=backoff.constant(0.5), clock=FakeClock()
+    )
 
 
 # --- shapes ------------------------------------------------------------------------
@@ -251,7 +255,10 @@ def test_a_users_wraps_copy_is_not_fused() -> None:
 
         return inner
 
-    f = rs.compose(Recorder("a", log))(user_deco(rs.compose(Recorder("b", log))(lambda: None)))
+    def body() -> None:
+        return None
+
+    f = rs.compose(Recorder("a", log))(user_deco(rs.compose(Recorder("b", log))(body)))
     f()
     assert log == ["a>", "user", "b>", "<b", "<a"]
 
