@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import urllib.request
-from typing import Any
+from typing import Any, ClassVar
 
 import resilience as rs
 from resilience.testing import capture_events
@@ -21,7 +21,11 @@ from resilience.testing import capture_events
 class Flaky(http.server.BaseHTTPRequestHandler):
     """Answers 503, then 429 with Retry-After: 1, then 200, round and round."""
 
-    script = [(503, {}), (429, {"Retry-After": "1"}), (200, {})]
+    script: ClassVar[list[tuple[int, dict[str, str]]]] = [
+        (503, {}),
+        (429, {"Retry-After": "1"}),
+        (200, {}),
+    ]
     counter = 0
     lock = threading.Lock()
 

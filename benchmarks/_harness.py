@@ -1,0 +1,119 @@
+"""
+A small harness over pyperf: run cases side by side in one run, print ratios.
+
+Each benchmark script builds a list of `Case` objects and calls `main(cases)`.
+pyperf re-runs the script in worker processes, calibrates the loop counts and
+checks stability; the parent prints one table: mean time per call, the ratio
+to the baseline (the first case, normally the bare call) and to a named
+reference (``--reference``, tenacity by default when present).
+
+    python benchmarks/bench_retry.py            # full run (a minute or two)
+    python benchmarks/bench_retry.py --fast     # quicker, less precise
+    python benchmarks/bench_retry.py --quick    # no pyperf: timeit, for a smoke run
+
+Ratios matter, not absolute times: they are measured in the same run, on the
+same machine, with the same loop around every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import timeit
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing to measure: a zero-argument callable (or coroutine function)."""
+
+    name: str
+    fn: Callable[[], Any]
+    is_async: bool = False
+
+
+def _sync_timer(fn: Callable[[], Any]) -> Callable[[int], float]:
+    def timer(loops: int) -> float:
+        r = range(loops)
+        t0 = time.perf_counter()
+        for _ in r:
+            fn()
+        return time.perf_counter() - t0
+
+    return timer
+
+
+def _async_timer(fn: Callable[[], Awaitable[Any]]) -> Callable[[int], float]:
+    async def body(loops: int) -> float:
+        r = range(loops)
+        t0 = time.perf_counter()
+        for _ in r:
+            await fn()
+        return time.perf_counter() - t0
+
+    def timer(loops: int) -> float:
+        return asyncio.run(body(loops))
+
+    return timer
+
+
+def timer_of(case: Case) -> Callable[[int], float]:
+    """Return ``timer(loops) -> seconds`` for *case*."""
+    return _async_timer(case.fn) if case.is_async else _sync_timer(case.fn)
+
+
+def table(results: dict[str, float], reference: str | None) -> str:
+    """Format seconds-per-call results as a table with ratios."""
+    names = list(results)
+    base = results[names[0]]
+    ref = results.get(reference) if reference else None
+    width = max(len(n) for n in names)
+    head = f"{'case':<{width}}  {'per call':>10}  {'x ' + names[0]:>12}"
+    if ref:
+        head += f"  {'x ' + str(reference):>14}"
+    lines = [head, "-" * len(head)]
+    for name in names:
+        t = results[name]
+        line = f"{name:<{width}}  {t * 1e9:>8.0f} ns  {t / base:>12.2f}"
+        if ref:
+            line += f"  {t / ref:>14.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _quick(cases: list[Case]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for case in cases:
+        timer = timer_of(case)
+        loops = 20_000 if case.is_async else 100_000
+        # interleave-free but min of repeats: good enough for a smoke run
+        best = min(timer(loops) for _ in range(5))
+        out[case.name] = best / loops
+    return out
+
+
+def main(cases: list[Case], *, title: str, reference: str | None = None) -> None:
+    """Measure *cases* side by side and print the table (in the parent process)."""
+    if "--quick" in sys.argv:
+        print(f"{title} (quick: timeit, min of 5)\n")
+        print(table(_quick(cases), reference if reference in {c.name for c in cases} else None))
+        return
+    import pyperf
+
+    runner = pyperf.Runner()
+    results: dict[str, float] = {}
+    for case in cases:
+        bench = runner.bench_time_func(case.name, timer_of(case))
+        if bench is not None:
+            results[case.name] = bench.mean()
+    if results and not runner.args.worker:
+        print(f"\n{title}\n")
+        print(table(results, reference if reference in results else None))
+
+
+def timeit_once(fn: Callable[[], Any], number: int = 1000) -> float:
+    """Seconds per call of *fn* over *number* calls (for smoke checks)."""
+    return timeit.timeit(fn, number=number) / number

@@ -1,0 +1,129 @@
+"""
+Success-path overhead of Retry against the peers, side by side in one run.
+
+Every retrying case is configured alike: 3 attempts, exponential backoff,
+retry on one exception type; the call always succeeds, so what is measured is
+the price of being ready to retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import wrapt
+
+import resilience as rs
+from benchmarks._harness import Case, main
+
+
+def work(x: int = 1) -> int:
+    return x
+
+
+async def awork(x: int = 1) -> int:
+    return x
+
+
+def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@wrapt.decorator
+def passthrough(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+def cases() -> list[Case]:
+    retry = rs.Retry(
+        on=ConnectionError, attempts=3, backoff=rs.backoff.exponential(initial=0.1, max=10.0)
+    )
+    out = [
+        Case("bare call", work),
+        Case("functools.wraps closure", closure(work)),
+        Case("wrapt FunctionWrapper", passthrough(work)),
+        Case("rs.Retry", retry(work)),
+    ]
+    try:
+        import tenacity
+
+        out.append(
+            Case(
+                "tenacity",
+                tenacity.retry(
+                    retry=tenacity.retry_if_exception_type(ConnectionError),
+                    stop=tenacity.stop_after_attempt(3),
+                    wait=tenacity.wait_exponential(multiplier=0.1, max=10),
+                )(work),
+            )
+        )
+    except ImportError:
+        pass
+    try:
+        import stamina
+
+        out.append(Case("stamina", stamina.retry(on=ConnectionError, attempts=3)(work)))
+    except ImportError:
+        pass
+    try:
+        import backoff
+
+        out.append(
+            Case(
+                "backoff",
+                backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(work),
+            )
+        )
+    except ImportError:
+        pass
+
+    out.append(Case("async bare call", awork, is_async=True))
+    out.append(Case("async rs.Retry", retry(awork), is_async=True))
+    try:
+        import tenacity
+
+        out.append(
+            Case(
+                "async tenacity",
+                tenacity.retry(
+                    retry=tenacity.retry_if_exception_type(ConnectionError),
+                    stop=tenacity.stop_after_attempt(3),
+                    wait=tenacity.wait_exponential(multiplier=0.1, max=10),
+                )(awork),
+                is_async=True,
+            )
+        )
+        import stamina
+
+        out.append(
+            Case(
+                "async stamina",
+                stamina.retry(on=ConnectionError, attempts=3)(awork),
+                is_async=True,
+            )
+        )
+        import backoff
+
+        out.append(
+            Case(
+                "async backoff",
+                backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(awork),
+                is_async=True,
+            )
+        )
+    except ImportError:
+        pass
+    return out
+
+
+if __name__ == "__main__":
+    main(cases(), title="Retry: success-path cost per call", reference="tenacity")

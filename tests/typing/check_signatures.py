@@ -1,0 +1,82 @@
+"""
+Type-checked only (never run): decorated callables keep their signatures.
+
+mypy --strict checks this file; a regression shows up as a type error here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from typing_extensions import assert_type
+
+import resilience as rs
+
+retry = rs.Retry(on=rs.transient)
+pipeline = rs.compose(retry, rs.Retry(on=ValueError))
+
+
+@retry
+def fetch(url: str, *, timeout: float = 1.0) -> bytes:
+    return url.encode()
+
+
+@pipeline
+async def afetch(url: str) -> int:
+    return len(url)
+
+
+assert_type(fetch("x"), bytes)
+assert_type(fetch("x", timeout=2.0), bytes)
+def take_coroutine(x: Coroutine[Any, Any, int]) -> None:
+    x.close()
+
+
+take_coroutine(afetch("x"))
+
+
+async def use() -> None:
+    assert_type(await afetch("x"), int)
+    assert_type(await pipeline.acall(afetch, "y"), int)
+    assert_type(await retry.acall(afetch, "y"), int)
+
+
+assert_type(retry.call(fetch, "y", timeout=3.0), bytes)
+assert_type(pipeline.call(fetch, "y"), bytes)
+
+
+class Client:
+    @retry
+    def get(self, path: str) -> str:
+        return path
+
+    @retry
+    @classmethod
+    def make(cls, name: str) -> Client:
+        return cls()
+
+    @staticmethod
+    @retry
+    def util(n: int) -> int:
+        return n
+
+
+assert_type(Client().get("/"), str)
+assert_type(Client.make("n"), Client)
+assert_type(Client.util(1), int)
+
+
+def take_awaitable(x: Awaitable[int]) -> None: ...
+
+
+aw = afetch("z")
+take_awaitable(aw)
+
+for attempt in retry.attempts():
+    with attempt:
+        assert_type(attempt.number, int)
+
+# Wrong arguments are still caught after decoration:
+fetch(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+fetch("x", retries=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
