@@ -1,0 +1,60 @@
+"""resilience.testing: the fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import resilience as rs
+from resilience.testing import FakeClock
+
+
+def test_fake_clock_is_a_clock() -> None:
+    """FakeClock satisfies the Clock protocol."""
+    assert isinstance(FakeClock(), rs.Clock)
+
+
+def test_sleep_advances_and_records() -> None:
+    """Sleeping advances virtual time at once and is recorded."""
+    clock = FakeClock(start=10.0)
+    clock.sleep(1.5)
+    asyncio.run(clock.asleep(2.0))
+    clock.advance(0.5)
+    assert clock.now() == 14.0
+    assert clock.sleeps == [1.5, 2.0]
+
+
+def test_advance_rejects_going_back() -> None:
+    """Monotonic time never goes back."""
+    with pytest.raises(ValueError, match="seconds must be >= 0, got -1"):
+        FakeClock().advance(-1)
+
+
+def test_shared_between_threads() -> None:
+    """Concurrent sleeps from many threads are all recorded and summed."""
+    clock = FakeClock()
+
+    def work() -> None:
+        for _ in range(1000):
+            clock.sleep(0.001)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(clock.sleeps) == 8000
+    assert clock.now() == pytest.approx(8.0)
+
+
+def test_system_clock() -> None:
+    """The system clock is monotonic and sleeps for zero seconds on request."""
+    from resilience._clock import SYSTEM_CLOCK
+
+    first = SYSTEM_CLOCK.now()
+    SYSTEM_CLOCK.sleep(0)
+    asyncio.run(SYSTEM_CLOCK.asleep(0))
+    assert SYSTEM_CLOCK.now() >= first
+    assert repr(SYSTEM_CLOCK) == "SYSTEM_CLOCK"
