@@ -43,6 +43,31 @@ def passthrough(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: A
     return wrapped(*args, **kwargs)
 
 
+def with_tenacity(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import tenacity
+
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+        stop=tenacity.stop_after_attempt(3),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=10),
+    )(fn)
+
+
+def with_stamina(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import stamina
+
+    return stamina.retry(on=ConnectionError, attempts=3)(fn)
+
+
+def with_backoff(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import backoff
+
+    return backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(fn)
+
+
+PEERS = {"tenacity": with_tenacity, "stamina": with_stamina, "backoff": with_backoff}
+
+
 def cases() -> list[Case]:
     retry = rs.Retry(
         on=ConnectionError, attempts=3, backoff=rs.backoff.exponential(initial=0.1, max=10.0)
@@ -53,75 +78,18 @@ def cases() -> list[Case]:
         Case("wrapt FunctionWrapper", passthrough(work)),
         Case("rs.Retry", retry(work)),
     ]
-    try:
-        import tenacity
-
-        out.append(
-            Case(
-                "tenacity",
-                tenacity.retry(
-                    retry=tenacity.retry_if_exception_type(ConnectionError),
-                    stop=tenacity.stop_after_attempt(3),
-                    wait=tenacity.wait_exponential(multiplier=0.1, max=10),
-                )(work),
-            )
-        )
-    except ImportError:
-        pass
-    try:
-        import stamina
-
-        out.append(Case("stamina", stamina.retry(on=ConnectionError, attempts=3)(work)))
-    except ImportError:
-        pass
-    try:
-        import backoff
-
-        out.append(
-            Case(
-                "backoff",
-                backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(work),
-            )
-        )
-    except ImportError:
-        pass
-
+    for peer, wrap in PEERS.items():
+        try:
+            out.append(Case(peer, wrap(work)))
+        except ImportError:
+            pass
     out.append(Case("async bare call", awork, is_async=True))
     out.append(Case("async rs.Retry", retry(awork), is_async=True))
-    try:
-        import tenacity
-
-        out.append(
-            Case(
-                "async tenacity",
-                tenacity.retry(
-                    retry=tenacity.retry_if_exception_type(ConnectionError),
-                    stop=tenacity.stop_after_attempt(3),
-                    wait=tenacity.wait_exponential(multiplier=0.1, max=10),
-                )(awork),
-                is_async=True,
-            )
-        )
-        import stamina
-
-        out.append(
-            Case(
-                "async stamina",
-                stamina.retry(on=ConnectionError, attempts=3)(awork),
-                is_async=True,
-            )
-        )
-        import backoff
-
-        out.append(
-            Case(
-                "async backoff",
-                backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(awork),
-                is_async=True,
-            )
-        )
-    except ImportError:
-        pass
+    for peer, wrap in PEERS.items():
+        try:
+            out.append(Case(f"async {peer}", wrap(awork), is_async=True))
+        except ImportError:
+            pass
     return out
 
 

@@ -63,22 +63,23 @@ class Shape(enum.Enum):
     AGEN = "async generator function"
 
 
+_DETECTORS = (
+    (inspect.isasyncgenfunction, "AGEN"),
+    (inspect.iscoroutinefunction, "ASYNC"),
+    (inspect.isgeneratorfunction, "GEN"),
+)
+
+
 def shape_of(fn: Callable[..., Any]) -> Shape:
-    """Return the shape of *fn* (looks through `functools.partial` and bound methods)."""
-    if inspect.isasyncgenfunction(fn):
-        return Shape.AGEN
-    if inspect.iscoroutinefunction(fn):
-        return Shape.ASYNC
-    if inspect.isgeneratorfunction(fn):
-        return Shape.GEN
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - callable objects
-    if call is not None and not isinstance(fn, types.FunctionType | types.MethodType):
-        if inspect.iscoroutinefunction(call):
-            return Shape.ASYNC
-        if inspect.isasyncgenfunction(call):
-            return Shape.AGEN
-        if inspect.isgeneratorfunction(call):
-            return Shape.GEN
+    """Return the shape of *fn*, looking through partials, bound methods and ``__call__``."""
+    candidates: list[object] = [fn]
+    if not isinstance(fn, types.FunctionType | types.MethodType):
+        # A callable object: what matters is the kind of its __call__.
+        candidates.append(getattr(type(fn), "__call__", None))  # noqa: B004
+    for candidate in candidates:
+        for detect, shape in _DETECTORS:
+            if detect(candidate):
+                return Shape[shape]
     return Shape.SYNC
 
 

@@ -6,10 +6,8 @@ mypy --strict checks this file; a regression shows up as a type error here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
-
-from typing_extensions import assert_type
+from collections.abc import Awaitable, Coroutine
+from typing import Any, assert_type
 
 import resilience as rs
 
