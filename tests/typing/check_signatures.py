@@ -27,6 +27,8 @@ async def afetch(url: str) -> int:
 
 assert_type(fetch("x"), bytes)
 assert_type(fetch("x", timeout=2.0), bytes)
+
+
 def take_coroutine(x: Coroutine[Any, Any, int]) -> None:
     x.close()
 
