@@ -5,7 +5,7 @@ Each benchmark script builds a list of `Case` objects and calls `main(cases)`.
 pyperf re-runs the script in worker processes, calibrates the loop counts and
 checks stability; the parent prints one table: mean time per call, the ratio
 to the baseline (the first case, normally the bare call) and to a named
-reference (``--reference``, tenacity by default when present).
+references named by the script (e.g. one wrapt layer and tenacity).
 
     python benchmarks/bench_retry.py            # full run (a minute or two)
     python benchmarks/bench_retry.py --fast     # quicker, less precise
@@ -65,21 +65,22 @@ def timer_of(case: Case) -> Callable[[int], float]:
     return _async_timer(case.fn) if case.is_async else _sync_timer(case.fn)
 
 
-def table(results: dict[str, float], reference: str | None) -> str:
-    """Format seconds-per-call results as a table with ratios."""
+def table(results: dict[str, float], references: tuple[str, ...] = ()) -> str:
+    """Format seconds per call as a table, with ratios to the first case and *references*."""
     names = list(results)
-    base = results[names[0]]
-    ref = results.get(reference) if reference else None
+    refs = [r for r in references if r in results]
     width = max(len(n) for n in names)
-    head = f"{'case':<{width}}  {'per call':>10}  {'x ' + names[0]:>12}"
-    if ref:
-        head += f"  {'x ' + str(reference):>14}"
+    cols = [names[0], *refs]
+    colw = [max(12, len(c) + 2) for c in cols]
+    head = f"{'case':<{width}}  {'per call':>10}" + "".join(
+        f"  {'x ' + c:>{w}}" for c, w in zip(cols, colw, strict=True)
+    )
     lines = [head, "-" * len(head)]
     for name in names:
         t = results[name]
-        line = f"{name:<{width}}  {t * 1e9:>8.0f} ns  {t / base:>12.2f}"
-        if ref:
-            line += f"  {t / ref:>14.3f}"
+        line = f"{name:<{width}}  {t * 1e9:>7.0f} ns" + "".join(
+            f"  {t / results[c]:>{w}.2f}" for c, w in zip(cols, colw, strict=True)
+        )
         lines.append(line)
     return "\n".join(lines)
 
@@ -95,11 +96,11 @@ def _quick(cases: list[Case]) -> dict[str, float]:
     return out
 
 
-def main(cases: list[Case], *, title: str, reference: str | None = None) -> None:
+def main(cases: list[Case], *, title: str, references: tuple[str, ...] = ()) -> None:
     """Measure *cases* side by side and print the table (in the parent process)."""
     if "--quick" in sys.argv:
         print(f"{title} (quick: timeit, min of 5)\n")
-        print(table(_quick(cases), reference if reference in {c.name for c in cases} else None))
+        print(table(_quick(cases), references))
         return
     import pyperf
 
@@ -107,11 +108,11 @@ def main(cases: list[Case], *, title: str, reference: str | None = None) -> None
     results: dict[str, float] = {}
     for case in cases:
         bench = runner.bench_time_func(case.name, timer_of(case))
-        if bench is not None:
+        if bench is not None and not runner.args.worker:
             results[case.name] = bench.mean()
     if results and not runner.args.worker:
         print(f"\n{title}\n")
-        print(table(results, reference if reference in results else None))
+        print(table(results, references))
 
 
 def timeit_once(fn: Callable[[], Any], number: int = 1000) -> float:

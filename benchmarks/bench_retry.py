@@ -94,4 +94,8 @@ def cases() -> list[Case]:
 
 
 if __name__ == "__main__":
-    main(cases(), title="Retry: success-path cost per call", reference="tenacity")
+    main(
+        cases(),
+        title="Retry: success-path cost per call",
+        references=("wrapt FunctionWrapper", "tenacity"),
+    )
