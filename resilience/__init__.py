@@ -42,6 +42,7 @@ from ._exceptions import TimeoutExceededError as TimeoutExceededError
 from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry
+from ._timeout import Timeout as Timeout
 
 __version__ = "0.1.0.dev0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "Rule",
     "Shape",
     "StreamInterruptedError",
+    "Timeout",
     "TimeoutExceededError",
     "TimeoutExpired",
     "Verdict",

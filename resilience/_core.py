@@ -19,9 +19,10 @@ import contextvars
 import enum
 import functools
 import inspect
+import operator
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
 
 import attrs
 import wrapt
@@ -125,10 +126,12 @@ class Policy(Protocol):
 
 
 @final
-@attrs.frozen
-class Deadline:
+class Deadline(tuple[float, Clock, float]):
     """
     An absolute point in a clock's time after which work should stop.
+
+    Immutable. It is a tuple ``(when, clock, timeout)`` underneath, so that a
+    Timeout can make one per call for the price of a tuple.
 
     Attributes:
         when: The instant, in the clock's monotonic seconds.
@@ -136,17 +139,39 @@ class Deadline:
         timeout: The limit, in seconds, that this deadline was computed from.
     """
 
-    when: float
-    clock: Clock = attrs.field(repr=False)
-    timeout: float
+    __slots__ = ()
+
+    def __new__(cls, when: float, clock: Clock, timeout: float) -> Deadline:
+        return tuple.__new__(cls, (when, clock, timeout))
+
+    if TYPE_CHECKING:
+
+        @property
+        def when(self) -> float: ...
+        @property
+        def clock(self) -> Clock: ...
+        @property
+        def timeout(self) -> float: ...
+
+    else:
+        # itemgetter runs in C: no Python frame per attribute read.
+        when = property(operator.itemgetter(0), doc="The instant, in the clock's seconds.")
+        clock = property(operator.itemgetter(1), doc="The clock that *when* is read on.")
+        timeout = property(operator.itemgetter(2), doc="The limit it was computed from (s).")
 
     def remaining(self) -> float:
         """Return the seconds left (negative once passed)."""
-        return self.when - self.clock.now()
+        return self[0] - self[1].now()
 
     def expired(self) -> bool:
         """Return whether the deadline has passed (at exactly *when*, it has)."""
-        return self.clock.now() >= self.when
+        return self[1].now() >= self[0]
+
+    def __repr__(self) -> str:
+        return f"Deadline(when={self[0]!r}, timeout={self[2]!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Deadline, tuple(self))
 
 
 Deadline.__module__ = "resilience.deadline"

@@ -31,7 +31,7 @@ from ._core import (
     testing_state,
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
-from ._exceptions import RetryExhaustedError
+from ._exceptions import RetryExhaustedError, StreamInterruptedError
 
 __all__ = ["Attempt", "Attempts", "Retry"]
 
@@ -311,15 +311,135 @@ class Retry(PolicyMixin):
                     continue
             return result
 
+    # --- streams ------------------------------------------------------------------
+    #
+    # A stream is restarted only while no item has reached the caller: a restart
+    # after that would replay items the caller already has. From the first item
+    # on, a failure the classifier would retry becomes a StreamInterruptedError
+    # carrying the items delivered; one it would not retry propagates unchanged.
+    # Items and return values are never classified.
+
     def _bind_gen(self, inner: Runner) -> Runner:
-        raise TypeError(
-            "Retry does not support generator functions yet"
-        )  # pragma: no cover - replaced by the streams work
+        now = self.clock.now
+        sleep = self.clock.sleep
+        classify = self.on.classify
+        direct = inner is CALL
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            call: _RetryCall | None = None
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            try:
+                while True:
+                    try:
+                        item = next(it)
+                        break
+                    except StopIteration as stop:
+                        return stop.value
+                    except Exception as exc:
+                        if call is None:
+                            call = _RetryCall(self, start, fn)
+                        delay = call.failed(exc, None)  # raises when giving up
+                        it.close()
+                        if delay > 0:
+                            sleep(delay)
+                        it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                partial = [item]
+                thrown: BaseException | None = None
+                while True:
+                    sent: Any = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # throw() from the consumer: forward it
+                        thrown = exc
+                    try:
+                        if thrown is not None:
+                            item = it.throw(thrown)
+                        elif sent is None:
+                            item = next(it)
+                        else:
+                            item = it.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+                    except Exception as exc:
+                        if exc is not thrown and classify(exc).retry:
+                            raise _interrupted(self, fn, partial, exc) from exc
+                        raise
+                    thrown = None
+                    partial.append(item)
+            finally:
+                it.close()
+
+        return run
 
     def _bind_agen(self, inner: Runner) -> Runner:
-        raise TypeError(
-            "Retry does not support async generator functions yet"
-        )  # pragma: no cover - replaced by the streams work
+        now = self.clock.now
+        asleep = self.clock.asleep
+        classify = self.on.classify
+        direct = inner is CALL
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            call: _RetryCall | None = None
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            try:
+                while True:
+                    try:
+                        item = await it.__anext__()
+                        break
+                    except StopAsyncIteration:
+                        return
+                    except Exception as exc:
+                        if call is None:
+                            call = _RetryCall(self, start, fn)
+                        delay = call.failed(exc, None)  # raises when giving up
+                        await it.aclose()
+                        if delay > 0:
+                            await asleep(delay)
+                        it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                partial = [item]
+                thrown: BaseException | None = None
+                while True:
+                    sent: Any = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the consumer: forward it
+                        thrown = exc
+                    try:
+                        if thrown is not None:
+                            item = await it.athrow(thrown)
+                        elif sent is None:
+                            item = await it.__anext__()
+                        else:
+                            item = await it.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    except Exception as exc:
+                        if exc is not thrown and classify(exc).retry:
+                            raise _interrupted(self, fn, partial, exc) from exc
+                        raise
+                    thrown = None
+                    partial.append(item)
+            finally:
+                await it.aclose()
+
+        return run
+
+
+def _interrupted(
+    retry: Retry, fn: object, partial: list[Any], error: BaseException
+) -> StreamInterruptedError:
+    n = len(partial)
+    label = f" (retry {retry.name!r})" if retry.name else ""
+    return StreamInterruptedError(
+        f"{target_name(fn)}: the stream failed with {type(error).__name__} after "
+        f"{n} item{'s' if n != 1 else ''} reached the caller, so it was not restarted{label}",
+        partial,
+    )
 
 
 @final

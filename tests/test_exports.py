@@ -30,6 +30,7 @@ PUBLIC = {
     "Rule",
     "Shape",
     "StreamInterruptedError",
+    "Timeout",
     "TimeoutExceededError",
     "TimeoutExpired",
     "Verdict",

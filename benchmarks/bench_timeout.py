@@ -1,0 +1,160 @@
+"""
+Success-path overhead of Timeout, side by side in one run.
+
+Sync: a cooperative `rs.Timeout` against the bare call, a `functools.wraps`
+closure, and the budget it is allowed (issue 3): that closure plus one
+context-variable set/reset and two clock reads.
+
+Async: `rs.Timeout` against the bare coroutine, and against what a user would
+write by hand: `asyncio.timeout` inside one closure. The goal is within 1.3x
+of that.
+
+Every async case yields to the event loop once per `YIELD_EVERY` calls, as
+real async code does all the time. Without that, the loop never runs and never
+purges the timers that `asyncio.timeout` schedules and cancels: pyperf's tens
+of thousands of calls per measurement leave as many dead timer handles on the
+heap, each holding a copy of the context, and the benchmark measures the
+garbage collector walking them rather than the code. The yield costs every
+async case the same few nanoseconds per call.
+
+    python benchmarks/bench_timeout.py            # full pyperf run
+    python benchmarks/bench_timeout.py --fast     # quicker, less precise
+    python benchmarks/bench_timeout.py --quick    # no pyperf: timeit, for a smoke run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import resilience as rs
+from benchmarks._harness import Case, main
+from resilience.deadline import Deadline
+
+LIMIT = 10.0  # seconds: never reached, only the success path is measured
+
+
+def work(x: int = 1) -> int:
+    return x
+
+
+async def awork(x: int = 1) -> int:
+    return x
+
+
+def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+_VAR: contextvars.ContextVar[float | None] = contextvars.ContextVar("bench", default=None)
+DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("bench2", default=None)
+
+
+def budget(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A closure plus what a cooperative Timeout may add: a set/reset and two clock reads."""
+    now = time.monotonic
+    push, pop = _VAR.set, _VAR.reset
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = push(now() + LIMIT)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            now()
+            pop(token)
+
+    return wrapper
+
+
+def budget_with_deadline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The budget, plus building the `Deadline` object that the context variable holds."""
+    now = time.monotonic
+    push, pop = DEADLINE.set, DEADLINE.reset
+    clock = rs.Timeout(LIMIT).clock
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = push(Deadline(now() + LIMIT, clock, LIMIT))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            now()
+            pop(token)
+
+    return wrapper
+
+
+def async_closure(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+def asyncio_timeout(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """What a user writes by hand: asyncio.timeout in one closure."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async with asyncio.timeout(LIMIT):
+            return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+YIELD_EVERY = 100
+
+
+def yielding(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """Await *fn*, and let the event loop run once every `YIELD_EVERY` calls."""
+    count = 0
+
+    async def call() -> Any:
+        nonlocal count
+        count += 1
+        if count == YIELD_EVERY:
+            count = 0
+            await asyncio.sleep(0)
+        return await fn()
+
+    return call
+
+
+def cases() -> list[Case]:
+    timeout = rs.Timeout(LIMIT)
+    return [
+        Case("bare call", work),
+        Case("functools.wraps closure", closure(work)),
+        Case("closure + ctxvar set/reset + 2 clock reads", budget(work)),
+        Case("  + Deadline() construction", budget_with_deadline(work)),
+        Case("rs.Timeout", timeout(work)),
+        Case("async bare call", yielding(awork), is_async=True),
+        Case("async closure", yielding(async_closure(awork)), is_async=True),
+        Case("async asyncio.timeout + closure", yielding(asyncio_timeout(awork)), is_async=True),
+        Case("async rs.Timeout", yielding(timeout(awork)), is_async=True),
+    ]
+
+
+if __name__ == "__main__":
+    main(
+        cases(),
+        title="Timeout: success-path cost per call",
+        references=(
+            "closure + ctxvar set/reset + 2 clock reads",
+            "async asyncio.timeout + closure",
+        ),
+    )

@@ -1,0 +1,557 @@
+"""
+Timeout: an absolute deadline for a call, a block or a stream.
+
+Entering a Timeout (a decorated call, a ``with`` or ``async with`` block, an
+attempt under Retry, a stream) computes a deadline on the policy's clock and
+pushes the *earlier* of it and the enclosing deadline on `DEADLINE`, so that
+`resilience.deadline.remaining()`, Retry and the HTTP integrations all see the
+tightest budget. Leaving restores the enclosing deadline.
+
+Sync code cannot be interrupted safely, so a sync Timeout is cooperative: it
+refuses to *start* a call once the deadline has passed, and propagates the
+deadline for the call to cap its own I/O with; a call that returns late
+returns its value. Async code is cancelled at the deadline with
+`asyncio.timeout_at`, whose cancel counting tells our expiry from an outer
+``task.cancel()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import math
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, final
+
+import attrs
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._core import CALL, DEADLINE, Deadline, PolicyMixin, Runner, Shape, pipeline_field, target_name
+from ._events import Hook, TimeoutExpired, emit
+from ._exceptions import TimeoutExceededError
+
+__all__ = ["Timeout"]
+
+
+# --- validation ----------------------------------------------------------------
+
+
+def _seconds(name: str, value: object) -> float:
+    given = value
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{name} must be seconds (a number or a datetime.timedelta), "
+            f"got {type(given).__name__}: {given!r}"
+        )
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {given!r}")
+    return seconds
+
+
+def _to_seconds(value: float | datetime.timedelta) -> float:
+    return _seconds("seconds", value)
+
+
+def _to_idle(value: float | datetime.timedelta | None) -> float | None:
+    return None if value is None else _seconds("idle", value)
+
+
+def _to_hooks(value: Iterable[Hook]) -> tuple[Hook, ...]:
+    try:
+        hooks = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"hooks must be an iterable of callables taking an event, got {value!r}"
+        ) from None
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+    return hooks
+
+
+def _check_idle(instance: Timeout, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value > instance.seconds:
+        raise ValueError(
+            f"idle must be <= seconds (the total limit), got idle={value!r} > "
+            f"seconds={instance.seconds!r}"
+        )
+
+
+def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"name must be a str or None, got {type(value).__name__}: {value!r}")
+
+
+def _check_clock(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
+        raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
+
+
+# --- block scopes ----------------------------------------------------------------
+
+
+@final
+class _Scope:
+    """What a ``with`` block must undo on exit; kept on a context variable, never shared."""
+
+    __slots__ = ("cm", "deadline", "owner", "parent", "token")
+
+    def __init__(
+        self,
+        owner: Timeout,
+        deadline: Deadline,
+        token: contextvars.Token[Deadline | None] | None,
+        cm: asyncio.Timeout | None,
+        parent: _Scope | None,
+    ) -> None:
+        self.owner = owner
+        self.deadline = deadline
+        self.token = token
+        self.cm = cm
+        self.parent = parent
+
+
+# A Timeout is frozen and shared between threads and tasks, so what one block
+# must restore lives in the context that entered it: a linked stack, one per
+# context, immutable so that tasks inheriting the context cannot disturb it.
+_SCOPES: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
+    "resilience_timeout_scopes", default=None
+)
+
+
+def _cancellation(error: TimeoutError) -> BaseException:
+    """The CancelledError that `asyncio.timeout` turned into *error*, else *error* itself."""
+    cause = error.__cause__
+    return cause if isinstance(cause, asyncio.CancelledError) else error
+
+
+def _fired(cm: asyncio.Timeout, error: TimeoutError) -> bool:
+    """Whether *error* is *cm*'s own expiry, not a TimeoutError raised by the code inside."""
+    return cm.expired() and type(error) is TimeoutError
+
+
+# --- the policy -------------------------------------------------------------------
+
+
+@final
+@attrs.frozen(repr=False)
+class Timeout(PolicyMixin):
+    """
+    Give a call, a block or a stream a deadline.
+
+    Entering the Timeout computes an absolute deadline, ``clock.now() +
+    seconds``, and makes the earlier of it and the enclosing deadline the one
+    in force (see `resilience.deadline`) until it is left: nested Timeouts take
+    the earliest, Retry never sleeps past it, and code can cap its own I/O with
+    `resilience.deadline.remaining()`.
+
+    - **Coroutine functions and** ``async with``: the work is cancelled at the
+      deadline (with `asyncio.timeout_at`) and the caller gets
+      `TimeoutExceededError`, chained to the cancellation. An outer
+      ``task.cancel()`` still propagates as `asyncio.CancelledError`, even when
+      it arrives as the deadline passes.
+    - **Functions and** ``with``: cooperative. Sync code cannot be interrupted
+      safely, so the Timeout raises `TimeoutExceededError` only when the
+      deadline has already passed as a call (or an attempt under Retry) is
+      about to start. A call that returns after its deadline returns its value:
+      the work is done, and throwing it away could waste a paid call. The
+      ``with`` block's body is never interrupted either.
+    - **Generator and async generator functions**: *seconds* bounds the whole
+      stream, from the first request for an item, and *idle* bounds every wait
+      for the next item. Async streams are cancelled at the earlier of the two;
+      sync streams are checked between items, and an item that arrives late is
+      delivered before the stream raises (at the next request).
+
+    The deadline is read on *clock*. Async cancellation is scheduled on the
+    event loop's own clock, for the time left on *clock* when the Timeout is
+    entered: with a `resilience.testing.FakeClock`, `remaining()` and Retry
+    follow virtual time while the cancellation still happens after that many
+    real seconds (advancing the fake clock cancels nothing).
+
+    A `Timeout` is configuration: immutable, hashable and safe to share
+    between threads and tasks, and to enter from several of them at once.
+    Use it as a decorator, through `call` / `acall`, in `resilience.compose`,
+    or around a block with ``with`` / ``async with`` (which return the
+    `resilience.deadline.Deadline` in force).
+
+    Args:
+        seconds: The limit, in seconds (a positive finite number or a
+            `datetime.timedelta`). Required: there is no "no limit" value.
+        idle: For (async) generator functions only: seconds allowed for each
+            item to arrive, at most *seconds*. Default: `None` (no idle limit).
+        name: A label for events and error messages. Default: `None`.
+        hooks: Callables receiving this policy's events (`TimeoutExpired`),
+            before the global hooks. Default: none.
+        clock: Where time comes from. Default: the system clock.
+
+    Raises:
+        TypeError: On an argument of the wrong type (``Timeout("10")``,
+            ``Timeout(True)``); when decorating a function or coroutine
+            function, or entering a block, with *idle* set.
+        ValueError: On an out-of-range value: *seconds* or *idle* zero,
+            negative, NaN or infinite, or *idle* larger than *seconds*.
+
+    .. versionadded:: 0.1.0
+    """
+
+    seconds: float = attrs.field(converter=_to_seconds)
+    idle: float | None = attrs.field(
+        default=None, kw_only=True, converter=_to_idle, validator=_check_idle
+    )
+    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), kw_only=True, converter=_to_hooks)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, kw_only=True, validator=_check_clock)
+    _pipeline: Any = pipeline_field()
+
+    def __repr__(self) -> str:
+        parts = [f"{self.seconds!r}"]
+        if self.idle is not None:
+            parts.append(f"idle={self.idle!r}")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
+        return f"Timeout({', '.join(parts)})"
+
+    # --- failures (never on the success path) ------------------------------------
+
+    def _error(
+        self,
+        deadline: Deadline,
+        fn: object,
+        *,
+        idle: bool = False,
+        before: bool = False,
+    ) -> TimeoutExceededError:
+        limit = deadline.timeout
+        target = None if fn is None else target_name(fn)
+        emit(self.hooks, TimeoutExpired, name=self.name, target=target, timeout=limit, idle=idle)
+        what = target or "block"
+        if self.name is not None:
+            what = f"{what} (timeout {self.name!r})"
+        if before:
+            text = f"{what} not started: its deadline of {limit:.6g} s had already passed"
+        elif idle:
+            text = f"{what}: no item arrived within the idle timeout of {limit:.6g} s"
+        else:
+            text = f"{what} timed out after {limit:.6g} s"
+        return TimeoutExceededError(limit, text)
+
+    # --- entering a deadline ------------------------------------------------------
+
+    def _push(
+        self, fn: object
+    ) -> tuple[Deadline, float, contextvars.Token[Deadline | None] | None]:
+        """Make the earlier deadline current: (deadline in force, seconds left, token or None)."""
+        seconds = self.seconds
+        outer = DEADLINE.get()
+        if outer is not None:
+            left = outer.remaining()
+            if left <= seconds:
+                # The enclosing deadline comes first: it stays in force.
+                if left <= 0:
+                    raise self._error(outer, fn, before=True)
+                return outer, left, None
+        deadline = Deadline(self.clock.now() + seconds, self.clock, seconds)
+        return deadline, seconds, DEADLINE.set(deadline)
+
+    def _check_block(self, how: str) -> None:
+        if self.idle is not None:
+            raise TypeError(
+                f"idle applies to generator and async generator functions; a `{how}` "
+                f"block has no items to wait for, got idle={self.idle!r}"
+            )
+
+    # --- blocks -------------------------------------------------------------------
+
+    def __enter__(self) -> Deadline:
+        """
+        Enter a cooperative deadline scope; return the deadline in force.
+
+        Raises:
+            TimeoutExceededError: If the enclosing deadline has already passed.
+            TypeError: If *idle* is set.
+        """
+        self._check_block("with")
+        deadline, _, token = self._push(None)
+        _SCOPES.set(_Scope(self, deadline, token, None, _SCOPES.get()))
+        return deadline
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Restore the enclosing deadline; the block's outcome passes through."""
+        scope = self._pop()
+        if scope.token is not None:
+            DEADLINE.reset(scope.token)
+
+    async def __aenter__(self) -> Deadline:
+        """
+        Enter a deadline scope whose body is cancelled at the deadline; return the deadline.
+
+        Raises:
+            TimeoutExceededError: If the enclosing deadline has already passed.
+            TypeError: If *idle* is set.
+            RuntimeError: Outside an asyncio task.
+        """
+        self._check_block("async with")
+        deadline, left, token = self._push(None)
+        cm = asyncio.timeout_at(asyncio.get_running_loop().time() + left)
+        try:
+            await cm.__aenter__()
+        except BaseException:
+            if token is not None:
+                DEADLINE.reset(token)
+            raise
+        _SCOPES.set(_Scope(self, deadline, token, cm, _SCOPES.get()))
+        return deadline
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """
+        Restore the enclosing deadline; turn our own expiry into `TimeoutExceededError`.
+
+        Raises:
+            TimeoutExceededError: If the deadline cancelled the body.
+        """
+        scope = self._pop()
+        cm = scope.cm
+        try:
+            if cm is None:
+                raise RuntimeError("a Timeout entered with `with` was left with `async with`")
+            await cm.__aexit__(exc_type, exc, tb)
+        except TimeoutError as error:
+            if cm is not None and _fired(cm, error):
+                raise self._error(scope.deadline, None) from _cancellation(error)
+            raise
+        finally:
+            if scope.token is not None:
+                DEADLINE.reset(scope.token)
+
+    def _pop(self) -> _Scope:
+        scope = _SCOPES.get()
+        if scope is None or scope.owner is not self:
+            raise RuntimeError(
+                "Timeout left without being entered in this context: "
+                "`with` blocks must nest, and be left in the thread or task that entered them"
+            )
+        _SCOPES.set(scope.parent)
+        return scope
+
+    # --- binding (the policy protocol) ----------------------------------------------
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """
+        Return a runner that applies this deadline around *inner* (see `resilience.Policy`).
+
+        Raises:
+            TypeError: If *idle* is set and *shape* is not a (async) generator function.
+        """
+        if shape is Shape.GEN:
+            return self._bind_gen(inner)
+        if shape is Shape.AGEN:
+            return self._bind_agen(inner)
+        if self.idle is not None:
+            raise TypeError(
+                "idle limits the wait for each item of a stream: it needs a generator or "
+                f"async generator function, got a {shape.value} with idle={self.idle!r}"
+            )
+        if shape is Shape.SYNC:
+            return self._bind_sync(inner)
+        return self._bind_async(inner)
+
+    def _bind_sync(self, inner: Runner) -> Runner:
+        seconds = self.seconds
+        clock = self.clock
+        now = clock.now
+        get, push, pop = DEADLINE.get, DEADLINE.set, DEADLINE.reset
+        new = tuple.__new__  # a Deadline for the price of a tuple
+        direct = inner is CALL
+        error = self._error
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            outer = get()
+            if outer is not None:
+                left = outer.remaining()
+                if left <= seconds:
+                    # The enclosing deadline comes first: it stays in force.
+                    if left <= 0:
+                        raise error(outer, fn, before=True)
+                    return fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            token = push(new(Deadline, (now() + seconds, clock, seconds)))
+            try:
+                return fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            finally:
+                pop(token)
+
+        return run
+
+    def _bind_async(self, inner: Runner) -> Runner:
+        seconds = self.seconds
+        clock = self.clock
+        now = clock.now
+        get, push, pop = DEADLINE.get, DEADLINE.set, DEADLINE.reset
+        new = tuple.__new__  # a Deadline for the price of a tuple
+        direct = inner is CALL
+        error = self._error
+        timeout_at = asyncio.timeout_at
+        running_loop = asyncio.get_running_loop
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            outer = get()
+            if outer is not None and (left := outer.remaining()) <= seconds:
+                # The enclosing deadline comes first: it stays in force, and this
+                # call is cancelled when it passes (the enclosing deadline may be
+                # a sync scope, which cancels nothing).
+                if left <= 0:
+                    raise error(outer, fn, before=True)
+                deadline, token = outer, None
+            else:
+                deadline = new(Deadline, (now() + seconds, clock, seconds))
+                left, token = seconds, push(deadline)
+            try:
+                cm = timeout_at(running_loop().time() + left)
+                try:
+                    async with cm:
+                        return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+                except TimeoutError as exc:
+                    if _fired(cm, exc):
+                        raise error(deadline, fn) from _cancellation(exc)
+                    raise
+            finally:
+                if token is not None:
+                    pop(token)
+
+        return run
+
+    # --- streams ----------------------------------------------------------------------
+
+    def _wait(self, total: Deadline) -> tuple[Deadline, float, bool]:
+        """The deadline for the next item: (deadline, seconds left, whether it is the idle one)."""
+        clock = self.clock
+        t = clock.now()
+        deadline, left, idle = total, total.when - t, False
+        if self.idle is not None and self.idle < left:
+            deadline, left, idle = Deadline(t + self.idle, clock, self.idle), self.idle, True
+        outer = DEADLINE.get()
+        if outer is not None:
+            outer_left = outer.when - t if outer.clock is clock else outer.remaining()
+            if outer_left < left:
+                deadline, left, idle = outer, outer_left, False
+        return deadline, left, idle
+
+    def _bind_gen(self, inner: Runner) -> Runner:
+        seconds = self.seconds
+        clock = self.clock
+        now = clock.now
+        push, pop = DEADLINE.set, DEADLINE.reset
+        direct = inner is CALL
+        wait = self._wait
+        error = self._error
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            total = Deadline(now() + seconds, clock, seconds)
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    deadline, left, idle = wait(total)
+                    if left <= 0:
+                        raise error(deadline, fn, idle=idle)
+                    token = push(deadline)
+                    try:
+                        if thrown is not None:
+                            item = it.throw(thrown)
+                        elif sent is None:
+                            item = next(it)
+                        else:
+                            item = it.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+                    finally:
+                        pop(token)
+                    # Never thrown away: a late item is delivered, and the
+                    # stream ends at the next request.
+                    late = deadline.expired()
+                    sent = thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # throw() from the consumer: forward it
+                        thrown = exc
+                    if late and thrown is None:
+                        raise error(deadline, fn, idle=idle)
+            finally:
+                it.close()
+
+        return run
+
+    def _bind_agen(self, inner: Runner) -> Runner:
+        seconds = self.seconds
+        clock = self.clock
+        now = clock.now
+        push, pop = DEADLINE.set, DEADLINE.reset
+        direct = inner is CALL
+        wait = self._wait
+        error = self._error
+        timeout_at = asyncio.timeout_at
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            total = Deadline(now() + seconds, clock, seconds)
+            loop = asyncio.get_running_loop()
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    deadline, left, idle = wait(total)
+                    if left <= 0:
+                        raise error(deadline, fn, idle=idle)
+                    token = push(deadline)
+                    cm = timeout_at(loop.time() + left)
+                    try:
+                        # The scope covers the pending __anext__ only, never a yield.
+                        async with cm:
+                            if thrown is not None:
+                                item = await it.athrow(thrown)
+                            elif sent is None:
+                                item = await it.__anext__()
+                            else:
+                                item = await it.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError as exc:
+                        if _fired(cm, exc):
+                            raise error(deadline, fn, idle=idle) from _cancellation(exc)
+                        raise
+                    finally:
+                        pop(token)
+                    sent = thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the consumer: forward it
+                        thrown = exc
+            finally:
+                await it.aclose()
+
+        return run
+
+
+Timeout.__module__ = "resilience"
