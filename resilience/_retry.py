@@ -221,12 +221,18 @@ class Retry(PolicyMixin):
             try:
                 result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             except Exception as exc:
-                return slow(inner, fn, args, kwargs, start, exc, None)
-            if results:
+                failure: object = exc
+            else:
+                if not results:
+                    return result
                 verdict = classify(result)
-                if verdict.retry:
-                    return slow(inner, fn, args, kwargs, start, result, verdict)
-            return result
+                if not verdict.retry:
+                    return result
+                return slow(inner, fn, args, kwargs, start, result, verdict)
+            # Retried outside the `except` block, so that later attempts' exceptions
+            # do not carry the first one as their __context__: they did not happen
+            # while handling it.
+            return slow(inner, fn, args, kwargs, start, failure, None)
 
         return run
 
@@ -272,12 +278,15 @@ class Retry(PolicyMixin):
             try:
                 result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
             except Exception as exc:
-                return await slow(inner, fn, args, kwargs, start, exc, None)
-            if results:
+                failure: object = exc
+            else:
+                if not results:
+                    return result
                 verdict = classify(result)
-                if verdict.retry:
-                    return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return result
+                if not verdict.retry:
+                    return result
+                return await slow(inner, fn, args, kwargs, start, result, verdict)
+            return await slow(inner, fn, args, kwargs, start, failure, None)
 
         return run
 

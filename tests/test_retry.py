@@ -81,6 +81,16 @@ def test_gives_up_with_the_last_exception_unchanged_and_noted(mode: Runner) -> N
     assert flaky.calls == 3
 
 
+def test_later_failures_do_not_chain_the_first_as_context(mode: Runner) -> None:
+    """Attempts after the first run outside its except block: no false __context__."""
+    clock = FakeClock()
+    last = ValueError("second")
+    with pytest.raises(ValueError, match="second") as info:
+        mode.run(make_retry(clock, attempts=2)(mode.make(Flaky(ValueError("first"), last))))
+    assert info.value is last
+    assert last.__context__ is None
+
+
 def test_unmatched_exception_propagates_at_once_without_note(mode: Runner) -> None:
     """An exception the classifier does not match is raised on the first attempt, untouched."""
     clock = FakeClock()
