@@ -32,6 +32,7 @@ from ._core import (
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError
+from ._validate import check_clock, check_name, to_hooks
 
 __all__ = ["Attempt", "Attempts", "Retry"]
 
@@ -73,22 +74,6 @@ def _check_max_retry_after(
         )
     if math.isnan(value) or value < 0:
         raise ValueError(f"max_retry_after must be >= 0 seconds or None, got {value!r}")
-
-
-def _check_hooks(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
-    for hook in value:
-        if not callable(hook):
-            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
-
-
-def _check_clock(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
-        raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
-
-
-def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"name must be a str or None, got {type(value).__name__}: {value!r}")
 
 
 def _plural(n: int) -> str:
@@ -145,11 +130,9 @@ class Retry(PolicyMixin):
     max_retry_after: float | None = attrs.field(
         default=60.0, converter=_to_seconds_or_none, validator=_check_max_retry_after
     )
-    name: str | None = attrs.field(default=None, validator=_check_name)
-    hooks: tuple[Hook, ...] = attrs.field(
-        default=(), converter=tuple, validator=_check_hooks, repr=False
-    )
-    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=_check_clock, repr=False)
+    name: str | None = attrs.field(default=None, validator=check_name)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
     rng: random.Random = attrs.field(default=_RNG, repr=False, eq=False, hash=False)
     _pipeline: Any = pipeline_field()
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, final
 
@@ -31,6 +30,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._core import CALL, DEADLINE, Deadline, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
+from ._validate import check_clock, check_name, positive_seconds, to_hooks
 
 __all__ = ["Timeout"]
 
@@ -38,43 +38,12 @@ __all__ = ["Timeout"]
 # --- validation ----------------------------------------------------------------
 
 
-def _seconds(name: str, value: object) -> float:
-    given = value
-    if isinstance(value, datetime.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"{name} must be seconds (a number or a datetime.timedelta), "
-            f"got {type(given).__name__}: {given!r}"
-        )
-    try:
-        seconds = float(value)
-    except OverflowError:
-        seconds = math.inf
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {given!r}")
-    return seconds
-
-
 def _to_seconds(value: float | datetime.timedelta) -> float:
-    return _seconds("seconds", value)
+    return positive_seconds("seconds", value)
 
 
 def _to_idle(value: float | datetime.timedelta | None) -> float | None:
-    return None if value is None else _seconds("idle", value)
-
-
-def _to_hooks(value: Iterable[Hook]) -> tuple[Hook, ...]:
-    try:
-        hooks = tuple(value)
-    except TypeError:
-        raise TypeError(
-            f"hooks must be an iterable of callables taking an event, got {value!r}"
-        ) from None
-    for hook in hooks:
-        if not callable(hook):
-            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
-    return hooks
+    return None if value is None else positive_seconds("idle", value)
 
 
 def _check_idle(instance: Timeout, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -83,16 +52,6 @@ def _check_idle(instance: Timeout, attribute: attrs.Attribute[Any], value: float
             f"idle must be <= seconds (the total limit), got idle={value!r} > "
             f"seconds={instance.seconds!r}"
         )
-
-
-def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"name must be a str or None, got {type(value).__name__}: {value!r}")
-
-
-def _check_clock(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
-        raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
 
 
 # --- block scopes ----------------------------------------------------------------
@@ -206,9 +165,9 @@ class Timeout(PolicyMixin):
     idle: float | None = attrs.field(
         default=None, kw_only=True, converter=_to_idle, validator=_check_idle
     )
-    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
-    hooks: tuple[Hook, ...] = attrs.field(default=(), kw_only=True, converter=_to_hooks)
-    clock: Clock = attrs.field(default=SYSTEM_CLOCK, kw_only=True, validator=_check_clock)
+    name: str | None = attrs.field(default=None, kw_only=True, validator=check_name)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), kw_only=True, converter=to_hooks)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, kw_only=True, validator=check_clock)
     _pipeline: Any = pipeline_field()
 
     def __repr__(self) -> str:
