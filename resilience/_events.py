@@ -172,7 +172,9 @@ class CallRejected(Event):
     A policy refused to run a call (nothing ran).
 
     Attributes:
-        reason: Why, e.g. ``"circuit_open"``.
+        reason: Why. A circuit breaker says ``"circuit_open"`` (open),
+            ``"circuit_half_open"`` (half-open with every probe place taken)
+            or ``"circuit_isolated"`` (held open by ``isolate()``).
         retry_after: Seconds until the policy may admit calls again, if known.
     """
 

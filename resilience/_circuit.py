@@ -1,0 +1,843 @@
+"""
+The circuit of a `CircuitBreaker`: its states, trip conditions, and the store that holds them.
+
+This module is the breaker's sans-IO engine. A store (`CircuitStore`) holds one
+circuit's state and makes every decision about it atomically: may this call
+run (`acquire`), what does its outcome change (`on_success`, `on_failure`,
+`on_ignored`), and the manual transitions (`force`, `reset`). The breaker in
+``_breaker.py`` is a thin driver around it: it runs the call, classifies the
+outcome, raises `CircuitOpenError` and emits events, outside any lock.
+
+`InMemoryCircuitStore` is the default store, one per breaker, guarded by one
+lock that is held for decisions only. A shared store (Redis, for fleets)
+implements the same protocol with server-side atomic operations.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import math
+import numbers
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+
+__all__ = [
+    "CircuitPermit",
+    "CircuitRejection",
+    "CircuitState",
+    "CircuitStore",
+    "CircuitTransition",
+    "FailureRate",
+    "InMemoryCircuitStore",
+    "SlowCallRate",
+    "TripCondition",
+]
+
+
+class CircuitState(enum.Enum):
+    """
+    The state of a circuit breaker.
+
+    Attributes:
+        CLOSED: Calls run; outcomes are counted against the trip conditions.
+        OPEN: Calls are rejected with `CircuitOpenError` until the open period
+            ends; then the circuit is half-open.
+        HALF_OPEN: A limited number of probe calls run; enough successes close
+            the circuit, one failure opens it again.
+        ISOLATED: Held open by `CircuitBreaker.isolate` until `close` or `reset`.
+    """
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    ISOLATED = "isolated"
+
+
+CLOSED: Final = CircuitState.CLOSED
+OPEN: Final = CircuitState.OPEN
+HALF_OPEN: Final = CircuitState.HALF_OPEN
+ISOLATED: Final = CircuitState.ISOLATED
+
+
+# --- validation (construction time only) -------------------------------------------
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise unless *value* is an int (not a bool) >= *minimum*, naming *name*."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be an int >= {minimum}, got {type(value).__name__}: {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def to_seconds(value: object) -> object:
+    """Convert a `timedelta` or a real number to float seconds; leave anything else as is."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if _is_real(value):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            return value
+    return value
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> None:
+    """Raise unless *value* is finite float seconds >= 0 (> 0 when *positive*), naming *name*."""
+    if not isinstance(value, float):
+        raise TypeError(
+            f"{name} must be a number of seconds or a timedelta, "
+            f"got {type(value).__name__}: {value!r}"
+        )
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+
+
+def _check_rate(value: object) -> None:
+    if not _is_real(value):
+        raise TypeError(f"rate must be a number in (0, 1], got {type(value).__name__}: {value!r}")
+    if not 0 < value <= 1:  # type: ignore[operator]  # NaN fails too
+        raise ValueError(f"rate must be in (0, 1], got {value!r}")
+
+
+def _window_fields(cls: str, rate: object, calls: object, seconds: object, minimum: object) -> None:
+    _check_rate(rate)
+    if (calls is None) == (seconds is None):
+        raise TypeError(
+            f"{cls} needs exactly one window: calls= (the last N calls) or seconds= "
+            f"(the last N seconds), got calls={calls!r}, seconds={seconds!r}"
+        )
+    if calls is not None:
+        check_count("calls", calls)
+    else:
+        check_seconds("seconds", seconds, positive=True)
+    check_count("minimum_calls", minimum)
+    if calls is not None and minimum > calls:  # type: ignore[operator]
+        raise ValueError(
+            f"minimum_calls must be <= calls ({calls!r}): a window of {calls!r} calls "
+            f"never holds {minimum!r}, got minimum_calls={minimum!r}"
+        )
+
+
+def _default_minimum(self: FailureRate | SlowCallRate) -> int:
+    calls = self.calls
+    if isinstance(calls, int) and not isinstance(calls, bool) and 1 <= calls < 10:
+        return calls
+    return 10
+
+
+# --- trip conditions ------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class FailureRate:
+    """
+    Trip when at least *rate* of the recent calls failed.
+
+    The recent calls are a sliding window, either the last *calls* calls or
+    the calls of the last *seconds* seconds; the condition is judged only once
+    the window holds *minimum_calls* calls. A failure is an outcome whose
+    verdict has ``trip``; outcomes the classifier does not trip on are not
+    calls at all here (they are neither failures nor successes).
+
+    A time window is kept in 10 buckets of ``seconds / 10`` each, so a call
+    leaves it between 0.9 x *seconds* and *seconds* after it ended.
+
+    Args:
+        rate: The failure ratio that trips, in (0, 1]: ``0.5`` trips when half
+            the calls in the window failed. Required.
+        calls: Window size, in calls (count-based window).
+        seconds: Window length, in seconds or a `datetime.timedelta` (time-based
+            window). Exactly one of *calls* and *seconds* is required.
+        minimum_calls: Calls the window must hold before the rate counts.
+            Default: 10, or *calls* when smaller.
+
+    Raises:
+        TypeError: If a parameter has the wrong type (``bool`` is not a
+            number), or not exactly one of *calls* and *seconds* is given.
+        ValueError: If *rate* is outside (0, 1], *calls* or *minimum_calls* is
+            below 1, *seconds* is not > 0, or *minimum_calls* > *calls*.
+
+    .. versionadded:: 0.1.0
+    """
+
+    rate: float
+    calls: int | None = attrs.field(default=None, kw_only=True)
+    seconds: float | None = attrs.field(default=None, kw_only=True, converter=to_seconds)
+    minimum_calls: int = attrs.field(
+        default=attrs.Factory(_default_minimum, takes_self=True), kw_only=True
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _window_fields("FailureRate", self.rate, self.calls, self.seconds, self.minimum_calls)
+        object.__setattr__(self, "rate", float(self.rate))
+
+
+@final
+@attrs.frozen
+class SlowCallRate:
+    """
+    Trip when at least *rate* of the recent calls were slower than *slower_than*.
+
+    Every counted call (a success or a failure; not an outcome the classifier
+    ignores) is timed; a call that took more than *slower_than* seconds is
+    slow. The window works as in `FailureRate`. For (async) generator
+    functions the time measured is the time to the first item (or to the end
+    of an empty stream): the consumer's pace is not the upstream's latency.
+    Timing costs two clock reads per call, and only breakers with a
+    `SlowCallRate` pay them.
+
+    Args:
+        rate: The slow-call ratio that trips, in (0, 1]. Required.
+        slower_than: Seconds (or a `datetime.timedelta`); a call that took
+            longer is slow. Required.
+        calls: Window size, in calls (count-based window).
+        seconds: Window length, in seconds or a `datetime.timedelta` (time-based
+            window). Exactly one of *calls* and *seconds* is required.
+        minimum_calls: Calls the window must hold before the rate counts.
+            Default: 10, or *calls* when smaller.
+
+    Raises:
+        TypeError: If a parameter has the wrong type, or not exactly one of
+            *calls* and *seconds* is given.
+        ValueError: If *rate* is outside (0, 1], *slower_than* is negative,
+            *calls* or *minimum_calls* is below 1, *seconds* is not > 0, or
+            *minimum_calls* > *calls*.
+
+    .. versionadded:: 0.1.0
+    """
+
+    rate: float
+    slower_than: float = attrs.field(kw_only=True, converter=to_seconds)
+    calls: int | None = attrs.field(default=None, kw_only=True)
+    seconds: float | None = attrs.field(default=None, kw_only=True, converter=to_seconds)
+    minimum_calls: int = attrs.field(
+        default=attrs.Factory(_default_minimum, takes_self=True), kw_only=True
+    )
+
+    def __attrs_post_init__(self) -> None:
+        _window_fields("SlowCallRate", self.rate, self.calls, self.seconds, self.minimum_calls)
+        check_seconds("slower_than", self.slower_than)
+        object.__setattr__(self, "rate", float(self.rate))
+
+
+TripCondition = FailureRate | SlowCallRate
+"""A windowed trip condition, passed to `CircuitBreaker` as ``trip=``."""
+
+
+def to_conditions(
+    value: FailureRate | SlowCallRate | Iterable[FailureRate | SlowCallRate],
+) -> tuple[FailureRate | SlowCallRate, ...]:
+    """Convert ``trip=`` (one condition or an iterable of them) to a tuple, checking each."""
+    given: object = value  # checked at runtime, whatever the annotation says
+    if isinstance(given, FailureRate | SlowCallRate):
+        return (given,)
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise TypeError(
+            "trip must be a FailureRate, a SlowCallRate, or an iterable of them, "
+            f"got {type(given).__name__}: {given!r}"
+        )
+    conditions: tuple[object, ...] = tuple(given)
+    for position, item in enumerate(conditions):
+        if not isinstance(item, FailureRate | SlowCallRate):
+            raise TypeError(
+                "trip must hold only FailureRate and SlowCallRate conditions, got "
+                f"{type(item).__name__} at position {position}: {item!r}"
+            )
+    return conditions  # type: ignore[return-value]  # every item was checked
+
+
+# --- the store protocol ----------------------------------------------------------------
+
+
+class CircuitTransition(NamedTuple):
+    """
+    A state change that a store made, for the breaker to announce as an event.
+
+    Attributes:
+        state: The state entered.
+        reason: Why: for `OPEN`, ``"failures"``, ``"failure_rate"``,
+            ``"slow_calls"``, ``"half_open_failure"`` or ``"manual"``; for
+            `ISOLATED`, ``"isolated"``; for `HALF_OPEN`, ``"reset_timeout"``;
+            for `CLOSED`, ``"probes_succeeded"``, ``"manual"`` or ``"reset"``.
+        retry_after: For `OPEN`, the seconds the circuit stays open; otherwise `None`.
+    """
+
+    state: CircuitState
+    reason: str
+    retry_after: float | None = None
+
+
+NO_TRANSITIONS: Final[tuple[CircuitTransition, ...]] = ()
+
+
+@final
+class CircuitPermit:
+    """
+    A store's permission for one call to run; handed back with the call's outcome.
+
+    Attributes:
+        token: The store's own data about the permit (the in-memory store keeps
+            the half-open period a probe belongs to); the breaker never reads it.
+        transitions: State changes that admitting the call made (an open
+            circuit becoming half-open), for the breaker to announce.
+    """
+
+    __slots__ = ("token", "transitions")
+
+    def __init__(
+        self, token: object = None, transitions: tuple[CircuitTransition, ...] = NO_TRANSITIONS
+    ) -> None:
+        self.token = token
+        self.transitions = transitions
+
+    def __repr__(self) -> str:
+        return f"<CircuitPermit token={self.token!r}>"
+
+
+@final
+class CircuitRejection:
+    """
+    A store's refusal to let a call run.
+
+    Attributes:
+        state: The state that refused it: `OPEN`, `ISOLATED`, or `HALF_OPEN`
+            with every probe place taken.
+        retry_after: Seconds until the circuit admits a probe, or `None` when
+            unknown (isolated, or half-open waiting on its probes).
+    """
+
+    __slots__ = ("retry_after", "state")
+
+    def __init__(self, state: CircuitState, retry_after: float | None) -> None:
+        self.state = state
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"<CircuitRejection state={self.state.name} retry_after={self.retry_after!r}>"
+
+
+@runtime_checkable
+class CircuitStore(Protocol):
+    """
+    Holds the state of one circuit and makes every decision about it atomically.
+
+    The breaker creates its store once, by calling its ``store=`` factory with
+    itself; the store reads the configuration from the breaker's attributes
+    (``failure_threshold``, ``trip``, ``reset_timeout``,
+    ``half_open_max_calls``, ``success_threshold``, ``clock``, ``rng``,
+    ``name``). Each method is one atomic step of the state machine described
+    in the documentation; methods that change the state return the
+    transitions they made, which the breaker announces as events after the
+    method returned (never while a lock is held).
+
+    A store never raises for a call's sake: `acquire` returns a
+    `CircuitRejection` instead, and outcomes of permits from a period that has
+    ended (the circuit opened or closed while the call ran) change nothing.
+
+    `acquire` and `on_success` run on every call: a store should answer them
+    without a lock or a round trip while the circuit is closed and has nothing
+    to count (the in-memory store reads two attributes).
+    """
+
+    def acquire(self) -> CircuitPermit | CircuitRejection:
+        """
+        Decide whether a call may run now.
+
+        Closed: admit. Open with its period over: become half-open (report the
+        transition on the permit) and admit a probe. Half-open: admit a probe
+        while fewer than ``half_open_max_calls`` are taken. Otherwise reject.
+
+        Returns:
+            A `CircuitPermit` to hand back with the call's outcome, or a
+            `CircuitRejection` saying which state refused and the seconds
+            until a probe may run.
+        """
+        ...
+
+    def on_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """
+        Record that the call admitted by *permit* succeeded.
+
+        Args:
+            permit: What `acquire` returned for the call.
+            duration: Seconds the call took, measured only when the breaker
+                has a `SlowCallRate`; otherwise `None`.
+
+        Returns:
+            The transitions made (closing after enough probes, opening when a
+            slow-call or rate condition holds), usually none.
+        """
+        ...
+
+    def on_failure(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """
+        Record that the call admitted by *permit* failed (its verdict has ``trip``).
+
+        Args:
+            permit: What `acquire` returned for the call.
+            duration: Seconds the call took, or `None` (see `on_success`).
+
+        Returns:
+            The transitions made (opening), usually none.
+        """
+        ...
+
+    def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
+        """
+        Release *permit* without an outcome.
+
+        For errors the classifier does not trip on, cancellation and interpreter
+        exits, and streams closed early: a probe's place is given back.
+
+        Args:
+            permit: What `acquire` returned for the call.
+
+        Returns:
+            No transitions, in the in-memory store; a shared store may report
+            what it observed.
+        """
+        ...
+
+    def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
+        """
+        Move the circuit by hand: `CLOSED`, `OPEN` (for the next open period) or `ISOLATED`.
+
+        Closing or opening an isolated circuit: closing releases it, opening
+        leaves it isolated. Forcing the current state is a no-op, except
+        `OPEN`, which starts a new open period.
+
+        Args:
+            state: The state to move to.
+
+        Returns:
+            The transitions made, none when nothing changed.
+
+        Raises:
+            ValueError: For `HALF_OPEN`, which only time reaches.
+        """
+        ...
+
+    def reset(self) -> tuple[CircuitTransition, ...]:
+        """
+        Return to the initial state: closed, with nothing counted and no open streak.
+
+        Returns:
+            The transition to `CLOSED`, or none if the circuit was closed already.
+        """
+        ...
+
+    def snapshot(self) -> tuple[CircuitState, float | None]:
+        """
+        Return the current state and the seconds until half-open.
+
+        Pure: an open circuit whose period is over reads as `HALF_OPEN`, but
+        the transition itself happens at the next `acquire`.
+
+        Returns:
+            ``(state, retry_after)``: *retry_after* is the seconds until
+            half-open, `None` unless the state is `OPEN`.
+        """
+        ...
+
+
+# --- windows -----------------------------------------------------------------------------
+
+_BUCKETS: Final = 10
+
+
+class _Window:
+    """The recent calls of one trip condition: how many, and how many were hits."""
+
+    __slots__ = ("hits", "minimum", "rate", "reason", "slower_than", "total")
+
+    def __init__(self, condition: FailureRate | SlowCallRate) -> None:
+        self.rate = condition.rate
+        self.minimum = condition.minimum_calls
+        if isinstance(condition, SlowCallRate):
+            self.reason = "slow_calls"
+            self.slower_than: float | None = condition.slower_than
+        else:
+            self.reason = "failure_rate"
+            self.slower_than = None
+        self.hits = 0
+        self.total = 0
+
+    def tripped(self) -> bool:
+        total = self.total
+        return total >= self.minimum and self.hits >= self.rate * total
+
+    def record(self, now: float, hit: bool) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def clear(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@final
+class _CountWindow(_Window):
+    """The last *size* calls, in a ring."""
+
+    __slots__ = ("_pos", "_ring", "_size")
+
+    def __init__(self, condition: FailureRate | SlowCallRate, size: int) -> None:
+        super().__init__(condition)
+        self._size = size
+        self._ring = bytearray(size)
+        self._pos = 0
+
+    def record(self, now: float, hit: bool) -> None:
+        pos = self._pos
+        if self.total == self._size:
+            self.hits -= self._ring[pos]
+        else:
+            self.total += 1
+        self._ring[pos] = hit
+        self.hits += hit
+        pos += 1
+        self._pos = 0 if pos == self._size else pos
+
+    def clear(self) -> None:
+        self._ring = bytearray(self._size)
+        self._pos = self.hits = self.total = 0
+
+
+@final
+class _TimeWindow(_Window):
+    """The calls of the last *seconds*, in `_BUCKETS` buckets indexed by ``floor(now / width)``."""
+
+    __slots__ = ("_head", "_hits", "_totals", "_width")
+
+    def __init__(self, condition: FailureRate | SlowCallRate, seconds: float) -> None:
+        super().__init__(condition)
+        self._width = seconds / _BUCKETS
+        self._hits = [0] * _BUCKETS
+        self._totals = [0] * _BUCKETS
+        self._head: int | None = None  # the index of the newest bucket
+
+    def record(self, now: float, hit: bool) -> None:
+        index = math.floor(now / self._width)
+        head = self._head
+        if head is None or index - head >= _BUCKETS:
+            if self.total:
+                self.clear()
+            self._head = head = index
+        elif index > head:
+            # Buckets head+1 .. index take the slots of buckets that left the window.
+            hits, totals = self._hits, self._totals
+            for old in range(head + 1, index + 1):
+                slot = old % _BUCKETS
+                self.hits -= hits[slot]
+                self.total -= totals[slot]
+                hits[slot] = totals[slot] = 0
+            self._head = head = index
+        # index < head only if the clock went back: count the call in the newest bucket.
+        slot = head % _BUCKETS
+        self._totals[slot] += 1
+        self.total += 1
+        if hit:
+            self._hits[slot] += 1
+            self.hits += 1
+
+    def clear(self) -> None:
+        self._hits = [0] * _BUCKETS
+        self._totals = [0] * _BUCKETS
+        self._head = None
+        self.hits = self.total = 0
+
+
+def _window(condition: FailureRate | SlowCallRate) -> _Window:
+    if condition.calls is not None:
+        return _CountWindow(condition, condition.calls)
+    assert condition.seconds is not None
+    return _TimeWindow(condition, condition.seconds)
+
+
+# --- the in-memory store ---------------------------------------------------------------
+
+
+@final
+class InMemoryCircuitStore:
+    """
+    The default `CircuitStore`: the state of one circuit in this process, behind one lock.
+
+    The lock is held for decisions only. While the circuit is closed,
+    `acquire` reads one attribute without the lock, and so does `on_success`
+    when only consecutive failures are counted and none is pending; every other
+    step takes the lock for a few attribute updates.
+
+    Args:
+        breaker: The breaker whose circuit this is; its attributes are the configuration.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_delay",
+        "_failures",
+        "_lock",
+        "_max_probes",
+        "_now",
+        "_opens",
+        "_phase",
+        "_plain",
+        "_probes",
+        "_reset_timeout",
+        "_rng",
+        "_slow_probe",
+        "_state",
+        "_success_threshold",
+        "_successes",
+        "_threshold",
+        "_timed_windows",
+        "_until",
+        "_windows",
+    )
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._lock = threading.Lock()
+        self._now = breaker.clock.now
+        self._rng = breaker.rng
+        self._reset_timeout = breaker.reset_timeout
+        self._threshold: int | None = breaker.failure_threshold
+        self._max_probes: int = breaker.half_open_max_calls
+        self._success_threshold: int = breaker.success_threshold
+        conditions = breaker.trip
+        self._windows = tuple(_window(c) for c in conditions)
+        self._timed_windows = any(c.seconds is not None for c in conditions)
+        # Only consecutive failures are counted. The breaker's inlined runners
+        # then read `_closed` and `_failures` themselves, without the lock (see
+        # CircuitBreaker._inlined_store): keep those two fields' meaning.
+        self._plain = not self._windows
+        slow = [c.slower_than for c in conditions if isinstance(c, SlowCallRate)]
+        # A probe slower than the strictest slow-call limit fails the probe.
+        self._slow_probe: float | None = min(slow) if slow else None
+        self._state = CLOSED
+        # The permit of the current closed period (its identity tells periods
+        # apart); None whenever the circuit is not closed.
+        self._closed: CircuitPermit | None = CircuitPermit()
+        self._failures = 0  # consecutive failures while closed
+        self._until = 0.0  # when the open period ends (OPEN)
+        self._opens = 0  # openings since the circuit last closed
+        self._delay = 0.0  # the last open period, in seconds
+        self._phase: object = None  # the token of the current half-open period
+        self._probes = 0  # probe places left in this half-open period
+        self._successes = 0  # probe successes in this half-open period
+
+    def __repr__(self) -> str:
+        return f"<InMemoryCircuitStore {self._state.name}>"
+
+    # --- transitions (called with the lock held) ----------------------------
+
+    def _enter_closed(self, reason: str) -> tuple[CircuitTransition, ...]:
+        self._state = CLOSED
+        self._failures = 0
+        for window in self._windows:
+            window.clear()
+        self._opens = 0
+        self._delay = 0.0
+        self._phase = None
+        self._closed = CircuitPermit()
+        return (CircuitTransition(CLOSED, reason),)
+
+    def _enter_open(self, now: float, reason: str) -> tuple[CircuitTransition, ...]:
+        opens = self._opens + 1
+        reset = self._reset_timeout
+        if isinstance(reset, float):
+            delay = reset
+        else:
+            delay = reset(opens, self._delay, self._rng)
+            if not (delay >= 0 and math.isfinite(delay)):
+                raise ValueError(
+                    f"reset_timeout {reset!r} returned {delay!r} for opening {opens}; "
+                    "an open period must be a finite number of seconds >= 0"
+                )
+            delay = float(delay)
+        self._closed = None
+        self._state = OPEN
+        self._opens = opens
+        self._delay = delay
+        self._until = now + delay
+        self._phase = None
+        self._failures = 0
+        return (CircuitTransition(OPEN, reason, delay),)
+
+    def _tripped(self) -> str | None:
+        threshold = self._threshold
+        if threshold is not None and self._failures >= threshold:
+            return "failures"
+        for window in self._windows:
+            if window.tripped():
+                return window.reason
+        return None
+
+    def _record(self, failed: bool, duration: float | None) -> tuple[CircuitTransition, ...]:
+        now = self._now() if self._timed_windows else 0.0
+        for window in self._windows:
+            limit = window.slower_than
+            if limit is None:
+                window.record(now, failed)
+            else:
+                window.record(now, duration is not None and duration > limit)
+        reason = self._tripped()
+        if reason is None:
+            return NO_TRANSITIONS
+        return self._enter_open(self._now() if not self._timed_windows else now, reason)
+
+    def _is_probe(self, permit: CircuitPermit) -> bool:
+        return self._state is HALF_OPEN and permit.token is self._phase
+
+    # --- the protocol ------------------------------------------------------
+
+    def acquire(self) -> CircuitPermit | CircuitRejection:
+        """Admit the call, as a closed-state call or a probe, or reject it (see `CircuitStore`)."""
+        permit = self._closed
+        if permit is not None:
+            return permit
+        with self._lock:
+            state = self._state
+            transitions = NO_TRANSITIONS
+            if state is OPEN:
+                now = self._now()
+                if now < self._until:
+                    return CircuitRejection(OPEN, self._until - now)
+                # The open period is over: this call is the first probe.
+                state = self._state = HALF_OPEN
+                self._phase = object()
+                self._probes = self._max_probes
+                self._successes = 0
+                transitions = (CircuitTransition(HALF_OPEN, "reset_timeout"),)
+            if state is HALF_OPEN:
+                if self._probes > 0:
+                    self._probes -= 1
+                    return CircuitPermit(self._phase, transitions)
+                return CircuitRejection(HALF_OPEN, None)
+            if state is CLOSED:  # closed by another thread since the read above
+                permit = self._closed
+                assert permit is not None
+                return permit
+            return CircuitRejection(ISOLATED, None)
+
+    def on_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """Record a success (see `CircuitStore`)."""
+        if permit is self._closed and self._plain and not self._failures:
+            return NO_TRANSITIONS  # the hot path: nothing to write
+        with self._lock:
+            if permit is self._closed:
+                self._failures = 0
+                if self._plain:
+                    return NO_TRANSITIONS
+                return self._record(False, duration)
+            if not self._is_probe(permit):
+                return NO_TRANSITIONS  # from a period that has ended
+            limit = self._slow_probe
+            if limit is not None and duration is not None and duration > limit:
+                return self._enter_open(self._now(), "half_open_failure")
+            self._successes += 1
+            if self._successes >= self._success_threshold:
+                return self._enter_closed("probes_succeeded")
+            return NO_TRANSITIONS
+
+    def on_failure(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """Record a failure (see `CircuitStore`)."""
+        with self._lock:
+            if permit is self._closed:
+                self._failures += 1
+                if self._plain:
+                    threshold = self._threshold
+                    if threshold is not None and self._failures >= threshold:
+                        return self._enter_open(self._now(), "failures")
+                    return NO_TRANSITIONS
+                return self._record(True, duration)
+            if self._is_probe(permit):
+                return self._enter_open(self._now(), "half_open_failure")
+            return NO_TRANSITIONS
+
+    def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
+        """Release a permit without an outcome (see `CircuitStore`)."""
+        if permit.token is None:
+            return NO_TRANSITIONS  # a closed-state permit holds no place
+        with self._lock:
+            if self._is_probe(permit):
+                self._probes += 1
+        return NO_TRANSITIONS
+
+    def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
+        """Move the circuit by hand (see `CircuitStore`)."""
+        with self._lock:
+            current = self._state
+            if state is CLOSED:
+                return NO_TRANSITIONS if current is CLOSED else self._enter_closed("manual")
+            if state is OPEN:
+                if current is ISOLATED:
+                    return NO_TRANSITIONS
+                return self._enter_open(self._now(), "manual")
+            if state is ISOLATED:
+                if current is ISOLATED:
+                    return NO_TRANSITIONS
+                self._closed = None
+                self._state = ISOLATED
+                self._phase = None
+                self._failures = 0
+                return (CircuitTransition(ISOLATED, "isolated"),)
+            raise ValueError(
+                f"state must be CircuitState.CLOSED, OPEN or ISOLATED, got {state!r} "
+                "(a circuit becomes half-open only when its open period ends)"
+            )
+
+    def reset(self) -> tuple[CircuitTransition, ...]:
+        """Return to the initial state (see `CircuitStore`)."""
+        with self._lock:
+            was_closed = self._state is CLOSED
+            transitions = self._enter_closed("reset")
+            return NO_TRANSITIONS if was_closed else transitions
+
+    def snapshot(self) -> tuple[CircuitState, float | None]:
+        """Return the state and the seconds until half-open (see `CircuitStore`)."""
+        with self._lock:
+            state = self._state
+            if state is OPEN:
+                left = self._until - self._now()
+                if left <= 0:
+                    return HALF_OPEN, None
+                return OPEN, left
+            return state, None
+
+
+for _cls in (
+    CircuitState,
+    FailureRate,
+    SlowCallRate,
+    CircuitTransition,
+    CircuitPermit,
+    CircuitRejection,
+    CircuitStore,
+    InMemoryCircuitStore,
+):
+    _cls.__module__ = "resilience"
+del _cls
