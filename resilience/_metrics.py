@@ -1,0 +1,947 @@
+"""
+Metrics: a bounded, thread-safe, in-process collector that is a hook and a policy.
+
+Two sources feed it, with different costs:
+
+- Failure-path counters (retries, give-ups, rejections, timeouts, circuit
+  transitions) come from events. The collector is a `Hook`
+  (``rs.add_hook(metrics)`` or ``hooks=[metrics]``): like any hook, it costs
+  nothing until something fails.
+- Calls, outcomes and latency need the success path too, so the collector is
+  also a policy that a pipeline includes on purpose
+  (``rs.compose(metrics, retry, breaker)``). Only pipelines that include it pay:
+  two clock reads, one lock and a few increments per call.
+
+The engine (`_Observer`: the four drivers and the event dispatch) is shared
+with the OpenTelemetry integration, which plugs in a different sink; so both
+classify and time calls the same way.
+
+The latency histogram has fixed log-scale buckets: bucket *i* holds
+``(L * g**(i-1), L * g**i]`` with ``L`` = 1 µs and ``g = 1.01 / 0.99``, up to
+10^5 s; one bucket below (zero and sub-microsecond durations), one above. A
+quantile is the nearest-rank bucket's point ``L * g**i * 2 / (g + 1)``, clamped
+to the exact minimum and maximum, so it is within 1 % of the exact nearest-rank
+value (1 µs absolute below 1 µs). 1 269 counters per observed name, whatever
+the number of observations.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, final
+
+import attrs
+
+from ._classify import ErrorClassifier, to_classifier, transient
+from ._clock import SYSTEM_CLOCK, Clock
+from ._core import CALL, Runner, Shape
+from ._events import (
+    CallRejected,
+    CircuitClosed,
+    CircuitHalfOpened,
+    CircuitOpened,
+    Event,
+    RetriesExhausted,
+    RetryScheduled,
+    TimeoutExpired,
+)
+from ._exceptions import (
+    RejectedError,
+    RetryExhaustedError,
+    StreamInterruptedError,
+    TimeoutExceededError,
+)
+
+__all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
+
+logger = logging.getLogger("resilience")
+
+UNNAMED: Final = "default"
+"""The label of calls and events whose policy has no name."""
+
+OTHER: Final = "_other"
+"""The label that absorbs names beyond ``max_series``."""
+
+MAX_KINDS: Final = 32
+"""Outcome keys kept per name besides ``"success"``, ``"other"`` included: kinds past
+the 31st are counted as ``"other"``."""
+
+# --- the histogram's geometry -------------------------------------------------
+
+RELATIVE_ERROR: Final = 0.01
+_LOW: Final = 1e-6
+_HIGH: Final = 1e5
+_GAMMA: Final = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
+_K: Final = 1 / math.log(_GAMMA)
+_INV_LOW: Final = 1 / _LOW
+_N: Final = math.ceil(math.log(_HIGH / _LOW) * _K)
+_TOP: Final = _LOW * _GAMMA**_N  # upper edge of the last regular bucket (>= _HIGH)
+_BUCKETS: Final = _N + 2  # [0, L], N regular buckets, (TOP, inf)
+# Upper edge of each bucket; a quantile reports upper * _MID, clamped to [min, max].
+_UPPER: Final = (_LOW, *(_LOW * _GAMMA**i for i in range(1, _N + 1)), math.inf)
+_MID: Final = 2 / (_GAMMA + 1)
+
+
+def bucket_of(seconds: float) -> int:
+    """Return the histogram bucket of a duration (the drivers inline the same arithmetic)."""
+    if seconds > _LOW:
+        return math.ceil(math.log(seconds * _INV_LOW) * _K) if seconds <= _TOP else _N + 1
+    return 0
+
+
+# --- the engine shared with the OpenTelemetry integration ---------------------
+
+
+class _Recorder(Protocol):
+    """Where a bound policy reports the outcome of each call, for one label."""
+
+    def success(self, seconds: float, /) -> None: ...
+
+    def failure(self, kind: str, seconds: float, /) -> None: ...
+
+    def rejected(self, seconds: float, /) -> None: ...
+
+    def cancelled(self, seconds: float, /) -> None: ...
+
+
+class _Sink(Protocol):
+    """Where an observer sends what it measures: a recorder per label, and event counts."""
+
+    def recorder(self, name: str, /) -> _Recorder: ...
+
+    def retry(self, name: str, kind: str, /) -> None: ...
+
+    def exhausted(self, name: str, reason: str, /) -> None: ...
+
+    def rejection(self, name: str, reason: str, /) -> None: ...
+
+    def timeout(self, name: str, idle: bool, /) -> None: ...
+
+    def transition(self, name: str, state: str, reason: str | None, /) -> None: ...
+
+
+S = TypeVar("S", bound=_Sink)
+
+
+def _label(name: str | None) -> str:
+    return UNNAMED if name is None else name
+
+
+def _on_retry(sink: _Sink, event: Any) -> None:
+    sink.retry(_label(event.name), event.kind or "error")
+
+
+def _on_exhausted(sink: _Sink, event: Any) -> None:
+    sink.exhausted(_label(event.name), event.reason)
+
+
+def _on_rejected(sink: _Sink, event: Any) -> None:
+    sink.rejection(_label(event.name), event.reason)
+
+
+def _on_timeout(sink: _Sink, event: Any) -> None:
+    sink.timeout(_label(event.name), bool(event.idle))
+
+
+def _on_opened(sink: _Sink, event: Any) -> None:
+    # `isolate()` announces itself as an opening with reason "isolated".
+    state = "isolated" if event.reason == "isolated" else "open"
+    sink.transition(_label(event.name), state, event.reason)
+
+
+def _on_half_opened(sink: _Sink, event: Any) -> None:
+    sink.transition(_label(event.name), "half_open", None)
+
+
+def _on_closed(sink: _Sink, event: Any) -> None:
+    sink.transition(_label(event.name), "closed", event.reason)
+
+
+_HANDLERS: Final[dict[type[Event], Callable[[_Sink, Any], None]]] = {
+    RetryScheduled: _on_retry,
+    RetriesExhausted: _on_exhausted,
+    CallRejected: _on_rejected,
+    TimeoutExpired: _on_timeout,
+    CircuitOpened: _on_opened,
+    CircuitHalfOpened: _on_half_opened,
+    CircuitClosed: _on_closed,
+}
+
+
+def _check_name(name: object) -> None:
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}: {name!r}")
+
+
+def _check_clock(clock: object) -> None:
+    if not callable(getattr(clock, "now", None)):
+        raise TypeError(f"clock must have now(), got {clock!r}")
+
+
+def check_max_series(value: object) -> int:
+    """Validate ``max_series=`` (an int >= 1) and return it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_series must be an int >= 1, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"max_series must be >= 1, got {value!r}")
+    return value
+
+
+class _Observer(Generic[S]):
+    """
+    A hook and a policy feeding a sink: the drivers and the event dispatch.
+
+    Subclasses only build their sink; `named` copies share it.
+    """
+
+    __slots__ = ("_classify", "_clock", "_name", "_results", "_sink")
+
+    _sink: S
+    _name: str | None
+    _clock: Clock
+    _classify: Callable[[object], Any]
+    _results: bool
+
+    def _setup(self, sink: S, name: str | None, on: object, clock: Clock, results: bool) -> None:
+        _check_name(name)
+        _check_clock(clock)
+        if not isinstance(results, bool):
+            raise TypeError(f"results must be a bool, got {type(results).__name__}: {results!r}")
+        classifier: ErrorClassifier = to_classifier(on)
+        self._sink = sink
+        self._name = name
+        self._clock = clock
+        self._classify = classifier.classify
+        self._results = results and classifier.handles_results
+
+    @property
+    def name(self) -> str | None:
+        """The label of the calls this observer times; `None` is reported as ``"default"``."""
+        return self._name
+
+    def named(self, name: str | None) -> Self:
+        """
+        Return a copy that labels the calls it observes *name*, sharing this one's storage.
+
+        One collector serves several pipelines this way:
+        ``rs.compose(metrics.named("billing"), retry)``. Events are labelled by
+        the name of the policy that emits them, whichever copy receives them.
+
+        Args:
+            name: The label. `None` is reported as ``"default"``.
+
+        Raises:
+            TypeError: If *name* is not a str or `None`.
+        """
+        _check_name(name)
+        clone = object.__new__(type(self))
+        clone._sink = self._sink
+        clone._name = name
+        clone._clock = self._clock
+        clone._classify = self._classify
+        clone._results = self._results
+        return clone
+
+    # --- the hook --------------------------------------------------------------
+
+    def __call__(self, event: Event, /) -> None:
+        """
+        Count *event* (the `Hook` protocol): retries, give-ups, rejections, timeouts, circuits.
+
+        Events are labelled by the ``name`` of the policy that emitted them.
+        Other events are ignored.
+
+        Raises:
+            TypeError: If *event* is not an `Event` (for instance when the
+                collector is mistaken for a decorator: use
+                ``rs.compose(collector)(fn)``).
+        """
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            if not isinstance(event, Event):
+                raise TypeError(
+                    f"{type(self).__name__} is a hook (it receives events) and a policy for "
+                    "compose(), not a decorator: use rs.compose(collector, ...)(fn); "
+                    f"got {type(event).__name__}: {event!r}"
+                )
+            for cls in type(event).__mro__[1:]:
+                handler = _HANDLERS.get(cls)
+                if handler is not None:
+                    break
+            else:
+                return
+        handler(self._sink, event)
+
+    # --- classification (failure path, and results when the classifier asks) ----
+
+    def _kind(self, exc: Exception) -> str | None:
+        """The outcome key of a failed call; `None` for a rejection."""
+        if isinstance(exc, RejectedError):
+            return None
+        kind: str | None = None
+        try:
+            if isinstance(exc, RetryExhaustedError):
+                kind = self._classify(exc.last_result).kind
+            else:
+                kind = self._classify(exc).kind
+                if kind is None:
+                    if isinstance(exc, TimeoutExceededError):
+                        kind = "timeout"
+                    elif isinstance(exc, StreamInterruptedError) and isinstance(
+                        exc.__cause__, Exception
+                    ):
+                        kind = self._classify(exc.__cause__).kind
+        except Exception:
+            logger.exception("resilience: metrics could not classify %s; counted as 'error'", exc)
+        return kind or "error"
+
+    def _failed(self, rec: _Recorder, exc: Exception, seconds: float) -> None:
+        try:
+            kind = self._kind(exc)
+            if kind is None:
+                rec.rejected(seconds)
+            else:
+                rec.failure(kind, seconds)
+        except Exception:  # instrumentation never changes the outcome
+            logger.exception("resilience: metrics failed to record a failure; ignored")
+
+    def _result(self, rec: _Recorder, result: object, seconds: float) -> None:
+        """Record a returned result: a failure if the classifier gives it a kind or a verdict."""
+        try:
+            verdict = self._classify(result)
+        except Exception:
+            logger.exception("resilience: metrics could not classify a result; counted a success")
+            rec.success(seconds)
+            return
+        if verdict.kind is not None:
+            rec.failure(str(verdict.kind), seconds)
+        elif verdict.retry or verdict.trip:
+            rec.failure("error", seconds)
+        else:
+            rec.success(seconds)
+
+    # --- the policy ------------------------------------------------------------
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """
+        Return a runner that times and counts each call of *inner* (see `resilience.Policy`).
+
+        Called once per pipeline and shape. The label's storage is resolved
+        here, so a call costs two clock reads and one record.
+        """
+        rec = self._sink.recorder(_label(self._name))
+        if shape is Shape.SYNC:
+            return self._bind_sync(inner, rec)
+        if shape is Shape.ASYNC:
+            return self._bind_async(inner, rec)
+        if shape is Shape.GEN:
+            return self._bind_gen(inner, rec)
+        return self._bind_agen(inner, rec)
+
+    def _bind_sync(self, inner: Runner, rec: _Recorder) -> Runner:
+        now = self._clock.now
+        direct = inner is CALL
+        success = rec.success
+        cancelled = rec.cancelled
+        failed = self._failed
+        results = self._results
+        classify = self._classify
+        classified = self._result
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                failed(rec, exc, now() - start)
+                raise
+            except BaseException:
+                cancelled(now() - start)
+                raise
+            if results:
+                try:
+                    verdict = classify(result)
+                except Exception:
+                    verdict = None
+                # A result no rule matched (the common case) is a success, inline.
+                if verdict is None or verdict.kind is not None or verdict.retry or verdict.trip:
+                    classified(rec, result, now() - start)
+                    return result
+            success(now() - start)
+            return result
+
+        return run
+
+    def _bind_async(self, inner: Runner, rec: _Recorder) -> Runner:
+        now = self._clock.now
+        direct = inner is CALL
+        success = rec.success
+        cancelled = rec.cancelled
+        failed = self._failed
+        results = self._results
+        classify = self._classify
+        classified = self._result
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            try:
+                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                failed(rec, exc, now() - start)
+                raise
+            except BaseException:
+                cancelled(now() - start)
+                raise
+            if results:
+                try:
+                    verdict = classify(result)
+                except Exception:
+                    verdict = None
+                # A result no rule matched (the common case) is a success, inline.
+                if verdict is None or verdict.kind is not None or verdict.retry or verdict.trip:
+                    classified(rec, result, now() - start)
+                    return result
+            success(now() - start)
+            return result
+
+        return run
+
+    # A stream is one call from its first item requested to its end; items and
+    # return values are not classified. A consumer that stops early (close())
+    # makes it "cancelled", like any BaseException that is not an Exception.
+
+    def _bind_gen(self, inner: Runner, rec: _Recorder) -> Runner:
+        now = self._clock.now
+        direct = inner is CALL
+        failed = self._failed
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            try:
+                value = yield from (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                failed(rec, exc, now() - start)
+                raise
+            except BaseException:
+                rec.cancelled(now() - start)
+                raise
+            rec.success(now() - start)
+            return value
+
+        return run
+
+    def _bind_agen(self, inner: Runner, rec: _Recorder) -> Runner:
+        now = self._clock.now
+        direct = inner is CALL
+        failed = self._failed
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            try:
+                agen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                try:
+                    value = await agen.__anext__()
+                    while True:
+                        try:
+                            sent = yield value
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:  # athrow() from the consumer: forward it
+                            value = await agen.athrow(exc)
+                        else:
+                            value = await (agen.__anext__() if sent is None else agen.asend(sent))
+                except StopAsyncIteration:
+                    pass
+                finally:
+                    await agen.aclose()
+            except Exception as exc:
+                failed(rec, exc, now() - start)
+                raise
+            except BaseException:
+                rec.cancelled(now() - start)
+                raise
+            rec.success(now() - start)
+
+        return run
+
+
+# --- the in-process sink ------------------------------------------------------
+
+
+@final
+class _Series:
+    """Everything counted under one name, guarded by one lock (a `_Recorder`)."""
+
+    __slots__ = (
+        "counts",
+        "exhausted",
+        "hi",
+        "lo",
+        "lock",
+        "outcomes",
+        "rejections",
+        "retries",
+        "state",
+        "successes",
+        "timeouts",
+        "total",
+        "transitions",
+    )
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: list[int] | None = None  # allocated for names a policy is bound to
+        self.state: str | None = None
+        self._zero()
+
+    def _zero(self) -> None:
+        self.successes = 0
+        self.outcomes: dict[str, int] = {}
+        self.total = 0.0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.retries = 0
+        self.exhausted = 0
+        self.rejections = 0
+        self.timeouts = 0
+        self.transitions: dict[str, int] = {}
+        if self.counts is not None:
+            self.counts = [0] * _BUCKETS
+
+    def ensure_histogram(self) -> None:
+        with self.lock:
+            if self.counts is None:
+                self.counts = [0] * _BUCKETS
+
+    def success(self, seconds: float, /) -> None:
+        # bucket_of(), inlined, and acquire/release rather than `with` (about
+        # 50 ns less): this is the hot path of metered pipelines.
+        if seconds > _LOW:
+            i = math.ceil(math.log(seconds * _INV_LOW) * _K) if seconds <= _TOP else _N + 1
+        else:
+            i = 0
+            if seconds < 0.0:
+                seconds = 0.0
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.successes += 1
+            self.counts[i] += 1  # type: ignore[index]
+            self.total += seconds
+            if seconds < self.lo:
+                self.lo = seconds
+            if seconds > self.hi:
+                self.hi = seconds
+        finally:
+            lock.release()
+
+    def failure(self, kind: str, seconds: float, /) -> None:
+        seconds = max(seconds, 0.0)
+        i = bucket_of(seconds)
+        with self.lock:
+            self._count(kind)
+            if self.counts is None:
+                self.counts = [0] * _BUCKETS
+            self.counts[i] += 1
+            self.total += seconds
+            self.lo = min(self.lo, seconds)
+            self.hi = max(self.hi, seconds)
+
+    # Rejected and cancelled calls are counted, not timed: their durations
+    # would drag the quantiles of one shared histogram towards zero.
+
+    def rejected(self, seconds: float, /) -> None:
+        with self.lock:
+            self._count("rejected")
+
+    def cancelled(self, seconds: float, /) -> None:
+        with self.lock:
+            self._count("cancelled")
+
+    def _count(self, key: str) -> None:
+        outcomes = self.outcomes
+        if key not in outcomes and len(outcomes) >= MAX_KINDS - 1:
+            key = "other"
+        outcomes[key] = outcomes.get(key, 0) + 1
+
+    def snapshot(self, name: str) -> PolicyMetrics:
+        with self.lock:
+            outcomes = dict(self.outcomes)
+            if self.successes:
+                outcomes["success"] = self.successes
+            buckets = (
+                ()
+                if self.counts is None
+                else tuple((_UPPER[i], c) for i, c in enumerate(self.counts) if c)
+            )
+            observed = sum(count for _, count in buckets)
+            latency = LatencySummary(
+                count=observed,
+                total=self.total,
+                min=self.lo if observed else None,
+                max=self.hi if observed else None,
+                buckets=buckets,
+            )
+            return PolicyMetrics(
+                name=name,
+                calls=sum(outcomes.values()),
+                outcomes=types.MappingProxyType(dict(sorted(outcomes.items()))),
+                retries=self.retries,
+                retries_exhausted=self.exhausted,
+                rejections=self.rejections,
+                timeouts=self.timeouts,
+                circuit_state=self.state,
+                circuit_transitions=types.MappingProxyType(dict(sorted(self.transitions.items()))),
+                latency=latency,
+            )
+
+    def reset(self) -> None:
+        with self.lock:
+            self._zero()  # the last known circuit state stays: it is a state, not a count
+
+
+@final
+class _Store:
+    """The in-process sink: one `_Series` per name, at most ``max_series`` (+ the overflow)."""
+
+    __slots__ = ("lock", "max_series", "series")
+
+    def __init__(self, max_series: int) -> None:
+        self.lock = threading.Lock()
+        self.max_series = max_series
+        self.series: dict[str, _Series] = {}
+
+    def get(self, name: str) -> _Series:
+        series = self.series.get(name)
+        if series is None:
+            with self.lock:
+                series = self.series.get(name)
+                if series is None:
+                    if len(self.series) >= self.max_series and name != OTHER:
+                        name = OTHER
+                    series = self.series.get(name)
+                    if series is None:
+                        series = self.series[name] = _Series()
+        return series
+
+    def recorder(self, name: str, /) -> _Series:
+        series = self.get(name)
+        series.ensure_histogram()
+        return series
+
+    def retry(self, name: str, kind: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.retries += 1
+
+    def exhausted(self, name: str, reason: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.exhausted += 1
+
+    def rejection(self, name: str, reason: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.rejections += 1
+
+    def timeout(self, name: str, idle: bool, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.timeouts += 1
+
+    def transition(self, name: str, state: str, reason: str | None, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.state = state
+            series.transitions[state] = series.transitions.get(state, 0) + 1
+
+
+# --- snapshots ------------------------------------------------------------------
+
+
+def _quantile(
+    buckets: tuple[tuple[float, int], ...], n: int, q: float, lo: float, hi: float
+) -> float:
+    rank = max(1, math.ceil(q * n))
+    seen = 0
+    for upper, count in buckets:
+        seen += count
+        if seen >= rank:
+            return min(max(upper * _MID, lo), hi)
+    return hi  # pragma: no cover - the counts add up to n
+
+
+@final
+@attrs.frozen(kw_only=True)
+class LatencySummary:
+    """
+    The latency histogram of one name: exact count, sum, min and max, estimated quantiles.
+
+    Durations of calls that succeeded or failed are observed; rejected and
+    cancelled calls are not (they would drag the quantiles towards zero).
+
+    Quantiles come from fixed log-scale buckets: the estimate of the
+    nearest-rank value (the ``ceil(q * count)``-th smallest duration) is
+    within `RELATIVE_ERROR` (1 %) of it for durations between 1 µs and
+    10^5 s, within 1 µs below that, and the exact `max` above.
+
+    Attributes:
+        count: Durations observed.
+        total: Their sum, in seconds.
+        min: The shortest, in seconds (`None` when nothing was observed).
+        max: The longest, in seconds (`None` when nothing was observed).
+        buckets: ``(upper_bound_seconds, count)`` of each non-empty bucket, in
+            increasing order (the last bound may be ``inf``). Not in `as_dict`.
+    """
+
+    RELATIVE_ERROR: ClassVar[float] = RELATIVE_ERROR
+    """The bound on a quantile's relative error between 1 µs and 10^5 s."""
+
+    count: int
+    total: float
+    min: float | None
+    max: float | None
+    buckets: tuple[tuple[float, int], ...] = attrs.field(repr=False)
+
+    @property
+    def mean(self) -> float | None:
+        """The mean duration in seconds, exact (`None` when nothing was observed)."""
+        return self.total / self.count if self.count else None
+
+    @property
+    def p50(self) -> float | None:
+        """The median duration in seconds (`None` when nothing was observed)."""
+        return self.quantile(0.5)
+
+    @property
+    def p95(self) -> float | None:
+        """The 95th percentile in seconds (`None` when nothing was observed)."""
+        return self.quantile(0.95)
+
+    @property
+    def p99(self) -> float | None:
+        """The 99th percentile in seconds (`None` when nothing was observed)."""
+        return self.quantile(0.99)
+
+    def quantile(self, q: float) -> float | None:
+        """
+        Estimate the *q*-quantile of the observed durations.
+
+        Args:
+            q: Between 0 and 1 (0.99 for p99).
+
+        Returns:
+            Seconds, within the documented error of the nearest-rank value;
+            `None` when nothing was observed.
+
+        Raises:
+            ValueError: If *q* is not between 0 and 1.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must be between 0 and 1, got {q!r}")
+        if not self.count or self.min is None or self.max is None:
+            return None
+        return _quantile(self.buckets, self.count, q, self.min, self.max)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return plain, JSON-serialisable data: count, sum, min, max, mean, p50, p95, p99."""
+        return {
+            "count": self.count,
+            "sum": self.total,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+        }
+
+
+@final
+@attrs.frozen(kw_only=True)
+class PolicyMetrics:
+    """
+    What a `MetricsCollector` counted under one name (a pipeline's or a policy's).
+
+    Attributes:
+        name: The label (``"default"`` for unnamed policies, ``"_other"`` for
+            names beyond ``max_series``).
+        calls: Calls observed by the collector bound under this name; the sum
+            of `outcomes`.
+        outcomes: Calls by outcome: ``"success"``, the classifier's kind of a
+            failure (``"server"``, ``"timeout"``, ``"rate_limit"``, ...,
+            ``"error"`` when it has none), ``"rejected"`` (a policy refused
+            the call) and ``"cancelled"`` (cancellation, interpreter exit, a
+            stream closed early). Only non-zero entries.
+        retries: `RetryScheduled` events from policies of this name.
+        retries_exhausted: `RetriesExhausted` events.
+        rejections: `CallRejected` events.
+        timeouts: `TimeoutExpired` events.
+        circuit_state: The last state announced by a breaker of this name
+            (``"closed"``, ``"open"``, ``"half_open"``, ``"isolated"``), or
+            `None` if none announced a transition.
+        circuit_transitions: Transitions announced, by the state entered.
+        latency: The durations of the calls observed.
+    """
+
+    name: str
+    calls: int
+    outcomes: Mapping[str, int]
+    retries: int
+    retries_exhausted: int
+    rejections: int
+    timeouts: int
+    circuit_state: str | None
+    circuit_transitions: Mapping[str, int]
+    latency: LatencySummary
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return plain, JSON-serialisable data (the fields, ``latency`` as in `LatencySummary`)."""
+        return {
+            "calls": self.calls,
+            "outcomes": dict(self.outcomes),
+            "retries": self.retries,
+            "retries_exhausted": self.retries_exhausted,
+            "rejections": self.rejections,
+            "timeouts": self.timeouts,
+            "circuit_state": self.circuit_state,
+            "circuit_transitions": dict(self.circuit_transitions),
+            "latency": self.latency.as_dict(),
+        }
+
+
+@final
+@attrs.frozen
+class MetricsSnapshot:
+    """
+    An immutable view of a `MetricsCollector` at one moment: one `PolicyMetrics` per name.
+
+    Each name's figures are consistent with each other (read under its lock);
+    names are read one after the other.
+
+    Attributes:
+        series: `PolicyMetrics` by name, sorted by name.
+    """
+
+    series: Mapping[str, PolicyMetrics]
+
+    def __getitem__(self, name: str) -> PolicyMetrics:
+        """
+        Return the metrics of *name*.
+
+        Raises:
+            KeyError: If nothing was recorded under *name*.
+        """
+        try:
+            return self.series[name]
+        except KeyError:
+            raise KeyError(f"no metrics for {name!r}; names: {sorted(self.series)}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """
+        Return plain, JSON-serialisable data: ``{"series": {name: {...}}}``.
+
+        ``json.dumps(snapshot.as_dict())`` works as is; see `PolicyMetrics.as_dict`.
+        """
+        return {"series": {name: m.as_dict() for name, m in self.series.items()}}
+
+
+# --- the collector ----------------------------------------------------------------
+
+
+@final
+class MetricsCollector(_Observer[_Store]):
+    """
+    Count calls, outcomes, retries, rejections, timeouts and circuit states, in memory.
+
+    A collector is both a `Hook` and a policy:
+
+    - As a hook (``rs.add_hook(metrics)``, or ``hooks=[metrics]`` on some
+      policies) it counts failure-path events, labelled by the ``name`` of the
+      policy that emitted them: retries, give-ups, rejections, timeouts and
+      circuit transitions. Like every hook it costs nothing until something
+      fails.
+    - As a policy in a pipeline (``rs.compose(metrics, retry, breaker)``) it
+      times every call and counts its outcome, labelled by the collector's
+      `name`. Outermost, it sees one call per logical call (retries
+      included in its latency); innermost, one per attempt. Only pipelines
+      that include it pay for it: two clock reads, one lock, a few increments.
+
+    Thread-safe (one lock per name, never held while user code runs) and
+    bounded in memory: at most *max_series* names (further names are counted
+    under ``"_other"``), at most 32 outcome kinds per name, and a fixed-size
+    latency histogram (1 269 counters, allocated for names a collector is bound
+    under) whatever the number of calls. See `LatencySummary` for its error
+    bound.
+
+    Args:
+        name: The label of the calls this collector times when it is bound in
+            a pipeline. Default: `None`, reported as ``"default"``. Use
+            `named` for other pipelines sharing the same storage.
+        on: What the outcome of a call is: an `ErrorClassifier` (or anything
+            ``on=`` accepts elsewhere). Exceptions are classified on the
+            failure path; results too when the classifier has result rules (a
+            returned 503 response counts as ``"server"``). Default:
+            `resilience.transient`.
+        results: Whether returned results are classified (when *on* has
+            rules for results). Default: `True`. `False` saves the
+            classification on every success (about 0.15 µs with
+            `resilience.transient`) when failures are always raised.
+        clock: Where durations are read. Default: the system clock.
+        max_series: How many names are kept. Default: 256.
+
+    Raises:
+        TypeError: On an argument of the wrong type.
+        ValueError: If *max_series* is below 1.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        on: object = transient,
+        results: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
+        max_series: int = 256,
+    ) -> None:
+        self._setup(_Store(check_max_series(max_series)), name, on, clock, results)
+
+    def __repr__(self) -> str:
+        return f"MetricsCollector(name={self._name!r}, series={len(self._sink.series)})"
+
+    def snapshot(self) -> MetricsSnapshot:
+        """
+        Return an immutable, JSON-serialisable (`MetricsSnapshot.as_dict`) view of the counts.
+
+        Returns:
+            The metrics of every name seen so far (zeros after `reset`).
+        """
+        with self._sink.lock:
+            items = sorted(self._sink.series.items())
+        return MetricsSnapshot(
+            types.MappingProxyType({name: series.snapshot(name) for name, series in items})
+        )
+
+    def reset(self) -> None:
+        """
+        Set every count and histogram back to zero.
+
+        Names stay known (pipelines bound to them keep recording), and so does
+        the last circuit state announced for each: a state is not a count.
+        """
+        with self._sink.lock:
+            series = list(self._sink.series.values())
+        for s in series:
+            s.reset()
+
+
+for _cls in (LatencySummary, MetricsCollector, MetricsSnapshot, PolicyMetrics):
+    _cls.__module__ = "resilience"
