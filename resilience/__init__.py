@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from . import backoff as backoff
 from . import deadline as deadline
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._circuit import CircuitPermit as CircuitPermit
+from ._circuit import CircuitRejection as CircuitRejection
+from ._circuit import CircuitState as CircuitState
+from ._circuit import CircuitStore as CircuitStore
+from ._circuit import CircuitTransition as CircuitTransition
+from ._circuit import FailureRate as FailureRate
+from ._circuit import InMemoryCircuitStore as InMemoryCircuitStore
+from ._circuit import SlowCallRate as SlowCallRate
 from ._classify import ErrorClassifier as ErrorClassifier
 from ._classify import Rule as Rule
 from ._classify import Verdict as Verdict
@@ -39,6 +48,10 @@ from ._exceptions import ResilienceError as ResilienceError
 from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
+from ._metrics import LatencySummary as LatencySummary
+from ._metrics import MetricsCollector as MetricsCollector
+from ._metrics import MetricsSnapshot as MetricsSnapshot
+from ._metrics import PolicyMetrics as PolicyMetrics
 from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry
@@ -50,16 +63,28 @@ __all__ = [
     "Attempt",
     "Attempts",
     "CallRejected",
+    "CircuitBreaker",
     "CircuitClosed",
     "CircuitHalfOpened",
     "CircuitOpenError",
     "CircuitOpened",
+    "CircuitPermit",
+    "CircuitRejection",
+    "CircuitState",
+    "CircuitStore",
+    "CircuitTransition",
     "Clock",
     "ErrorClassifier",
     "Event",
+    "FailureRate",
     "Hook",
+    "InMemoryCircuitStore",
+    "LatencySummary",
+    "MetricsCollector",
+    "MetricsSnapshot",
     "Pipeline",
     "Policy",
+    "PolicyMetrics",
     "RejectedError",
     "ResilienceError",
     "RetriesExhausted",
@@ -68,6 +93,7 @@ __all__ = [
     "RetryScheduled",
     "Rule",
     "Shape",
+    "SlowCallRate",
     "StreamInterruptedError",
     "Timeout",
     "TimeoutExceededError",
