@@ -1,0 +1,125 @@
+"""What the requests and httpx integrations share: resolving policies, capping timeouts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+import resilience as rs
+
+__all__ = [
+    "Policies",
+    "PolicyFactory",
+    "PolicySource",
+    "TimeoutSource",
+    "deadline_left",
+    "labelled",
+    "lowest",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PolicyFactory: TypeAlias = Callable[[str, str], "rs.Pipeline | rs.Policy | None"]
+"""``factory(method, url) -> pipeline``: the pipeline for one request (`None`: none)."""
+
+PolicySource: TypeAlias = "rs.Pipeline | rs.Policy | PolicyFactory | None"
+
+TimeoutSource: TypeAlias = "float | Callable[[str, str], float | None] | None"
+"""Seconds, or ``timeout(method, url) -> seconds``; `None`: no limit of the integration's own."""
+
+
+class Policies:
+    """Turns a `PolicySource` into the pipeline of each request, resolving fixed ones once."""
+
+    __slots__ = ("_factory", "_fixed", "_timeout")
+
+    def __init__(self, policy: PolicySource, timeout: TimeoutSource) -> None:
+        self._fixed: rs.Pipeline | None = None
+        self._factory: PolicyFactory | None = None
+        if isinstance(policy, rs.Pipeline | rs.Policy):
+            self._fixed = rs.compose(policy)
+        elif callable(policy):
+            self._factory = policy
+        elif policy is not None:
+            raise TypeError(
+                "policy must be a resilience.Pipeline, a policy, a callable "
+                f"(method, url) -> pipeline, or None; got {type(policy).__name__}: {policy!r}"
+            )
+        if timeout is not None and not callable(timeout):
+            _check_seconds(timeout)
+        self._timeout = timeout
+
+    def pipeline(self, method: str, url: str) -> rs.Pipeline | None:
+        """Return the pipeline for a request, or `None` to send it as is."""
+        if self._factory is None:
+            return self._fixed
+        policy = self._factory(method, url)
+        if policy is None or isinstance(policy, rs.Pipeline):
+            return policy
+        if isinstance(policy, rs.Policy):
+            return rs.compose(policy)
+        raise TypeError(
+            f"the policy factory must return a resilience.Pipeline, a policy or None, "
+            f"got {type(policy).__name__}: {policy!r}"
+        )
+
+    def timeout(self, method: str, url: str) -> float | None:
+        """Return the integration's own limit for a request, in seconds, or `None`."""
+        timeout = self._timeout
+        if timeout is None or not callable(timeout):
+            return timeout
+        return timeout(method, url)
+
+
+def _check_seconds(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            "timeout must be seconds (a number), a callable (method, url) -> seconds, "
+            f"or None; got {type(value).__name__}: {value!r}"
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+
+
+def lowest(*values: float | None) -> float | None:
+    """Return the smallest of the values that are not `None`, or `None` if all are."""
+    found: float | None = None
+    for value in values:
+        if value is not None and (found is None or value < found):
+            found = value
+    return found
+
+
+def deadline_left() -> float | None:
+    """
+    Return the seconds left before the deadline in force, or `None` outside any.
+
+    Raises:
+        resilience.TimeoutExceededError: If the deadline has passed: sending
+            the request could only fail.
+    """
+    left = rs.deadline.remaining()
+    if left is None or left > 0:
+        return left
+    current = rs.deadline.current()
+    limit = current.timeout if current is not None else 0.0
+    raise rs.TimeoutExceededError(
+        limit, f"the deadline of {limit:.6g} s passed before the request was sent"
+    )
+
+
+def labelled(attempt: F, method: str, url: str) -> F:
+    """
+    Return *attempt* under the name ``"METHOD /path"``, which events and notes show as the target.
+
+    The path has no host and no query string (which may carry secrets).
+    """
+    name = f"{method} {urlsplit(url).path or '/'}"
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return attempt(*args, **kwargs)
+
+    run.__name__ = run.__qualname__ = name
+    return run  # type: ignore[return-value]

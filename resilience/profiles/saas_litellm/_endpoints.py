@@ -1,0 +1,269 @@
+"""
+The endpoint map: method and path template to timeout and idempotency.
+
+Matching is by method and whole path segments, never by substring: a template
+matches the *end* of a URL's path segment by segment (so a base URL may carry
+a prefix such as ``/v1``), ``{job_id}`` matches exactly one segment, and when
+several templates match, the most specific wins (more literal segments, then
+more segments). A ``{job_id}`` that is not a UUID is refused on the client:
+the server would answer a plain-text 500 that no retry can fix.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Final, final
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+__all__ = ["ENDPOINTS", "Endpoint", "EndpointMap", "endpoint"]
+
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def _check_timeout(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"timeout must be seconds (a number), got {type(value).__name__}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+
+
+def _upper(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"method must be a non-empty str, got {value!r}")
+    return value.upper()
+
+
+def _check_template(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not (value == "*" or value.startswith("/")):
+        raise ValueError(f"template must be '*' or a path starting with '/', got {value!r}")
+
+
+@final
+@attrs.frozen
+class Endpoint:
+    """
+    One row of the endpoint map.
+
+    Attributes:
+        method: The HTTP method, upper case (``"*"`` in the catch-all rows).
+        template: The path template, such as ``"/api/jobs/{job_id}/llm-call"``,
+            or ``"*"`` for the catch-all rows (other GETs, anything else).
+        timeout: Seconds allowed for one attempt; for a stream, for the whole
+            stream and for each gap between events.
+        idempotent: Whether repeating the request is harmless, so that an
+            ambiguous failure (a read timeout, a connection dropped after
+            sending) may be retried.
+        stream: Whether the endpoint answers with server-sent events.
+        duplicate: What a repeated request does on the server, for people.
+    """
+
+    method: str = attrs.field(converter=_upper)
+    template: str = attrs.field(validator=_check_template)
+    timeout: float = attrs.field(validator=_check_timeout)
+    idempotent: bool
+    stream: bool = False
+    duplicate: str = attrs.field(default="", eq=False)
+    _segments: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        segments = () if self.template == "*" else tuple(self.template.strip("/").split("/"))
+        object.__setattr__(self, "_segments", segments)
+
+    def _match(self, method: str, parts: list[str]) -> dict[str, str] | None:
+        if self.method != "*" and self.method != method:
+            return None
+        if self.template == "*":
+            return {}
+        segments = self._segments
+        if len(parts) < len(segments):
+            return None
+        params: dict[str, str] = {}
+        for pattern, part in zip(segments, parts[len(parts) - len(segments) :], strict=True):
+            if pattern.startswith("{") and pattern.endswith("}"):
+                if not part:
+                    return None
+                params[pattern[1:-1]] = part
+            elif pattern != part:
+                return None
+        return params
+
+    def _specificity(self) -> tuple[bool, int, int, bool]:
+        literal = sum(1 for s in self._segments if not s.startswith("{"))
+        return (self.template != "*", literal, len(self._segments), self.method != "*")
+
+
+def _to_rows(rows: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    found = tuple(rows)
+    for row in found:
+        if not isinstance(row, Endpoint):
+            raise TypeError(f"endpoints must be Endpoint rows, got {type(row).__name__}: {row!r}")
+    return found
+
+
+def _path_of(path_or_url: str) -> str:
+    if not isinstance(path_or_url, str):
+        raise TypeError(f"path_or_url must be a str, got {type(path_or_url).__name__}")
+    return urlsplit(path_or_url).path or "/"
+
+
+@final
+@attrs.frozen
+class EndpointMap:
+    """
+    An ordered set of `Endpoint` rows, looked up by method and path.
+
+    Immutable: derive variants with `scaled` or by building a new map from
+    ``list(ENDPOINTS)``.
+
+    Attributes:
+        rows: The rows, as given. Catch-alls use ``template="*"``: ``method="GET"`` for
+            every other GET, ``method="*"`` for anything else (its
+            ``idempotent`` is then decided by the request's method).
+    """
+
+    rows: tuple[Endpoint, ...] = attrs.field(converter=_to_rows)
+    _ordered: tuple[Endpoint, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        ordered = sorted(self.rows, key=lambda row: row._specificity(), reverse=True)
+        object.__setattr__(self, "_ordered", tuple(ordered))
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def match(self, method: str, path_or_url: str) -> Endpoint:
+        """
+        Return the endpoint of a request; see `endpoint`.
+
+        Raises:
+            ValueError: If a ``{job_id}`` segment is not a UUID, or nothing
+                matches (a map without catch-all rows).
+        """
+        method = _upper(method)
+        parts = [unquote(part) for part in _path_of(path_or_url).strip("/").split("/")]
+        for row in self._ordered:
+            params = row._match(method, parts)
+            if params is None:
+                continue
+            job_id = params.get("job_id")
+            if job_id is not None:
+                _check_job_id(job_id, method, row.template)
+            if row.method == "*":
+                return attrs.evolve(row, method=method, idempotent=method in IDEMPOTENT_METHODS)
+            return row
+        raise ValueError(f"no endpoint matches {method} {_path_of(path_or_url)}")
+
+    def scaled(self, factor: float) -> EndpointMap:
+        """
+        Return a copy whose timeouts are multiplied by *factor* (for demos and tests).
+
+        Raises:
+            ValueError: If *factor* is not a finite number > 0.
+        """
+        if isinstance(factor, bool) or not isinstance(factor, int | float):
+            raise TypeError(f"factor must be a number, got {type(factor).__name__}")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        return EndpointMap(attrs.evolve(row, timeout=row.timeout * factor) for row in self.rows)
+
+
+def _check_job_id(job_id: str, method: str, template: str) -> None:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        raise ValueError(
+            f"job_id must be a UUID, got {job_id[:64]!r} ({method} {template}); the server "
+            "would answer a plain-text 500 that no retry can fix"
+        ) from None
+
+
+_JOB: Final = "/api/jobs/{job_id}"
+
+ENDPOINTS: Final = EndpointMap(
+    [
+        Endpoint("POST", "/api/jobs/create", 10.0, True, duplicate="an orphan pending job"),
+        Endpoint("GET", _JOB, 10.0, True, duplicate="nothing"),
+        Endpoint(
+            "POST",
+            f"{_JOB}/llm-call",
+            60.0,
+            False,
+            duplicate="another paid provider call",
+        ),
+        Endpoint(
+            "POST",
+            f"{_JOB}/complete",
+            30.0,
+            True,
+            duplicate="nothing, one at a time (two concurrent ones can both charge)",
+        ),
+        Endpoint(
+            "POST",
+            "/api/jobs/create-and-call",
+            60.0,
+            False,
+            duplicate="a new job, a new paid call, a new credit charge",
+        ),
+        Endpoint(
+            "POST",
+            f"{_JOB}/llm-call-stream",
+            120.0,
+            False,
+            stream=True,
+            duplicate="another paid provider call",
+        ),
+        Endpoint(
+            "POST",
+            "/api/jobs/create-and-call-stream",
+            120.0,
+            False,
+            stream=True,
+            duplicate="a new job, a new paid call, a new credit charge",
+        ),
+        Endpoint("GET", "*", 10.0, True, duplicate="nothing"),
+        Endpoint("*", "*", 30.0, False, duplicate="depends on the method"),
+    ]
+)
+"""The profile's endpoint map (DESIGN.md's table)."""
+
+
+def endpoint(method: str, path_or_url: str, *, endpoints: EndpointMap = ENDPOINTS) -> Endpoint:
+    """
+    Return the endpoint of a request: its template, timeout, idempotency and whether it streams.
+
+    Matched by method and whole path segments, most specific first; a URL's
+    host and query string are ignored, and a base path before ``/api`` is
+    allowed. ``GET /api/jobs/create`` is "get job ``create``", as on the
+    server, and so is refused (not a UUID).
+
+    Args:
+        method: The HTTP method, any case.
+        path_or_url: A path (``"/api/jobs/create"``) or an absolute URL.
+        endpoints: The map to look in. Default: `ENDPOINTS`.
+
+    Returns:
+        The matching `Endpoint`. For the catch-all row, a copy carrying the
+        request's method, idempotent when the method is (GET, HEAD, OPTIONS,
+        TRACE, PUT, DELETE).
+
+    Raises:
+        ValueError: If a ``{job_id}`` segment is not a UUID.
+
+    Example::
+
+        >>> endpoint("POST", "https://api.example.com/api/jobs/create").timeout
+        10.0
+    """
+    return endpoints.match(method, path_or_url)
+
+
+def all_rows(endpoints: Iterable[Endpoint] = ENDPOINTS) -> list[Endpoint]:
+    """Return the rows of a map, in order (for `explain`)."""
+    return list(endpoints)

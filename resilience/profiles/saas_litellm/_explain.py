@@ -1,0 +1,180 @@
+"""`explain`: the profile's retry table, timeout map and worst-case schedule, as text."""
+
+from __future__ import annotations
+
+import random
+
+from ._classify import PERMANENT_CAUSES
+from ._policy import (
+    FAILURE_THRESHOLD,
+    HALF_OPEN_MAX_CALLS,
+    RESET_TIMEOUT,
+    Options,
+)
+
+__all__ = ["explain", "schedule"]
+
+RETRY_TABLE = (
+    ("outcome", "retry", "trips breaker", "exception raised"),
+    ("400", "no", "no", "BadRequestError"),
+    ("401", "no", "no", "AuthenticationError"),
+    ("403, detail mentions credits", "no", "no", "InsufficientCreditsError"),
+    ("403 other (suspended, paused, team, model)", "no", "no", "PermissionDeniedError"),
+    ("404", "no", "no", "NotFoundError"),
+    ("422", "no", "no", "ValidationError (.errors)"),
+    ("429", "yes, Retry-After is a floor", "yes", "RateLimitError (.retry_after)"),
+    ("500 naming a permanent cause (below)", "no", "no", "ServerError"),
+    ("other 500, and 503", "yes", "yes", "ServerError"),
+    ("502, 504 (a gateway answered)", "idempotent endpoints only", "yes", "ServerError"),
+    ("connect error / timeout (never sent)", "yes", "yes", "APIConnectionError / APITimeoutError"),
+    (
+        "read timeout / drop after sending",
+        "idempotent endpoints only",
+        "yes",
+        "APITimeoutError / APIConnectionError",
+    ),
+    ("in-band error after HTTP 200 (streams)", "no", "unless permanent", "StreamError"),
+)
+
+
+class _Extreme(random.Random):
+    """A random source pinned to one end of [0, 1), to read a jitter's bounds."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def _table(rows: list[tuple[str, ...]] | tuple[tuple[str, ...], ...]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  " + "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return f"{text} s"
+
+
+def schedule(settings: Options | None = None) -> list[tuple[float, float]]:
+    """
+    Return the (shortest, longest) backoff sleep before each retry, ignoring Retry-After.
+
+    Args:
+        settings: The profile options. Default: the profile's defaults.
+
+    Returns:
+        One pair per retry: ``attempts - 1`` pairs, in seconds.
+    """
+    opts = settings if settings is not None else Options()
+    pairs: list[tuple[float, float]] = []
+    low_prev = high_prev = 0.0
+    for attempt in range(1, opts.attempts):
+        low = float(opts.backoff(attempt, low_prev, _Extreme(0.0)))
+        high = float(opts.backoff(attempt, high_prev, _Extreme(1.0)))
+        pairs.append((low, high))
+        low_prev, high_prev = low, high
+    return pairs
+
+
+def explain(settings: Options | None = None) -> str:
+    """
+    Return the profile as text: the retry table, the timeout map, and the worst-case schedule.
+
+    This is what ``python -m resilience explain saas-litellm`` prints.
+
+    Args:
+        settings: The profile options to explain. Default: the profile's defaults.
+
+    Returns:
+        Several plain-text tables.
+    """
+    opts = settings if settings is not None else Options()
+    out: list[str] = []
+    out.append("SaaS LiteLLM profile (resilience.profiles.saas_litellm)")
+    out.append("")
+    out.append("Retry table: what each outcome is, per the server's real behaviour")
+    out.append(_table(RETRY_TABLE))
+    out.append("  permanent causes inside a 500's detail: " + ", ".join(PERMANENT_CAUSES))
+    out.append("")
+    out.append("Timeout map: method and path template (most specific wins, never a substring)")
+    rows: list[tuple[str, ...]] = [("endpoint", "timeout", "idempotent", "a duplicate request")]
+    for row in opts.endpoints:
+        if row.template == "*":
+            name = "other GETs" if row.method == "GET" else "anything else"
+            idempotent = "yes" if row.method == "GET" else "by method"
+        else:
+            name = f"{row.method} {row.template}"
+            idempotent = "yes" if row.idempotent else "no"
+        timeout = _seconds(row.timeout) + (" total and idle" if row.stream else "")
+        rows.append((name, timeout, idempotent, row.duplicate))
+    out.append(_table(rows))
+    out.append("")
+    pairs = schedule(opts)
+    cap = opts.max_retry_after
+    out.append(f"Retry: {opts.attempts} attempts (the first included); backoff {opts.backoff!r}")
+    out.append(
+        "  a Retry-After is a floor under the backoff; "
+        + (
+            f"one above {_seconds(cap)} makes Retry give up at once"
+            if cap is not None
+            else "no cap"
+        )
+    )
+    out.append(
+        f"Breaker: one per base URL; opens after {FAILURE_THRESHOLD} consecutive failures, "
+        f"stays open {_seconds(RESET_TIMEOUT)}, then {HALF_OPEN_MAX_CALLS} probe decides; "
+        "counts 429, retryable 5xx, timeouts and connection errors, never a 4xx"
+    )
+    out.append("")
+    out.append("Worst-case schedule of one request")
+    sched: list[tuple[str, ...]] = [("step", "at most", "at least")]
+    for n in range(1, opts.attempts + 1):
+        sched.append((f"attempt {n}", "the endpoint's timeout", "-"))
+        if n <= len(pairs):
+            low, high = pairs[n - 1]
+            sched.append((f"sleep before attempt {n + 1}", _seconds(high), _seconds(low)))
+    out.append(_table(sched))
+    sleeps = sum(high for _, high in pairs)
+    floors = sum(max(high, cap) for _, high in pairs) if cap is not None else None
+    bounds: list[tuple[str, ...]] = [("endpoint", "timeout", "upper bound", "with Retry-After")]
+    for row in opts.endpoints:
+        name = (
+            f"{row.method} {row.template}"
+            if row.template != "*"
+            else ("other GETs" if row.method == "GET" else "anything else")
+        )
+        attempts_time = opts.attempts * row.timeout
+        bounds.append(
+            (
+                name,
+                _seconds(row.timeout),
+                _seconds(attempts_time + sleeps),
+                "unbounded" if floors is None else _seconds(attempts_time + floors),
+            )
+        )
+    out.append("")
+    out.append(
+        "Upper bound on total time: attempts x timeout + the longest sleeps "
+        "(each attempt is assumed to end within its timeout); a Retry-After may lengthen "
+        f"each sleep up to {_seconds(cap) if cap is not None else 'any length'}"
+    )
+    out.append(_table(bounds))
+    out.append(
+        "  streams: the attempts cover the request until the answer starts; the stream "
+        "itself then has its own total and idle limits (never retried once it has begun)"
+    )
+    out.append("")
+    out.append(
+        "Not retried on non-idempotent endpoints (llm-call, create-and-call, the streams): "
+        "read timeouts, drops after sending, 502 and 504 — the server may have done, and "
+        "charged for, the work. Opt in with retry_ambiguous=True."
+    )
+    return "\n".join(out)

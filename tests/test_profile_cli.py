@@ -1,0 +1,78 @@
+"""`explain`, ``python -m resilience explain saas-litellm`` and the demo."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from resilience.__main__ import main
+from resilience.profiles import saas_litellm as saas
+from resilience.profiles.saas_litellm._explain import schedule
+from resilience.profiles.saas_litellm.demo import run
+
+
+def test_explain_has_the_table_the_map_and_the_schedule() -> None:
+    """The explanation lists every table row, every endpoint, and the worst case."""
+    text = saas.explain()
+    for words in ("InsufficientCreditsError", "Retry-After is a floor", "idempotent endpoints"):
+        assert words in text
+    for row in saas.ENDPOINTS:
+        if row.template != "*":
+            assert f"{row.method} {row.template}" in text
+    assert "POST /api/jobs/{job_id}/llm-call         60 s     183.75 s     300 s" in text
+    assert "No provider credentials configured" in text
+
+
+def test_schedule_bounds_the_sleeps() -> None:
+    """Sleeps before retries 1 and 2 lie within ±25 % of 1 s and 2 s."""
+    assert schedule() == [(0.75, 1.25), (1.5, 2.5)]
+    assert schedule(saas.Options(attempts=1)) == []
+
+
+def test_explain_follows_the_options() -> None:
+    """explain() describes the options given, not only the defaults."""
+    text = saas.explain(saas.Options(attempts=5, max_retry_after=None))
+    assert "5 attempts" in text
+    assert "unbounded" in text
+
+
+def test_command_line_explain() -> None:
+    """python -m resilience explain saas-litellm prints the explanation."""
+    out = subprocess.run(
+        [sys.executable, "-m", "resilience", "explain", "saas-litellm"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == saas.explain()
+
+
+def test_command_line_refuses_unknown_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown profile is a usage error."""
+    with pytest.raises(SystemExit) as caught:
+        main(["explain", "other-api"])
+    assert caught.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_demo_runs_and_compares() -> None:
+    """A small demo run prints both columns; the profile never crashes nor pays twice."""
+    out = io.StringIO()
+    plain, profile = run(workflows=24, workers=4, seed=3, scale=0.005, out=out)
+    text = out.getvalue()
+    assert "plain (docs' helpers)" in text
+    assert "time scale 1/200" in text
+    assert plain.succeeded + plain.typed + plain.crashed == 24
+    assert profile.succeeded + profile.typed + profile.crashed == 24
+    assert profile.crashed == 0
+    assert profile.stats is not None
+    assert profile.stats.duplicate_paid_calls == 0
+
+
+def test_demo_command_line_options() -> None:
+    """The demo's options are validated."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--workflows", "0"])

@@ -1,0 +1,241 @@
+"""The profile's clients: URLs, timeouts and deadlines, the breaker per base URL, typed errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+import resilience as rs
+from resilience.profiles import saas_litellm as saas
+from resilience.profiles.saas_litellm.emulator import Emulator
+from resilience.testing import FakeClock, capture_events
+
+from .emulator_helpers import CHAT, Client
+
+pytest_plugins = ["tests.emulator_fixtures"]
+
+
+def test_relative_and_absolute_urls(api: Client, emu: Emulator) -> None:
+    """Paths are relative to the base URL; absolute URLs are sent as given."""
+    job_id = api.create_job()
+    assert api.get(f"/api/jobs/{job_id}").json()["job_id"] == job_id
+    assert api.get(f"{emu.url}/api/jobs/{job_id}").json()["job_id"] == job_id
+
+
+def test_base_url_with_a_path_prefix(kind: str, emu: Emulator, clock: FakeClock) -> None:
+    """A base URL ending in a prefix (/api) takes paths after it, matched in the map."""
+    client = Client(kind, f"{emu.url}/api", emu.virtual_key, clock=clock, breaker=None)
+    try:
+        job_id = client.post("jobs/create", json={"team_id": "acme-corp", "job_type": "t"}).json()
+        emu.script("llm-call", "drop")
+        with pytest.raises(saas.APIConnectionError):  # llm-call: not retried
+            client.post(f"/jobs/{job_id['job_id']}/llm-call", json=CHAT)
+    finally:
+        client.close()
+    assert emu.stats().by_route["llm-call"] == 1
+
+
+def test_bad_job_id_fails_before_sending(api: Client, emu: Emulator) -> None:
+    """A job id that is not a UUID raises ValueError and sends nothing."""
+    with pytest.raises(ValueError, match="job_id must be a UUID"):
+        api.post("/api/jobs/12345/llm-call", json=CHAT)
+    assert emu.stats().requests == 0
+
+
+def test_outer_deadline_caps_the_socket_timeout(kind: str, emu: Emulator) -> None:
+    """A Timeout around the call lowers the socket timeout: a slow answer becomes a timeout.
+
+    Without the cap the answer would arrive (after 5 s, within the endpoint's
+    10 s) and the call would succeed. An async Timeout may also cancel the
+    request itself, which raises its own TimeoutExceededError.
+    """
+    client = Client(kind, emu.url, emu.virtual_key, breaker=None, clock=FakeClock())
+    expected: Any = saas.APITimeoutError
+    try:
+        job_id = client.create_job()
+        emu.script("get", "slow", "slow", "slow")
+        if kind == "async":
+            assert client.loop is not None
+            expected = (saas.APITimeoutError, rs.TimeoutExceededError)
+
+            async def call() -> Any:
+                async with rs.Timeout(0.3):
+                    return await client.api.get(f"/api/jobs/{job_id}")
+
+            with pytest.raises(expected):
+                client.loop.run(call())
+        else:
+            with pytest.raises(expected), rs.Timeout(0.3):
+                client.get(f"/api/jobs/{job_id}")
+    finally:
+        client.close()
+
+
+class Recording(httpx.BaseTransport):
+    """A real transport that remembers the timeouts each request was sent with."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.timeouts: list[dict[str, float | None]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.timeouts.append(dict(request.extensions["timeout"]))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "per_call", "outer", "expected"),
+    [
+        ("/api/jobs/{job}/llm-call", None, None, 60.0),
+        ("/api/jobs/{job}/complete", None, None, 30.0),
+        ("/api/jobs/{job}", None, None, 10.0),
+        ("/api/jobs/{job}/llm-call", 5.0, None, 5.0),
+        ("/api/jobs/{job}/llm-call", 500.0, None, 60.0),
+        ("/api/jobs/{job}/llm-call", None, 2.0, 2.0),
+    ],
+    ids=["llm-call", "complete", "get", "per-call-lower", "per-call-higher", "deadline"],
+)
+def test_socket_timeout_is_the_lowest_limit(
+    emu: Emulator, path: str, per_call: float | None, outer: float | None, expected: float
+) -> None:
+    """The socket gets min(endpoint timeout, per-call timeout, time left before the deadline)."""
+    clock = FakeClock()
+    recording = Recording()
+    with saas.client(emu.url, emu.virtual_key, transport=recording, clock=clock) as client:
+        job_id = client.post("/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"})
+        url = path.format(job=job_id.json()["job_id"])
+        method = "GET" if url.count("/") == 3 else "POST"
+        extra: dict[str, Any] = {} if per_call is None else {"timeout": per_call}
+        body = {"status": "completed"} if "complete" in url else CHAT
+        json = None if method == "GET" else body
+        if outer is None:
+            client.request(method, url, json=json, **extra)
+        else:
+            with rs.Timeout(outer, clock=clock):
+                client.request(method, url, json=json, **extra)
+    assert recording.timeouts[-1] == dict.fromkeys(("connect", "read", "write", "pool"), expected)
+
+
+def test_breaker_per_base_url_is_shared_and_opens(emu: Emulator) -> None:
+    """Sessions and clients of one server share its breaker: 5 failures open it for all."""
+    clock = FakeClock()
+    one = Client("requests", emu.url, emu.virtual_key, clock=clock, attempts=1)
+    two = Client("httpx", emu.url, emu.virtual_key, clock=clock, attempts=1)
+    try:
+        emu.script("health", *["unavailable"] * 5)
+        for client in (one, two, one, two, one):
+            with pytest.raises(saas.ServerError):
+                client.get("/health")
+        with capture_events() as events, pytest.raises(rs.CircuitOpenError):
+            two.get("/health")
+        assert emu.stats().by_route["health"] == 5  # the sixth was never sent
+        assert any(isinstance(event, rs.CallRejected) for event in events)
+        clock.advance(saas.RESET_TIMEOUT)
+        assert one.get("/health").status_code == 200  # the probe closes it
+    finally:
+        one.close()
+        two.close()
+    assert saas.breaker_for(emu.url, clock=clock) is saas.breaker_for(emu.url + "/x", clock=clock)
+
+
+def test_client_errors_never_trip_the_breaker(api: Client, emu: Emulator) -> None:
+    """4xx answers, however many, never open the breaker."""
+    breaker = saas.breaker(clock=FakeClock())
+    client = Client(api.kind, emu.url, "sk-" + "f" * 32, breaker=breaker, clock=FakeClock())
+    try:
+        for _ in range(saas.FAILURE_THRESHOLD * 2):
+            with pytest.raises(saas.AuthenticationError):
+                client.create_job()
+    finally:
+        client.close()
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
+def test_retries_count_against_the_breaker(kind: str, emu: Emulator, clock: FakeClock) -> None:
+    """Every failed attempt counts: two requests of three 503s open the breaker."""
+    breaker = saas.breaker(clock=clock)
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=breaker)
+    try:
+        emu.script("health", *["unavailable"] * 6)
+        with pytest.raises(saas.ServerError):
+            client.get("/health")
+        with pytest.raises((saas.ServerError, rs.CircuitOpenError)):
+            client.get("/health")
+    finally:
+        client.close()
+    assert breaker.state is rs.CircuitState.OPEN
+    assert emu.stats().by_route["health"] == 5
+
+
+def test_no_reset_after_a_plain_text_500_on_a_paid_call(api: Client, emu: Emulator) -> None:
+    """After the database comes back, the paid call's plain-text 500 is retried on a new connection.
+
+    The server kills a connection after a plain-text 500; the emulator resets the
+    next request sent on it. The profile never reuses it, so the retry reaches
+    the server instead of failing as an ambiguous drop.
+    """
+    job_id = api.create_job()
+    emu.database_down = True
+    emu.database_down = False  # the next authenticated request fails once more
+    api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
+    stats = emu.stats()
+    assert (stats.by_route["llm-call"], stats.paid_calls) == (2, 1)
+
+
+def test_final_failure_carries_a_note_and_the_chain(api: Client, emu: Emulator) -> None:
+    """The typed error of the last attempt says how many attempts were made."""
+    emu.script("create", "unavailable", "unavailable", "unavailable")
+    with pytest.raises(saas.ServerError) as caught:
+        api.create_job()
+    assert caught.value.status == 503
+    assert any("gave up after 3 attempts" in note for note in caught.value.__notes__)
+
+
+def test_key_never_appears_in_errors_or_events(kind: str, emu: Emulator, clock: FakeClock) -> None:
+    """Neither the key nor the request body ever reaches an exception or an event."""
+    secret = "do not log this prompt"
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
+    try:
+        job_id = client.create_job()
+        emu.script("llm-call", "transient_500", "transient_500", "transient_500")
+        with capture_events() as events, pytest.raises(saas.ServerError) as caught:
+            client.post(
+                f"/api/jobs/{job_id}/llm-call",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret}]},
+            )
+    finally:
+        client.close()
+    texts = [str(caught.value), repr(caught.value), *caught.value.__notes__]
+    texts += [event.message() for event in events] + [repr(event) for event in events]
+    for text in texts:
+        assert emu.virtual_key not in text
+        assert secret not in text
+
+
+def test_bad_arguments_fail_at_construction() -> None:
+    """Bad settings are refused when the client is made, naming the parameter."""
+    with pytest.raises(ValueError, match="base_url"):
+        saas.session("api.example.com", "sk-x")
+    with pytest.raises(ValueError, match="virtual_key"):
+        saas.session("https://api.example.com", "  ")
+    with pytest.raises(ValueError, match="attempts"):
+        saas.session("https://api.example.com", "sk-x", attempts=0)
+    with pytest.raises(TypeError, match="breaker"):
+        saas.client("https://api.example.com", "sk-x", breaker="yes")
+
+
+def test_importing_resilience_imports_no_http_client() -> None:
+    """import resilience (and the profile) never imports requests or httpx."""
+    code = (
+        "import sys, resilience, resilience.integrations, resilience.profiles.saas_litellm; "
+        "print(sorted(m for m in ('requests', 'httpx', 'urllib3') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

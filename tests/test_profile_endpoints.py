@@ -1,0 +1,164 @@
+"""The endpoint map: method and path template, most specific wins, never a substring."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import resilience as rs
+from resilience.profiles import saas_litellm as saas
+
+JOB = "3f0a6a4e-5f7b-4f6e-9d1c-0a0b0c0d0e0f"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template", "timeout", "idempotent", "stream"),
+    [
+        ("POST", "/api/jobs/create", "/api/jobs/create", 10.0, True, False),
+        ("GET", f"/api/jobs/{JOB}", "/api/jobs/{job_id}", 10.0, True, False),
+        ("POST", f"/api/jobs/{JOB}/llm-call", "/api/jobs/{job_id}/llm-call", 60.0, False, False),
+        ("POST", f"/api/jobs/{JOB}/complete", "/api/jobs/{job_id}/complete", 30.0, True, False),
+        ("POST", "/api/jobs/create-and-call", "/api/jobs/create-and-call", 60.0, False, False),
+        (
+            "POST",
+            f"/api/jobs/{JOB}/llm-call-stream",
+            "/api/jobs/{job_id}/llm-call-stream",
+            120.0,
+            False,
+            True,
+        ),
+        (
+            "POST",
+            "/api/jobs/create-and-call-stream",
+            "/api/jobs/create-and-call-stream",
+            120.0,
+            False,
+            True,
+        ),
+        ("GET", f"/api/jobs/{JOB}/costs", "*", 10.0, True, False),
+        ("GET", "/health", "*", 10.0, True, False),
+        ("PATCH", f"/api/jobs/{JOB}/metadata", "*", 30.0, False, False),
+        ("PUT", "/api/other", "*", 30.0, True, False),
+        ("DELETE", "/api/other", "*", 30.0, True, False),
+        ("POST", "/api/other", "*", 30.0, False, False),
+    ],
+)
+def test_each_row(
+    method: str, path: str, template: str, timeout: float, idempotent: bool, stream: bool
+) -> None:
+    """Every row of DESIGN.md's endpoint table, and the catch-alls."""
+    found = saas.endpoint(method, path)
+    assert (found.template, found.timeout, found.idempotent, found.stream) == (
+        template,
+        timeout,
+        idempotent,
+        stream,
+    )
+    assert found.method == method
+
+
+def test_methods_any_case_and_absolute_urls() -> None:
+    """Methods match in any case; a URL's host and query string are ignored."""
+    found = saas.endpoint("post", f"https://api.example.com:8443/api/jobs/{JOB}/llm-call?x=1")
+    assert found.template == "/api/jobs/{job_id}/llm-call"
+
+
+def test_base_path_prefix_is_allowed() -> None:
+    """A base URL with a path prefix still matches: templates match the end of the path."""
+    assert saas.endpoint("POST", "https://h/v1/api/jobs/create").template == "/api/jobs/create"
+
+
+def test_most_specific_wins() -> None:
+    """POST /api/jobs/create is the create endpoint, not a job id; create-and-call its own."""
+    assert saas.endpoint("POST", "/api/jobs/create").timeout == 10.0
+    assert saas.endpoint("POST", "/api/jobs/create-and-call").timeout == 60.0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs/createx",
+        "/api/jobs/create/extra",
+        f"/api/jobs/{JOB}/llm-callback",
+        f"/api/jobs/{JOB}/llm-call/extra",
+        "/api/jobs/create-and-call-streaming",
+        "/xapi/jobs/create",
+    ],
+)
+def test_never_a_substring(path: str) -> None:
+    """Paths that merely contain a template are not that endpoint (the docs' lookup is)."""
+    assert saas.endpoint("POST", path).template == "*"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/jobs/create"),
+        ("POST", "/api/jobs/not-a-uuid/llm-call"),
+        ("POST", "/api/jobs/123/complete"),
+        ("GET", "/api/jobs/%20"),
+    ],
+)
+def test_job_id_must_be_a_uuid(method: str, path: str) -> None:
+    """A job id that is not a UUID fails fast, saying why (the server would answer a plain 500)."""
+    with pytest.raises(ValueError, match="job_id must be a UUID") as caught:
+        saas.endpoint(method, path)
+    assert "plain-text 500" in str(caught.value)
+
+
+def test_pipeline_fails_fast_on_a_bad_job_id() -> None:
+    """The pipeline factory refuses a bad job id before anything could be sent."""
+    with pytest.raises(ValueError, match="job_id must be a UUID"):
+        saas.pipeline("POST", "http://h/api/jobs/nope/llm-call")
+
+
+def test_scaled_map() -> None:
+    """scaled() multiplies every timeout, keeping the rest."""
+    fast = saas.ENDPOINTS.scaled(0.5)
+    assert fast.match("POST", f"/api/jobs/{JOB}/llm-call").timeout == 30.0
+    assert fast.match("GET", "/health").timeout == 5.0
+    assert len(fast) == len(saas.ENDPOINTS)
+    with pytest.raises(ValueError, match="factor"):
+        saas.ENDPOINTS.scaled(0)
+
+
+def test_bad_rows_fail_at_construction() -> None:
+    """Bad rows are refused when the map is built, naming the parameter."""
+    with pytest.raises(ValueError, match="timeout"):
+        saas.Endpoint("GET", "/x", 0.0, True)
+    with pytest.raises(ValueError, match="template"):
+        saas.Endpoint("GET", "x", 1.0, True)
+    with pytest.raises(TypeError, match="Endpoint rows"):
+        saas.EndpointMap(["GET /x"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"), [(None, 60.0), (5.0, 5.0), (500.0, 60.0)], ids=str
+)
+def test_per_call_timeout_lowers_never_raises(timeout: float | None, expected: float) -> None:
+    """The pipeline's Timeout is the endpoint's, lowered (never raised) by timeout=."""
+    pipeline = saas.pipeline("POST", f"http://h/api/jobs/{JOB}/llm-call", timeout=timeout)
+    last = pipeline.policies[-1]
+    assert isinstance(last, rs.Timeout)
+    assert last.seconds == expected
+
+
+_SEGMENT = st.sampled_from(["api", "jobs", "create", "llm-call", "complete", JOB, "x", ""])
+
+
+@given(method=st.sampled_from(["GET", "POST", "PATCH"]), parts=st.lists(_SEGMENT, max_size=6))
+def test_matches_are_whole_segments(method: str, parts: list[str]) -> None:
+    """Whatever the path, a matched template equals the path's last segments exactly."""
+    path = "/" + "/".join(parts)
+    try:
+        found = saas.endpoint(method, path)
+    except ValueError:
+        return  # a {job_id} that is not a UUID
+    if found.template == "*":
+        return
+    template = found.template.strip("/").split("/")
+    tail = path.strip("/").split("/")[-len(template) :]
+    assert len(tail) == len(template)
+    for pattern, part in zip(template, tail, strict=True):
+        assert part == (JOB if pattern == "{job_id}" else pattern)
