@@ -321,4 +321,12 @@ async def aiter_sse(
             if chunk is None:
                 break
     finally:
-        await response.aclose()
+        # Close the byte iterator before the response: left suspended, an async
+        # generator is finalised by the garbage collector, outside any loop
+        # (Python 3.13 reports that as an unraisable exception).
+        aclose = getattr(chunks, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            await response.aclose()
