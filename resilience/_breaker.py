@@ -42,7 +42,7 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
+from ._core import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -419,16 +419,6 @@ class CircuitBreaker(PolicyMixin):
             self._announce(transitions, fn)
 
     # --- binding (the policy protocol) -------------------------------------
-
-    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
-        """Return a runner that guards *inner* with this circuit (see `resilience.Policy`)."""
-        if shape is Shape.SYNC:
-            return self._bind_sync(inner)
-        if shape is Shape.ASYNC:
-            return self._bind_async(inner)
-        if shape is Shape.GEN:
-            return self._bind_gen(inner)
-        return self._bind_agen(inner)
 
     def _inlined_store(self) -> InMemoryCircuitStore | None:
         """

@@ -289,6 +289,9 @@ def compose(*policies: Policy | Pipeline) -> Pipeline:
     return Pipeline(tuple(flat))
 
 
+_BINDERS = {shape: f"_bind_{shape.name.lower()}" for shape in Shape}
+
+
 def pipeline_field() -> Any:
     """An attrs field holding the policy's own one-policy `Pipeline` (for `PolicyMixin`)."""
     return attrs.field(
@@ -309,6 +312,16 @@ class PolicyMixin:
 
     __slots__ = ()
     _pipeline: Pipeline
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """
+        Return a runner applying this policy around *inner* (see `resilience.Policy`).
+
+        Dispatches to the policy's ``_bind_sync``, ``_bind_async``, ``_bind_gen``
+        or ``_bind_agen``, once per pipeline and shape.
+        """
+        binder: Callable[[Runner], Runner] = getattr(self, _BINDERS[shape])
+        return binder(inner)
 
     def __call__(self, fn: Callable[P, R], /) -> Callable[P, R]:
         """Decorate *fn*: functions, methods, coroutines and (async) generators."""

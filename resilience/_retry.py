@@ -25,7 +25,6 @@ from ._core import (
     DEADLINE,
     PolicyMixin,
     Runner,
-    Shape,
     pipeline_field,
     target_name,
     testing_state,
@@ -181,16 +180,6 @@ class Retry(PolicyMixin):
         return Attempts(self)
 
     # --- binding (the policy protocol) -------------------------------------
-
-    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
-        """Return a runner that retries *inner* (see `resilience.Policy`)."""
-        if shape is Shape.SYNC:
-            return self._bind_sync(inner)
-        if shape is Shape.ASYNC:
-            return self._bind_async(inner)
-        if shape is Shape.GEN:
-            return self._bind_gen(inner)
-        return self._bind_agen(inner)
 
     def _bind_sync(self, inner: Runner) -> Runner:
         now = self.clock.now
