@@ -18,12 +18,43 @@ same machine, with the same loop around every case.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 import timeit
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+
+def work(x: int = 1) -> int:
+    """The protected call of every benchmark: as cheap as a call gets."""
+    return x
+
+
+async def awork(x: int = 1) -> int:
+    """The async protected call of every benchmark."""
+    return x
+
+
+def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The cheapest possible decorator: a `functools.wraps` closure (a baseline)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def passthrough(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One `wrapt.FunctionWrapper` pass-through layer (the baseline the goals name)."""
+    import wrapt
+
+    def call(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    return wrapt.FunctionWrapper(fn, call)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ parent process only, after the per-call table.
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 import time
@@ -33,35 +32,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import wrapt
 
 import resilience as rs
-from benchmarks._harness import Case, main
+from benchmarks._harness import Case, awork, closure, main, passthrough, work
 
 THREADS = 8
 CALLS_PER_THREAD = 250
 SLEEP = 0.001  # seconds: the protected call's own duration
-
-
-def work(x: int = 1) -> int:
-    return x
-
-
-async def awork(x: int = 1) -> int:
-    return x
-
-
-def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    return wrapper
-
-
-@wrapt.decorator
-def passthrough(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    return wrapped(*args, **kwargs)
 
 
 def with_rs(fn: Callable[..., Any]) -> Callable[..., Any]:

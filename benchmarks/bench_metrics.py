@@ -23,17 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import resilience as rs
-from benchmarks._harness import Case, main
+from benchmarks._harness import Case, awork, main, work
 
 GLOBAL_HOOK_CASE = "rs.Retry, collector as global hook"
-
-
-def work(x: int = 1) -> int:
-    return x
-
-
-async def awork(x: int = 1) -> int:
-    return x
 
 
 def make_retry(**kwargs: object) -> rs.Retry:

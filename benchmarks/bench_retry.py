@@ -8,7 +8,6 @@ the price of being ready to retry.
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,31 +15,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import wrapt
 
 import resilience as rs
-from benchmarks._harness import Case, main
-
-
-def work(x: int = 1) -> int:
-    return x
-
-
-async def awork(x: int = 1) -> int:
-    return x
-
-
-def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    return wrapper
-
-
-@wrapt.decorator
-def passthrough(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    return wrapped(*args, **kwargs)
+from benchmarks._harness import Case, awork, closure, main, passthrough, work
 
 
 def with_tenacity(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,26 +36,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import resilience as rs
-from benchmarks._harness import Case, main
+from benchmarks._harness import Case, awork, closure, main, work
 from resilience.deadline import Deadline
 
 LIMIT = 10.0  # seconds: never reached, only the success path is measured
-
-
-def work(x: int = 1) -> int:
-    return x
-
-
-async def awork(x: int = 1) -> int:
-    return x
-
-
-def closure(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    return wrapper
 
 
 _VAR: contextvars.ContextVar[float | None] = contextvars.ContextVar("bench", default=None)
