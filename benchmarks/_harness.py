@@ -59,11 +59,18 @@ def passthrough(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class Case:
-    """One thing to measure: a zero-argument callable (or coroutine function)."""
+    """
+    One thing to measure: a zero-argument callable (or coroutine function).
+
+    *setup*, if given, runs in the process that measures the case, right
+    before it is timed: process-wide state (global hooks, logging) that only
+    this case should see.
+    """
 
     name: str
     fn: Callable[[], Any]
     is_async: bool = False
+    setup: Callable[[], object] | None = None
 
 
 def _sync_timer(fn: Callable[[], Any]) -> Callable[[int], float]:
@@ -92,8 +99,17 @@ def _async_timer(fn: Callable[[], Awaitable[Any]]) -> Callable[[int], float]:
 
 
 def timer_of(case: Case) -> Callable[[int], float]:
-    """Return ``timer(loops) -> seconds`` for *case*."""
-    return _async_timer(case.fn) if case.is_async else _sync_timer(case.fn)
+    """Return ``timer(loops) -> seconds`` for *case*, running its setup first."""
+    timer = _async_timer(case.fn) if case.is_async else _sync_timer(case.fn)
+    setup = case.setup
+    if setup is None:
+        return timer
+
+    def prepared(loops: int) -> float:
+        setup()
+        return timer(loops)
+
+    return prepared
 
 
 def table(results: dict[str, float], references: tuple[str, ...] = ()) -> str:

@@ -24,6 +24,7 @@ from ._classify import Rule as Rule
 from ._classify import Verdict as Verdict
 from ._classify import transient as transient
 from ._clock import Clock as Clock
+from ._core import Description as Description
 from ._core import Pipeline as Pipeline
 from ._core import Policy as Policy
 from ._core import Shape as Shape
@@ -74,6 +75,7 @@ __all__ = [
     "CircuitStore",
     "CircuitTransition",
     "Clock",
+    "Description",
     "ErrorClassifier",
     "Event",
     "FailureRate",

@@ -42,7 +42,7 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, PolicyMixin, Runner, pipeline_field, target_name
+from ._core import CALL, Description, PolicyMixin, Runner, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -52,6 +52,7 @@ from ._events import (
     emit,
 )
 from ._exceptions import CircuitOpenError
+from ._explain import rule_lines, seconds
 from .backoff import Backoff
 
 __all__ = ["CircuitBreaker"]
@@ -116,6 +117,22 @@ def _check_store(instance: object, attribute: attrs.Attribute[Any], value: objec
             "store must be a callable taking the breaker and returning a CircuitStore "
             f"(such as resilience.InMemoryCircuitStore), got {type(value).__name__}: {value!r}"
         )
+
+
+def _window(condition: FailureRate | SlowCallRate) -> str:
+    if condition.calls is not None:
+        window = f"the last {condition.calls} calls"
+    else:
+        window = f"the last {seconds(condition.seconds or 0.0)}"
+    return f"{window} (once it holds {condition.minimum_calls})"
+
+
+def _describe_condition(condition: FailureRate | SlowCallRate) -> str:
+    share = f"{condition.rate:.0%}"
+    if isinstance(condition, SlowCallRate):
+        slow = seconds(condition.slower_than)
+        return f"{share} or more of calls slower than {slow} over {_window(condition)}"
+    return f"a failure rate of {share} or more over {_window(condition)}"
 
 
 def _default_threshold(self: CircuitBreaker) -> int | None:
@@ -274,6 +291,41 @@ class CircuitBreaker(PolicyMixin):
         if self.success_threshold != 1:
             parts.append(f"success_threshold={self.success_threshold!r}")
         return f"<CircuitBreaker {', '.join(parts)}: {self.state.name}>"
+
+    def describe(self) -> Description:
+        """
+        Return what this breaker does, for `resilience.Pipeline.explain`.
+
+        What opens it, how long it stays open, its probes, what its classifier
+        counts as a failure (rule by rule), and its state now. A breaker adds
+        no attempts and no time: a rejection is immediate.
+        """
+        label = f"CircuitBreaker {self.name!r}" if self.name is not None else "CircuitBreaker"
+        trips = [_describe_condition(c) for c in self.trip]
+        if self.failure_threshold is not None:
+            trips.insert(0, f"{self.failure_threshold} consecutive failures")
+        reset = self.reset_timeout
+        period = (
+            seconds(reset)
+            if isinstance(reset, float)
+            else f"a period growing with each reopening: {reset!r}"
+        )
+        probes = self.half_open_max_calls
+        details = [
+            f"open: rejects every call at once with CircuitOpenError, for {period}",
+            f"then half-open: admits {probes} probe call{'s' if probes != 1 else ''}; "
+            + (
+                "1 success closes it"
+                if self.success_threshold == 1
+                else f"{self.success_threshold} successes close it"
+            )
+            + ", a failure opens it again",
+            "counts as a failure (first matching rule decides):",
+            *rule_lines(self.on, "trip"),
+            "cancellation and interpreter exits are never counted",
+            f"state now: {self.state.value}",
+        ]
+        return Description(title=f"{label}: opens on {' or '.join(trips)}", details=details)
 
     # --- state and manual control -----------------------------------------
 

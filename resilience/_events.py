@@ -6,14 +6,20 @@ global (`add_hook`, `set_hooks`); the default global hook, `log_event`, logs to
 the ``resilience`` logger. Events are built only when a hook listens, hooks run
 outside any lock, and a hook that raises is logged and ignored: instrumentation
 never changes the outcome of the protected call.
+
+The text an event copies from an exception (`Event.fields`, `Event.message`) is
+scrubbed of what looks like a credential (``sk-...`` keys, bearer tokens,
+``api_key=...``) and cut to 200 characters: an exception raised by user code
+may quote a header or a request, and log records travel further than exceptions.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 
@@ -44,12 +50,41 @@ class Hook(Protocol):
     def __call__(self, event: Event, /) -> object: ...
 
 
+_SECRETS: Final = (
+    # API keys of the OpenAI / LiteLLM shape.
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    # A credential after an authorization scheme: "Bearer <token>", "Basic <base64>".
+    # (Schemes are case-insensitive, but "basic" and "token" are also words.)
+    (re.compile(r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}"), r"\1\2***"),
+    # Secret-like fields, in headers, query strings, JSON or reprs: api_key=..., "password": "...".
+    (
+        re.compile(
+            r"(?i)\b((?:x-)?api[_-]?key|access[_-]?token|client[_-]?secret|secret|password"
+            r"|authorization)([\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)[^\s\"',;&)}\]]+"
+        ),
+        r"\1\2***",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """Return *text* with what looks like a credential replaced by ``***``."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _describe_error(error: BaseException | None) -> str | None:
-    # The type and the message only: exceptions of ours and of the profile never
-    # carry headers or bodies; the traceback stays with the exception itself.
+    # The type and the message only, redacted: exceptions of ours and of the
+    # profile never carry headers or bodies, but a user's exception may quote
+    # one; the traceback stays with the exception itself.
     if error is None:
         return None
-    text = str(error)
+    try:
+        text = str(error)
+    except Exception:  # a broken __str__ must not break the hook
+        text = ""
+    text = redact(text)
     if len(text) > 200:
         text = text[:197] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -60,9 +95,14 @@ class Event:
     """
     Base of every event.
 
+    Events are frozen: facts that happened. Every field is listed, with its
+    stable log name, in the catalogue of ``docs/events.md``.
+
     Attributes:
         name: The name of the policy that reports it (`None` when unnamed).
-        target: The qualified name of the protected function, when known.
+        target: The qualified name of the protected function, when known
+            (``"METHOD /path"`` for the HTTP integrations: no host, no query).
+        level: Class attribute: the `logging` level `log_event` uses for this event.
     """
 
     level: ClassVar[int] = logging.INFO
@@ -75,7 +115,12 @@ class Event:
         return type(self).__name__
 
     def fields(self) -> dict[str, Any]:
-        """Return the event's fields under stable names prefixed ``resilience_`` (log ``extra``)."""
+        """
+        Return the event's fields under stable names prefixed ``resilience_`` (log ``extra``).
+
+        ``resilience_event`` is the class name; an exception becomes
+        ``"Type: message"``, redacted and cut to 200 characters.
+        """
         out: dict[str, Any] = {"resilience_event": type(self).__name__}
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
@@ -126,8 +171,11 @@ class RetriesExhausted(Event):
         attempts: How many attempts were made.
         elapsed: Seconds since the first attempt started.
         reason: ``"attempts"`` (none left), ``"deadline"`` (the next attempt would
-            start past the deadline) or ``"retry_after"`` (the server asked for a
-            wait beyond ``max_retry_after`` or the deadline).
+            start past the deadline), ``"retry_after"`` (the server asked for a
+            wait beyond ``max_retry_after`` or the deadline), or
+            ``"stream_interrupted"`` (a stream failed with a retryable error after
+            items had reached the caller, so it could not be restarted; the
+            caller gets `StreamInterruptedError`, chained to *error*).
         error: The last exception, or `None` if the last outcome was a result.
     """
 
@@ -151,12 +199,20 @@ class TimeoutExpired(Event):
     """
     A deadline passed.
 
+    The call was cancelled (async), refused because its deadline had already
+    passed as it was about to start (sync, or an attempt under Retry), or a
+    stream waited too long for an item (*idle*) or in total.
+
+    A sync call that overruns its deadline and then returns is not reported:
+    its result is returned, and nothing expired that anyone acted on.
+
+    Logged at INFO: what the caller feels is the `TimeoutExceededError` it gets,
+    or, under Retry, the retry (`RetryScheduled`) or the give-up (`RetriesExhausted`).
+
     Attributes:
         timeout: The limit in seconds.
         idle: Whether it was the idle (between-items) limit of a stream.
     """
-
-    level: ClassVar[int] = logging.WARNING
 
     timeout: float
     idle: bool = False
@@ -170,6 +226,11 @@ class TimeoutExpired(Event):
 class CallRejected(Event):
     """
     A policy refused to run a call (nothing ran).
+
+    Logged at DEBUG: a rejection is the expected consequence of a state already
+    logged at WARNING (`CircuitOpened`), and there is one per call, so under
+    load an open circuit would otherwise log thousands of lines per second.
+    Count them with a `MetricsCollector` (``rejections``).
 
     Attributes:
         reason: Why. A circuit breaker says ``"circuit_open"`` (open),
@@ -204,7 +265,10 @@ class CircuitOpened(Event):
     retry_after: float | None = None
 
     def message(self) -> str:
-        return f"{_label(self)}: circuit opened ({self.reason})"
+        until = (
+            "until closed or reset" if self.retry_after is None else f"for {self.retry_after:.3g} s"
+        )
+        return f"{_label(self)}: circuit opened ({self.reason}); rejecting calls {until}"
 
 
 @attrs.frozen(kw_only=True)
@@ -234,9 +298,14 @@ def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
 
-    Retries scheduled log at INFO; retries exhausted, timeouts, rejections and
-    openings at WARNING. Fields go to ``extra`` under stable ``resilience_*``
-    names (see `Event.fields`). The library never configures logging.
+    Levels (each event class's ``level``): WARNING when a policy gives up or
+    changes state in a way callers will feel (`RetriesExhausted`,
+    `CircuitOpened`); INFO for failures a policy handled and for recoveries
+    (`RetryScheduled`, `TimeoutExpired`, `CircuitHalfOpened`, `CircuitClosed`);
+    DEBUG for the per-call consequence of a state already logged
+    (`CallRejected`). Fields go to ``extra`` under stable ``resilience_*``
+    names (see `Event.fields`). No record is made below the logger's level. The
+    library never configures logging: no handler, no level.
     """
     level = type(event).level
     if logger.isEnabledFor(level):

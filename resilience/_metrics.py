@@ -38,7 +38,7 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier, transient
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Runner, Shape
+from ._core import CALL, Description, Pipeline, Runner, Shape
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -325,6 +325,25 @@ class _Observer(Generic[S]):
             rec.success(seconds)
 
     # --- the policy ------------------------------------------------------------
+
+    def describe(self) -> Description:
+        """
+        Return what this observer does as a policy, for `resilience.Pipeline.explain`.
+
+        It times each call and counts its outcome; it adds no attempts and no time.
+        """
+        return Description(
+            title=f"{type(self).__name__} {_label(self._name)!r}: times every call and "
+            "counts its outcome",
+            details=(
+                "outcome of each call: 'success', the classifier's kind (or 'error'), "
+                "'rejected' or 'cancelled'",
+            ),
+        )
+
+    def explain(self) -> str:
+        """Return a readable description of this observer as a policy (see `Pipeline.explain`)."""
+        return Pipeline((self,)).explain()
 
     def bind(self, inner: Runner, shape: Shape, /) -> Runner:
         """

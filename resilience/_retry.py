@@ -23,6 +23,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._core import (
     CALL,
     DEADLINE,
+    Description,
     PolicyMixin,
     Runner,
     pipeline_field,
@@ -31,6 +32,7 @@ from ._core import (
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError
+from ._explain import backoff_bounds, rule_lines, seconds, span
 from ._validate import check_clock, check_name, to_hooks
 
 __all__ = ["Attempt", "Attempts", "Retry"]
@@ -152,6 +154,61 @@ class Retry(PolicyMixin):
         if self.name is not None:
             parts.append(f"name={self.name!r}")
         return f"Retry({', '.join(parts)})"
+
+    def describe(self) -> Description:
+        """
+        Return what this Retry does, for `resilience.Pipeline.explain`.
+
+        Its attempts, what its classifier retries (rule by rule), the
+        backoff's shortest and longest sleep before each retry (exact for the
+        builtin backoffs, unknown for your own), and how a ``Retry-After``
+        stretches them.
+        """
+        n = self.max_attempts
+        label = f"Retry {self.name!r}" if self.name is not None else "Retry"
+        details = ["retries (first matching rule decides):", *rule_lines(self.on, "retry")]
+        pairs = backoff_bounds(self.backoff, n - 1)
+        sleeps: float | None = None
+        waits: float | None = None
+        if n == 1:
+            sleeps = waits = 0.0
+        elif pairs is None:
+            details.append(f"backoff {self.backoff!r}: its sleeps are not known (not a builtin)")
+        else:
+            details.append(f"backoff {self.backoff!r}; sleeps:")
+            shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
+            for index, pair in enumerate(shown):
+                if pair is None:
+                    details.append("  ...")
+                    continue
+                number = index + 2 if index < 4 or len(pairs) <= 6 else n
+                details.append(f"  before attempt {number}: {span(*pair)}")
+            sleeps = sum(high for _, high in pairs)
+            details.append(f"  in total at most {seconds(sleeps)}")
+        cap = self.max_retry_after
+        if n > 1:
+            if cap is None:
+                details.append(
+                    "a Retry-After is a floor under each sleep, however long (only a "
+                    "deadline cuts it short)"
+                )
+            else:
+                details.append(
+                    f"a Retry-After is a floor under each sleep; one longer than "
+                    f"{seconds(cap)} makes it give up at once"
+                )
+                if pairs is not None:
+                    waits = sum(max(high, cap) for _, high in pairs)
+            details.append(
+                "never sleeps past a deadline: gives up when the next attempt would start after it"
+            )
+        return Description(
+            title=f"{label}: up to {_plural(n)}",
+            details=details,
+            attempts=n,
+            sleeps=sleeps,
+            sleeps_retry_after=waits,
+        )
 
     def attempts(self) -> Attempts:
         """
@@ -346,7 +403,7 @@ class Retry(PolicyMixin):
                         return stop.value
                     except Exception as exc:
                         if exc is not thrown and classify(exc).retry:
-                            raise _interrupted(self, fn, partial, exc) from exc
+                            raise _interrupted(self, fn, partial, exc, call, start) from exc
                         raise
                     thrown = None
                     partial.append(item)
@@ -401,7 +458,7 @@ class Retry(PolicyMixin):
                         return
                     except Exception as exc:
                         if exc is not thrown and classify(exc).retry:
-                            raise _interrupted(self, fn, partial, exc) from exc
+                            raise _interrupted(self, fn, partial, exc, call, start) from exc
                         raise
                     thrown = None
                     partial.append(item)
@@ -412,8 +469,24 @@ class Retry(PolicyMixin):
 
 
 def _interrupted(
-    retry: Retry, fn: object, partial: list[Any], error: BaseException
+    retry: Retry,
+    fn: object,
+    partial: list[Any],
+    error: BaseException,
+    call: _RetryCall | None,
+    start: float,
 ) -> StreamInterruptedError:
+    """Report that a stream could not be restarted (`RetriesExhausted`); return the error."""
+    emit(
+        retry.hooks,
+        RetriesExhausted,
+        name=retry.name,
+        target=target_name(fn),
+        attempts=1 if call is None else call.attempt,
+        elapsed=retry.clock.now() - start,
+        reason="stream_interrupted",
+        error=error,
+    )
     n = len(partial)
     label = f" (retry {retry.name!r})" if retry.name else ""
     return StreamInterruptedError(

@@ -27,9 +27,20 @@ from typing import Any, final
 import attrs
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, DEADLINE, Deadline, PolicyMixin, Runner, Shape, pipeline_field, target_name
+from ._core import (
+    CALL,
+    DEADLINE,
+    Deadline,
+    Description,
+    PolicyMixin,
+    Runner,
+    Shape,
+    pipeline_field,
+    target_name,
+)
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
+from ._explain import seconds
 from ._validate import check_clock, check_name, positive_seconds, to_hooks
 
 __all__ = ["Timeout"]
@@ -177,6 +188,27 @@ class Timeout(PolicyMixin):
         if self.name is not None:
             parts.append(f"name={self.name!r}")
         return f"Timeout({', '.join(parts)})"
+
+    def describe(self) -> Description:
+        """
+        Return what this Timeout does, for `resilience.Pipeline.explain`.
+
+        Its limit bounds everything it wraps (each attempt when it sits inside
+        a Retry, the whole call when it sits outside), on the assumption that
+        sync code cooperates with its deadline.
+        """
+        label = f"Timeout {self.name!r}" if self.name is not None else "Timeout"
+        title = f"{label}: {seconds(self.seconds)}"
+        details = [
+            "async: cancelled at the deadline (TimeoutExceededError)",
+            "sync: cooperative: not started once the deadline has passed; sockets get the",
+            "  time left (rs.deadline.remaining(), passed on by the HTTP integrations);",
+            "  a sync call that returns late returns its value",
+            "nested deadlines: the earliest wins",
+        ]
+        if self.idle is not None:
+            title += f" for a whole stream, {seconds(self.idle)} for each item"
+        return Description(title=title, details=details, limit=self.seconds)
 
     # --- failures (never on the success path) ------------------------------------
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -11,7 +15,9 @@ import pytest
 
 import resilience as rs
 from resilience._events import emit
-from resilience.testing import capture_events
+from resilience.testing import FakeClock, capture_events
+
+from .conftest import Runner
 
 
 def test_default_hooks_are_the_logger() -> None:
@@ -72,7 +78,7 @@ def test_long_error_messages_are_truncated_in_logs() -> None:
 
 
 def test_log_levels(caplog: pytest.LogCaptureFixture) -> None:
-    """Retries log at INFO; exhaustion, timeouts, rejections, openings at WARNING."""
+    """Give-ups, rejections and openings log at WARNING; handled failures and recoveries at INFO."""
     cases: list[tuple[type[rs.Event], dict[str, Any]]] = [
         (rs.RetryScheduled, {"attempt": 1, "delay": 1.0, "elapsed": 0.0}),
         (rs.RetriesExhausted, {"attempts": 2, "elapsed": 1.0, "reason": "attempts"}),
@@ -88,7 +94,7 @@ def test_log_levels(caplog: pytest.LogCaptureFixture) -> None:
     assert [r.levelname for r in caplog.records] == [
         "INFO",
         "WARNING",
-        "WARNING",
+        "INFO",
         "WARNING",
         "WARNING",
         "INFO",
@@ -135,3 +141,269 @@ def test_registry_survives_concurrent_add_and_remove() -> None:
     for t in threads:
         t.join()
     assert set(rs.get_hooks()) == {rs.log_event, *hooks}
+
+
+# --- the catalogue -----------------------------------------------------------------
+
+EVENTS = [
+    cls
+    for name in rs.__all__
+    if isinstance(cls := getattr(rs, name), type)
+    and issubclass(cls, rs.Event)
+    and cls is not rs.Event
+]
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "events.md"
+
+
+def documented_catalogue() -> dict[str, tuple[str, dict[str, str]]]:
+    """docs/events.md's table: event name -> (level, {field: log key})."""
+    text = DOCS.read_text()
+    table = text.split("## The catalogue", 1)[1].split("\n## ", 1)[0]
+    catalogue: dict[str, tuple[str, dict[str, str]]] = {}
+    current = ""
+    for line in table.splitlines():
+        if not line.startswith("| ") or line.startswith(("| event", "| ---")):
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        head, field, key = cells[0], cells[1].strip("`"), cells[2].strip("`")
+        if head:
+            match = re.match(r"`(\w+)` \((\w+)\)", head)
+            current = match.group(1) if match else head
+            level = match.group(2) if match else ""
+            catalogue.setdefault(current, (level, {}))
+        if field:
+            catalogue[current][1][field] = key
+    return catalogue
+
+
+def test_every_event_is_in_the_one_table_with_its_fields_and_level() -> None:
+    """docs/events.md lists every event, every field and its log key, and the real level."""
+    catalogue = documented_catalogue()
+    assert catalogue.pop("every event")[1] == {
+        "name": "resilience_name",
+        "target": "resilience_target",
+    }
+    assert set(catalogue) == {cls.__name__ for cls in EVENTS}
+    for cls in EVENTS:
+        level, fields = catalogue[cls.__name__]
+        own = [f.name for f in attrs.fields(cls) if f.name not in ("name", "target")]
+        assert fields == {name: f"resilience_{name}" for name in own}, cls.__name__
+        assert level == logging.getLevelName(cls.level), cls.__name__
+
+
+@pytest.mark.parametrize("cls", EVENTS, ids=lambda cls: cls.__name__)
+def test_every_event_is_frozen_and_public(cls: type[rs.Event]) -> None:
+    """Every event class is frozen, named resilience.X, documented, and has a message."""
+    assert cls.__module__ == "resilience"
+    assert cls.__doc__
+    required: dict[str, Any] = {
+        f.name: 1 if f.type in ("int", "float") else "x"
+        for f in attrs.fields(cls)
+        if f.default is attrs.NOTHING
+    }
+    event = cls(**required)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.name = "other"  # type: ignore[misc]
+    assert isinstance(event.message(), str)
+    assert event.fields()["resilience_event"] == cls.__name__
+
+
+def test_circuit_opened_says_how_long_calls_are_rejected() -> None:
+    """The opening's message says how long calls will be rejected."""
+    assert rs.CircuitOpened(name="api", reason="failures", retry_after=60.0).message() == (
+        "'api': circuit opened (failures); rejecting calls for 60 s"
+    )
+    assert (
+        rs.CircuitOpened(name="api", reason="isolated")
+        .message()
+        .endswith("rejecting calls until closed or reset")
+    )
+
+
+def test_error_text_in_log_fields_is_redacted_and_a_broken_str_is_survived() -> None:
+    """Credentials quoted by an exception are masked; an exception whose str raises is named."""
+    event = rs.RetryScheduled(
+        attempt=1,
+        delay=0.0,
+        elapsed=0.0,
+        error=ValueError("GET /x?api_key=abc123 failed: Authorization: Bearer tok_0123456789"),
+    )
+    text = event.fields()["resilience_error"]
+    assert "abc123" not in text
+    assert "tok_0123456789" not in text
+    assert text.startswith("ValueError: GET /x?api_key=*** failed")
+
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert (
+        rs.RetryScheduled(attempt=1, delay=0.0, elapsed=0.0, error=Broken()).fields()[
+            "resilience_error"
+        ]
+        == "Broken"
+    )
+
+
+# --- streams: Retry reports the restart it could not make ----------------------------
+
+
+def test_interrupted_sync_stream_reports_retries_exhausted() -> None:
+    """A retryable failure after the first item: RetriesExhausted(reason="stream_interrupted")."""
+    clock = FakeClock()
+    retry = rs.Retry(on=ConnectionError, attempts=3, name="feed", clock=clock)
+
+    @retry
+    def feed() -> Iterator[int]:
+        yield 1
+        raise ConnectionError("dropped")
+
+    with capture_events() as events, pytest.raises(rs.StreamInterruptedError) as caught:
+        list(feed())
+    assert caught.value.partial == [1]
+    [event] = events
+    assert isinstance(event, rs.RetriesExhausted)
+    assert (event.name, event.attempts, event.reason) == ("feed", 1, "stream_interrupted")
+    assert event.error is caught.value.__cause__
+
+
+def test_interrupted_async_stream_counts_the_attempts_before_it() -> None:
+    """An async stream restarted once, then interrupted: the event says attempt 2."""
+    clock = FakeClock()
+    retry = rs.Retry(on=ConnectionError, attempts=3, clock=clock, backoff=rs.backoff.constant(1.0))
+    starts = []
+
+    @retry
+    async def feed() -> AsyncIterator[int]:
+        starts.append(1)
+        if len(starts) == 1:
+            raise ConnectionError("refused")
+        yield 1
+        raise ConnectionError("dropped")
+
+    async def consume() -> list[int]:
+        return [item async for item in feed()]
+
+    with capture_events() as events, pytest.raises(rs.StreamInterruptedError):
+        asyncio.run(consume())
+    scheduled, exhausted = events
+    assert isinstance(scheduled, rs.RetryScheduled)
+    assert isinstance(exhausted, rs.RetriesExhausted)
+    assert (exhausted.attempts, exhausted.reason, exhausted.elapsed) == (
+        2,
+        "stream_interrupted",
+        1.0,
+    )
+
+
+def test_a_stream_failure_that_is_not_retryable_reports_nothing() -> None:
+    """After the first item, an error the classifier would not retry passes without an event."""
+    retry = rs.Retry(on=ConnectionError, clock=FakeClock())
+
+    @retry
+    def feed() -> Iterator[int]:
+        yield 1
+        raise KeyError("bad")
+
+    with capture_events() as events, pytest.raises(KeyError):
+        list(feed())
+    assert events == []
+
+
+# --- the success path builds nothing ---------------------------------------------------
+
+
+class Boom:
+    """Stands for an event class: building one fails the test."""
+
+    def __init__(self, **fields: Any) -> None:
+        raise AssertionError(f"an event was built: {fields}")
+
+
+EVENT_NAMES = {
+    "resilience._retry": ("RetryScheduled", "RetriesExhausted"),
+    "resilience._timeout": ("TimeoutExpired",),
+    "resilience._breaker": ("CallRejected", "CircuitOpened", "CircuitHalfOpened", "CircuitClosed"),
+}
+
+
+@pytest.fixture
+def no_event_may_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every policy module builds its events from Boom."""
+    for module, names in EVENT_NAMES.items():
+        for name in names:
+            monkeypatch.setattr(f"{module}.{name}", Boom)
+
+
+def policies(clock: FakeClock) -> dict[str, Any]:
+    retry = rs.Retry(on=ValueError, clock=clock)
+    breaker = rs.CircuitBreaker(on=ValueError, clock=clock)
+    timeout = rs.Timeout(10.0, clock=clock)
+    return {
+        "retry": retry,
+        "timeout": timeout,
+        "breaker": breaker,
+        "rate breaker": rs.CircuitBreaker(
+            on=ValueError, trip=rs.SlowCallRate(0.5, slower_than=1.0, calls=10), clock=clock
+        ),
+        "pipeline": rs.compose(retry, breaker, timeout),
+    }
+
+
+@pytest.mark.usefixtures("no_event_may_be_built")
+@pytest.mark.parametrize("which", ["retry", "timeout", "breaker", "rate breaker", "pipeline"])
+def test_success_path_builds_no_event_and_logs_nothing_with_logging_installed(
+    which: str, mode: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the default log hook and every logger at DEBUG, a success builds and logs nothing."""
+    assert rs.get_hooks() == (rs.log_event,)
+    policy = policies(FakeClock())[which]
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            assert mode.run(policy(mode.make(lambda: "ok"))) == "ok"
+    assert [r for r in caplog.records if r.name.startswith("resilience")] == []
+
+
+@pytest.mark.usefixtures("no_event_may_be_built")
+def test_timeout_builds_no_event_when_nobody_listens(mode: Runner) -> None:
+    """A Timeout that expires, with no hook anywhere, raises without building TimeoutExpired."""
+    rs.set_hooks([])
+    clock = FakeClock()
+    outer, inner = rs.Timeout(1.0, clock=clock), rs.Timeout(5.0, clock=clock)
+
+    @outer
+    def expired() -> str:
+        clock.advance(2.0)
+        return mode.run(inner(mode.make(lambda: "never")))  # type: ignore[no-any-return]
+
+    with pytest.raises(rs.TimeoutExceededError):
+        expired()
+
+
+@pytest.mark.usefixtures("no_event_may_be_built")
+def test_breaker_builds_no_event_when_nobody_listens(mode: Runner) -> None:
+    """Opening, rejecting, half-opening and closing, with no hook anywhere, build no event."""
+    rs.set_hooks([])
+    clock = FakeClock()
+    breaker = rs.CircuitBreaker(on=ValueError, failure_threshold=2, reset_timeout=10.0, clock=clock)
+
+    def fail() -> None:
+        raise ValueError("x")
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="x"):
+            mode.run(breaker(mode.make(fail)))
+    with pytest.raises(rs.CircuitOpenError):
+        mode.run(breaker(mode.make(lambda: "ok")))
+    clock.advance(10.0)
+    assert mode.run(breaker(mode.make(lambda: "ok"))) == "ok"
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
+@pytest.mark.usefixtures("no_event_may_be_built")
+def test_the_fixture_catches_an_event_built_on_a_failure_path() -> None:
+    """With a hook listening, a failure does build its event: the fixture above would see it."""
+    breaker = rs.CircuitBreaker(on=ValueError, failure_threshold=1, clock=FakeClock())
+    with pytest.raises(AssertionError, match="an event was built"):
+        breaker.open()

@@ -22,6 +22,7 @@ PUBLIC = {
     "CircuitStore",
     "CircuitTransition",
     "Clock",
+    "Description",
     "ErrorClassifier",
     "Event",
     "FailureRate",

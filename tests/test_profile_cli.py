@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import sys
 
@@ -76,3 +77,24 @@ def test_demo_command_line_options() -> None:
     """The demo's options are validated."""
     with pytest.raises(SystemExit):
         main(["demo", "--workflows", "0"])
+
+
+def test_demo_logs_the_profile_run_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """run(log=True) keeps the default hook for the profile run: its events are logged."""
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        run(workflows=24, workers=4, seed=3, scale=0.005, out=io.StringIO(), log=True)
+    assert any(r.__dict__.get("resilience_event") == "RetryScheduled" for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resilience"):
+        run(workflows=8, workers=4, seed=3, scale=0.005, out=io.StringIO())
+    assert [r for r in caplog.records if r.name == "resilience"] == []
+
+
+def test_explain_ends_with_one_requests_pipeline() -> None:
+    """The CLI's explanation ends with Pipeline.explain() of an llm-call request."""
+    text = saas.explain()
+    tail = text.split("The pipeline of one request, as resilience explains it", 1)[1]
+    assert "  1. Retry 'saas-litellm': up to 3 attempts" in tail
+    assert "  2. CircuitBreaker 'saas-litellm': opens on 5 consecutive failures" in tail
+    assert "  4. Timeout 'saas-litellm': 60 s" in tail
+    assert "total time: at most 183.75 s; at most 300 s with Retry-After waits" in tail

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import raise_for_response, read_body
+from ._errors import raise_for_response, read_body, redact
 from ._policy import Options, options
 
 if TYPE_CHECKING:
@@ -38,7 +38,9 @@ def _auth(virtual_key: str) -> dict[str, str]:
 
 def _check_base_url(base_url: str) -> str:
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+        # Redacted: a key passed where the URL goes (swapped arguments) must not
+        # end up in an exception message, and from there in logs.
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {redact(repr(base_url))}")
     return base_url.rstrip("/")
 
 

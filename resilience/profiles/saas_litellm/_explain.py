@@ -1,8 +1,20 @@
-"""`explain`: the profile's retry table, timeout map and worst-case schedule, as text."""
+"""
+`explain`: the profile's retry table, timeout map and worst-case schedule, as text.
+
+The bounds come from `resilience.Pipeline.worst_case` on the profile's own
+policies, and the last section is `resilience.Pipeline.explain` of one
+request's pipeline: the numbers here are the engine's, not a second copy of
+its arithmetic.
+"""
 
 from __future__ import annotations
 
 import random
+import textwrap
+
+import attrs
+
+import resilience as rs
 
 from ._classify import PERMANENT_CAUSES
 from ._policy import (
@@ -10,6 +22,7 @@ from ._policy import (
     HALF_OPEN_MAX_CALLS,
     RESET_TIMEOUT,
     Options,
+    breaker,
 )
 
 __all__ = ["explain", "schedule"]
@@ -88,7 +101,11 @@ def explain(settings: Options | None = None) -> str:
     """
     Return the profile as text: the retry table, the timeout map, and the worst-case schedule.
 
-    This is what ``python -m resilience explain saas-litellm`` prints.
+    This is what ``python -m resilience explain saas-litellm`` prints. The
+    per-endpoint bounds are `resilience.Pipeline.worst_case` of the profile's
+    Retry over each endpoint's Timeout, and the text ends with
+    `resilience.Pipeline.explain` of one ``POST /api/jobs/{job_id}/llm-call``
+    request's pipeline.
 
     Args:
         settings: The profile options to explain. Default: the profile's defaults.
@@ -142,8 +159,6 @@ def explain(settings: Options | None = None) -> str:
             low, high = pairs[n - 1]
             sched.append((f"sleep before attempt {n + 1}", _seconds(high), _seconds(low)))
     out.append(_table(sched))
-    sleeps = sum(high for _, high in pairs)
-    floors = sum(max(high, cap) for _, high in pairs) if cap is not None else None
     bounds: list[tuple[str, ...]] = [("endpoint", "timeout", "upper bound", "with Retry-After")]
     for row in opts.endpoints:
         name = (
@@ -151,13 +166,16 @@ def explain(settings: Options | None = None) -> str:
             if row.template != "*"
             else ("other GETs" if row.method == "GET" else "anything else")
         )
-        attempts_time = opts.attempts * row.timeout
+        # Retry over the endpoint's Timeout: the breaker and the translation add no time.
+        request = rs.compose(opts.retry(row.idempotent), rs.Timeout(row.timeout))
+        upper = request.worst_case(retry_after=False)
+        floors = request.worst_case()
         bounds.append(
             (
                 name,
                 _seconds(row.timeout),
-                _seconds(attempts_time + sleeps),
-                "unbounded" if floors is None else _seconds(attempts_time + floors),
+                "unbounded" if upper is None else _seconds(upper),
+                "unbounded" if floors is None else _seconds(floors),
             )
         )
     out.append("")
@@ -177,4 +195,26 @@ def explain(settings: Options | None = None) -> str:
         "read timeouts, drops after sending, 502 and 504 — the server may have done, and "
         "charged for, the work. Opt in with retry_ambiguous=True."
     )
+    out.append("")
+    out.append(
+        f"The pipeline of one request, as resilience explains it: POST {_EXAMPLE} "
+        "(other endpoints differ in timeout, and idempotent ones also retry ambiguous failures)"
+    )
+    out.append(textwrap.indent(example_pipeline(opts).explain(), "  "))
     return "\n".join(out)
+
+
+_EXAMPLE = "/api/jobs/{job_id}/llm-call"
+
+
+def example_pipeline(settings: Options | None = None) -> rs.Pipeline:
+    """
+    Return the pipeline the profile gives ``POST /api/jobs/{job_id}/llm-call``, with a new breaker.
+
+    The breaker is a fresh one with the profile's settings, not the shared one
+    of a server (`breaker_for`), so that explaining never creates or reads one.
+    """
+    opts = settings if settings is not None else Options()
+    opts = attrs.evolve(opts, breaker=breaker())
+    job = "00000000-0000-4000-8000-000000000000"
+    return opts.pipeline("POST", _EXAMPLE.replace("{job_id}", job))

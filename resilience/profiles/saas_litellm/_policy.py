@@ -102,7 +102,10 @@ def _origin(url: str) -> str:
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         return ""
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    # Without the user:password@ of a URL that carries credentials: the origin
+    # names the breaker, which shows in events, logs and CircuitOpenError.
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme.lower()}://{host.lower()}"
 
 
 def breaker_for(url: str, *, clock: rs.Clock | None = None) -> rs.CircuitBreaker:
@@ -151,6 +154,17 @@ class _Translate:
 
     method: str
     path: str
+
+    def describe(self) -> rs.Description:
+        """Say what the policy does, for `resilience.Pipeline.explain`."""
+        return rs.Description(
+            title=f"translate ({self.method} {self.path}): raw transport errors become "
+            "APIConnectionError / APITimeoutError",
+            details=(
+                "so that Retry, the breaker and the caller see the profile's typed errors "
+                "(request_sent tells a connect failure from a lost answer)",
+            ),
+        )
 
     def bind(self, inner: Any, shape: rs.Shape, /) -> Any:
         method, path = self.method, self.path

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import sys
@@ -485,6 +486,7 @@ def run(
     scale: float = 0.02,
     outage: float = 0.0,
     out: Any = None,
+    log: bool = False,
 ) -> tuple[Result, Result]:
     """
     Run the demo and print it; return the plain and the profile results.
@@ -495,7 +497,12 @@ def run(
         seed: Seeds the faults and which workflows stream. Default: 1.
         scale: The time scale: every delay and timeout is multiplied by it.
             Default: 0.02 (50 times faster than production).
+        outage: Production seconds the database is down, halfway through each
+            run. Default: 0.0 (no outage).
         out: Where to print. Default: `sys.stdout`.
+        log: Keep the default log hook during the profile run, so that its
+            events reach the ``resilience`` logger (configure logging to see
+            them). Default: `False`: the summary says it all.
     """
     out = out if out is not None else sys.stdout
     mix = textwrap.fill(
@@ -527,6 +534,8 @@ def run(
     hooks = rs.set_hooks(())
     try:
         plain = run_one("plain", **common)
+        if log:
+            rs.set_hooks(hooks)
         profile = run_one("profile", **common)
     finally:
         rs.set_hooks(hooks)
@@ -573,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.02,
         help="multiplies every delay and timeout (default: 0.02, 50x faster)",
     )
+    parser.add_argument(
+        "--log",
+        choices=("DEBUG", "INFO", "WARNING"),
+        default=None,
+        help="log the profile run's events to stderr at this level (default: none)",
+    )
     args = parser.parse_args(argv)
     if args.workflows < 1 or args.workers < 1 or not 0 < args.time_scale <= 1:
         parser.error("--workflows and --workers must be >= 1, --time-scale in (0, 1]")
@@ -581,12 +596,21 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         sys.stderr.write("the demo needs requests: pip install 'resilience-policies[requests]'\n")
         return 2
+    if args.log is not None:
+        # The demo is an application: configuring logging is its business.
+        logging.basicConfig(
+            level=logging.WARNING,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)-7s %(name)s %(message)s",
+        )
+        logging.getLogger("resilience").setLevel(args.log)
     run(
         workflows=args.workflows,
         workers=args.workers,
         seed=args.seed,
         scale=args.time_scale,
         outage=args.outage,
+        log=args.log is not None,
     )
     return 0
 
