@@ -80,3 +80,41 @@ for attempt in retry.attempts():
 # Wrong arguments are still caught after decoration:
 fetch(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 fetch("x", retries=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+timeout = rs.Timeout(5.0)
+breaker = rs.CircuitBreaker(on=rs.transient, name="typing")
+stack = rs.compose(retry, breaker, timeout)
+
+
+@retry
+@breaker
+@timeout
+def stacked(n: int, *, label: str = "") -> list[str]:
+    return [label] * n
+
+
+@stack
+async def astacked(n: int) -> float:
+    return n / 2
+
+
+assert_type(stacked(2, label="x"), list[str])
+assert_type(stack.call(stacked, 1), list[str])
+assert_type(breaker.call(fetch, "u"), bytes)
+assert_type(timeout.call(fetch, "u", timeout=1.0), bytes)
+
+
+async def use_stack() -> None:
+    assert_type(await astacked(3), float)
+    assert_type(await timeout.acall(astacked, 1), float)
+    assert_type(await breaker.acall(afetch, "v"), int)
+    async with timeout:
+        pass
+
+
+with timeout as deadline:
+    assert_type(deadline.remaining(), float)
+with breaker:
+    pass
+
+stacked("2")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
