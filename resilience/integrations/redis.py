@@ -1,0 +1,1470 @@
+"""
+Shared state for fleets: a Redis-backed circuit store and a shared Retry-After pause.
+
+When an application runs as many processes on many hosts, a breaker in each
+process learns on its own that an upstream is failing, and a 429 storm
+multiplies by the number of processes. With a `RedisStore`, the breakers of a
+fleet that share a ``name`` are **one circuit**, and a `RetryAfterPause` makes
+every caller wait out a ``Retry-After`` that one caller received.
+
+```python
+import redis
+import resilience as rs
+from resilience.integrations.redis import RedisStore, RetryAfterPause
+
+fleet = RedisStore.from_url("redis://cache:6379/0")   # short timeouts, no client retries
+breaker = rs.CircuitBreaker(on=rs.transient, name="saas-api", store=fleet)
+pause = RetryAfterPause(on=rs.transient, name="saas-api", store=fleet)
+pipeline = rs.compose(rs.Retry(on=rs.transient), pause, breaker, rs.Timeout(10.0))
+```
+
+What the circuit store guarantees (see ``docs/fleet.md``):
+
+- **Atomic steps.** Every decision (admit, count, open, close, lease a probe) is
+  one Lua script: no read-modify-write races between processes.
+- **Leased probes.** A half-open circuit admits exactly ``half_open_max_calls``
+  probes across the fleet; each holds a lease that expires after
+  *probe_lease* seconds, so a process that dies mid-probe frees its place.
+- **One clock.** Open periods and leases are measured on the Redis server's
+  clock (``TIME`` inside the scripts); the hosts' clocks are never compared.
+- **Namespaced keys that expire.** ``{prefix}:circuit:{<name>}`` (a hash) and
+  ``{prefix}:circuit:{<name>}:leases`` (a sorted set), with a Redis Cluster hash
+  tag on the name; both expire *expire* seconds after their last write (after
+  the open period, for an open circuit). An isolated circuit never expires: a
+  kill switch must not lapse.
+- **No round trip on the closed success path.** Each process caches the state
+  for at most *refresh* seconds (plus one round trip); failures, transitions
+  and probes always go to Redis.
+- **Redis is never the reason a call fails.** When Redis cannot be reached the
+  store falls back (by default to a local in-memory circuit), emits
+  `StoreUnavailable`, tries Redis again every *reconnect* seconds, and emits
+  `StoreRecovered` when it answers.
+
+Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
+`resilience` never imports this module nor ``redis``.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import math
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, final
+
+import attrs
+import redis
+import redis.backoff
+import redis.exceptions
+import redis.retry
+
+from resilience._circuit import (
+    NO_TRANSITIONS,
+    CircuitPermit,
+    CircuitRejection,
+    CircuitState,
+    CircuitTransition,
+    InMemoryCircuitStore,
+    SlowCallRate,
+    _window,
+)
+from resilience._classify import ErrorClassifier, to_classifier
+from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._core import (
+    CALL,
+    DEADLINE,
+    Description,
+    PolicyMixin,
+    Runner,
+    Shape,
+    pipeline_field,
+    target_name,
+    testing_state,
+)
+from resilience._events import CallRejected, Event, Hook, emit
+from resilience._exceptions import RejectedError
+from resilience._explain import rule_lines, seconds
+from resilience._validate import check_clock, positive_seconds, to_hooks
+
+if TYPE_CHECKING:
+    from resilience._breaker import CircuitBreaker
+
+__all__ = [
+    "CallDelayed",
+    "PauseStarted",
+    "PausedError",
+    "RedisCircuitStore",
+    "RedisStore",
+    "RetryAfterPause",
+    "StoreRecovered",
+    "StoreUnavailable",
+]
+
+CLOSED: Final = CircuitState.CLOSED
+OPEN: Final = CircuitState.OPEN
+HALF_OPEN: Final = CircuitState.HALF_OPEN
+ISOLATED: Final = CircuitState.ISOLATED
+
+Fallback = Literal["local", "admit", "reject"]
+"""What a store does while Redis cannot be reached (see `RedisStore`)."""
+
+_FALLBACKS: Final = ("local", "admit", "reject")
+
+# Errors that mean "Redis did not answer as it should": never the protected call's business.
+_REDIS_ERRORS: Final = (redis.exceptions.RedisError, OSError)
+
+
+# --- events and the exception ------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class StoreUnavailable(Event):
+    """
+    Redis could not be reached: the circuit or pause named *name* fell back to *fallback*.
+
+    Emitted once per outage and per circuit (or pause), with the error that
+    revealed it. Logged at WARNING by the default hook.
+
+    Attributes:
+        fallback: ``"local"``, ``"admit"`` or ``"reject"`` for a circuit (see
+            `RedisStore`); ``"local"`` for a pause (this process's own pauses only).
+        error: The exception the Redis client raised.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    fallback: str
+    error: BaseException | None = attrs.field(default=None, eq=False)
+
+    def message(self) -> str:
+        return (
+            f"{self.name!r}: Redis unreachable ({type(self.error).__name__}); "
+            f"falling back to {self.fallback}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class StoreRecovered(Event):
+    """
+    Redis answered again: the circuit or pause named *name* uses the shared state again.
+
+    Attributes:
+        downtime: Seconds since the outage was noticed, on the policy's clock.
+    """
+
+    downtime: float
+
+    def message(self) -> str:
+        return f"{self.name!r}: Redis reachable again after {self.downtime:.3g} s"
+
+
+@attrs.frozen(kw_only=True)
+class PauseStarted(Event):
+    """
+    A failure carried ``Retry-After``: every caller sharing the pause waits *retry_after* seconds.
+
+    Emitted by the process whose call received it (extending a pause counts too).
+
+    Attributes:
+        retry_after: The seconds the server asked for (capped at ``max_pause``).
+    """
+
+    retry_after: float
+
+    def message(self) -> str:
+        return f"{self.name!r}: shared pause of {self.retry_after:.3g} s started"
+
+
+@attrs.frozen(kw_only=True)
+class CallDelayed(Event):
+    """
+    A call waited *delay* seconds for a shared pause before it ran.
+
+    Attributes:
+        delay: Seconds waited.
+    """
+
+    delay: float
+
+    def message(self) -> str:
+        return f"{self.name!r}: call delayed {self.delay:.3g} s by the shared pause"
+
+
+@final
+class PausedError(RejectedError):
+    """
+    The shared pause *name* lasts longer than the caller may wait; the call did not run.
+
+    Raised by `RetryAfterPause` when the pause would end after the innermost
+    deadline or after ``max_wait`` seconds.
+
+    Attributes:
+        name: The pause's name.
+        retry_after: Seconds until the pause ends.
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"{name!r} is paused for another {retry_after:.3g} s (Retry-After)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after))
+
+
+# --- Lua ----------------------------------------------------------------------------
+#
+# One hash per circuit: s state (c, o, h, i), g generation (the period's id: a
+# server time in microseconds, strictly increasing), f consecutive failures, u
+# the end of the open period (server microseconds), n openings since last
+# closed, d the last open period (seconds, as text), k probe successes in this
+# half-open period. Probe leases live in a sorted set scored by their expiry.
+# Integers are formatted with %.0f: Lua's own number-to-text conversion keeps
+# 14 digits, fewer than a microsecond timestamp has.
+#
+# Common ARGV: 1 expire (ms), 2 probe lease (µs), 3 half_open_max_calls,
+# 4 the open period this process would set (µs), 5 the same in seconds (text).
+
+_LUA_PRELUDE: Final = """
+local KEY, LEASES = KEYS[1], KEYS[2]
+local EXPIRE, LEASE, PROBES = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function fmt(x) return string.format('%.0f', x) end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function load()
+  local v = redis.call('HMGET', KEY, 's', 'g', 'f', 'u', 'n', 'd', 'k')
+  return {s = v[1] or 'c', g = tonumber(v[2]) or 0, f = tonumber(v[3]) or 0,
+          u = tonumber(v[4]) or 0, n = tonumber(v[5]) or 0, d = v[6] or '0',
+          k = tonumber(v[7]) or 0}
+end
+local function save(st, now)
+  redis.call('HSET', KEY, 's', st.s, 'g', fmt(st.g), 'f', fmt(st.f), 'u', fmt(st.u),
+             'n', fmt(st.n), 'd', st.d, 'k', fmt(st.k))
+  if st.s == 'i' then
+    redis.call('PERSIST', KEY)
+    return
+  end
+  local ttl = EXPIRE
+  if st.s == 'o' then ttl = ttl + math.ceil((st.u - now) / 1000) end
+  if st.s == 'h' then ttl = ttl + math.ceil(LEASE / 1000) end
+  redis.call('PEXPIRE', KEY, fmt(ttl))
+end
+local function newgen(st, now)
+  if now > st.g then return now end
+  return st.g + 1
+end
+local function open(st, now, reason)
+  st.s = 'o'; st.g = newgen(st, now); st.u = now + tonumber(ARGV[4])
+  st.n = st.n + 1; st.d = ARGV[5]; st.f = 0; st.k = 0
+  redis.call('DEL', LEASES)
+  save(st, now)
+  return 'o:' .. reason
+end
+local function close(st, now, reason)
+  st.s = 'c'; st.g = newgen(st, now); st.u = 0; st.n = 0; st.d = '0'; st.f = 0; st.k = 0
+  redis.call('DEL', LEASES)
+  save(st, now)
+  return 'c:' .. reason
+end
+local function reply(st, now, ev, admitted)
+  local rem, left = -1, -1
+  if st.s == 'o' then rem = st.u - now end
+  if st.s == 'h' then
+    left = PROBES - st.k - redis.call('ZCOUNT', LEASES, '(' .. fmt(now), '+inf')
+  end
+  return {st.s, st.g, st.f, rem, st.n, st.d, ev, admitted, left}
+end
+"""
+
+# ARGV 6: a new lease's id.
+_LUA_ACQUIRE: Final = (
+    _LUA_PRELUDE
+    + """
+local now = now_us()
+local st = load()
+local ev = ''
+if st.s == 'o' then
+  if now < st.u then return reply(st, now, ev, 0) end
+  st.s = 'h'; st.g = newgen(st, now); st.k = 0
+  redis.call('DEL', LEASES)
+  save(st, now)
+  ev = 'h:reset_timeout'
+end
+if st.s == 'h' then
+  redis.call('ZREMRANGEBYSCORE', LEASES, '-inf', fmt(now))
+  if PROBES - st.k - redis.call('ZCARD', LEASES) > 0 then
+    redis.call('ZADD', LEASES, fmt(now + LEASE), ARGV[6])
+    redis.call('PEXPIRE', LEASES, fmt(EXPIRE + math.ceil(LEASE / 1000)))
+    save(st, now)
+    return reply(st, now, ev, 1)
+  end
+  return reply(st, now, ev, 0)
+end
+if st.s == 'c' then return reply(st, now, ev, 1) end
+return reply(st, now, ev, 0)
+"""
+)
+
+# ARGV 6 generation, 7 lease ('' for a closed-state call), 8 outcome (s success,
+# f failure, i ignored), 9 failure_threshold (0: none), 10 success_threshold,
+# 11 the local window that tripped ('' when none).
+_LUA_RECORD: Final = (
+    _LUA_PRELUDE
+    + """
+local now = now_us()
+local st = load()
+local ev = ''
+local lease, outcome, trip = ARGV[7], ARGV[8], ARGV[11]
+if st.g ~= tonumber(ARGV[6]) then return reply(st, now, ev, 0) end
+if lease == '' then
+  if st.s ~= 'c' then return reply(st, now, ev, 0) end
+  if outcome == 'f' then
+    st.f = st.f + 1
+    local threshold = tonumber(ARGV[9])
+    if threshold > 0 and st.f >= threshold then
+      ev = open(st, now, 'failures')
+    elseif trip ~= '' then
+      ev = open(st, now, trip)
+    else
+      save(st, now)
+    end
+  elseif outcome == 's' then
+    if trip ~= '' then
+      ev = open(st, now, trip)
+    elseif st.f > 0 then
+      st.f = 0
+      save(st, now)
+    end
+  end
+  return reply(st, now, ev, 0)
+end
+if st.s ~= 'h' then return reply(st, now, ev, 0) end
+redis.call('ZREMRANGEBYSCORE', LEASES, '-inf', fmt(now))
+if redis.call('ZREM', LEASES, lease) == 0 then return reply(st, now, ev, 0) end
+if outcome == 's' then
+  st.k = st.k + 1
+  if st.k >= tonumber(ARGV[10]) then
+    ev = close(st, now, 'probes_succeeded')
+  else
+    save(st, now)
+  end
+elseif outcome == 'f' then
+  ev = open(st, now, 'half_open_failure')
+end
+return reply(st, now, ev, 0)
+"""
+)
+
+# ARGV 6 target: c (close), o (open), i (isolate), r (reset).
+_LUA_FORCE: Final = (
+    _LUA_PRELUDE
+    + """
+local now = now_us()
+local st = load()
+local ev = ''
+local target = ARGV[6]
+if target == 'c' then
+  if st.s ~= 'c' then ev = close(st, now, 'manual') end
+elseif target == 'o' then
+  if st.s ~= 'i' then ev = open(st, now, 'manual') end
+elseif target == 'i' then
+  if st.s ~= 'i' then
+    st.s = 'i'; st.g = newgen(st, now); st.f = 0; st.k = 0; st.u = 0
+    redis.call('DEL', LEASES)
+    save(st, now)
+    ev = 'i:isolated'
+  end
+else
+  local was = st.s
+  ev = close(st, now, 'reset')
+  if was == 'c' then ev = '' end
+end
+return reply(st, now, ev, 0)
+"""
+)
+
+_LUA_READ: Final = (
+    _LUA_PRELUDE
+    + """
+local now = now_us()
+return reply(load(), now, '', 0)
+"""
+)
+
+# The pause is one key whose time to live is the pause: it exists while the
+# fleet is paused and expires, on the server's clock, when the pause ends.
+# ARGV 1: milliseconds to pause; the pause only ever grows.
+_LUA_PAUSE: Final = """
+local left = redis.call('PTTL', KEYS[1])
+local want = tonumber(ARGV[1])
+if left < want then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+  return want
+end
+return left
+"""
+
+_STATES: Final = {"c": CLOSED, "o": OPEN, "h": HALF_OPEN, "i": ISOLATED}
+_FORCE_CODES: Final = {CLOSED: "c", OPEN: "o", ISOLATED: "i"}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def _check_client(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(getattr(value, "register_script", None)):
+        raise TypeError(
+            f"client must be a redis.Redis client (with register_script), "
+            f"got {type(value).__name__}: {value!r}"
+        )
+    if inspect.iscoroutinefunction(getattr(value, "execute_command", None)):
+        raise TypeError(
+            "client must be a synchronous redis.Redis client, not a redis.asyncio one: "
+            "the breaker's store protocol is synchronous (async drivers use it too), "
+            f"got {type(value).__module__}.{type(value).__name__}"
+        )
+
+
+def _client_repr(client: object) -> str:
+    # Where it connects, never how it authenticates (nor redis-py's long repr).
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+    return f"<{type(client).__name__} {where} db={kwargs.get('db', 0)}>"
+
+
+def _check_prefix(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"prefix must be a non-empty str, got {type(value).__name__}: {value!r}")
+    if "{" in value or "}" in value:
+        raise ValueError(f"prefix must not contain braces (Redis Cluster hash tags), got {value!r}")
+
+
+def _check_fallback(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in _FALLBACKS:
+        raise ValueError(f"fallback must be 'local', 'admit' or 'reject', got {value!r}")
+
+
+def _to_refresh(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0  # read Redis on every call
+    return positive_seconds("refresh", value)
+
+
+def _to_reconnect(value: object) -> float:
+    return positive_seconds("reconnect", value)
+
+
+def _to_probe_lease(value: object) -> float:
+    return positive_seconds("probe_lease", value)
+
+
+def _to_expire(value: object) -> float:
+    return positive_seconds("expire", value)
+
+
+def _to_max_wait(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0  # never wait: reject while paused
+    return positive_seconds("max_wait", value)
+
+
+def _to_max_pause(value: object) -> float:
+    return positive_seconds("max_pause", value)
+
+
+def _check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"a {kind} shared through Redis needs a name: it is the key every process "
+            f"shares, got name={name!r}"
+        )
+    if "{" in name or "}" in name:
+        raise ValueError(f"name must not contain braces (Redis Cluster hash tags), got {name!r}")
+    return name
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RedisStore:
+    """
+    Where a fleet keeps its shared circuits and pauses: a Redis client and the rules for using it.
+
+    Pass it as a breaker's ``store=`` (it is the factory the breaker calls) and
+    as a `RetryAfterPause`'s ``store=``. Breakers and pauses with the same
+    *name* and *prefix* share their state across every process using the same
+    Redis. Configure the breakers of one name alike everywhere: each process
+    applies its own thresholds and periods to the shared counts.
+
+    The store uses the client's synchronous API from every driver, async ones
+    included: a round trip (a refresh, a failure, a transition) holds the
+    event loop for its duration, bounded by the client's ``socket_timeout``.
+    Give the client short timeouts and no retries of its own (see `from_url`);
+    redis-py's defaults (5 s timeouts, 3 retries) could stall a call for many
+    seconds while Redis is down.
+
+    Args:
+        client: A ``redis.Redis`` client (positional). Required.
+        prefix: The namespace of every key. Default: ``"resilience"``.
+        refresh: Seconds a process may act on the state it last read before
+            reading it again: the freshness bound of the local cache. ``0``
+            reads Redis on every call. Default: 0.25.
+        reconnect: Seconds between attempts to reach Redis again while it is
+            unreachable. Default: 1.0.
+        fallback: What a circuit does while Redis is unreachable: ``"local"``
+            (a circuit of this process alone, seeded with the last state
+            read), ``"admit"`` (every call runs, nothing is counted) or
+            ``"reject"`` (every call is rejected with `CircuitOpenError`).
+            Default: ``"local"``.
+        probe_lease: Seconds a half-open probe holds its place; a probe whose
+            process died frees it after that. Make it longer than the
+            protected call can take (a `Timeout` inside the breaker bounds it).
+            Default: 60.0.
+        expire: Seconds a circuit's keys live after their last write (after
+            the end of the open period, for an open circuit). Default: 3600.0.
+
+    Raises:
+        TypeError: If *client* is not a Redis client, or an argument has the wrong type.
+        ValueError: On an out-of-range value or an unknown *fallback*.
+
+    .. versionadded:: 0.1.0
+    """
+
+    client: redis.Redis = attrs.field(kw_only=False, validator=_check_client, repr=_client_repr)
+    prefix: str = attrs.field(default="resilience", validator=_check_prefix)
+    refresh: float = attrs.field(default=0.25, converter=_to_refresh)
+    reconnect: float = attrs.field(default=1.0, converter=_to_reconnect)
+    fallback: Fallback = attrs.field(default="local", validator=_check_fallback)
+    probe_lease: float = attrs.field(default=60.0, converter=_to_probe_lease)
+    expire: float = attrs.field(default=3600.0, converter=_to_expire)
+
+    @classmethod
+    def from_url(cls, url: str, /, *, timeout: float = 0.25, **options: Any) -> RedisStore:
+        """
+        Make a store with a client for *url* whose timeouts suit a breaker.
+
+        The client gets *timeout* as its socket and connect timeouts and no
+        retries of its own, so that a Redis that does not answer costs a call
+        at most *timeout* seconds, once per *reconnect* interval.
+
+        Args:
+            url: A Redis URL (``redis://host:6379/0``, ``rediss://...``, ``unix://...``).
+            timeout: Seconds. Default: 0.25.
+            options: `RedisStore` options (*prefix*, *refresh*, ...).
+        """
+        seconds = positive_seconds("timeout", timeout)
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        )
+        return cls(client, **options)
+
+    def __call__(self, breaker: CircuitBreaker) -> RedisCircuitStore:
+        """Make the shared store of *breaker*'s circuit (the breaker calls this once)."""
+        return RedisCircuitStore(self, breaker)
+
+    def circuit_key(self, name: str) -> str:
+        """Return the key of the hash holding the circuit *name* (its leases add ``:leases``)."""
+        return f"{self.prefix}:circuit:{{{name}}}"
+
+    def pause_key(self, name: str) -> str:
+        """Return the key that exists while the pause *name* lasts."""
+        return f"{self.prefix}:pause:{{{name}}}"
+
+
+# --- outage bookkeeping shared by circuits and pauses -----------------------------------
+
+
+@final
+class _Link:
+    """
+    Whether Redis answers, for one circuit or pause; emits the events of outages.
+
+    Every failed round trip starts a new epoch. A reply ends an outage only if
+    its round trip began in the current epoch, after the last failure: a reply
+    that was already on its way when Redis went down proves nothing.
+    """
+
+    __slots__ = (
+        "_down",
+        "_epoch",
+        "_hooks",
+        "_lock",
+        "_name",
+        "_now",
+        "_reconnect",
+        "_retry_at",
+        "_since",
+    )
+
+    def __init__(
+        self, name: str, hooks: tuple[Hook, ...], now: Callable[[], float], reconnect: float
+    ) -> None:
+        self._name = name
+        self._hooks = hooks
+        self._now = now
+        self._reconnect = reconnect
+        self._lock = threading.Lock()
+        self._down = False
+        self._epoch = 0
+        self._since = 0.0
+        self._retry_at = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @property
+    def epoch(self) -> int:
+        """Read before a round trip, handed to `answered` after it."""
+        return self._epoch
+
+    def skip(self, now: float) -> bool:
+        """Whether to leave Redis alone now (down, and not yet time to try again)."""
+        return self._down and now < self._retry_at
+
+    def lost(self, error: BaseException, fallback: str) -> bool:
+        """Record a failed round trip; return whether it began an outage (emitting the event)."""
+        now = self._now()
+        with self._lock:
+            self._epoch += 1
+            began = not self._down
+            if began:
+                self._down = True
+                self._since = now
+            self._retry_at = now + self._reconnect
+        if began:
+            emit(self._hooks, StoreUnavailable, name=self._name, fallback=fallback, error=error)
+        return began
+
+    def answered(self, epoch: int) -> None:
+        """Record a reply to a round trip begun in *epoch*; it may end an outage (an event)."""
+        if not self.down:
+            return
+        with self._lock:
+            ended = self._down and epoch == self._epoch
+            if ended:
+                self._down = False
+            downtime = self._now() - self._since
+        if ended:
+            emit(self._hooks, StoreRecovered, name=self._name, downtime=max(downtime, 0.0))
+
+
+# --- the circuit store -------------------------------------------------------------------
+
+
+@final
+class _Ticket:
+    """A Redis permit's token: the period it belongs to and, for a probe, its lease."""
+
+    __slots__ = ("gen", "lease")
+
+    def __init__(self, gen: int, lease: str | None) -> None:
+        self.gen = gen
+        self.lease = lease
+
+    def __repr__(self) -> str:
+        return f"<ticket gen={self.gen} lease={self.lease!r}>"
+
+
+# Issued by the "admit" fallback: its outcome changes nothing.
+_ADMIT: Final = CircuitPermit()
+
+_Reply = tuple[CircuitState, int, int, float, int, float, str, bool, int]
+
+
+@final
+class RedisCircuitStore:
+    """
+    A `resilience.CircuitStore` whose circuit lives in Redis, shared by every process.
+
+    Made by `RedisStore` when a breaker is constructed with ``store=RedisStore(...)``;
+    not constructed directly. The breaker's ``name`` is the circuit's identity.
+
+    Local state: the last reply from Redis, trusted for *refresh* seconds of
+    the breaker's clock. While it is fresh, a closed circuit admits calls and
+    a success with no failure pending records nothing (no round trip, no
+    lock); an open, isolated or fully probed circuit rejects calls without a
+    round trip. Failures, probes, transitions and stale reads go to Redis.
+    Consecutive failures are counted fleet-wide, in Redis; windowed trip
+    conditions (`FailureRate`, `SlowCallRate`) are judged per process on its
+    own calls, and the opening they cause is shared.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acquire_script",
+        "_args",
+        "_breaker",
+        "_config",
+        "_delay",
+        "_failures",
+        "_fallback",
+        "_fetch",
+        "_force_script",
+        "_gen",
+        "_keys",
+        "_left",
+        "_link",
+        "_local",
+        "_lock",
+        "_now",
+        "_opens",
+        "_permit",
+        "_plain",
+        "_quiet",
+        "_read_script",
+        "_record_script",
+        "_refresh",
+        "_slow_probe",
+        "_stale_at",
+        "_state",
+        "_timed_windows",
+        "_until",
+        "_windows",
+    )
+
+    def __init__(self, config: RedisStore, breaker: CircuitBreaker) -> None:
+        name = _check_name("circuit breaker", breaker.name)
+        self._config = config
+        self._breaker = breaker
+        self._now = breaker.clock.now
+        self._refresh = config.refresh
+        self._fallback = config.fallback
+        key = config.circuit_key(name)
+        self._keys = (key, f"{key}:leases")
+        client = config.client
+        self._acquire_script = client.register_script(_LUA_ACQUIRE)
+        self._record_script = client.register_script(_LUA_RECORD)
+        self._force_script = client.register_script(_LUA_FORCE)
+        self._read_script = client.register_script(_LUA_READ)
+        self._args = (
+            math.ceil(config.expire * 1000),
+            math.ceil(config.probe_lease * 1e6),
+            breaker.half_open_max_calls,
+        )
+        self._lock = threading.Lock()
+        self._fetch = threading.Lock()  # one refresh in flight per process
+        self._link = _Link(name, breaker.hooks, self._now, config.reconnect)
+        self._local = InMemoryCircuitStore(breaker) if config.fallback == "local" else None
+        conditions = breaker.trip
+        self._windows = tuple(_window(c) for c in conditions)
+        self._timed_windows = any(c.seconds is not None for c in conditions)
+        self._plain = not self._windows
+        slow = [c.slower_than for c in conditions if isinstance(c, SlowCallRate)]
+        self._slow_probe: float | None = min(slow) if slow else None
+        # The cache: nothing read yet, so the first call goes to Redis.
+        self._state = CLOSED
+        self._gen = -1
+        self._failures = 0
+        self._opens = 0
+        self._delay = 0.0
+        self._until = 0.0
+        self._left = -1
+        self._permit: CircuitPermit | None = None
+        self._quiet = False
+        self._stale_at = -math.inf
+
+    def __repr__(self) -> str:
+        down = ", Redis unreachable" if self._link.down else ""
+        return f"<RedisCircuitStore {self._keys[0]!r} {self._state.name}{down}>"
+
+    # --- talking to Redis ----------------------------------------------------
+
+    def _open_period(self) -> float:
+        """The open period this process would set if its next step opens the circuit."""
+        reset = self._breaker.reset_timeout
+        if isinstance(reset, float):
+            return reset
+        opens = self._opens + 1
+        delay = reset(opens, self._delay, self._breaker.rng)
+        if not (delay >= 0 and math.isfinite(delay)):
+            raise ValueError(
+                f"reset_timeout {reset!r} returned {delay!r} for opening {opens}; "
+                "an open period must be a finite number of seconds >= 0"
+            )
+        return float(delay)
+
+    def _eval(self, script: Any, extra: tuple[object, ...], opens: bool) -> _Reply | None:
+        """Run *script*, update the cache and return the reply; `None` if Redis failed."""
+        delay = self._open_period() if opens else 0.0
+        args = (*self._args, math.ceil(delay * 1e6), repr(delay), *extra)
+        epoch = self._link.epoch
+        try:
+            reply = self._parse(script(keys=self._keys, args=args))
+        except _REDIS_ERRORS as exc:
+            if self._link.lost(exc, self._fallback):
+                self._stale_at = -math.inf  # the fallback decides from now on
+                self._seed_fallback()
+            return None
+        self._link.answered(epoch)
+        return self._apply(reply)
+
+    def _parse(self, raw: Any) -> _Reply:
+        """Decode a script's reply; a reply that cannot be read is a Redis failure too."""
+        try:
+            state = _STATES[_text(raw[0])]
+            remaining = int(raw[3])
+            until = self._now() + remaining / 1e6 if state is OPEN else 0.0
+            return (
+                state,
+                int(raw[1]),
+                int(raw[2]),
+                until,
+                int(raw[4]),
+                float(_text(raw[5])),
+                _text(raw[6]),
+                bool(int(raw[7])),
+                int(raw[8]),
+            )
+        except (LookupError, TypeError, ValueError) as exc:
+            raise redis.exceptions.ResponseError(f"unreadable reply {raw!r}") from exc
+
+    def _apply(self, reply: _Reply) -> _Reply:
+        now = self._now()
+        state, gen, failures, until, opens, delay, _, _, left = reply
+        with self._lock:
+            if gen < self._gen:
+                return reply  # older news than the cache holds (a reply that lost a race)
+            if gen != self._gen:
+                for window in self._windows:
+                    window.clear()  # a new period: the windows start empty
+                if state is not CLOSED:
+                    self._permit = None  # first, for the lock-free readers
+            self._gen = gen
+            self._state = state
+            self._failures = failures
+            self._opens = opens
+            self._delay = delay
+            self._until = until
+            self._left = left
+            self._quiet = self._plain and not failures
+            if state is CLOSED:
+                permit = self._permit
+                ticket = None if permit is None else permit.token
+                if not isinstance(ticket, _Ticket) or ticket.gen != gen:
+                    self._permit = CircuitPermit(_Ticket(gen, None))
+            self._stale_at = now + self._refresh
+        return reply
+
+    @staticmethod
+    def _transitions(reply: _Reply) -> tuple[CircuitTransition, ...]:
+        event = reply[6]
+        if not event:
+            return NO_TRANSITIONS
+        code, _, reason = event.partition(":")
+        state = _STATES[code]
+        return (CircuitTransition(state, reason, reply[5] if state is OPEN else None),)
+
+    # --- falling back ---------------------------------------------------------
+
+    def _seed_fallback(self) -> None:
+        """Start the local circuit from the last shared state read (an outage began)."""
+        local = self._local
+        if local is None:
+            return
+        # Their transitions mirror the shared state; they are not events of this process.
+        state = self._state
+        if state is OPEN or state is ISOLATED:
+            local.force(state)
+        else:
+            local.reset()
+
+    def _fallback_acquire(self) -> CircuitPermit | CircuitRejection:
+        local = self._local
+        if local is not None:
+            return local.acquire()
+        if self._fallback == "admit":
+            return _ADMIT
+        return CircuitRejection(OPEN, None)
+
+    # --- the protocol ------------------------------------------------------
+
+    def acquire(self) -> CircuitPermit | CircuitRejection:
+        """Admit the call (closed, or a leased probe) or reject it (see `CircuitStore`)."""
+        permit = self._permit
+        if permit is not None and self._now() < self._stale_at:
+            return permit
+        return self._acquire()
+
+    def _acquire(self) -> CircuitPermit | CircuitRejection:
+        now = self._now()
+        link = self._link
+        if link.skip(now):
+            return self._fallback_acquire()
+        if not link.down:
+            cached = self._cached(now, now < self._stale_at)
+            if cached is not None:
+                return cached
+        if not self._fetch.acquire(blocking=False):
+            if link.down:
+                return self._fallback_acquire()  # another thread is trying Redis again
+            # Another thread of this process is reading Redis: answer from the
+            # state it is replacing, if that can answer (stale by one round trip).
+            cached = self._cached(now, True)
+            if cached is not None:
+                return cached
+            self._fetch.acquire()
+        try:
+            now = self._now()
+            if link.skip(now):
+                return self._fallback_acquire()
+            if not link.down:
+                cached = self._cached(now, now < self._stale_at)  # refreshed meanwhile?
+                if cached is not None:
+                    return cached
+            lease = f"{_PROCESS}:{next(_LEASES)}"
+            reply = self._eval(self._acquire_script, (lease,), False)
+        finally:
+            self._fetch.release()
+        if reply is None:
+            return self._fallback_acquire()
+        state, gen, _, until, _, _, _, admitted, _ = reply
+        if admitted:
+            if state is CLOSED:
+                return self._permit or CircuitPermit(_Ticket(gen, None))
+            return CircuitPermit(_Ticket(gen, lease), self._transitions(reply))
+        if state is OPEN:
+            return CircuitRejection(OPEN, max(until - self._now(), 0.0))
+        return CircuitRejection(state, None)
+
+    def _cached(self, now: float, fresh: bool) -> CircuitPermit | CircuitRejection | None:
+        """Answer from the cache if it can, else `None` (go to Redis)."""
+        if not fresh:
+            return None
+        state = self._state
+        if state is CLOSED:
+            return self._permit
+        if state is OPEN:
+            left = self._until - now
+            return CircuitRejection(OPEN, left) if left > 0 else None
+        if state is ISOLATED:
+            return CircuitRejection(ISOLATED, None)
+        return CircuitRejection(HALF_OPEN, None) if self._left == 0 else None
+
+    def _record(
+        self, ticket: _Ticket, outcome: str, trip: str | None
+    ) -> tuple[CircuitTransition, ...]:
+        if self._link.skip(self._now()):
+            return NO_TRANSITIONS  # Redis is down: the outcome is lost, a lease expires
+        breaker = self._breaker
+        extra = (
+            ticket.gen,
+            ticket.lease or "",
+            outcome,
+            breaker.failure_threshold or 0,
+            breaker.success_threshold,
+            trip or "",
+        )
+        reply = self._eval(self._record_script, extra, outcome == "f" or trip is not None)
+        return NO_TRANSITIONS if reply is None else self._transitions(reply)
+
+    def _judge(self, ticket: _Ticket, failed: bool, duration: float | None) -> str | None:
+        """Record a closed-state call in the local windows; return the reason if one tripped."""
+        with self._lock:
+            if ticket.gen != self._gen:
+                return None  # a closed period that has ended
+            now = self._now() if self._timed_windows else 0.0
+            for window in self._windows:
+                limit = window.slower_than
+                if limit is None:
+                    window.record(now, failed)
+                else:
+                    window.record(now, duration is not None and duration > limit)
+            for window in self._windows:
+                if window.tripped():
+                    return window.reason
+        return None
+
+    def on_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """Record a success (see `CircuitStore`); no round trip while closed, nothing pending."""
+        if permit is self._permit and self._quiet:
+            return NO_TRANSITIONS
+        ticket = permit.token
+        if not isinstance(ticket, _Ticket):
+            return self._local_outcome(permit, "s", duration)
+        if ticket.lease is not None:
+            limit = self._slow_probe
+            slow = limit is not None and duration is not None and duration > limit
+            return self._record(ticket, "f" if slow else "s", None)
+        trip = self._judge(ticket, False, duration) if self._windows else None
+        if trip is None and not (self._failures and ticket.gen == self._gen):
+            return NO_TRANSITIONS
+        return self._record(ticket, "s", trip)
+
+    def on_failure(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """Record a failure (see `CircuitStore`): always one round trip."""
+        ticket = permit.token
+        if not isinstance(ticket, _Ticket):
+            return self._local_outcome(permit, "f", duration)
+        trip = None
+        if ticket.lease is None and self._windows:
+            trip = self._judge(ticket, True, duration)
+        return self._record(ticket, "f", trip)
+
+    def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
+        """Release a permit without an outcome: a probe's lease is returned (see `CircuitStore`)."""
+        ticket = permit.token
+        if not isinstance(ticket, _Ticket):
+            return self._local_outcome(permit, "i", None)
+        if ticket.lease is None:
+            return NO_TRANSITIONS
+        return self._record(ticket, "i", None)
+
+    def _local_outcome(
+        self, permit: CircuitPermit, outcome: str, duration: float | None
+    ) -> tuple[CircuitTransition, ...]:
+        local = self._local
+        if local is None or permit is _ADMIT:
+            return NO_TRANSITIONS
+        if outcome == "s":
+            return local.on_success(permit, duration)
+        if outcome == "f":
+            return local.on_failure(permit, duration)
+        return local.on_ignored(permit)
+
+    def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
+        """Move the shared circuit by hand (see `CircuitStore`); local only while Redis is down."""
+        code = _FORCE_CODES.get(state)
+        if code is None:
+            raise ValueError(
+                f"state must be CircuitState.CLOSED, OPEN or ISOLATED, got {state!r} "
+                "(a circuit becomes half-open only when its open period ends)"
+            )
+        return self._manual(code, state)
+
+    def reset(self) -> tuple[CircuitTransition, ...]:
+        """Return the shared circuit to its initial state (see `CircuitStore`)."""
+        return self._manual("r", None)
+
+    def _manual(self, code: str, state: CircuitState | None) -> tuple[CircuitTransition, ...]:
+        reply = None
+        if not self._link.skip(self._now()):
+            reply = self._eval(self._force_script, (code,), code == "o")
+        if reply is not None:
+            return self._transitions(reply)
+        local = self._local
+        if local is None:
+            return NO_TRANSITIONS
+        return local.reset() if state is None else local.force(state)
+
+    def snapshot(self) -> tuple[CircuitState, float | None]:
+        """Return the state and the seconds until half-open (see `CircuitStore`)."""
+        now = self._now()
+        if self._link.skip(now) or (
+            now >= self._stale_at and self._eval(self._read_script, (), False) is None
+        ):
+            local = self._local
+            if local is not None:
+                return local.snapshot()
+            return (CLOSED, None) if self._fallback == "admit" else (OPEN, None)
+        state = self._state
+        if state is OPEN:
+            left = self._until - self._now()
+            return (HALF_OPEN, None) if left <= 0 else (OPEN, left)
+        return state, None
+
+
+# Lease ids are unique across the fleet: a random token per process and a counter
+# shared by every store of the process (next() on a count is atomic).
+_PROCESS: Final = os.urandom(8).hex()
+_LEASES: Final = itertools.count()
+
+
+# --- the shared Retry-After pause --------------------------------------------------------
+
+
+@final
+class _Pause:
+    """The state of one shared pause in this process: the end last read, and when to read again."""
+
+    __slots__ = (
+        "_client",
+        "_fetch",
+        "_key",
+        "_link",
+        "_now",
+        "_pause",
+        "_refresh",
+        "_stale_at",
+        "_until",
+    )
+
+    def __init__(self, owner: RetryAfterPause) -> None:
+        store = owner.store
+        self._now = owner.clock.now
+        self._key = (store.pause_key(owner.name),)
+        self._client = store.client
+        self._pause = store.client.register_script(_LUA_PAUSE)
+        self._refresh = store.refresh
+        self._link = _Link(owner.name, owner.hooks, self._now, store.reconnect)
+        self._fetch = threading.Lock()
+        self._until = -math.inf  # on this process's clock
+        self._stale_at = -math.inf
+
+    def left(self, now: float) -> float:
+        """Seconds until the pause ends (<= 0: not paused); reads Redis when the cache is stale."""
+        if now < self._stale_at or self._link.skip(now) or not self._fetch.acquire(blocking=False):
+            return self._until - now
+        try:
+            epoch = self._link.epoch
+            try:
+                ms = int(self._client.pttl(self._key[0]))
+            except (*_REDIS_ERRORS, TypeError, ValueError) as exc:
+                self._link.lost(exc, "local")
+                return self._until - now
+            self._link.answered(epoch)
+            now = self._now()
+            # Redis is the authority once it answers (a pause kept only here
+            # during an outage ends with it).
+            self._until = now + ms / 1000 if ms > 0 else -math.inf
+            self._stale_at = now + self._refresh
+            return self._until - now
+        finally:
+            self._fetch.release()
+
+    def start(self, seconds: float) -> None:
+        """Pause every caller for *seconds* from now (the pause only grows)."""
+        now = self._now()
+        self._until = max(self._until, now + seconds)  # this process, at once
+        if self._link.skip(now):
+            return
+        epoch = self._link.epoch
+        try:
+            ms = int(self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
+        except (*_REDIS_ERRORS, TypeError, ValueError) as exc:
+            self._link.lost(exc, "local")
+            return
+        self._link.answered(epoch)
+        now = self._now()
+        self._until = now + ms / 1000  # the longer of the pause in force and this one
+        self._stale_at = now + self._refresh
+
+
+def _check_store(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, RedisStore):
+        raise TypeError(f"store must be a RedisStore, got {type(value).__name__}: {value!r}")
+
+
+def _check_pause_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_name("pause", value)
+
+
+@final
+@attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
+class RetryAfterPause(PolicyMixin):
+    """
+    Make every caller sharing *name* wait out a ``Retry-After`` that one of them received.
+
+    A policy: when a call fails with an outcome the classifier retries and
+    that carries ``Retry-After`` (a 429, a 503), the pause starts, in Redis,
+    for that many seconds; from then on every call through a pause of the
+    same name, in any process, first waits until the pause ends, sync
+    (``clock.sleep``) or async (``await clock.asleep``). A pause is one Redis
+    key that expires, on the server's clock, when the pause ends; it only
+    ever grows. Each process reads it at most every ``store.refresh``
+    seconds, so a call may start up to that long after another process
+    started a pause (it then receives its own 429, and its own pause).
+
+    A caller that would wait past the innermost deadline, or more than
+    *max_wait* seconds, is rejected at once with `PausedError` (a
+    `RejectedError`: nothing ran). A caller waits out the pause it saw; an
+    extension made while it waited applies to its next call. Cancellation and
+    interpreter exits are never classified. In testing mode
+    (`resilience.testing.set_testing`) waits are zero.
+
+    Place it inside `Retry` and outside the breaker, so that each attempt
+    waits and a waiting call holds no probe place:
+
+    ```python
+    rs.compose(rs.Retry(on=rs.transient), pause, breaker, rs.Timeout(10.0))
+    ```
+
+    While Redis is unreachable the pause is this process's own (its calls
+    still pause each other), `StoreUnavailable` is emitted, and Redis is tried
+    again every ``store.reconnect`` seconds.
+
+    Args:
+        on: Which failures start a pause: those whose verdict has ``retry``
+            and a ``retry_after``. An `ErrorClassifier` (`resilience.transient`
+            reads ``Retry-After``), an exception type, a `Rule` or a predicate.
+            Required.
+        name: The pause's shared identity. Required.
+        store: The `RedisStore` holding it. Required.
+        max_wait: Seconds a caller may wait; longer pauses reject the call.
+            Default: 60.0. `None`: no limit but the deadline.
+        max_pause: Seconds; the longest pause one response can start (a
+            ``Retry-After`` beyond it pauses the fleet this long). Default: 300.0.
+        hooks: Callables receiving this policy's events, before the global hooks.
+        clock: Where time comes from (the local wait). Default: the system clock.
+
+    .. versionadded:: 0.1.0
+    """
+
+    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    name: str = attrs.field(validator=_check_pause_name)
+    store: RedisStore = attrs.field(validator=_check_store, repr=False)
+    max_wait: float | None = attrs.field(default=60.0, converter=_to_max_wait)
+    max_pause: float = attrs.field(default=300.0, converter=_to_max_pause)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
+    _state: _Pause = attrs.field(init=False, repr=False)
+    _pipeline: Any = pipeline_field()
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_state", _Pause(self))
+
+    def __repr__(self) -> str:
+        return f"RetryAfterPause(on={self.on!r}, name={self.name!r}, max_wait={self.max_wait!r})"
+
+    def describe(self) -> Description:
+        """
+        Return what this pause does, for `resilience.Pipeline.explain`.
+
+        Which failures start a pause (rule by rule), how long one may last,
+        how long a caller waits at most, and the pause now (one Redis read
+        when the cache is stale). It adds no attempts; its waits happen only
+        when a server asked for them.
+        """
+        wait = self.max_wait
+        left = self.remaining
+        details = [
+            "starts a pause, for every process, on a failure it retries that carries "
+            "Retry-After (first matching rule decides):",
+            *rule_lines(self.on, "retry"),
+            f"one pause lasts at most {seconds(self.max_pause)}; "
+            f"key {self.store.pause_key(self.name)!r}",
+            (
+                "a call waits for the pause, however long (only a deadline cuts it short)"
+                if wait is None
+                else f"a call waits at most {seconds(wait)}; a longer pause rejects it at once "
+                "with PausedError"
+            ),
+            "never waits past a deadline: rejects at once instead",
+            f"paused now: {'for ' + seconds(left) if left > 0 else 'no'}",
+        ]
+        return Description(
+            title=f"RetryAfterPause {self.name!r}: callers wait out a Retry-After shared via Redis",
+            details=details,
+            sleeps=0.0,
+            sleeps_retry_after=wait,
+        )
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the shared pause ends, as this process last read it; 0.0 if not paused."""
+        return max(self._state.left(self.clock.now()), 0.0)
+
+    def start(self, seconds: float) -> None:
+        """
+        Start (or extend) the shared pause by hand: every caller waits *seconds* from now.
+
+        Raises:
+            ValueError: If *seconds* is not a finite number > 0.
+        """
+        seconds = positive_seconds("seconds", seconds)
+        self._started(min(seconds, self.max_pause), None)
+
+    # --- the engine ------------------------------------------------------
+
+    def _started(self, seconds: float, fn: object) -> None:
+        self._state.start(seconds)
+        emit(
+            self.hooks,
+            PauseStarted,
+            name=self.name,
+            target=None if fn is None else target_name(fn),
+            retry_after=seconds,
+        )
+
+    def _failed(self, outcome: object, fn: object) -> None:
+        """Start a pause if *outcome* (a failure, or a result) asks for one."""
+        verdict = self.on.classify(outcome)
+        after = verdict.retry_after
+        if verdict.retry and after is not None and after > 0:
+            self._started(min(after, self.max_pause), fn)
+
+    def _delay(self, left: float, fn: object) -> float:
+        """Return how long to wait for a pause with *left* seconds, or raise `PausedError`."""
+        deadline = DEADLINE.get()
+        limit = self.max_wait
+        if (limit is not None and left > limit) or (
+            deadline is not None and left >= deadline.remaining()
+        ):
+            emit(
+                self.hooks,
+                CallRejected,
+                name=self.name,
+                target=target_name(fn),
+                reason="paused",
+                retry_after=left,
+            )
+            raise PausedError(self.name, left)
+        wait = 0.0 if testing_state.enabled else left
+        emit(self.hooks, CallDelayed, name=self.name, target=target_name(fn), delay=wait)
+        return wait
+
+    # --- binding (the policy protocol) -------------------------------------
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """Return a runner that waits out the pause before *inner* (see `resilience.Policy`)."""
+        if shape is Shape.SYNC:
+            return self._bind_sync(inner)
+        if shape is Shape.ASYNC:
+            return self._bind_async(inner)
+        if shape is Shape.GEN:
+            return self._bind_gen(inner)
+        return self._bind_agen(inner)
+
+    def _bind_sync(self, inner: Runner) -> Runner:
+        state = self._state
+        left_at = state.left
+        now = self.clock.now
+        sleep = self.clock.sleep
+        delay = self._delay
+        failed = self._failed
+        direct = inner is CALL
+        results = self.on.handles_results
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            t = now()
+            # The hot path reads the cache itself: a fresh cache needs no method call.
+            left = state._until - t if t < state._stale_at else left_at(t)
+            if left > 0:
+                wait = delay(left, fn)
+                if wait > 0:
+                    sleep(wait)
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                failed(exc, fn)
+                raise
+            if results:
+                failed(result, fn)
+            return result
+
+        return run
+
+    def _bind_async(self, inner: Runner) -> Runner:
+        state = self._state
+        left_at = state.left
+        now = self.clock.now
+        asleep = self.clock.asleep
+        delay = self._delay
+        failed = self._failed
+        direct = inner is CALL
+        results = self.on.handles_results
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            t = now()
+            left = state._until - t if t < state._stale_at else left_at(t)
+            if left > 0:
+                wait = delay(left, fn)
+                if wait > 0:
+                    await asleep(wait)
+            try:
+                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                failed(exc, fn)
+                raise
+            if results:
+                failed(result, fn)
+            return result
+
+        return run
+
+    def _bind_gen(self, inner: Runner) -> Runner:
+        left_at = self._state.left
+        now = self.clock.now
+        sleep = self.clock.sleep
+        delay = self._delay
+        failed = self._failed
+        direct = inner is CALL
+
+        # The pause is waited out when the consumer asks for the first item; a
+        # failure anywhere in the stream may start one.
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            left = left_at(now())
+            if left > 0:
+                wait = delay(left, fn)
+                if wait > 0:
+                    sleep(wait)
+            try:
+                return (yield from (fn(*args, **kwargs) if direct else inner(fn, args, kwargs)))
+            except Exception as exc:
+                failed(exc, fn)
+                raise
+
+        return run
+
+    def _bind_agen(self, inner: Runner) -> Runner:
+        left_at = self._state.left
+        now = self.clock.now
+        asleep = self.clock.asleep
+        delay = self._delay
+        failed = self._failed
+        direct = inner is CALL
+
+        async def run(
+            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> AsyncIterator[Any]:
+            left = left_at(now())
+            if left > 0:
+                wait = delay(left, fn)
+                if wait > 0:
+                    await asleep(wait)
+            agen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            try:
+                try:
+                    item = await agen.__anext__()
+                    while True:
+                        # Delegate by hand (an async generator cannot `yield from`).
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:
+                            item = await agen.athrow(exc)
+                        else:
+                            item = await (agen.__anext__() if sent is None else agen.asend(sent))
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    failed(exc, fn)
+                    raise
+            finally:
+                await agen.aclose()
+
+        return run
+
+
+for _cls in (
+    RedisStore,
+    RedisCircuitStore,
+    RetryAfterPause,
+    PausedError,
+    StoreUnavailable,
+    StoreRecovered,
+    PauseStarted,
+    CallDelayed,
+):
+    _cls.__module__ = __name__
+del _cls
