@@ -10,6 +10,7 @@ background thread) through the same calls, so that one test covers all three.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 from collections.abc import Coroutine
@@ -36,6 +37,15 @@ class Loop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     def close(self) -> None:
+        # What asyncio.run does on the way out: async generators left suspended
+        # (httpx nests them; leaving a stream early leaves the inner ones to the
+        # garbage collector) are finalised while the loop still runs, not after.
+        async def drain() -> None:
+            gc.collect()
+            await asyncio.sleep(0)
+            await self.loop.shutdown_asyncgens()
+
+        asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         self.loop.close()
