@@ -126,6 +126,7 @@ def cases() -> list[Case]:
         Case("functools.wraps closure", closure(work)),
         Case("closure + ctxvar set/reset + 2 clock reads", budget(work)),
         Case("  + a Deadline (a tuple)", budget_with_deadline(work)),
+        Case("rs wrapper, no policy: compose()", rs.compose()(work)),
         Case("rs.Timeout", timeout(work)),
         Case("async bare call", yielding(awork), is_async=True),
         Case("async closure", yielding(async_closure(awork)), is_async=True),
