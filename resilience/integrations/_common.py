@@ -14,7 +14,6 @@ __all__ = [
     "PolicyFactory",
     "PolicySource",
     "TimeoutSource",
-    "deadline_left",
     "labelled",
     "lowest",
 ]
@@ -90,24 +89,6 @@ def lowest(*values: float | None) -> float | None:
         if value is not None and (found is None or value < found):
             found = value
     return found
-
-
-def deadline_left() -> float | None:
-    """
-    Return the seconds left before the deadline in force, or `None` outside any.
-
-    Raises:
-        resilience.TimeoutExceededError: If the deadline has passed: sending
-            the request could only fail.
-    """
-    left = rs.deadline.remaining()
-    if left is None or left > 0:
-        return left
-    current = rs.deadline.current()
-    limit = current.timeout if current is not None else 0.0
-    raise rs.TimeoutExceededError(
-        limit, f"the deadline of {limit:.6g} s passed before the request was sent"
-    )
 
 
 def labelled(attempt: F, method: str, url: str) -> F:

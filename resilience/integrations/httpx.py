@@ -39,7 +39,7 @@ import httpx
 
 import resilience as rs
 
-from ._common import Policies, PolicySource, TimeoutSource, deadline_left, labelled, lowest
+from ._common import Policies, PolicySource, TimeoutSource, labelled, lowest
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport"]
 
@@ -51,7 +51,7 @@ _PARTS = ("connect", "read", "write", "pool")
 
 def _with_timeouts(request: httpx.Request, own: float | None) -> None:
     """Lower the request's timeouts (its ``timeout`` extension) to *own* and the deadline."""
-    limit = lowest(own, deadline_left())
+    limit = rs.deadline.cap(own)
     if limit is None:
         return
     current = request.extensions.get("timeout")

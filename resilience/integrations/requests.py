@@ -40,7 +40,7 @@ import requests.utils
 
 import resilience as rs
 
-from ._common import Policies, PolicySource, TimeoutSource, deadline_left, labelled, lowest
+from ._common import Policies, PolicySource, TimeoutSource, labelled, lowest
 
 __all__ = ["ResilientAdapter", "Session"]
 
@@ -155,7 +155,7 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
     ) -> requests.Response:
         if isinstance(getattr(request, "_body_position", None), int):
             requests.utils.rewind_body(request)  # a file body, read by a previous attempt
-        socket_timeout = _cap(timeout, lowest(own, deadline_left()))
+        socket_timeout = _cap(timeout, rs.deadline.cap(own))
         response = super().send(
             request,
             stream=stream,
