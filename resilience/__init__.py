@@ -27,6 +27,7 @@ from ._clock import Clock as Clock
 from ._core import Description as Description
 from ._core import Pipeline as Pipeline
 from ._core import Policy as Policy
+from ._core import Runner as Runner
 from ._core import Shape as Shape
 from ._core import compose as compose
 from ._events import CallRejected as CallRejected
@@ -94,6 +95,7 @@ __all__ = [
     "RetryExhaustedError",
     "RetryScheduled",
     "Rule",
+    "Runner",
     "Shape",
     "SlowCallRate",
     "StreamInterruptedError",
@@ -112,6 +114,6 @@ __all__ = [
     "transient",
 ]
 
-for _name in ("Clock", "Policy", "Shape", "Hook", "Attempt", "Attempts", "Retry"):
+for _name in ("Clock", "Policy", "Runner", "Shape", "Hook", "Attempt", "Attempts", "Retry"):
     globals()[_name].__module__ = "resilience"
 del _name

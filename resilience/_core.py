@@ -49,11 +49,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-Runner = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
-"""``run(fn, args, kwargs)``: runs ``fn(*args, **kwargs)`` under some policies.
 
-For `Shape.ASYNC` it returns an awaitable, for `Shape.GEN` an iterator, for
-`Shape.AGEN` an async iterator."""
+class Runner(Protocol):
+    """
+    ``run(fn, args, kwargs)``: runs ``fn(*args, **kwargs)`` under some policies.
+
+    What `Policy.bind` receives (the policies inside) and returns (itself
+    around them). A runner does not know *fn* in advance: one runner serves
+    every function a pipeline decorates, and every call passes the function
+    and its arguments, unpacked only by the innermost runner.
+
+    For `Shape.SYNC` it returns the result, for `Shape.ASYNC` an awaitable,
+    for `Shape.GEN` an iterator, for `Shape.AGEN` an async iterator.
+    """
+
+    def __call__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any: ...
 
 
 class Shape(enum.Enum):

@@ -41,6 +41,7 @@ PUBLIC = {
     "RetryExhaustedError",
     "RetryScheduled",
     "Rule",
+    "Runner",
     "Shape",
     "SlowCallRate",
     "StreamInterruptedError",
