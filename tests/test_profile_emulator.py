@@ -159,7 +159,16 @@ def test_routing_errors(raw: Raw) -> None:
     assert response.headers["Location"] == "/api/jobs/create"
 
 
-@pytest.mark.parametrize("path", ["/api/jobs/create", "/api/jobs/not-a-uuid"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs/create",
+        "/api/jobs/create-and-call",
+        "/api/jobs/create-and-call-stream",
+        "/api/jobs/not-a-uuid",
+        "/api/jobs/not-a-uuid/costs",
+    ],
+)
 def test_non_uuid_job_id_is_a_plain_text_500(raw: Raw, path: str) -> None:
     """GET /api/jobs/create is "get job create": a plain-text 500, as for any non-UUID id."""
     response = raw("GET", path)
@@ -185,13 +194,19 @@ def test_connection_is_dead_after_a_plain_text_500(emu: Emulator) -> None:
 
 
 def test_database_outage(raw: Raw, emu: Emulator) -> None:
-    """Database down: 500 even for an unknown key; back: the first request fails once more."""
+    """Database down: 500 even for an unknown key (a missing header is still a 401, read
+    before the database); back: the first request fails once more."""
     emu.database_down = True
     stranger = Raw(emu, "sk-" + "2" * 32)
     try:
         assert stranger("GET", f"/api/jobs/{UUID}").status_code == 500
     finally:
         stranger.close()
+    anonymous = requests.get(f"{emu.url}/api/jobs/{UUID}", timeout=5)
+    assert (anonymous.status_code, detail(anonymous)) == (
+        401,
+        "Missing Authorization header. Expected: 'Authorization: Bearer sk-xxx...'",
+    )
     emu.database_down = False
     assert raw("GET", f"/api/jobs/{UUID}").status_code == 500
     assert raw("GET", f"/api/jobs/{UUID}").status_code == 404

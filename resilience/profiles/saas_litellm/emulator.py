@@ -589,10 +589,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         rest = parts[2:]
         if rest == ["create"] and method == "POST":
             return "create", None, True
-        if rest == ["create-and-call"]:
-            return "create-and-call", None, method == "POST"
-        if rest == ["create-and-call-stream"]:
-            return "create-and-call-stream", None, method == "POST"
+        # As on the server, only POST reaches these: a GET is "get job
+        # `create-and-call`" (a plain-text 500, not a UUID), like GET create.
+        if rest == ["create-and-call"] and method == "POST":
+            return "create-and-call", None, True
+        if rest == ["create-and-call-stream"] and method == "POST":
+            return "create-and-call-stream", None, True
         if len(rest) == 1:
             return "get", rest[0], method == "GET"
         if len(rest) == 2:
@@ -756,14 +758,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return result
 
     def _auth(self, emulator: Emulator) -> _Team | None:
-        with emulator._lock:
-            down = emulator._database_down
-            recovering = emulator._recovering
-            if recovering and not down:
-                emulator._recovering = False
-        if down or recovering:
-            self._plain_500()
-            return None
+        # The header is checked before the database is asked for the key: a
+        # missing or malformed header is a 401 even while the database is down.
         header = self.headers.get("Authorization")
         if header is None:
             self._detail(401, f"Missing Authorization header. {_FORMAT_HINT}")
@@ -771,6 +767,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not token.strip():
             self._detail(401, f"Invalid Authorization header format. {_FORMAT_HINT}")
+            return None
+        with emulator._lock:
+            down = emulator._database_down
+            recovering = emulator._recovering
+            if recovering and not down:
+                emulator._recovering = False
+        if down or recovering:
+            self._plain_500()
             return None
         team = emulator._by_key.get(token.strip())
         if team is None:
