@@ -36,9 +36,16 @@ JOB = "3f0a6a4e-5f7b-4f6e-9d1c-0a0b0c0d0e0f"
             False,
             True,
         ),
-        ("GET", f"/api/jobs/{JOB}/costs", "*", 10.0, True, False),
+        ("GET", f"/api/jobs/{JOB}/costs", "/api/jobs/{job_id}/costs", 10.0, True, False),
         ("GET", "/health", "*", 10.0, True, False),
-        ("PATCH", f"/api/jobs/{JOB}/metadata", "*", 30.0, False, False),
+        (
+            "PATCH",
+            f"/api/jobs/{JOB}/metadata",
+            "/api/jobs/{job_id}/metadata",
+            30.0,
+            False,
+            False,
+        ),
         ("PUT", "/api/other", "*", 30.0, True, False),
         ("DELETE", "/api/other", "*", 30.0, True, False),
         ("POST", "/api/other", "*", 30.0, False, False),
@@ -98,6 +105,9 @@ def test_never_a_substring(path: str) -> None:
         ("POST", "/api/jobs/not-a-uuid/llm-call"),
         ("POST", "/api/jobs/123/complete"),
         ("GET", "/api/jobs/%20"),
+        ("GET", "/api/jobs/create-and-call"),
+        ("GET", "/api/jobs/nope/costs"),
+        ("PATCH", "/api/jobs/nope/metadata"),
     ],
 )
 def test_job_id_must_be_a_uuid(method: str, path: str) -> None:

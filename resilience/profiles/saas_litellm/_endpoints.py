@@ -227,6 +227,10 @@ ENDPOINTS: Final = EndpointMap(
             stream=True,
             duplicate="a new job, a new paid call, a new credit charge",
         ),
+        # Rows with the values of the catch-alls below, so that their job id is
+        # checked like every other one.
+        Endpoint("GET", f"{_JOB}/costs", 10.0, True, duplicate="nothing"),
+        Endpoint("PATCH", f"{_JOB}/metadata", 30.0, False, duplicate="the metadata written again"),
         Endpoint("GET", "*", 10.0, True, duplicate="nothing"),
         Endpoint("*", "*", 30.0, False, duplicate="depends on the method"),
     ]
