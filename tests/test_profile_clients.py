@@ -189,6 +189,51 @@ def test_no_reset_after_a_plain_text_500_on_a_paid_call(api: Client, emu: Emulat
     assert (stats.by_route["llm-call"], stats.paid_calls) == (2, 1)
 
 
+def test_pipeline_on_own_calls_and_the_connection_a_plain_500_kills(
+    emu: Emulator, clock: FakeClock
+) -> None:
+    """pipeline() on the user's own requests calls, as docs/profile-saas-litellm.md says.
+
+    With a kept-alive session, the retry after a plain-text 500 meets the reset
+    on the dead connection: a dropped connection, not retried on a paid call.
+    With a new connection per attempt, the retry reaches the server.
+    """
+    import requests
+
+    job_id = emu_job(emu)
+    url = f"{emu.url}/api/jobs/{job_id}/llm-call"
+    headers = {"Authorization": f"Bearer {emu.virtual_key}"}
+    pipeline = saas.pipeline("POST", url, clock=clock, breaker=None)
+
+    def call(post: Any) -> Any:
+        response = post(url, json=CHAT, headers=headers, timeout=rs.deadline.remaining())
+        return saas.raise_for_response(response).json()
+
+    with requests.Session() as session:
+        emu.script("llm-call", "plain_500")
+        with pytest.raises(saas.APIConnectionError) as caught:
+            pipeline.call(call, session.post)
+    assert caught.value.request_sent is True
+    assert (emu.stats().by_route["llm-call"], emu.stats().paid_calls) == (1, 0)
+
+    emu.script("llm-call", "plain_500")
+    assert pipeline.call(call, requests.post)["response"]["finish_reason"] == "stop"
+    assert (emu.stats().by_route["llm-call"], emu.stats().paid_calls) == (3, 1)
+
+
+def emu_job(emu: Emulator) -> str:
+    """Create a job directly on the emulator's API."""
+    import requests
+
+    response = requests.post(
+        f"{emu.url}/api/jobs/create",
+        json={"team_id": "acme-corp", "job_type": "t"},
+        headers={"Authorization": f"Bearer {emu.virtual_key}"},
+        timeout=5,
+    )
+    return str(response.json()["job_id"])
+
+
 def test_final_failure_carries_a_note_and_the_chain(api: Client, emu: Emulator) -> None:
     """The typed error of the last attempt says how many attempts were made."""
     emu.script("create", "unavailable", "unavailable", "unavailable")
