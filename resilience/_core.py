@@ -22,7 +22,7 @@ import inspect
 import operator
 import types
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, final, runtime_checkable
 
 import attrs
 import wrapt
@@ -32,17 +32,21 @@ from ._clock import Clock
 
 __all__ = [
     "CALL",
+    "DEADLINE",
     "Deadline",
     "Description",
     "Pipeline",
     "Policy",
+    "RawDeadline",
     "Runner",
     "Shape",
     "compose",
     "decorate",
+    "public_deadline",
     "shape_of",
     "target_name",
     "testing_state",
+    "time_left",
 ]
 
 P = ParamSpec("P")
@@ -146,8 +150,7 @@ class Deadline(tuple[float, Clock, float]):
     """
     An absolute point in a clock's time after which work should stop.
 
-    Immutable. It is a tuple ``(when, clock, timeout)`` underneath, so that a
-    Timeout can make one per call for the price of a tuple.
+    Immutable: a tuple ``(when, clock, timeout)`` with named fields.
 
     Attributes:
         when: The instant, in the clock's monotonic seconds.
@@ -192,10 +195,30 @@ class Deadline(tuple[float, Clock, float]):
 
 Deadline.__module__ = "resilience.deadline"
 
-DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+RawDeadline: TypeAlias = tuple[float, Clock, float]
+"""
+What `DEADLINE` holds: ``(when, clock, timeout)``, the fields of a `Deadline`.
+
+A plain tuple, because a Timeout pushes one per call: building a tuple
+subclass (or any object of a Python class) and freeing it costs more than the
+context-variable set and reset around it. `resilience.deadline.current`
+builds the public `Deadline` from it.
+"""
+
+DEADLINE: contextvars.ContextVar[RawDeadline | None] = contextvars.ContextVar(
     "resilience_deadline", default=None
 )
-"""The innermost (earliest) deadline of the running context."""
+"""The innermost (earliest) deadline of the running context, as a `RawDeadline`."""
+
+
+def time_left(deadline: RawDeadline) -> float:
+    """Return the seconds left before *deadline* (negative once passed)."""
+    return deadline[0] - deadline[1].now()
+
+
+def public_deadline(deadline: RawDeadline) -> Deadline:
+    """Return *deadline* as the public `Deadline`."""
+    return tuple.__new__(Deadline, deadline)
 
 
 # --- testing switch --------------------------------------------------------

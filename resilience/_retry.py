@@ -29,6 +29,7 @@ from ._core import (
     pipeline_field,
     target_name,
     testing_state,
+    time_left,
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError
@@ -578,7 +579,7 @@ class _RetryCall:
             delay = 0.0
         deadline = DEADLINE.get()
         if deadline is not None:
-            left = deadline.remaining()
+            left = time_left(deadline)
             if delay >= left:
                 self._give_up(
                     outcome,

@@ -33,10 +33,13 @@ from ._core import (
     Deadline,
     Description,
     PolicyMixin,
+    RawDeadline,
     Runner,
     Shape,
     pipeline_field,
+    public_deadline,
     target_name,
+    time_left,
 )
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
@@ -77,8 +80,8 @@ class _Scope:
     def __init__(
         self,
         owner: Timeout,
-        deadline: Deadline,
-        token: contextvars.Token[Deadline | None] | None,
+        deadline: RawDeadline,
+        token: contextvars.Token[RawDeadline | None] | None,
         cm: asyncio.Timeout | None,
         parent: _Scope | None,
     ) -> None:
@@ -214,13 +217,13 @@ class Timeout(PolicyMixin):
 
     def _error(
         self,
-        deadline: Deadline,
+        deadline: RawDeadline,
         fn: object,
         *,
         idle: bool = False,
         before: bool = False,
     ) -> TimeoutExceededError:
-        limit = deadline.timeout
+        limit = deadline[2]
         target = None if fn is None else target_name(fn)
         emit(self.hooks, TimeoutExpired, name=self.name, target=target, timeout=limit, idle=idle)
         what = target or "block"
@@ -238,18 +241,18 @@ class Timeout(PolicyMixin):
 
     def _push(
         self, fn: object
-    ) -> tuple[Deadline, float, contextvars.Token[Deadline | None] | None]:
+    ) -> tuple[RawDeadline, float, contextvars.Token[RawDeadline | None] | None]:
         """Make the earlier deadline current: (deadline in force, seconds left, token or None)."""
         seconds = self.seconds
         outer = DEADLINE.get()
         if outer is not None:
-            left = outer.remaining()
+            left = time_left(outer)
             if left <= seconds:
                 # The enclosing deadline comes first: it stays in force.
                 if left <= 0:
                     raise self._error(outer, fn, before=True)
                 return outer, left, None
-        deadline = Deadline(self.clock.now() + seconds, self.clock, seconds)
+        deadline = (self.clock.now() + seconds, self.clock, seconds)
         return deadline, seconds, DEADLINE.set(deadline)
 
     def _check_block(self, how: str) -> None:
@@ -272,7 +275,7 @@ class Timeout(PolicyMixin):
         self._check_block("with")
         deadline, _, token = self._push(None)
         _SCOPES.set(_Scope(self, deadline, token, None, _SCOPES.get()))
-        return deadline
+        return public_deadline(deadline)
 
     def __exit__(
         self,
@@ -304,7 +307,7 @@ class Timeout(PolicyMixin):
                 DEADLINE.reset(token)
             raise
         _SCOPES.set(_Scope(self, deadline, token, cm, _SCOPES.get()))
-        return deadline
+        return public_deadline(deadline)
 
     async def __aexit__(
         self,
@@ -369,33 +372,46 @@ class Timeout(PolicyMixin):
         clock = self.clock
         now = clock.now
         get, push, pop = DEADLINE.get, DEADLINE.set, DEADLINE.reset
-        new = tuple.__new__  # a Deadline for the price of a tuple
-        direct = inner is CALL
         error = self._error
+        # The success path: one context-variable read, one clock read, a plain
+        # tuple (see RawDeadline) and a set/reset. Two copies, so that the
+        # innermost policy calls the function without testing which it is.
+        if inner is CALL:
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            outer = get()
-            if outer is not None:
-                left = outer.remaining()
-                if left <= seconds:
+            def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                outer = get()
+                if outer is not None and (left := outer[0] - outer[1].now()) <= seconds:
                     # The enclosing deadline comes first: it stays in force.
                     if left <= 0:
                         raise error(outer, fn, before=True)
-                    return fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            token = push(new(Deadline, (now() + seconds, clock, seconds)))
+                    return fn(*args, **kwargs)
+                token = push((now() + seconds, clock, seconds))
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    pop(token)
+
+            return run
+
+        def run_inner(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            outer = get()
+            if outer is not None and (left := outer[0] - outer[1].now()) <= seconds:
+                if left <= 0:
+                    raise error(outer, fn, before=True)
+                return inner(fn, args, kwargs)
+            token = push((now() + seconds, clock, seconds))
             try:
-                return fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                return inner(fn, args, kwargs)
             finally:
                 pop(token)
 
-        return run
+        return run_inner
 
     def _bind_async(self, inner: Runner) -> Runner:
         seconds = self.seconds
         clock = self.clock
         now = clock.now
         get, push, pop = DEADLINE.get, DEADLINE.set, DEADLINE.reset
-        new = tuple.__new__  # a Deadline for the price of a tuple
         direct = inner is CALL
         error = self._error
         timeout_at = asyncio.timeout_at
@@ -403,7 +419,7 @@ class Timeout(PolicyMixin):
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             outer = get()
-            if outer is not None and (left := outer.remaining()) <= seconds:
+            if outer is not None and (left := outer[0] - outer[1].now()) <= seconds:
                 # The enclosing deadline comes first: it stays in force, and this
                 # call is cancelled when it passes (the enclosing deadline may be
                 # a sync scope, which cancels nothing).
@@ -411,7 +427,7 @@ class Timeout(PolicyMixin):
                     raise error(outer, fn, before=True)
                 deadline, token = outer, None
             else:
-                deadline = new(Deadline, (now() + seconds, clock, seconds))
+                deadline = (now() + seconds, clock, seconds)
                 left, token = seconds, push(deadline)
             try:
                 cm = timeout_at(running_loop().time() + left)
@@ -430,16 +446,16 @@ class Timeout(PolicyMixin):
 
     # --- streams ----------------------------------------------------------------------
 
-    def _wait(self, total: Deadline) -> tuple[Deadline, float, bool]:
+    def _wait(self, total: RawDeadline) -> tuple[RawDeadline, float, bool]:
         """The deadline for the next item: (deadline, seconds left, whether it is the idle one)."""
         clock = self.clock
         t = clock.now()
-        deadline, left, idle = total, total.when - t, False
+        deadline, left, idle = total, total[0] - t, False
         if self.idle is not None and self.idle < left:
-            deadline, left, idle = Deadline(t + self.idle, clock, self.idle), self.idle, True
+            deadline, left, idle = (t + self.idle, clock, self.idle), self.idle, True
         outer = DEADLINE.get()
         if outer is not None:
-            outer_left = outer.when - t if outer.clock is clock else outer.remaining()
+            outer_left = outer[0] - t if outer[1] is clock else time_left(outer)
             if outer_left < left:
                 deadline, left, idle = outer, outer_left, False
         return deadline, left, idle
@@ -454,7 +470,7 @@ class Timeout(PolicyMixin):
         error = self._error
 
         def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            total = Deadline(now() + seconds, clock, seconds)
+            total = (now() + seconds, clock, seconds)
             it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             sent: Any = None
             thrown: BaseException | None = None
@@ -477,7 +493,7 @@ class Timeout(PolicyMixin):
                         pop(token)
                     # Never thrown away: a late item is delivered, and the
                     # stream ends at the next request.
-                    late = deadline.expired()
+                    late = deadline[1].now() >= deadline[0]
                     sent = thrown = None
                     try:
                         sent = yield item
@@ -503,7 +519,7 @@ class Timeout(PolicyMixin):
         timeout_at = asyncio.timeout_at
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            total = Deadline(now() + seconds, clock, seconds)
+            total = (now() + seconds, clock, seconds)
             loop = asyncio.get_running_loop()
             it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             sent: Any = None

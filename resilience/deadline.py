@@ -30,7 +30,7 @@ clock read.
 
 from __future__ import annotations
 
-from ._core import DEADLINE, Deadline
+from ._core import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
 
@@ -45,7 +45,8 @@ def current() -> Deadline | None:
         The innermost (earliest) `Deadline`: its absolute time ``when`` on its
         ``clock``, and the ``timeout`` in seconds it was computed from.
     """
-    return DEADLINE.get()
+    deadline = DEADLINE.get()
+    return None if deadline is None else public_deadline(deadline)
 
 
 def remaining() -> float | None:
@@ -62,14 +63,13 @@ def remaining() -> float | None:
     deadline = DEADLINE.get()
     if deadline is None:
         return None
-    return deadline.remaining()
+    return deadline[0] - deadline[1].now()
 
 
-def _expired(deadline: Deadline) -> TimeoutExceededError:
-    emit((), TimeoutExpired, timeout=deadline.timeout)
-    return TimeoutExceededError(
-        deadline.timeout, f"the deadline of {deadline.timeout:.6g} s has passed"
-    )
+def _expired(deadline: RawDeadline) -> TimeoutExceededError:
+    limit = deadline[2]
+    emit((), TimeoutExpired, timeout=limit)
+    return TimeoutExceededError(limit, f"the deadline of {limit:.6g} s has passed")
 
 
 def check() -> None:
@@ -85,7 +85,7 @@ def check() -> None:
         TimeoutExceededError: With ``.timeout`` the limit that ran out.
     """
     deadline = DEADLINE.get()
-    if deadline is not None and deadline.expired():
+    if deadline is not None and deadline[1].now() >= deadline[0]:
         raise _expired(deadline)
 
 
@@ -118,7 +118,7 @@ def cap(seconds: float | None = None) -> float | None:
     deadline = DEADLINE.get()
     if deadline is None:
         return seconds
-    left = deadline.remaining()
+    left = time_left(deadline)
     if not left > 0:
         raise _expired(deadline)
     return left if seconds is None or left < seconds else seconds

@@ -82,7 +82,7 @@ def test_asyncio_tasks_inherit_the_deadline() -> None:
 
     before, inside, deadline = asyncio.run(main())
     assert before is None
-    assert inside is deadline
+    assert inside == deadline
 
 
 def test_concurrent_tasks_keep_their_own_deadlines() -> None:

@@ -15,7 +15,6 @@ import pytest
 
 import resilience as rs
 from resilience import backoff
-from resilience._core import DEADLINE, Deadline
 from resilience.testing import FakeClock, capture_events, set_testing
 
 from .conftest import Runner
@@ -169,12 +168,8 @@ def test_never_sleeps_past_the_deadline(mode: Runner) -> None:
     clock = FakeClock()
     retry = make_retry(clock, backoff=backoff.constant(2.0), attempts=10)
     flaky = Flaky(*(ValueError(str(i)) for i in range(10)))
-    token = DEADLINE.set(Deadline(clock.now() + 5.0, clock, 5.0))
-    try:
-        with pytest.raises(ValueError, match="2") as info:
-            mode.run(retry(mode.make(flaky)))
-    finally:
-        DEADLINE.reset(token)
+    with rs.Timeout(5.0, clock=clock), pytest.raises(ValueError, match="2") as info:
+        mode.run(retry(mode.make(flaky)))
     assert clock.sleeps == [2.0, 2.0]
     assert "would start after the deadline (1 s left)" in info.value.__notes__[0]
 

@@ -312,7 +312,7 @@ def test_sync_with_block_sets_and_restores_the_deadline() -> None:
     """`with timeout as deadline:` makes the deadline current and returns it."""
     clock = FakeClock(10.0)
     with rs.Timeout(5, clock=clock) as deadline:
-        assert rs.deadline.current() is deadline
+        assert rs.deadline.current() == deadline
         assert (deadline.when, deadline.timeout) == (15.0, 5.0)
     assert rs.deadline.current() is None
 
@@ -359,21 +359,29 @@ def test_one_timeout_shared_by_threads_keeps_per_thread_deadlines() -> None:
     """Threads entering the same Timeout each get and restore their own deadline."""
     clock = FakeClock()
     timeout = rs.Timeout(5, clock=clock)
+    turns = [threading.Event() for _ in range(9)]
     barrier = threading.Barrier(8)
     seen: list[object] = []
 
     def work(i: int) -> None:
-        with timeout as deadline:
+        turns[i].wait()
+        with timeout as deadline:  # thread i enters at virtual time i
+            clock.advance(1)
+            turns[i + 1].set()
             barrier.wait()  # every thread is inside at once
-            seen.append(rs.deadline.current() is deadline)
+            seen.append((rs.deadline.current(), deadline.when))
         seen.append(rs.deadline.current())
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
+    turns[0].set()
     for t in threads:
         t.join()
-    assert seen.count(True) == 8
+    inside = sorted(item for item in seen if isinstance(item, tuple))
+    assert [(current.when, when) for current, when in inside] == [
+        (i + 5.0, i + 5.0) for i in range(8)
+    ]
     assert seen.count(None) == 8
 
 
@@ -423,7 +431,7 @@ def test_async_with_cancels_the_block() -> None:
 
     async def main() -> None:
         async with rs.Timeout(SHORT) as deadline:
-            assert rs.deadline.current() is deadline
+            assert rs.deadline.current() == deadline
             await hang()
             reached.append("after")  # pragma: no cover
 

@@ -85,6 +85,7 @@ from resilience._core import (
     pipeline_field,
     target_name,
     testing_state,
+    time_left,
 )
 from resilience._events import CallRejected, Event, Hook, emit
 from resilience._exceptions import RejectedError
@@ -1307,7 +1308,7 @@ class RetryAfterPause(PolicyMixin):
         deadline = DEADLINE.get()
         limit = self.max_wait
         if (limit is not None and left > limit) or (
-            deadline is not None and left >= deadline.remaining()
+            deadline is not None and left >= time_left(deadline)
         ):
             emit(
                 self.hooks,
