@@ -175,7 +175,10 @@ class RetriesExhausted(Event):
             wait beyond ``max_retry_after`` or the deadline), or
             ``"stream_interrupted"`` (a stream failed with a retryable error after
             items had reached the caller, so it could not be restarted; the
-            caller gets `StreamInterruptedError`, chained to *error*).
+            caller gets `StreamInterruptedError`, chained to *error*), or
+            ``"not_retryable"`` (after at least one retry, an attempt failed in a
+            way the classifier does not retry). Every `RetryScheduled` is
+            followed by a success or by this event.
         error: The last exception, or `None` if the last outcome was a result.
     """
 

@@ -549,9 +549,11 @@ class _RetryCall:
             verdict = retry.on.classify(outcome)
         attempt = self.attempt
         if not verdict.retry:
+            # After a retry, an event closes what RetryScheduled opened; a first
+            # failure that is not retryable is none of Retry's business.
             self._give_up(
                 outcome,
-                None,
+                "not_retryable" if attempt > 1 else None,
                 f"not retried: the classifier refused it, after {_plural(attempt)}",
             )
         if attempt >= self.limit:

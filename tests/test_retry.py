@@ -101,14 +101,26 @@ def test_unmatched_exception_propagates_at_once_without_note(mode: Runner) -> No
 
 
 def test_unmatched_exception_after_retries_is_noted(mode: Runner) -> None:
-    """A non-retryable failure after a retry says it was not retried."""
+    """A non-retryable failure after a retry says it was not retried, in a note and an event."""
     clock = FakeClock()
     flaky = Flaky(ValueError("a"), KeyError("k"))
-    with pytest.raises(KeyError) as info:
+    with capture_events() as events, pytest.raises(KeyError) as info:
         mode.run(make_retry(clock)(mode.make(flaky)))
     assert info.value.__notes__ == [
         "resilience: not retried: the classifier refused it, after 2 attempts"
     ]
+    assert [type(event).__name__ for event in events] == ["RetryScheduled", "RetriesExhausted"]
+    last = events[-1]
+    assert isinstance(last, rs.RetriesExhausted)
+    assert (last.attempts, last.reason, last.error) == (2, "not_retryable", info.value)
+
+
+def test_unmatched_exception_on_the_first_attempt_emits_nothing(mode: Runner) -> None:
+    """A first failure that is not retryable: Retry did nothing, and says nothing."""
+    flaky = Flaky(KeyError("k"))
+    with capture_events() as events, pytest.raises(KeyError):
+        mode.run(make_retry(FakeClock())(mode.make(flaky)))
+    assert events == []
 
 
 def test_refused_results_are_retried_then_wrapped(mode: Runner) -> None:
