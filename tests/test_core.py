@@ -277,6 +277,25 @@ def test_compose_rejects_non_policies() -> None:
         rs.compose(retry_on_value_error(), "retry")  # type: ignore[arg-type]
 
 
+class _NotCallableBind:
+    bind = 3
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (None, "got NoneType: None"),
+        (_NotCallableBind(), "got _NotCallableBind"),
+        (rs.Timeout, r"got the class Timeout: call it to make one \(Timeout\(...\)\)"),
+    ],
+    ids=["none", "bind-not-callable", "a-class"],
+)
+def test_compose_rejects_what_cannot_bind(policy: object, message: str) -> None:
+    """Only objects with a callable bind() are policies; a class gets a hint."""
+    with pytest.raises(TypeError, match=message):
+        rs.compose(policy)  # type: ignore[arg-type]
+
+
 def test_pipeline_binds_once_per_shape() -> None:
     """Composition is resolved once per shape, not per call."""
     rec = Recorder("a", [])
