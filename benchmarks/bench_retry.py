@@ -8,6 +8,7 @@ the price of being ready to retry.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ def cases() -> list[Case]:
         Case("functools.wraps closure", closure(work)),
         Case("wrapt FunctionWrapper", passthrough(work)),
         Case("rs.Retry", retry(work)),
+        Case("rs.Retry, run once: retry.call(fn)", functools.partial(retry.call, work)),
     ]
     for peer, wrap in PEERS.items():
         try:
