@@ -417,15 +417,15 @@ def _explain(policies: tuple[Policy, ...]) -> str:
 
 
 def _check_policy(policy: object, position: int) -> Policy:
-    # Not isinstance(policy, Policy): a runtime-checkable Protocol costs about
-    # 2 us per check, and profiles compose a pipeline per request.
-    if not isinstance(policy, type) and callable(getattr(policy, "bind", None)):
-        return policy  # type: ignore[return-value]
     if isinstance(policy, type):
         raise TypeError(
             f"compose() argument {position} must be a policy, got the class "
             f"{policy.__name__}: call it to make one ({policy.__name__}(...))"
         )
+    # Not isinstance(policy, Policy): a runtime-checkable Protocol costs about
+    # 2 us per check, and profiles compose a pipeline per request.
+    if callable(getattr(policy, "bind", None)):
+        return policy  # type: ignore[return-value]
     raise TypeError(
         f"compose() argument {position} must be a policy (an object with "
         f"bind(inner, shape)), got {type(policy).__name__}: {policy!r}"
