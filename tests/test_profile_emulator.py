@@ -238,6 +238,19 @@ def test_timed_out_llm_call_is_still_paid(raw: Raw, emu: Emulator) -> None:
     assert [call["paid"] for call in emu.job(job_id)["calls"]] == [True]
 
 
+def test_timed_out_create_and_call_still_completes_and_charges(raw: Raw, emu: Emulator) -> None:
+    """A client timeout does not stop the server: a timed-out create-and-call still
+    creates its job, makes the paid call, completes the job and charges a credit."""
+    body = {"team_id": "acme-corp", "job_type": "t", **CHAT}
+    emu.script("create-and-call", "slow")
+    with pytest.raises(requests.Timeout):
+        raw("POST", "/api/jobs/create-and-call", json=body, timeout=0.2)
+    stats = emu.stats()
+    assert stats.by_route["create-and-call"] == 1
+    assert (stats.jobs, stats.open_jobs) == (1, 0)
+    assert (stats.paid_calls, stats.credits_charged) == (1, 1)
+
+
 def test_provider_failure_detail(raw: Raw, emu: Emulator) -> None:
     """A provider failure is a JSON 500 'LLM call failed: 500: Failed to call provider API: ...'."""
     job_id = raw.job()
@@ -254,6 +267,46 @@ def test_create_and_call_completes_and_charges(raw: Raw, emu: Emulator) -> None:
     answer = raw("POST", "/api/jobs/create-and-call", json=body).json()
     assert answer["status"] == "COMPLETED"
     assert emu.stats().credits_charged == 1
+
+
+def _llm_latencies(emu: Emulator, jobs: int) -> list[int]:
+    """Make one job after another with one llm-call each; return each call's recorded latency."""
+    client = Raw(emu)
+    latencies: list[int] = []
+    for _ in range(jobs):
+        job_id = client.job()
+        answer = client("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT).json()
+        (call,) = emu.job(job_id)["calls"]
+        assert answer["metadata"]["latency_ms"] == call["latency_ms"]
+        latencies.append(call["latency_ms"])
+    return latencies
+
+
+def test_first_llm_call_after_start_is_slower() -> None:
+    """cold_start: only the first LLM call after start records the extra latency.
+
+    Read from the latency the emulator stores with each call (and returns in
+    the answer's metadata), never from a clock; the cold start is scaled down
+    to a few milliseconds, so nothing waits for long.
+    """
+    with Emulator(cold_start=5.0, time_scale=0.001) as emu:
+        first, *later = _llm_latencies(emu, 3)
+    assert first >= 4  # 5 ms, truncated to whole milliseconds
+    assert later == [0, 0]
+
+
+def test_no_cold_start_by_default(emu: Emulator) -> None:
+    """Without cold_start, the first LLM call records no extra latency."""
+    assert _llm_latencies(emu, 2) == [0, 0]
+
+
+def test_cold_start_again_after_a_restart() -> None:
+    """The first LLM call after every start is slower, a restart included."""
+    emu = Emulator(cold_start=5.0, time_scale=0.001)
+    with emu:
+        assert _llm_latencies(emu, 1)[0] >= 4
+    with emu:
+        assert _llm_latencies(emu, 1)[0] >= 4
 
 
 def _sse_lines(raw: Raw, path: str, body: dict[str, Any]) -> list[str]:

@@ -262,7 +262,7 @@ class Emulator:
         self._faults: collections.Counter[str] = collections.Counter()
         self._database_down = False
         self._recovering = False
-        self._llm_calls = 0
+        self._llm_calls_since_start = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -273,6 +273,8 @@ class Emulator:
         """Start serving in a background thread; return self."""
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
+        with self._lock:  # the first LLM call after every start is the slow one
+            self._llm_calls_since_start = 0
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.emulator = self
         self._server = server
@@ -410,8 +412,8 @@ class Emulator:
             low, high = self.llm_latency
             seconds = rng.uniform(low, high)
         with self._lock:
-            self._llm_calls += 1
-            if self._llm_calls == 1:
+            self._llm_calls_since_start += 1
+            if self._llm_calls_since_start == 1:
                 seconds += self.cold_start
         return seconds * self.time_scale
 
