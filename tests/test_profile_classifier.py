@@ -80,6 +80,56 @@ def test_typed_errors(
     assert verdicts(error) == (idempotent, paid)
 
 
+PROVIDER_FAILED = "LLM call failed: 500: Failed to call provider API: "
+
+TRANSIENT_DETAILS = [
+    PROVIDER_FAILED + "Error code: 429 - Rate limit reached for gpt-4o-mini",
+    PROVIDER_FAILED + "Error code: 429 - {'error': {'code': 'rate_limit_exceeded'}}",
+    PROVIDER_FAILED + "Provider rate limit exceeded, please slow down",
+    PROVIDER_FAILED + "Connection error.",
+    PROVIDER_FAILED + "Request timed out.",
+    PROVIDER_FAILED + "Server error '503 Service Unavailable' for url 'https://api.openai.com'",
+    PROVIDER_FAILED + "Server error '502 Bad Gateway' for url 'https://api.anthropic.com'",
+]
+"""The server-behaviour page's transient causes: rate limit, 429, Connection error,
+timed out, Server error '5..'."""
+
+PERMANENT_DETAILS = [
+    "LLM call failed: 500: No provider credentials configured for openai. "
+    "Please add credentials in the admin dashboard.",
+    PROVIDER_FAILED + "Provider routing requires organization context",
+    PROVIDER_FAILED + "Error code: 401 - authentication failed: invalid x-api-key",
+    PROVIDER_FAILED + "Error code: 400 - {'error': {'message': 'max_tokens is too large'}}",
+    PROVIDER_FAILED + "Error code: 404 - The model `gpt-5` does not exist",
+    PROVIDER_FAILED + "No module named 'anthropic'",
+]
+"""The server-behaviour page's permanent causes, one row each."""
+
+
+def _500(detail: str, form: str) -> object:
+    """A 500 with *detail*: the typed ServerError, or the raw JSON response of a user's own call."""
+    if form == "typed":
+        return saas.ServerError("x", status=500, detail=detail)
+    return httpx.Response(500, json={"detail": detail}, request=httpx.Request("POST", "http://h/p"))
+
+
+@pytest.mark.parametrize("form", ["typed", "raw"])
+@pytest.mark.parametrize("detail", TRANSIENT_DETAILS)
+def test_transient_causes_in_a_500_are_retried_and_trip(detail: str, form: str) -> None:
+    """A 500 whose detail names a transient cause is retried (even on paid endpoints) and trips.
+
+    Checked on the typed ServerError and on the raw response of a user's own call.
+    """
+    assert verdicts(_500(detail, form)) == ((True, True, "server"), (True, True))
+
+
+@pytest.mark.parametrize("form", ["typed", "raw"])
+@pytest.mark.parametrize("detail", PERMANENT_DETAILS)
+def test_permanent_causes_in_a_500_are_neither_retried_nor_counted(detail: str, form: str) -> None:
+    """A 500 whose detail names a permanent cause is not retried and never trips the breaker."""
+    assert verdicts(_500(detail, form)) == ((False, False, "server"), (False, False))
+
+
 def test_retry_after_is_read_from_rate_limit_error() -> None:
     """The verdict of a RateLimitError carries its retry_after, which Retry takes as a floor."""
     assert (

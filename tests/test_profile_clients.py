@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import httpx
@@ -143,6 +145,112 @@ def test_breaker_per_base_url_is_shared_and_opens(emu: Emulator) -> None:
         one.close()
         two.close()
     assert saas.breaker_for(emu.url, clock=clock) is saas.breaker_for(emu.url + "/x", clock=clock)
+
+
+@pytest.mark.parametrize("factory", ["breaker", "breaker_for"])
+def test_breaker_admits_a_single_half_open_probe(emu: Emulator, factory: str) -> None:
+    """After the open period, one probe runs; a concurrent second call is rejected unsent.
+
+    Two real threads call the server through the profile's pipeline; the probe
+    is held (on an Event, before it sends) while the second call arrives.
+    """
+    import requests
+
+    clock = FakeClock()
+    if factory == "breaker":
+        breaker = saas.breaker(clock=clock)
+    else:
+        breaker = saas.breaker_for(emu.url, clock=clock)
+    assert breaker.half_open_max_calls == saas.HALF_OPEN_MAX_CALLS == 1
+    url = f"{emu.url}/health"
+    pipeline = saas.pipeline("GET", url, clock=clock, breaker=breaker, attempts=1)
+
+    def get() -> int:
+        response = requests.get(url, timeout=rs.deadline.remaining())
+        return int(saas.raise_for_response(response).status_code)
+
+    emu.script("health", *["unavailable"] * saas.FAILURE_THRESHOLD)
+    for _ in range(saas.FAILURE_THRESHOLD):
+        with pytest.raises(saas.ServerError):
+            pipeline.call(get)
+    assert breaker.retry_after == saas.RESET_TIMEOUT  # open
+    clock.advance(saas.RESET_TIMEOUT)
+    assert state_of(breaker) is rs.CircuitState.HALF_OPEN
+
+    entered, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def probe() -> int:
+        entered.set()
+        assert release.wait(timeout=10)
+        return get()
+
+    def run(name: str, fn: Any) -> None:
+        try:
+            results[name] = pipeline.call(fn)
+        except Exception as exc:
+            results[name] = exc
+
+    first = threading.Thread(target=run, args=("probe", probe))
+    second = threading.Thread(target=run, args=("second", get))
+    first.start()
+    try:
+        assert entered.wait(timeout=10)
+        second.start()
+        second.join(timeout=10)
+    finally:
+        release.set()
+        first.join(timeout=10)
+    assert isinstance(results["second"], rs.CircuitOpenError)
+    assert results["probe"] == 200
+    assert emu.stats().by_route["health"] == saas.FAILURE_THRESHOLD + 1  # the second never sent
+    assert state_of(breaker) is rs.CircuitState.CLOSED
+
+
+def state_of(breaker: rs.CircuitBreaker) -> rs.CircuitState:
+    """The breaker's state, read afresh (no type narrowing carried over from earlier reads)."""
+    return breaker.state
+
+
+def test_backoff_is_capped_at_32_seconds_after_jitter() -> None:
+    """The profile's backoff: ±25 % jitter around the curve, the 32 s cap applied after it.
+
+    From the 6th retry on, the curve is at its 32 s cap: every delay lies in
+    [24, 32] (never up to 40), and the jittered values above 32 are clamped to
+    exactly 32. The retries of Options use this backoff.
+    """
+    assert saas.Options().retry(True).backoff is saas.BACKOFF
+    assert saas.Options().retry(False).backoff is saas.BACKOFF
+    rng = random.Random(1234)
+    previous = 0.0
+    delays = []
+    for attempt in [*range(6, 400), 10_000, 10**9]:
+        previous = saas.BACKOFF(attempt, previous, rng)
+        delays.append(previous)
+    assert all(32.0 * 0.75 <= delay <= 32.0 for delay in delays)
+    assert max(delays) == 32.0
+    assert min(delays) < 32.0 * 0.8  # jittered below the cap, not a constant 32
+    early = [saas.BACKOFF(1, 0.0, rng) for _ in range(200)]
+    assert all(0.75 <= delay <= 1.25 for delay in early)
+    assert max(early) > 1.0  # below the cap, jitter also goes above the curve
+
+
+def test_retries_sleep_no_more_than_the_cap(kind: str, emu: Emulator, clock: FakeClock) -> None:
+    """Through a real client, 19 503s then a 200: every sleep obeys the capped, jittered curve.
+
+    From the 6th retry on (14 sleeps), the ±25 % jitter would go past 32 s about
+    half of the time if the cap did not apply after it.
+    """
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None, attempts=20)
+    try:
+        emu.script("health", *["unavailable"] * 19, "ok")
+        assert client.get("/health").status_code == 200
+    finally:
+        client.close()
+    assert len(clock.sleeps) == 19
+    for attempt, slept in enumerate(clock.sleeps, start=1):
+        curve = min(2.0 ** (attempt - 1), 32.0)
+        assert 0.75 * curve <= slept <= min(1.25 * curve, 32.0)
 
 
 def test_client_errors_never_trip_the_breaker(api: Client, emu: Emulator) -> None:

@@ -73,6 +73,29 @@ def test_403_suspended_is_permission_denied(kind: str, emu: Emulator, clock: Fak
     assert emu.stats().by_route["create"] == 1
 
 
+@pytest.mark.parametrize(
+    ("route", "extra"),
+    [("create", {}), ("create-and-call", CHAT)],
+    ids=["create", "create-and-call"],
+)
+def test_403_team_mismatch_is_permission_denied(
+    api: Client, emu: Emulator, clock: FakeClock, route: str, extra: dict[str, object]
+) -> None:
+    """403 (body team_id is not the key's team): PermissionDeniedError, not
+    InsufficientCreditsError, no retry; nothing is created."""
+    body = {"team_id": "globex", "job_type": "t", **extra}
+    with pytest.raises(saas.PermissionDeniedError) as caught:
+        api.post(f"/api/jobs/{route}", json=body)
+    assert not isinstance(caught.value, saas.InsufficientCreditsError)
+    assert (caught.value.status, caught.value.detail) == (
+        403,
+        "API key does not belong to team 'globex'",
+    )
+    stats = emu.stats()
+    assert (stats.requests, stats.by_route[route], stats.jobs) == (1, 1, 0)
+    assert clock.sleeps == []
+
+
 def test_403_model_access_is_permission_denied(api: Client, emu: Emulator) -> None:
     """403 (model not allowed): PermissionDeniedError, no retry."""
     job_id = api.create_job()
