@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,21 +156,82 @@ def test_per_call_timeout_lowers_never_raises(timeout: float | None, expected: f
     assert last.seconds == expected
 
 
-_SEGMENT = st.sampled_from(["api", "jobs", "create", "llm-call", "complete", JOB, "x", ""])
+_ROWS = [row for row in saas.ENDPOINTS if row.template != "*"]
+_PREFIX = st.lists(st.sampled_from(["v1", "api", "jobs", "proxy"]), max_size=3)
 
 
-@given(method=st.sampled_from(["GET", "POST", "PATCH"]), parts=st.lists(_SEGMENT, max_size=6))
-def test_matches_are_whole_segments(method: str, parts: list[str]) -> None:
-    """Whatever the path, a matched template equals the path's last segments exactly."""
-    path = "/" + "/".join(parts)
+@given(row=st.sampled_from(_ROWS), prefix=_PREFIX, job=st.uuids())
+def test_each_template_matches_its_own_paths(
+    row: saas.Endpoint, prefix: list[str], job: object
+) -> None:
+    """A path made of a row's template (any job UUID, any base-path prefix) finds that row."""
+    tail = row.template.strip("/").replace("{job_id}", str(job))
+    path = "/" + "/".join([*prefix, tail])
+    found = saas.endpoint(row.method, f"https://h{path}?q=1")
+    assert (found.method, found.template) == (row.method, row.template)
+
+
+def _expected(method: str, parts: list[str]) -> tuple[saas.Endpoint | None, str | None]:
+    """Reference matcher: (the most specific row whose template equals the path's last
+    segments, or None; that path's job id segment, if the template has one)."""
+    best: tuple[tuple[int, int], saas.Endpoint, str | None] | None = None
+    for row in _ROWS:
+        segments = row.template.strip("/").split("/")
+        if row.method != method or len(parts) < len(segments):
+            continue
+        tail = parts[len(parts) - len(segments) :]
+        if not all(
+            (segment == "{job_id}" and part != "") or segment == part
+            for segment, part in zip(segments, tail, strict=True)
+        ):
+            continue
+        rank = (sum(not segment.startswith("{") for segment in segments), len(segments))
+        job = tail[segments.index("{job_id}")] if "{job_id}" in segments else None
+        if best is None or rank > best[0]:
+            best = (rank, row, job)
+    return (None, None) if best is None else (best[1], best[2])
+
+
+def _is_uuid(text: str) -> bool:
     try:
-        found = saas.endpoint(method, path)
+        uuid.UUID(text)
     except ValueError:
-        return  # a {job_id} that is not a UUID
-    if found.template == "*":
+        return False
+    return True
+
+
+_SEGMENT = st.sampled_from(["api", "jobs", "create", "llm-call", "complete", "costs", JOB, "x", ""])
+
+
+@st.composite
+def _near_paths(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A method and path segments close to a row: a prefix, then its segments, some swapped."""
+    row = draw(st.sampled_from(_ROWS))
+    parts = draw(st.lists(_SEGMENT, max_size=2))
+    for segment in row.template.strip("/").split("/"):
+        exact = JOB if segment == "{job_id}" else segment
+        parts.append(exact if draw(st.integers(0, 3)) else draw(_SEGMENT))
+    method = row.method if draw(st.integers(0, 3)) else draw(st.sampled_from(["GET", "POST"]))
+    return method, parts[draw(st.integers(0, 1)) :]
+
+
+_ANY_PATHS = st.tuples(st.sampled_from(["GET", "POST", "PATCH"]), st.lists(_SEGMENT, max_size=6))
+
+
+@given(request=st.one_of(_near_paths(), _ANY_PATHS))
+def test_matches_are_whole_segments(request: tuple[str, list[str]]) -> None:
+    """Any path finds what a plain reference matcher expects.
+
+    The most specific row whose template equals the path's last segments
+    (refused if its job id is not a UUID), else a catch-all: never a row that
+    merely contains the path, or a substring of it.
+    """
+    method, parts = request
+    path = "/" + "/".join(parts)
+    row, job = _expected(method, path.strip("/").split("/"))
+    if row is not None and job is not None and not _is_uuid(job):
+        with pytest.raises(ValueError, match="job_id must be a UUID"):
+            saas.endpoint(method, path)
         return
-    template = found.template.strip("/").split("/")
-    tail = path.strip("/").split("/")[-len(template) :]
-    assert len(tail) == len(template)
-    for pattern, part in zip(template, tail, strict=True):
-        assert part == (JOB if pattern == "{job_id}" else pattern)
+    found = saas.endpoint(method, path)
+    assert found.template == ("*" if row is None else row.template)
