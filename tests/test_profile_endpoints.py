@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -228,7 +229,8 @@ def test_matches_are_whole_segments(request: tuple[str, list[str]]) -> None:
     """
     method, parts = request
     path = "/" + "/".join(parts)
-    row, job = _expected(method, path.strip("/").split("/"))
+    # Parsed as a URL, as endpoint() does: "//api/jobs/create" names the host "api".
+    row, job = _expected(method, (urlsplit(path).path or "/").strip("/").split("/"))
     if row is not None and job is not None and not _is_uuid(job):
         with pytest.raises(ValueError, match="job_id must be a UUID"):
             saas.endpoint(method, path)
