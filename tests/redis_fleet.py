@@ -18,9 +18,9 @@ import resilience as rs
 from resilience.integrations.redis import RedisStore
 
 from .redis_server import make_client
+from .threads import WAIT, join_all
 
 THREADS = 2
-WAIT = 60.0  # seconds; a safety net against a hang, never an assertion about speed
 
 
 class Boom(Exception):
@@ -90,8 +90,7 @@ def probe_worker(
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     results.put({"tallies": dict(tallies), "events": events})
 
 
@@ -137,6 +136,5 @@ def failure_worker(
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     results.put({"tallies": dict(tallies), "events": events})

@@ -16,10 +16,11 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock
 
+from .threads import WAIT, join_all
+
 THREADS = 16
 CALLS = 5_000
 TASKS = 1_000
-WAIT = 60.0  # seconds; a safety net against a hang, never an assertion about speed
 
 
 class Boom(Exception):
@@ -181,8 +182,7 @@ def test_threads_against_half_open_admit_exactly_the_probes(probes: int) -> None
         lock.wait_for(lambda: finished + len(prober_threads) == THREADS, timeout=WAIT)
         admitted = len(prober_threads)
     release.set()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     assert admitted == probes
     assert tallies == {"failed": probes, "rejected": THREADS * CALLS - probes}
     assert breaker.state is rs.CircuitState.OPEN
@@ -284,8 +284,7 @@ def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
         for loop, release, held in ready:
             if held:  # a loop without probes may have finished already
                 loop.call_soon_threadsafe(release.set)
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     assert seen == probes
     assert results == {"ok": probes, "rejected": TASKS - probes}
     assert breaker.state is rs.CircuitState.CLOSED
@@ -360,8 +359,7 @@ def test_every_call_is_counted_exactly_once_under_contention() -> None:
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(THREADS)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     counts = store.counts
     assert sum(seen.values()) == THREADS * CALLS
     assert counts["admitted"] + counts["rejected"] == THREADS * CALLS
@@ -408,8 +406,7 @@ def test_concurrent_failures_open_the_circuit_exactly_once() -> None:
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(WAIT)
+        join_all(threads)
         assert breaker.state is rs.CircuitState.OPEN
         assert len(opened) == round_
 
@@ -435,7 +432,7 @@ def test_the_lock_is_not_held_across_a_threads_call() -> None:
     thread = threading.Thread(target=other, daemon=True)
     thread.start()
     assert breaker.call(slow_probe) == "slow"
-    thread.join(WAIT)
+    join_all([thread])
     assert breaker.state is rs.CircuitState.CLOSED
 
 
@@ -463,7 +460,6 @@ def test_the_lock_is_not_held_across_an_await() -> None:
     result: list[list[str]] = []
     thread = threading.Thread(target=lambda: result.append(asyncio.run(main())), daemon=True)
     thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive(), "the event loop deadlocked on the breaker's lock"
+    join_all([thread])  # a deadlock of the event loop on the breaker's lock fails here
     assert result == [["waited", "opened"]]
     assert breaker.state is rs.CircuitState.CLOSED

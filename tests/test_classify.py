@@ -42,6 +42,8 @@ from resilience._exceptions import (
     TimeoutExceededError,
 )
 
+from .threads import join_all
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -95,7 +97,7 @@ def server() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
-        thread.join()
+        join_all([thread])
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from resilience._events import emit
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .threads import join_all
 
 
 def test_default_hooks_are_the_logger() -> None:
@@ -121,8 +122,7 @@ def test_capture_events_from_many_threads() -> None:
         threads = [threading.Thread(target=work) for _ in range(8)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        join_all(threads)
     assert len(events) == 800
 
 
@@ -138,8 +138,7 @@ def test_registry_survives_concurrent_add_and_remove() -> None:
     threads = [threading.Thread(target=add_remove, args=(h,)) for h in hooks]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads)
     assert set(rs.get_hooks()) == {rs.log_event, *hooks}
 
 

@@ -21,6 +21,7 @@ import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .threads import join_all
 
 BOUND = rs.LatencySummary.RELATIVE_ERROR
 
@@ -700,8 +701,7 @@ def test_threads_conserve_every_count() -> None:
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:
         t.start()
-    for t in pool:
-        t.join()
+    join_all(pool)
     failing = sum(1 for i in range(calls) if i % 5 == 0)
     retried = sum(1 for i in range(calls) if i % 3 == 0 or i % 5 == 0)
     snap = metrics.snapshot()

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from .threads import join_all
+
 pytest.importorskip("opentelemetry.sdk.metrics")
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -266,8 +268,7 @@ def test_threads_conserve_the_counts(otel: Reader) -> None:
     pool = [threading.Thread(target=worker) for _ in range(8)]
     for t in pool:
         t.start()
-    for t in pool:
-        t.join()
+    join_all(pool)
     assert otel.calls() == {
         attrs_(policy="t", outcome="success"): 6000,
         attrs_(policy="t", outcome="failure", kind="network"): 2000,

@@ -17,6 +17,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock, capture_events
 
 from .emulator_helpers import CHAT, Client
+from .threads import join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -197,10 +198,10 @@ def test_breaker_admits_a_single_half_open_probe(emu: Emulator, factory: str) ->
     try:
         assert entered.wait(timeout=10)
         second.start()
-        second.join(timeout=10)
+        join_all([second])
     finally:
         release.set()
-        first.join(timeout=10)
+        join_all([first])
     assert isinstance(results["second"], rs.CircuitOpenError)
     assert results["probe"] == 200
     assert emu.stats().by_route["health"] == saas.FAILURE_THRESHOLD + 1  # the second never sent

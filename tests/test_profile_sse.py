@@ -21,6 +21,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
 from .emulator_helpers import CHAT, Client
+from .threads import join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -268,4 +269,4 @@ def test_close_delimited_stream_with_requests() -> None:
     finally:
         server.shutdown()
         server.server_close()
-        thread.join()
+        join_all([thread])

@@ -19,6 +19,7 @@ from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
 from .redis_server import RedisServer, make_client
+from .threads import WAIT, join_all
 
 pytest.importorskip("redis", reason="the redis package is not installed")
 
@@ -32,8 +33,6 @@ from resilience.integrations.redis import (
 )
 
 pytest_plugins = ["tests.redis_fixtures"]
-
-WAIT = 60.0  # seconds; a safety net against a hang, never an assertion about speed
 
 
 class Boom(Exception):
@@ -285,8 +284,7 @@ def test_concurrent_failures_open_exactly_once(client: redis.Redis) -> None:
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     assert events_named(opened) == ["CircuitOpened"]
     assert client.hget("resilience:circuit:{api}", "s") == b"o"
 
@@ -673,8 +671,7 @@ def test_killing_redis_mid_run_falls_back_and_recovers(own_server: RedisServer) 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(WAIT)
+    join_all(threads)
     assert killed.is_set()
     assert sum(outcomes.values()) == 3200  # every call ran; nothing raised but the calls' own
     assert events_named(events).count("StoreUnavailable") == 1
@@ -764,8 +761,7 @@ def test_four_processes_admit_exactly_the_probes(
         reports = [results.get(timeout=WAIT) for _ in processes]
     finally:
         release.set()
-        for process in processes:
-            process.join(WAIT)
+        join_all(processes)
     assert held == probes
     tallies: collections.Counter[str] = collections.Counter()
     events: collections.Counter[str] = collections.Counter()
@@ -802,8 +798,7 @@ def test_four_processes_conserve_the_failure_count(
     for process in processes:
         process.start()
     reports = [results.get(timeout=WAIT) for _ in processes]
-    for process in processes:
-        process.join(WAIT)
+    join_all(processes)
     failed = sum(report["tallies"].get("failed", 0) for report in reports)
     assert failed == total
     assert not any(report["events"] for report in reports)

@@ -18,6 +18,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events, set_testing
 
 from .conftest import Runner
+from .threads import join_all
 
 
 class Flaky:
@@ -459,8 +460,7 @@ def test_one_retry_shared_by_32_threads_keeps_per_call_state() -> None:
     threads = [threading.Thread(target=thread, args=(i,)) for i in range(32)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads)
     assert {i: len(t) for i, t in results.items()} == {i: i % 4 + 1 for i in range(32)}
 
 

@@ -19,6 +19,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .threads import join_all
 
 HANG = 10.0  # seconds a "hung" coroutine would wait; the tests cancel it long before
 SHORT = 0.05  # real seconds for the timeouts that must really fire
@@ -376,8 +377,7 @@ def test_one_timeout_shared_by_threads_keeps_per_thread_deadlines() -> None:
     for t in threads:
         t.start()
     turns[0].set()
-    for t in threads:
-        t.join()
+    join_all(threads)
     inside = sorted(item for item in seen if isinstance(item, tuple))
     assert [(current.when, when) for current, when in inside] == [
         (i + 5.0, i + 5.0) for i in range(8)
