@@ -163,12 +163,17 @@ def create_body() -> dict[str, Any]:
 def drive(
     api: Client, emu: Emulator, breaker: rs.CircuitBreaker, errors: list[BaseException]
 ) -> None:
-    """Every workflow step and every fault, through *api*; exceptions are collected."""
+    """Every workflow step and every fault, through *api*; the expected errors are collected.
+
+    Only what a caller of the profile may get is collected: its typed errors,
+    the client-side ValueError of a bad job id and the job guard's own
+    RuntimeError. Anything else (an AssertionError, a crash) fails the test.
+    """
 
     def attempt(step: Callable[[], object]) -> None:
         try:
             step()
-        except Exception as exc:
+        except (saas.APIError, ValueError, RuntimeError) as exc:
             errors.append(exc)
         breaker.reset()  # each fault on its own; the breaker opens at the end
 

@@ -10,6 +10,8 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock
 
+from .threads import join_all
+
 
 def test_fake_clock_is_a_clock() -> None:
     """FakeClock satisfies the Clock protocol."""
@@ -43,16 +45,19 @@ def test_shared_between_threads() -> None:
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads)
     assert len(clock.sleeps) == 8000
     assert clock.now() == pytest.approx(8.0)
 
 
 def test_system_clock() -> None:
-    """The system clock is monotonic and sleeps for zero seconds on request."""
+    """The system clock reads time.monotonic and sleeps with time.sleep / asyncio.sleep."""
+    import time
+
     from resilience._clock import SYSTEM_CLOCK
 
+    assert SYSTEM_CLOCK.now is time.monotonic
+    assert SYSTEM_CLOCK.sleep is time.sleep
     first = SYSTEM_CLOCK.now()
     SYSTEM_CLOCK.sleep(0)
     asyncio.run(SYSTEM_CLOCK.asleep(0))
