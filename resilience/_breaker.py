@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import datetime
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, NoReturn, final
@@ -163,9 +164,13 @@ def _delegate(gen: Any, item: object) -> Generator[Any, Any, Any]:
                 return stop.value
 
 
-# The permits of the `with` blocks running in this context, innermost last.
-_ENTERED: contextvars.ContextVar[tuple[tuple[CircuitBreaker, CircuitPermit, float | None], ...]] = (
-    contextvars.ContextVar("resilience_breaker_entered", default=())
+# The permits of the `with` blocks running in this context, innermost last:
+# (breaker, id of the frame running the `with` statement, permit, start).
+# Generators share their consumer's context, so blocks suspended at a
+# `yield` interleave here; the frame tells whose block is leaving.
+_Entry = tuple["CircuitBreaker", int, CircuitPermit, float | None]
+_ENTERED: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
+    "resilience_breaker_entered", default=()
 )
 
 
@@ -736,9 +741,13 @@ class CircuitBreaker(PolicyMixin):
     # --- `with` and `async with` --------------------------------------------
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._admit(None)
-        start = self.clock.now() if self._timed else None
-        _ENTERED.set((*_ENTERED.get(), (self, permit, start)))
+        """
+        Admit the block (see the class docstring); return the breaker.
+
+        Raises:
+            CircuitOpenError: If the circuit refuses calls now.
+        """
+        self._enter(id(sys._getframe(1)))
         return self
 
     def __exit__(
@@ -747,22 +756,13 @@ class CircuitBreaker(PolicyMixin):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entered = _ENTERED.get()
-        for index in range(len(entered) - 1, -1, -1):
-            if entered[index][0] is self:
-                _, permit, start = entered[index]
-                _ENTERED.set(entered[:index] + entered[index + 1 :])
-                break
-        else:
-            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
-        duration = None if start is None else self.clock.now() - start
-        if exc is None:
-            self._succeed(permit, _NO_RESULT, duration, None)  # a block has no result
-        else:
-            self._fail(permit, exc, duration, None)
+        """Record the block's outcome: finishing is a success, an exception is classified."""
+        self._exit(id(sys._getframe(1)), exc)
 
     async def __aenter__(self) -> CircuitBreaker:
-        return self.__enter__()
+        """As ``__enter__``, for ``async with``."""
+        self._enter(id(sys._getframe(1)))
+        return self
 
     async def __aexit__(
         self,
@@ -770,7 +770,39 @@ class CircuitBreaker(PolicyMixin):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        """As ``__exit__``, for ``async with``."""
+        self._exit(id(sys._getframe(1)), exc)
+
+    def _enter(self, frame: int) -> None:
+        permit = self._admit(None)
+        start = self.clock.now() if self._timed else None
+        _ENTERED.set((*_ENTERED.get(), (self, frame, permit, start)))
+
+    def _exit(self, frame: int, exc: BaseException | None) -> None:
+        entered = _ENTERED.get()
+        # The innermost block of this breaker entered by the same frame: blocks
+        # of generators suspended inside them interleave, and each must record
+        # its own permit. A block entered through a helper (contextlib's
+        # ExitStack enters and leaves from different frames) falls back to
+        # the innermost block of this breaker.
+        found = None
+        for index in range(len(entered) - 1, -1, -1):
+            entry = entered[index]
+            if entry[0] is self:
+                if entry[1] == frame:
+                    found = index
+                    break
+                if found is None:
+                    found = index
+        if found is None:
+            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
+        _, _, permit, start = entered[found]
+        _ENTERED.set(entered[:found] + entered[found + 1 :])
+        duration = None if start is None else self.clock.now() - start
+        if exc is None:
+            self._succeed(permit, _NO_RESULT, duration, None)  # a block has no result
+        else:
+            self._fail(permit, exc, duration, None)
 
 
 CircuitBreaker.__module__ = "resilience"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime
 import inspect
@@ -1582,6 +1583,59 @@ def test_with_blocks_in_separate_contexts_do_not_mix() -> None:
     second.run(breaker.__enter__)
     first.run(breaker.__exit__, None, None, None)
     second.run(breaker.__exit__, Boom, Boom(), None)
+    assert state(breaker) is rs.CircuitState.OPEN
+
+
+def _blocks(breaker: rs.CircuitBreaker, fail: bool) -> Generator[int, None, None]:
+    """A stream whose `with breaker:` block stays open across its yields."""
+    with breaker:
+        yield 1
+        if fail:
+            raise Boom
+        yield 2
+
+
+def test_with_blocks_of_interleaved_generators_keep_their_own_permits() -> None:
+    """Generators suspended inside `with breaker:` share the consumer's context; each
+    block still records its own permit: a late failure of a closed-period block does
+    not count against the probe, and the probe's success closes the circuit."""
+    clock = FakeClock()
+    breaker = make(clock, half_open_max_calls=1)
+    late = _blocks(breaker, fail=True)
+    next(late)  # admitted while closed
+    breaker.open()
+    clock.advance(10)
+    probe = _blocks(breaker, fail=False)
+    next(probe)  # the single probe
+    with pytest.raises(Boom):
+        next(late)  # an outcome of the ended closed period: changes nothing
+    assert state(breaker) is rs.CircuitState.HALF_OPEN
+    assert list(probe) == [2]
+    assert state(breaker) is rs.CircuitState.CLOSED
+
+
+def test_closing_an_old_stream_does_not_free_the_running_probes_place() -> None:
+    """A stream from before the opening, closed early, gives back its own permit only."""
+    clock = FakeClock()
+    breaker = make(clock, half_open_max_calls=1)
+    old = _blocks(breaker, fail=False)
+    next(old)
+    breaker.open()
+    clock.advance(10)
+    probe = _blocks(breaker, fail=False)
+    next(probe)
+    old.close()
+    with pytest.raises(rs.CircuitOpenError):
+        next(_blocks(breaker, fail=False))  # the probe's place is still taken
+    probe.close()
+
+
+def test_with_block_entered_through_an_exit_stack() -> None:
+    """ExitStack enters and leaves from its own frames: the innermost block is used."""
+    breaker = make(FakeClock(), failure_threshold=1)
+    with pytest.raises(Boom), contextlib.ExitStack() as stack:
+        stack.enter_context(breaker)
+        raise Boom
     assert state(breaker) is rs.CircuitState.OPEN
 
 
