@@ -484,7 +484,9 @@ class _Window:
 
     def tripped(self) -> bool:
         total = self.total
-        return total >= self.minimum and self.hits >= self.rate * total
+        # hits / total, not hits >= rate * total: 0.55 * 100 is 55.00000000000001,
+        # while 55 / 100 rounds to the same double as 0.55, so "at least" holds exactly.
+        return total >= self.minimum and self.hits / total >= self.rate
 
     def record(self, now: float, hit: bool) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -731,6 +731,45 @@ def test_failure_rate_over_calls_trips_at_the_rate(mode: Runner) -> None:
     assert state(breaker) is rs.CircuitState.OPEN
 
 
+@pytest.mark.parametrize("rate", [0.07, 0.29, 0.55, 0.57, 0.58, 1.0])
+@pytest.mark.parametrize("kind", ["failure", "slow"])
+def test_rate_windows_trip_at_exactly_the_rate(rate: float, kind: str) -> None:
+    """'At least the rate' holds exactly: 55 of 100 trips FailureRate(0.55), 54 does not.
+
+    (0.55 * 100 is 55.00000000000001 in floating point.)
+    """
+    clock = FakeClock()
+    hits = round(rate * 100)
+    if kind == "failure":
+        condition: rs.FailureRate | rs.SlowCallRate = rs.FailureRate(
+            rate, calls=100, minimum_calls=100
+        )
+    else:
+        condition = rs.SlowCallRate(rate, slower_than=1.0, calls=100, minimum_calls=100)
+    breaker = make(clock, trip=condition)
+
+    def call(hit: bool) -> None:
+        if kind == "slow":
+            clock.advance(2.0 if hit else 0.0)
+        elif hit:
+            raise Boom
+
+    fn = breaker(lambda hit: call(hit))
+    for index in range(100):
+        hit = index >= 100 - hits
+        with contextlib.suppress(Boom):
+            fn(hit)
+        if index == 98:
+            assert state(breaker) is rs.CircuitState.CLOSED
+    assert state(breaker) is rs.CircuitState.OPEN
+    if hits > 1:  # one hit fewer over the same 100 calls stays closed
+        breaker.reset()
+        for index in range(100):
+            with contextlib.suppress(Boom):
+                fn(index >= 100 - hits + 1)
+        assert state(breaker) is rs.CircuitState.CLOSED
+
+
 def test_failure_rate_waits_for_minimum_calls() -> None:
     """Below minimum_calls the rate is not judged, even at 100 % failures."""
     breaker = make(FakeClock(), trip=rs.FailureRate(0.5, calls=10, minimum_calls=5))
