@@ -544,6 +544,21 @@ class _RetryCall:
         Raises the final failure (the exception itself, or `RetryExhaustedError`
         for a result) when Retry gives up.
         """
+        try:
+            return self._decide(outcome, verdict)
+        except BaseException as error:
+            # A classifier, backoff or hook of the user's that raised: the failure it
+            # was judging is chained, never lost. (The runners call this outside
+            # their `except` blocks, so Python does not chain it by itself.)
+            if (
+                error is not outcome
+                and isinstance(outcome, BaseException)
+                and error.__context__ is None
+            ):
+                error.__context__ = outcome
+            raise
+
+    def _decide(self, outcome: object, verdict: Verdict | None) -> float:
         retry = self.retry
         if verdict is None:
             verdict = retry.on.classify(outcome)

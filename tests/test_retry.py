@@ -230,8 +230,38 @@ def test_backoff_returning_an_invalid_delay_is_an_error(mode: Runner, bad: float
     """A user backoff that returns a negative or non-finite delay fails loudly."""
     clock = FakeClock()
     retry = make_retry(clock, backoff=lambda a, p, r: bad)
-    with pytest.raises(ValueError, match="a delay must be a finite number >= 0"):
-        mode.run(retry(mode.make(Flaky(ValueError()))))
+    original = ValueError("the real failure")
+    with pytest.raises(ValueError, match="a delay must be a finite number >= 0") as info:
+        mode.run(retry(mode.make(Flaky(original))))
+    assert info.value.__context__ is original  # never lost
+
+
+def test_a_classifier_that_raises_keeps_the_failure_it_judged(mode: Runner) -> None:
+    """The classifier's own error propagates, with the call's failure as its context."""
+    clock = FakeClock()
+    retry = rs.Retry(on=lambda exc: exc.args[0].startswith("x"), clock=clock)
+    original = ConnectionError()  # no args: the predicate raises IndexError
+    with pytest.raises(IndexError) as info:
+        mode.run(retry(mode.make(Flaky(original))))
+    assert info.value.__context__ is original
+    assert clock.sleeps == []
+
+
+def test_a_backoff_that_raises_keeps_the_failure(mode: Runner) -> None:
+    """A backoff raising on a later attempt: its error carries the last failure."""
+
+    def curve(attempt: int, previous: float, rng: random.Random) -> float:
+        if attempt == 2:
+            raise LookupError("curve broke")
+        return 1.0
+
+    clock = FakeClock()
+    second = ValueError("second")
+    retry = make_retry(clock, backoff=curve, attempts=5)
+    with pytest.raises(LookupError) as info:
+        mode.run(retry(mode.make(Flaky(ValueError("first"), second))))
+    assert info.value.__context__ is second
+    assert clock.sleeps == [1.0]
 
 
 def test_seeded_rng_makes_jittered_delays_reproducible(mode: Runner) -> None:
