@@ -18,11 +18,12 @@ returns its value. Async code is cancelled at the deadline with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, final
+from typing import Any, Final, final
 
 import attrs
 
@@ -98,6 +99,10 @@ class _Scope:
 _SCOPES: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
     "resilience_timeout_scopes", default=None
 )
+
+
+_NO_SCOPE: Final = contextlib.nullcontext()
+"""Stands for an `asyncio.Timeout` where no time is left to give one (stateless, shared)."""
 
 
 def _cancellation(error: TimeoutError) -> BaseException:
@@ -477,7 +482,9 @@ class Timeout(PolicyMixin):
             try:
                 while True:
                     deadline, left, idle = wait(total)
-                    if left <= 0:
+                    if left <= 0 and thrown is None:
+                        # A request for an item once time is up. (An exception the
+                        # consumer throws in is delivered even then: never lost.)
                         raise error(deadline, fn, idle=idle)
                     token = push(deadline)
                     try:
@@ -527,10 +534,11 @@ class Timeout(PolicyMixin):
             try:
                 while True:
                     deadline, left, idle = wait(total)
-                    if left <= 0:
-                        raise error(deadline, fn, idle=idle)
+                    if left <= 0 and thrown is None:
+                        raise error(deadline, fn, idle=idle)  # see _bind_gen
                     token = push(deadline)
-                    cm = timeout_at(loop.time() + left)
+                    # Late, a thrown-in exception is delivered without a scope.
+                    cm = timeout_at(loop.time() + left) if left > 0 else _NO_SCOPE
                     try:
                         # The scope covers the pending __anext__ only, never a yield.
                         async with cm:
@@ -543,7 +551,7 @@ class Timeout(PolicyMixin):
                     except StopAsyncIteration:
                         return
                     except TimeoutError as exc:
-                        if _fired(cm, exc):
+                        if isinstance(cm, asyncio.Timeout) and _fired(cm, exc):
                             raise error(deadline, fn, idle=idle) from _cancellation(exc)
                         raise
                     finally:

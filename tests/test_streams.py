@@ -496,6 +496,54 @@ def test_athrow_is_forwarded() -> None:
     assert asyncio.run(main()) == "handled"
 
 
+def test_throw_after_the_deadline_still_reaches_the_generator() -> None:
+    """Once time is up, a thrown-in exception is delivered (never lost); the item the
+    generator answers with is delivered late, and the next request times out."""
+    clock = FakeClock()
+    seen: list[str] = []
+
+    @rs.Timeout(10, clock=clock)
+    def tolerant() -> Generator[str, None, None]:
+        while True:
+            try:
+                yield "item"
+            except KeyError:
+                seen.append("KeyError")
+                yield "handled"
+
+    stream = tolerant()
+    assert next(stream) == "item"
+    clock.advance(11)
+    assert stream.throw(KeyError("k")) == "handled"
+    assert seen == ["KeyError"]
+    with pytest.raises(rs.TimeoutExceededError):
+        next(stream)
+
+
+def test_athrow_after_the_deadline_still_reaches_the_generator() -> None:
+    """As for sync streams: the consumer's exception reaches an async generator late."""
+    clock = FakeClock()
+
+    @rs.Timeout(10, clock=clock)
+    async def strict() -> AsyncGenerator[str, None]:
+        yield "item"
+
+    error = KeyError("from the consumer")
+
+    async def main() -> None:
+        stream = strict()
+        await stream.__anext__()
+        clock.advance(11)
+        try:
+            await stream.athrow(error)
+        finally:
+            await stream.aclose()
+
+    with pytest.raises(KeyError) as info:
+        asyncio.run(main())
+    assert info.value is error  # delivered, unhandled, back unchanged
+
+
 def test_generator_return_value_is_kept() -> None:
     """`yield from` a protected generator gets its return value."""
 
