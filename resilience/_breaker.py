@@ -21,7 +21,7 @@ import contextvars
 import datetime
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator
 from types import TracebackType
 from typing import Any, NoReturn, final
 
@@ -54,6 +54,7 @@ from ._events import (
 )
 from ._exceptions import CircuitOpenError
 from ._explain import rule_lines, seconds
+from ._validate import check_clock, check_name, check_rng, to_hooks
 from .backoff import Backoff
 
 __all__ = ["CircuitBreaker"]
@@ -90,26 +91,6 @@ def _check_reset_timeout(instance: object, attribute: attrs.Attribute[Any], valu
             "resilience.backoff.Backoff giving growing open periods, "
             f"got {type(value).__name__}: {value!r}"
         )
-
-
-def _to_hooks(value: Iterable[Hook]) -> tuple[Hook, ...]:
-    return tuple(value)
-
-
-def _check_hooks(instance: object, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
-    for hook in value:
-        if not callable(hook):
-            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
-
-
-def _check_clock(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
-        raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
-
-
-def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"name must be a str or None, got {type(value).__name__}: {value!r}")
 
 
 def _check_store(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -245,7 +226,7 @@ class CircuitBreaker(PolicyMixin):
     """
 
     on: ErrorClassifier = attrs.field(converter=to_classifier)
-    name: str | None = attrs.field(default=None, validator=_check_name)
+    name: str | None = attrs.field(default=None, validator=check_name)
     trip: tuple[FailureRate | SlowCallRate, ...] = attrs.field(default=(), converter=to_conditions)
     failure_threshold: int | None = attrs.field(
         default=attrs.Factory(_default_threshold, takes_self=True), validator=_check_threshold
@@ -255,11 +236,9 @@ class CircuitBreaker(PolicyMixin):
     )
     half_open_max_calls: int = attrs.field(default=1, validator=_check_threshold)
     success_threshold: int = attrs.field(default=1, validator=_check_threshold)
-    hooks: tuple[Hook, ...] = attrs.field(
-        default=(), converter=_to_hooks, validator=_check_hooks, repr=False
-    )
-    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=_check_clock, repr=False)
-    rng: random.Random = attrs.field(default=_RNG, repr=False)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
+    rng: random.Random = attrs.field(default=_RNG, repr=False, validator=check_rng)
     store: Callable[[CircuitBreaker], CircuitStore] = attrs.field(
         default=InMemoryCircuitStore, validator=_check_store, repr=False
     )

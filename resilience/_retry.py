@@ -34,7 +34,7 @@ from ._core import (
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError
 from ._explain import backoff_bounds, rule_lines, seconds, span
-from ._validate import check_clock, check_name, to_hooks
+from ._validate import check_clock, check_name, check_rng, to_hooks
 
 __all__ = ["Attempt", "Attempts", "Retry"]
 
@@ -49,7 +49,7 @@ def _check_attempts(instance: object, attribute: attrs.Attribute[int], value: ob
 
 
 def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not callable(value):
+    if isinstance(value, type) or not callable(value):  # a class: rs.backoff.constant, not (1.0)
         raise TypeError(
             "backoff must be a Backoff: a callable (attempt, previous, rng) -> seconds, "
             f"got {type(value).__name__}: {value!r}"
@@ -135,7 +135,9 @@ class Retry(PolicyMixin):
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
-    rng: random.Random = attrs.field(default=_RNG, repr=False, eq=False, hash=False)
+    rng: random.Random = attrs.field(
+        default=_RNG, repr=False, eq=False, hash=False, validator=check_rng
+    )
     _pipeline: Any = pipeline_field()
 
     def __enter__(self) -> NoReturn:

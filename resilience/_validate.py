@@ -16,7 +16,7 @@ import attrs
 
 from ._events import Hook
 
-__all__ = ["check_clock", "check_name", "positive_seconds", "to_hooks"]
+__all__ = ["check_clock", "check_name", "check_rng", "positive_seconds", "to_hooks"]
 
 
 def positive_seconds(name: str, value: object) -> float:
@@ -62,3 +62,12 @@ def check_clock(instance: object, attribute: attrs.Attribute[Any], value: object
     """Validate ``clock=``: something with ``now()``, ``sleep()`` and ``asleep()``."""
     if not all(callable(getattr(value, m, None)) for m in ("now", "sleep", "asleep")):
         raise TypeError(f"clock must have now(), sleep() and asleep(), got {value!r}")
+
+
+def check_rng(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Validate ``rng=``: a random source with ``random()`` (a `random.Random`)."""
+    if isinstance(value, type) or not callable(getattr(value, "random", None)):
+        raise TypeError(
+            f"rng must be a random source such as random.Random(seed), "
+            f"got {type(value).__name__}: {value!r}"
+        )

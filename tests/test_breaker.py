@@ -185,6 +185,8 @@ def test_minimum_calls_defaults_to_ten_or_the_window() -> None:
         ({"trip": 0.5}, TypeError, "trip must be a FailureRate, .* got float"),
         ({"trip": [rs.FailureRate(0.5, calls=2), 3]}, TypeError, "got int at position 1"),
         ({"hooks": [1]}, TypeError, "hooks must be callables"),
+        ({"hooks": 5}, TypeError, "hooks must be an iterable of callables .* got 5"),
+        ({"rng": 5}, TypeError, "rng must be a random source .* got int: 5"),
         ({"clock": object()}, TypeError, "clock must have now"),
         ({"name": 3}, TypeError, "name must be a str or None, got int"),
         ({"store": 3}, TypeError, "store must be a callable"),

@@ -576,10 +576,18 @@ def test_max_retry_after_accepts_timedelta_and_none() -> None:
     assert rs.Retry(on=ValueError, max_retry_after=None).max_retry_after is None
 
 
-def test_bad_backoff() -> None:
-    """backoff must be callable."""
+@pytest.mark.parametrize("value", [3, backoff.constant], ids=["int", "the-class-not-a-value"])
+def test_bad_backoff(value: Any) -> None:
+    """backoff must be a Backoff value: a callable, not a class such as rs.backoff.constant."""
     with pytest.raises(TypeError, match="backoff must be a Backoff"):
-        rs.Retry(on=ValueError, backoff=3)  # type: ignore[arg-type]
+        rs.Retry(on=ValueError, backoff=value)
+
+
+@pytest.mark.parametrize("value", [42, None, random.Random], ids=["int", "none", "a-class"])
+def test_bad_rng(value: Any) -> None:
+    """rng must be a random source, checked at construction (not at the first retry)."""
+    with pytest.raises(TypeError, match="rng must be a random source"):
+        rs.Retry(on=ValueError, rng=value)
 
 
 def test_bad_name() -> None:
