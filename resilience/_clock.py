@@ -43,9 +43,21 @@ class SystemClock:
     The real clock: `time.monotonic`, `time.sleep` and `asyncio.sleep`.
 
     Use the shared instance `SYSTEM_CLOCK`; there is nothing to configure.
+    There is only ever that one: ``SystemClock()`` returns it, and pickling or
+    copying it gives it back, so that policies stay equal through a round trip.
     """
 
     __slots__ = ()
+
+    def __new__(cls) -> SystemClock:
+        try:
+            return _INSTANCE
+        except NameError:  # creating SYSTEM_CLOCK itself, at import
+            return super().__new__(cls)
+
+    def __reduce__(self) -> str:
+        # Pickled as a reference to the module global; copy returns it as is.
+        return "SYSTEM_CLOCK"
 
     # Bound straight to the C functions: no Python frame on the hot path.
     now = staticmethod(time.monotonic)
@@ -59,5 +71,6 @@ class SystemClock:
         return "SYSTEM_CLOCK"
 
 
-SYSTEM_CLOCK: Clock = SystemClock()
+_INSTANCE = SystemClock()
+SYSTEM_CLOCK: Clock = _INSTANCE
 """The default clock of every policy."""

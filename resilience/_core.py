@@ -461,6 +461,11 @@ class Pipeline:
     def __hash__(self) -> int:
         return hash(self.policies)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The runner cache holds closures, which neither pickle nor need to:
+        # a copy binds its own on first use.
+        return (Pipeline, (self.policies,))
+
     def runner(self, shape: Shape) -> Runner:
         """Return the runner for callables of *shape*, binding the policies on first use."""
         try:
@@ -611,6 +616,10 @@ class PolicyMixin:
 # --- the decorator ---------------------------------------------------------
 
 _MARK = "__resilience__"
+# On a wrapt proxy, every attribute write goes through to the wrapped object
+# (which may be frozen, slotted, a builtin, or simply not ours to change),
+# except names starting with "_self_", which wrapt keeps on the proxy itself.
+_PROXY_MARK = "_self_resilience"
 
 
 @final
@@ -626,8 +635,9 @@ class _Info:
 
 
 def _fused(pipeline: Pipeline, fn: Callable[..., Any]) -> tuple[Pipeline, Callable[..., Any]]:
-    info = getattr(fn, _MARK, None)
-    # Only our own wrapper, not a user's functools.wraps copy of its __dict__.
+    info = getattr(fn, _PROXY_MARK if isinstance(fn, wrapt.FunctionWrapper) else _MARK, None)
+    # Only our own wrapper, not a user's functools.wraps copy of its __dict__
+    # nor a user's proxy, which reads missing attributes from what it wraps.
     if isinstance(info, _Info) and info.wrapper is fn:
         return Pipeline(pipeline.policies + info.pipeline.policies), info.fn
     return pipeline, fn
@@ -641,8 +651,10 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
     (functions are descriptors already, so methods bind for free, and a closure
     is the cheapest wrapper Python has); `classmethod` and `staticmethod`
     objects are re-wrapped in their own kind; other callables (callable
-    objects, partials) get a `wrapt.FunctionWrapper`, which keeps their
-    descriptor behaviour. Stacked policy decorators fuse into one wrapper.
+    objects, partials, builtins such as ``operator.itemgetter``, classes) get a
+    `wrapt.FunctionWrapper`, which keeps their descriptor behaviour and is
+    marked on the proxy itself: the wrapped object is never modified. Stacked
+    policy decorators fuse into one wrapper.
     """
     if isinstance(fn, classmethod | staticmethod):
         return type(fn)(decorate(pipeline, fn.__func__))
@@ -655,9 +667,10 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
     if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
         wrapper = _closure(shape, run, fn)
         functools.update_wrapper(wrapper, fn)
+        setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
     else:
         wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))
-    setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
+        setattr(wrapper, _PROXY_MARK, _Info(pipeline, fn, wrapper))
     return wrapper  # type: ignore[no-any-return]
 
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import inspect
+import operator
+import pickle
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import wrapt
 
 import resilience as rs
 from resilience import backoff
+from resilience._clock import SYSTEM_CLOCK, SystemClock
 from resilience._core import CALL, Runner, Shape, shape_of
 from resilience.testing import FakeClock
 
@@ -350,3 +356,173 @@ def test_retry_inside_compose_with_another_policy(mode: Any) -> None:
     assert mode.run(fn) == "done"
     assert log == ["inner>", "<inner"] * 3
     assert clock.sleeps == [1.0, 1.0]
+
+
+# --- callables that cannot take attributes ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenCall:
+    factor: int
+
+    def __call__(self, x: int) -> int:
+        return x * self.factor
+
+
+class _SlottedCall:
+    __slots__ = ("factor",)
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def __call__(self, x: int) -> int:
+        return x * self.factor
+
+
+class _PlainCall:
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "expected"),
+    [
+        (_FrozenCall(3), (2,), 6),
+        (_SlottedCall(4), (2,), 8),
+        (_PlainCall(), (2,), 3),
+        (operator.itemgetter(0), ([7, 8],), 7),
+        (str.upper, ("ab",), "AB"),
+        (int, ("12",), 12),
+        (_PlainCall, (), None),  # a class: calling it makes an instance
+    ],
+    ids=[
+        "frozen-dataclass",
+        "slots",
+        "plain-object",
+        "itemgetter",
+        "method-descriptor",
+        "int",
+        "class",
+    ],
+)
+def test_callables_are_decorated_without_being_mutated(
+    target: Callable[..., Any], args: tuple[Any, ...], expected: object
+) -> None:
+    """Objects without a writable __dict__ decorate and work; none gains an attribute."""
+    before = dict(vars(target)) if hasattr(target, "__dict__") else None
+    wrapped = rs.Timeout(1.0)(target)
+    result = wrapped(*args)
+    if target is _PlainCall:
+        assert isinstance(result, _PlainCall)
+    else:
+        assert result == expected
+    if before is not None:
+        assert dict(vars(target)) == before
+    assert not hasattr(target, "__resilience__")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [_FrozenCall(2), _SlottedCall(2), _PlainCall(), operator.itemgetter(0)],
+    ids=["frozen-dataclass", "slots", "plain-object", "itemgetter"],
+)
+def test_stacked_decorators_fuse_over_callable_objects(target: Callable[..., Any]) -> None:
+    """@a @b over a callable object is one wrapper over the object, a outermost."""
+    log: list[str] = []
+    a, b = Recorder("a", log), Recorder("b", log)
+    stacked = rs.compose(a)(rs.compose(b)(target))
+    assert stacked.__wrapped__ is target  # type: ignore[attr-defined]
+    argument: Any = [5] if isinstance(target, operator.itemgetter) else 5
+    assert stacked(argument) == target(argument)
+    assert log == ["a>", "b>", "<b", "<a"]
+
+
+def test_a_users_proxy_over_a_decorated_object_is_not_fused() -> None:
+    """A user's wrapt proxy between two policies stays in place."""
+    log: list[str] = []
+
+    def user(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        log.append("user")
+        return wrapped(*args, **kwargs)
+
+    inner = rs.compose(Recorder("b", log))(_PlainCall())
+    outer = rs.compose(Recorder("a", log))(wrapt.FunctionWrapper(inner, user))
+    assert outer(1) == 2
+    assert log == ["a>", "user", "b>", "<b", "<a"]
+
+
+# --- pickling and copying ---------------------------------------------------------------
+
+
+def _round_trips(value: object) -> list[object]:
+    return [pickle.loads(pickle.dumps(value)), copy.deepcopy(value), copy.copy(value)]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rs.Retry(on=ValueError, attempts=2),
+        lambda: rs.Retry(on=rs.transient),
+        lambda: rs.Timeout(3.0),
+    ],
+    ids=["retry-on-type", "retry-transient", "timeout"],
+)
+@pytest.mark.parametrize("used", [False, True], ids=["fresh", "used"])
+def test_policies_pickle_and_copy_before_and_after_use(make: Callable[[], Any], used: bool) -> None:
+    """Retry and Timeout round-trip equal through pickle and copy, even after calls."""
+    policy = make()
+    if used:
+
+        async def af() -> int:
+            return 2
+
+        assert policy(lambda: 1)() == 1
+        assert policy.call(lambda: 1) == 1
+        assert asyncio.run(policy.acall(af)) == 2
+    for clone in _round_trips(policy):
+        assert type(clone) is type(policy)
+        assert clone == policy
+        assert hash(clone) == hash(policy)
+        assert clone.call(lambda: 3) == 3  # type: ignore[attr-defined]
+        assert asyncio.run(clone.acall(af_five)) == 5  # type: ignore[attr-defined]
+
+
+async def af_five() -> int:
+    return 5
+
+
+def test_unpickled_policy_runs_through_itself() -> None:
+    """An unpickled policy's own pipeline holds the clone, not the original."""
+    retry = rs.Retry(on=ValueError, attempts=3, backoff=backoff.constant(0.0))
+    retry.call(lambda: 1)
+    clone = pickle.loads(pickle.dumps(retry))
+    assert clone._pipeline.policies[0] is clone
+    assert copy.deepcopy(retry)._pipeline.policies[0] is not retry
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ValueError
+        return "ok"
+
+    assert clone(flaky)() == "ok"
+    assert len(calls) == 3
+
+
+def test_pipeline_pickles_without_its_runners() -> None:
+    """A pipeline that has run pickles and copies as its policies; runners are rebuilt."""
+    pipeline = rs.compose(rs.Retry(on=ValueError), rs.Timeout(2.0))
+    assert pipeline.call(lambda: 1) == 1
+    for clone in _round_trips(pipeline):
+        assert isinstance(clone, rs.Pipeline)
+        assert clone == pipeline
+        assert clone.call(lambda: 4) == 4
+
+
+def test_the_system_clock_pickles_and_copies_as_itself() -> None:
+    """SYSTEM_CLOCK stays the one shared instance through pickle and copy."""
+    for clone in _round_trips(SYSTEM_CLOCK):
+        assert clone is SYSTEM_CLOCK
+    assert SystemClock() is SYSTEM_CLOCK
+    assert pickle.loads(pickle.dumps(rs.Timeout(3))) == rs.Timeout(3)
