@@ -13,7 +13,8 @@ ResilienceError                 base of everything below
 When retries run out on an *exception*, `resilience` re-raises that exception
 unchanged with a PEP 678 note; `RetryExhaustedError` exists only for results
 that the classifier refused. Our own exceptions chain their cause with
-``raise ... from``, and those with fields pickle.
+``raise ... from``, and those with fields pickle, keeping their fields, their
+PEP 678 notes (``__notes__``) and any other attribute set on them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class CircuitOpenError(RejectedError):
         super().__init__(f"circuit {name!r} is open{when}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after))
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 @final
@@ -74,7 +75,7 @@ class TimeoutExceededError(ResilienceError, TimeoutError):
         super().__init__(message or f"timed out after {timeout:.6g} s")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.timeout, str(self)))
+        return (type(self), (self.timeout, str(self)), self.__dict__)
 
 
 class StreamInterruptedError(ResilienceError):
@@ -90,7 +91,7 @@ class StreamInterruptedError(ResilienceError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.partial))
+        return (type(self), (str(self), self.partial), self.__dict__)
 
 
 @final
@@ -116,7 +117,7 @@ class RetryExhaustedError(ResilienceError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.last_result, self.attempts, str(self)))
+        return (type(self), (self.last_result, self.attempts, str(self)), self.__dict__)
 
 
 for _cls in (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
+from collections.abc import Callable
 
 import pytest
 
@@ -53,3 +55,29 @@ def test_messages() -> None:
     assert (
         str(rs.RetryExhaustedError("busy", 1)) == "gave up after 1 attempt: the last result was str"
     )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rs.CircuitOpenError("api", 12.5),
+        lambda: rs.TimeoutExceededError(2.5, "custom message"),
+        lambda: rs.StreamInterruptedError("cut", ["a", "b"]),
+        lambda: rs.RetryExhaustedError("busy", 3),
+    ],
+    ids=["circuit-open", "timeout-exceeded", "stream-interrupted", "retry-exhausted"],
+)
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_pickling_keeps_notes_and_extra_attributes(make: Callable[[], Exception], how: str) -> None:
+    """PEP 678 notes (and any attribute set later) survive pickling, with the fields."""
+    exc = make()
+    exc.add_note("gave up after 3 attempts over 1.5 s")
+    exc.add_note("second note")
+    exc.extra = "kept"  # type: ignore[attr-defined]
+    clone = pickle.loads(pickle.dumps(exc)) if how == "pickle" else copy.deepcopy(exc)
+    assert type(clone) is type(exc)
+    assert clone.__notes__ == ["gave up after 3 attempts over 1.5 s", "second note"]
+    assert clone.extra == "kept"  # type: ignore[attr-defined]
+    assert str(clone) == str(exc)
+    assert vars(clone) == vars(exc)
+    assert clone.args == exc.args
