@@ -20,7 +20,7 @@ import math
 import re
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, final
 
 import attrs
@@ -136,6 +136,7 @@ def status_of(obj: object) -> int | None:
 
 
 _SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_NON_NEGATIVE_SECONDS = re.compile(r"\+?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 def _seconds(value: object, scale: float = 1.0) -> float | None:
@@ -156,20 +157,49 @@ def _seconds(value: object, scale: float = 1.0) -> float | None:
     return max(0.0, number * scale)
 
 
+def _largest_seconds(value: str, scale: float = 1.0) -> float | None:
+    """
+    Parse header values joined with commas (``"2, 7"``): the largest, in units of *scale*.
+
+    HTTP clients join repeated headers so. Every part must be a non-negative
+    finite number, else ``None``: a wait is a floor, so the longest one holds.
+    """
+    if "," not in value:
+        return None
+    largest = 0.0
+    for part in value.split(","):
+        part = part.strip()
+        if not _NON_NEGATIVE_SECONDS.fullmatch(part):
+            return None
+        number = float(part)
+        if not math.isfinite(number):
+            return None
+        largest = max(largest, number)
+    return largest * scale
+
+
 def parse_retry_after(value: str) -> float | None:
     """
     Parse a ``Retry-After`` header value into seconds from now.
 
     Args:
         value: Delay seconds (``"5"``, fractional ``"1.5"`` accepted) or an
-            HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``).
+            HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``). Several delays
+            joined with commas (``"2, 7"``, what requests and httpx make of two
+            ``Retry-After`` headers) give the largest, provided every one of
+            them is a non-negative number of seconds.
 
     Returns:
         Seconds to wait: negative delays and dates in the past give ``0.0``;
-        ``None`` when *value* is neither a finite number nor a date.
+        ``None`` when *value* is neither a finite number, a date, nor a list
+        of non-negative numbers.
     """
     seconds = _seconds(value)
     if seconds is not None or not isinstance(value, str) or not value.strip():
+        return seconds
+    # No HTTP-date is made of numbers only: no need to try one first.
+    seconds = _largest_seconds(value)
+    if seconds is not None:
         return seconds
     # HTTP-dates are rare: import the date parser only when one shows up.
     import email.utils
@@ -186,20 +216,43 @@ def parse_retry_after(value: str) -> float | None:
     return max(0.0, delay)
 
 
-# Plain dicts are case-sensitive; every other header container we meet
-# (requests, httpx, urllib, aiohttp) looks names up case-insensitively.
+# Plain dicts are case-sensitive: they are tried under the usual spellings
+# first. The header containers of requests, httpx, urllib and aiohttp look
+# names up case-insensitively. Any Mapping that misses is then scanned.
 _MS_NAMES = ("retry-after-ms", "Retry-After-Ms", "Retry-After-MS", "RETRY-AFTER-MS")
 _SECONDS_NAMES = ("retry-after", "Retry-After", "RETRY-AFTER")
 
 
 def _header(headers: Any, names: tuple[str, ...]) -> object:
+    """Return the value of the header *names[0]* (lower case) in *headers*, or ``None``."""
     if isinstance(headers, dict):
         for name in names:
             value = headers.get(name)
             if value is not None:
                 return value
-        return None
-    return headers.get(names[0])
+    else:
+        value = headers.get(names[0])
+        if value is not None or not isinstance(headers, Mapping):
+            return value
+    # Not under the usual spellings (a "Retry-after" in a dict, a case-sensitive
+    # Mapping): compare every name case-insensitively. Failure paths only.
+    wanted = names[0]
+    for key, value in headers.items():
+        if isinstance(key, bytes):
+            key = key.decode("latin-1")
+        if isinstance(key, str) and key.lower() == wanted and value is not None:
+            return value
+    return None
+
+
+def _header_seconds(value: object, scale: float) -> float | None:
+    """A header's delay in units of *scale* seconds: a number, or numbers joined by commas."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    seconds = _seconds(value, scale)
+    if seconds is None and isinstance(value, str):
+        return _largest_seconds(value, scale)
+    return seconds
 
 
 def retry_after_of(obj: object) -> float | None:
@@ -211,7 +264,9 @@ def retry_after_of(obj: object) -> float | None:
     ``obj.headers`` or else ``obj.response.headers``, where
     ``retry-after-ms`` (milliseconds, sent by OpenAI-style APIs) takes
     precedence over ``Retry-After`` (seconds or an HTTP-date, see
-    `parse_retry_after`). Header names are matched case-insensitively.
+    `parse_retry_after`). Header names are matched case-insensitively, in
+    plain dicts and any other `Mapping` too. A header repeated and joined
+    with commas (``"2, 7"``) gives its largest delay.
 
     Args:
         obj: Anything: an exception, a response, any result.
@@ -233,7 +288,7 @@ def retry_after_of(obj: object) -> float | None:
             headers = getattr(response, "headers", None)
             if headers is None:
                 return None
-        seconds = _seconds(_header(headers, _MS_NAMES), 0.001)
+        seconds = _header_seconds(_header(headers, _MS_NAMES), 0.001)
         if seconds is not None:
             return seconds
         value = _header(headers, _SECONDS_NAMES)
@@ -274,22 +329,24 @@ def _type_name(cls: type) -> str:
 
 def _to_exception_types(
     value: type[BaseException] | tuple[type[BaseException], ...] | None,
+    name: str = "exception",
 ) -> tuple[type[Exception], ...] | None:
+    """Check and normalize exception types; errors name the parameter *name*."""
     if value is None:
         return None
     types = value if isinstance(value, tuple) else (value,)
     if not types:
-        raise ValueError("exception must name at least one exception type, got ()")
+        raise ValueError(f"{name} must name at least one exception type, got ()")
     result: list[type[Exception]] = []
     for cls in types:
         if not isinstance(cls, type) or not issubclass(cls, BaseException):
             raise TypeError(
-                "exception must be an exception type or a tuple of them, "
+                f"{name} must be an exception type or a tuple of them, "
                 f"got {type(cls).__name__}: {cls!r}"
             )
         if not issubclass(cls, Exception):
             raise ValueError(
-                f"exception must be Exception subclasses, got {_type_name(cls)}: "
+                f"{name} must be Exception subclasses, got {_type_name(cls)}: "
                 "it is a BaseException that is never classified (cancellation and "
                 "interpreter exits always pass through untouched)"
             )
@@ -668,7 +725,7 @@ def to_classifier(on: object) -> ErrorClassifier:
         return ErrorClassifier((on,))
     if isinstance(on, type):
         if issubclass(on, BaseException):
-            return ErrorClassifier((Rule(exception=on),))
+            return ErrorClassifier((Rule(exception=_to_exception_types(on, "on")),))
         raise TypeError(f"on must be {_ON_TYPES}; got the type {on.__name__}, not an exception")
     if isinstance(on, tuple):
         for item in on:
@@ -676,7 +733,7 @@ def to_classifier(on: object) -> ErrorClassifier:
                 raise TypeError(
                     f"on must be {_ON_TYPES}; got a tuple holding {type(item).__name__}: {item!r}"
                 )
-        return ErrorClassifier((Rule(exception=on),))
+        return ErrorClassifier((Rule(exception=_to_exception_types(on, "on")),))
     if on is None:
         raise TypeError(
             f"on must be {_ON_TYPES}; got None (there is no default: say what is "
@@ -684,7 +741,7 @@ def to_classifier(on: object) -> ErrorClassifier:
         )
     if callable(on):
         return ErrorClassifier((Rule(exception=Exception, when=on),))
-    raise TypeError(f"on must be {_ON_TYPES}; got {type(on).__name__}")
+    raise TypeError(f"on must be {_ON_TYPES}; got {type(on).__name__}: {on!r}")
 
 
 # --- transient -----------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,6 +25,7 @@ import urllib3.exceptions
 from hypothesis import given
 from hypothesis import strategies as st
 
+import resilience as rs
 from resilience._classify import (
     SUCCESS,
     ErrorClassifier,
@@ -45,7 +47,7 @@ from resilience._exceptions import (
 from .threads import join_all
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 # --- a real HTTP server ---------------------------------------------------------
 
@@ -794,9 +796,10 @@ def test_to_classifier_from_a_predicate_sees_exceptions_only() -> None:
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        (3, "got int"),
-        ("ValueError", "got str"),
-        ([ValueError], "got list"),
+        (3, "got int: 3"),
+        ("ValueError", "got str: 'ValueError'"),
+        ("x", "got str: 'x'"),
+        ([ValueError], r"got list: \[<class 'ValueError'>\]"),
         (int, "got the type int"),
         ((ValueError, 3), "got a tuple holding int"),
         (None, "got None"),
@@ -809,9 +812,47 @@ def test_to_classifier_refuses_other_values(value: object, named: str) -> None:
 
 
 def test_to_classifier_refuses_base_exception_types() -> None:
-    """on=KeyboardInterrupt is refused: it would never be classified."""
+    """on=KeyboardInterrupt is refused, naming on and the value: it would never be classified."""
     with pytest.raises(ValueError, match="KeyboardInterrupt"):
         to_classifier(KeyboardInterrupt)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ((), ValueError, r"^on must name at least one exception type, got \(\)$"),
+        (KeyboardInterrupt, ValueError, r"^on must be Exception subclasses, got KeyboardInterrupt"),
+        (
+            (ValueError, SystemExit),
+            ValueError,
+            r"^on must be Exception subclasses, got SystemExit",
+        ),
+        (
+            asyncio.CancelledError,
+            ValueError,
+            r"^on must be Exception subclasses, got asyncio\.exceptions\.CancelledError",
+        ),
+    ],
+    ids=["empty-tuple", "keyboard-interrupt", "in-a-tuple", "cancelled"],
+)
+def test_to_classifier_errors_name_on_and_the_value(
+    value: object, error: type[Exception], message: str
+) -> None:
+    """Errors about on= name on (not Rule's exception=) and the value given."""
+    with pytest.raises(error, match=message):
+        to_classifier(value)
+
+
+@pytest.mark.parametrize("policy", ["Retry", "CircuitBreaker"])
+def test_policies_name_on_in_classifier_errors(policy: str) -> None:
+    """Retry(on=()) and CircuitBreaker(on=KeyboardInterrupt) say on=, with the value."""
+    cls = getattr(rs, policy)
+    with pytest.raises(ValueError, match=r"^on must name at least one exception type, got \(\)"):
+        cls(on=())
+    with pytest.raises(ValueError, match=r"^on must be Exception subclasses, got KeyboardInt"):
+        cls(on=KeyboardInterrupt)
+    with pytest.raises(TypeError, match=r"^on must be .*; got str: 'x'$"):
+        cls(on="x")
 
 
 # --- status_of ------------------------------------------------------------------------------
@@ -932,6 +973,75 @@ def test_parse_retry_after_garbage(value: str) -> None:
 def test_retry_after_from_plain_dict_headers(headers: dict[str, object]) -> None:
     """Plain dict headers are read under the usual casings, numbers accepted."""
     assert retry_after_of(_Obj(headers=headers)) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-after": "3"}, 3.0),
+        ({"rEtRy-AfTeR": "3"}, 3.0),
+        ({"retry-After-ms": "1500"}, 1.5),
+        ({"Retry-after-Ms": "1500", "retry-AFTER": "9"}, 1.5),
+        ({b"Retry-after": b"4"}, 4.0),
+    ],
+)
+def test_retry_after_from_dict_headers_in_any_casing(
+    headers: dict[Any, object], seconds: float
+) -> None:
+    """Plain dict headers are looked up case-insensitively, whatever the casing."""
+    assert retry_after_of(_Obj(headers=headers)) == seconds
+
+
+class _CaseSensitiveHeaders(Mapping[str, str]):
+    """A read-only, case-sensitive Mapping that is not a dict."""
+
+    def __init__(self, **items: str) -> None:
+        self._items = {key.replace("_", "-"): value for key, value in items.items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def test_retry_after_from_any_mapping_in_any_casing() -> None:
+    """Any Mapping of headers is scanned case-insensitively when the exact names miss."""
+    assert retry_after_of(_Obj(headers=_CaseSensitiveHeaders(Retry_after="5"))) == 5.0
+    assert retry_after_of(_Obj(headers=_CaseSensitiveHeaders(RETRY_after_MS="250"))) == 0.25
+    assert retry_after_of(_Obj(headers=_CaseSensitiveHeaders(Other="1"))) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("2, 7", 7.0),
+        ("7,2", 7.0),
+        ("1.5, 0.5, 3", 3.0),
+        (" 4 ,  4 ", 4.0),
+    ],
+)
+def test_parse_retry_after_joined_values_use_the_largest(value: str, seconds: float) -> None:
+    """Several Retry-After headers joined with commas: the largest wait (it is a floor)."""
+    assert parse_retry_after(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["2, soon", "2, -1", "2,", ",", "2, , 3", "2, nan", "2, inf"])
+def test_parse_retry_after_joined_values_must_all_be_seconds(value: str) -> None:
+    """A joined value counts only when every part is a non-negative number of seconds."""
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_joined_headers_from_real_clients() -> None:
+    """Two Retry-After headers, as httpx and requests join them, give the largest."""
+    response = httpx.Response(429, headers=[("Retry-After", "2"), ("Retry-After", "7")])
+    assert response.headers["retry-after"] == "2, 7"
+    assert retry_after_of(response) == 7.0
+    assert retry_after_of(_Obj(headers={"Retry-After": "2, 7"})) == 7.0
+    assert retry_after_of(_Obj(headers={"retry-after-ms": "1500, 500"})) == 1.5
 
 
 def test_retry_after_ms_takes_precedence() -> None:
