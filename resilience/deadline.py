@@ -30,6 +30,8 @@ clock read.
 
 from __future__ import annotations
 
+from typing import overload
+
 from ._core import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
@@ -89,6 +91,12 @@ def check() -> None:
         raise _expired(deadline)
 
 
+@overload
+def cap(seconds: float) -> float: ...
+@overload
+def cap(seconds: None = None) -> float | None: ...
+
+
 def cap(seconds: float | None = None) -> float | None:
     """
     Return *seconds* lowered, if need be, to the time left before the deadline in force.
@@ -104,7 +112,8 @@ def cap(seconds: float | None = None) -> float | None:
 
     Returns:
         The smaller of *seconds* and the seconds left (always > 0), or `None`
-        when *seconds* is `None` outside any deadline.
+        when *seconds* is `None` outside any deadline. Typed `float` when
+        *seconds* is a number, ``float | None`` otherwise.
 
     Raises:
         TimeoutExceededError: If the deadline has passed: no time is left for

@@ -118,3 +118,12 @@ with breaker:
     pass
 
 stacked("2")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def cap_types(maybe: float | None) -> None:
+    """A number given to cap() gives a float back; None (or nothing) may give None."""
+    assert_type(rs.deadline.cap(10.0), float)
+    assert_type(rs.deadline.cap(3), float)
+    assert_type(rs.deadline.cap(), float | None)
+    assert_type(rs.deadline.cap(None), float | None)
+    assert_type(rs.deadline.cap(maybe), float | None)
