@@ -284,10 +284,13 @@ def test_bad_configuration_fails_at_construction(client: redis.Redis) -> None:
 
 
 def test_paused_error_pickles() -> None:
-    """PausedError keeps its fields across pickling."""
-    error = pickle.loads(pickle.dumps(PausedError("api", 3.5)))
+    """PausedError keeps its fields and its PEP 678 notes across pickling."""
+    original = PausedError("api", 3.5)
+    original.add_note("resilience: gave up after 2 attempts")
+    error = pickle.loads(pickle.dumps(original))
     assert (error.name, error.retry_after) == ("api", 3.5)
     assert "3.5 s" in str(error)
+    assert error.__notes__ == ["resilience: gave up after 2 attempts"]
 
 
 def test_explain_says_what_the_pause_does(client: redis.Redis) -> None:

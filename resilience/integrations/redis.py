@@ -215,7 +215,7 @@ class PausedError(RejectedError):
         super().__init__(f"{name!r} is paused for another {retry_after:.3g} s (Retry-After)")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after))
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 # --- Lua ----------------------------------------------------------------------------
