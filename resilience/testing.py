@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import final
 
 from ._core import testing_state
@@ -131,6 +131,10 @@ def capture_events() -> Iterator[list[Event]]:
     """
     Collect every event of every policy while the block runs.
 
+    The collecting hook is added to the global hooks on entry and removed on
+    exit; if the block already removed it (with `resilience.set_hooks`, say),
+    exit leaves the hooks as they are, and never hides the block's exception.
+
     Yields:
         A list that fills as events happen (from any thread or task).
     """
@@ -140,4 +144,5 @@ def capture_events() -> Iterator[list[Event]]:
     try:
         yield events
     finally:
-        remove_hook(hook)
+        with suppress(ValueError):  # the block removed it already
+            remove_hook(hook)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import resilience as rs
-from resilience.testing import FakeClock
+from resilience.testing import FakeClock, capture_events
 
 from .threads import join_all
 
@@ -63,3 +63,18 @@ def test_system_clock() -> None:
     asyncio.run(SYSTEM_CLOCK.asleep(0))
     assert SYSTEM_CLOCK.now() >= first
     assert repr(SYSTEM_CLOCK) == "SYSTEM_CLOCK"
+
+
+def test_capture_events_never_hides_the_blocks_exception() -> None:
+    """A block that removed the collecting hook (set_hooks) still raises its own exception."""
+    with pytest.raises(KeyError, match="real"), capture_events():
+        rs.set_hooks([])
+        raise KeyError("real")
+    assert rs.get_hooks() == ()
+
+
+def test_capture_events_exits_quietly_when_its_hook_is_gone() -> None:
+    """Exit leaves the hooks the block set alone, and raises nothing."""
+    with capture_events():
+        rs.set_hooks([rs.log_event])
+    assert rs.get_hooks() == (rs.log_event,)
