@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import attrs
 
@@ -50,28 +51,66 @@ class Hook(Protocol):
     def __call__(self, event: Event, /) -> object: ...
 
 
+# A quoted value: 'x', "x", b'x' (escapes included), on one line.
+_QUOTED: Final = r"""b?(?P<quote>["'])(?:\\.|(?!(?P=quote))[^\\\r\n])*(?P=quote)"""
+
 _SECRETS: Final = (
-    # API keys of the OpenAI / LiteLLM shape.
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    # API keys of the OpenAI / LiteLLM shape, also glued after "_" ("token_sk-...").
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    # An Authorization or Proxy-Authorization header, any case: its whole value
+    # (scheme and credentials), in a repr ('authorization': '...', a list or a
+    # tuple of pairs) or in text ("Authorization: Digest a=1, b=2" to the end
+    # of the line).
+    (
+        re.compile(
+            r"(?i)\b(?P<key>(?:proxy-)?authorization"
+            r"(?:[\"']\s*[:=,]\s*|[ \t]*[:=][ \t]*))"
+            rf"(?:{_QUOTED}|[\[(][^\])\r\n]*[\])]?|\S[^\r\n]*)"
+        ),
+        lambda m: f"{m['key']}{m['quote'] or ''}***{m['quote'] or ''}",
+    ),
     # A credential after an authorization scheme: "Bearer <token>", "Basic <base64>".
     # (Schemes are case-insensitive, but "basic" and "token" are also words.)
     (re.compile(r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}"), r"\1\2***"),
     # Secret-like fields, in headers, query strings, JSON or reprs: api_key=..., "password": "...".
+    # A quoted value is blanked whole, an unquoted one up to a separator.
     (
         re.compile(
-            r"(?i)\b((?:x-)?api[_-]?key|access[_-]?token|client[_-]?secret|secret|password"
-            r"|authorization)([\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)[^\s\"',;&)}\]]+"
+            r"(?i)\b(?P<key>(?:(?:x-)?api[_-]?key|access[_-]?token|client[_-]?secret|secret"
+            r"|password)[\"']?\s*[:=]\s*)"
+            rf"(?:{_QUOTED}|[^\s\"',;&)}}\]]+)"
         ),
-        r"\1\2***",
+        lambda m: f"{m['key']}{m['quote'] or ''}***{m['quote'] or ''}",
     ),
 )
 
 
 def redact(text: str) -> str:
-    """Return *text* with what looks like a credential replaced by ``***``."""
+    """
+    Return *text* with what looks like a credential replaced by ``***``.
+
+    Blanked: ``sk-...`` keys; the whole value of an ``Authorization`` or
+    ``Proxy-Authorization`` header, any case (scheme and credentials, quoted
+    in a repr, or to the end of the line in text); ``Bearer <token>`` (and
+    ``Basic``/``Token``) credentials of 8 characters or more; and the value of
+    ``api_key``, ``access_token``, ``client_secret``, ``secret`` and
+    ``password``-like fields.
+    """
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _shorten(text: str) -> str:
+    return text[:197] + "..." if len(text) > 200 else text
+
+
+def _error_text(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # a broken __str__ must not break the hook
+        text = ""
+    return _shorten(redact(text))
 
 
 def _describe_error(error: BaseException | None) -> str | None:
@@ -80,14 +119,92 @@ def _describe_error(error: BaseException | None) -> str | None:
     # one; the traceback stays with the exception itself.
     if error is None:
         return None
-    try:
-        text = str(error)
-    except Exception:  # a broken __str__ must not break the hook
-        text = ""
-    text = redact(text)
-    if len(text) > 200:
-        text = text[:197] + "..."
+    text = _error_text(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _safe_repr(obj: object) -> str:
+    try:
+        return _shorten(redact(repr(obj)))
+    except Exception:  # a broken __repr__ must not break the hook
+        return f"<{type(obj).__name__} object>"
+
+
+class _Redacted(Exception):
+    """
+    Stands in for an exception in a log record: the type's name, the redacted
+    message and the traceback of the original, chained only to stand-ins of
+    the original's own causes. `_stand_in_type` makes one subclass per type,
+    named like it, so that the formatted traceback reads like the original's.
+    """
+
+
+_stand_in_types: dict[type[BaseException], type[_Redacted]] = {}
+
+
+def _stand_in_type(cls: type[BaseException]) -> type[_Redacted]:
+    made = _stand_in_types.get(cls)
+    if made is None:
+        namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        made = cast("type[_Redacted]", type(cls.__name__, (_Redacted,), namespace))
+        if len(_stand_in_types) < 256:  # a cache, bounded: a race only makes a twin
+            _stand_in_types[cls] = made
+    return made
+
+
+def _add_chain(error: BaseException, ids: set[int]) -> None:
+    pending = [error]
+    while pending:
+        item = pending.pop()
+        if id(item) not in ids:
+            ids.add(id(item))
+            pending.extend(e for e in (item.__cause__, item.__context__) if e is not None)
+
+
+def _stand_in(error: BaseException, stop: set[int], depth: int = 0) -> _Redacted:
+    # *stop* holds the ids not to follow: the caller's exceptions, and those
+    # already copied (a chain may loop).
+    copy = _stand_in_type(type(error))(_error_text(error)).with_traceback(error.__traceback__)
+    notes = getattr(error, "__notes__", None)
+    for note in notes if isinstance(notes, list) else ():
+        if isinstance(note, str):
+            copy.add_note(_shorten(redact(note)))
+    stop.add(id(error))
+    if depth < 20:
+        cause, context = error.__cause__, error.__context__
+        if cause is not None:
+            if id(cause) not in stop:
+                copy.__cause__ = _stand_in(cause, stop, depth + 1)
+        elif context is not None and not error.__suppress_context__ and id(context) not in stop:
+            copy.__context__ = _stand_in(context, stop, depth + 1)
+    return copy
+
+
+def log_ignored(
+    error: BaseException, message: str, /, *args: object, outer: Iterable[object] = ()
+) -> None:
+    """
+    Log at ERROR that *error*, raised by user code the library calls (a hook, a
+    classifier), was ignored.
+
+    The record's ``exc_info`` is a stand-in for *error*: its type's name, its
+    message and notes redacted and cut to 200 characters, and its traceback,
+    chained to stand-ins of its own causes, redacted too, but never to the
+    exceptions of *outer* (the caller's failure, which *error* was raised
+    while handling) nor to their chains: a user's exception may quote a key,
+    and the record must not carry it. *args* are formatted into *message*
+    unchanged: redact them first.
+    """
+    try:
+        stop: set[int] = set()
+        for item in outer:
+            if isinstance(item, BaseException):
+                _add_chain(item, stop)
+        copy = _stand_in(error, stop)
+    except Exception:  # a stand-in is a courtesy: the record goes out without one
+        logger.error(message, *args)
+    else:
+        logger.error(message, *args, exc_info=(type(copy), copy, copy.__traceback__))
 
 
 @attrs.frozen(kw_only=True)
@@ -230,10 +347,12 @@ class CallRejected(Event):
     """
     A policy refused to run a call (nothing ran).
 
-    Logged at DEBUG: a rejection is the expected consequence of a state already
-    logged at WARNING (`CircuitOpened`), and there is one per call, so under
-    load an open circuit would otherwise log thousands of lines per second.
-    Count them with a `MetricsCollector` (``rejections``).
+    Logged at WARNING, one record per rejected call: the caller gets a
+    `RejectedError` (`CircuitOpenError` from a breaker) instead of a result,
+    which someone may have to act on. Under load an open circuit rejects
+    thousands of calls per second; to keep only the opening (`CircuitOpened`),
+    drop these records with a logging filter and count them with a
+    `MetricsCollector` (``rejections``) instead.
 
     Attributes:
         reason: Why. A circuit breaker says ``"circuit_open"`` (open),
@@ -301,14 +420,14 @@ def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
 
-    Levels (each event class's ``level``): WARNING when a policy gives up or
-    changes state in a way callers will feel (`RetriesExhausted`,
-    `CircuitOpened`); INFO for failures a policy handled and for recoveries
-    (`RetryScheduled`, `TimeoutExpired`, `CircuitHalfOpened`, `CircuitClosed`);
-    DEBUG for the per-call consequence of a state already logged
-    (`CallRejected`). Fields go to ``extra`` under stable ``resilience_*``
-    names (see `Event.fields`). No record is made below the logger's level. The
-    library never configures logging: no handler, no level.
+    Levels (each event class's ``level``): WARNING when a policy gives up,
+    refuses a call or changes state in a way callers will feel
+    (`RetriesExhausted`, `CallRejected`, `CircuitOpened`); INFO for failures a
+    policy handled and for recoveries (`RetryScheduled`, `TimeoutExpired`,
+    `CircuitHalfOpened`, `CircuitClosed`). Fields go to ``extra`` under
+    stable ``resilience_*`` names (see `Event.fields`). No record is made
+    below the logger's level. The library never configures logging: no
+    handler, no level.
     """
     level = type(event).level
     if logger.isEnabledFor(level):
@@ -341,9 +460,14 @@ def set_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
         The previous hooks, so they can be restored.
 
     Raises:
-        TypeError: If a hook is not callable.
+        TypeError: If *hooks* is not an iterable, or a hook is not callable.
     """
-    new = tuple(hooks)
+    try:
+        new = tuple(hooks)
+    except TypeError:
+        raise TypeError(
+            f"hooks must be an iterable of callables taking an event, got {_safe_repr(hooks)}"
+        ) from None
     for hook in new:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
@@ -383,18 +507,26 @@ def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
     Build an event of type *cls* and deliver it, if anyone listens.
 
     Policy-local hooks run first, then the global ones. A hook that raises is
-    logged at ERROR with its traceback and otherwise ignored.
+    logged at ERROR and otherwise ignored (see `log_ignored`: the record
+    carries the hook's own failure, redacted, with its traceback, but not the
+    caller's exception that the hook may have been raised while handling).
     """
     glob = _registry.hooks
     if not local and not glob:
         return
     event = cls(**fields)
+    handling = sys.exception()  # the caller's failure, if emitted while handling one
     for hook in (*local, *glob) if local else glob:
         try:
             hook(event)
-        except Exception:
-            logger.exception(
-                "resilience: hook %r raised on %s; ignored", hook, type(event).__name__
+        except Exception as exc:
+            log_ignored(
+                exc,
+                "resilience: hook %s raised on %s; ignored: %s",
+                _safe_repr(hook),
+                cls.__name__,
+                _describe_error(exc),
+                outer=(handling, *fields.values()),
             )
 
 

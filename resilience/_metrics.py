@@ -27,7 +27,6 @@ the number of observations.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import types
@@ -48,6 +47,8 @@ from ._events import (
     RetriesExhausted,
     RetryScheduled,
     TimeoutExpired,
+    _describe_error,
+    log_ignored,
 )
 from ._exceptions import (
     RejectedError,
@@ -58,7 +59,6 @@ from ._exceptions import (
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 
-logger = logging.getLogger("resilience")
 
 UNNAMED: Final = "default"
 """The label of calls and events whose policy has no name."""
@@ -295,8 +295,13 @@ class _Observer(Generic[S]):
                         exc.__cause__, Exception
                     ):
                         kind = self._classify(exc.__cause__).kind
-        except Exception:
-            logger.exception("resilience: metrics could not classify %s; counted as 'error'", exc)
+        except Exception as error:  # the caller's exception is not chained, only described
+            log_ignored(
+                error,
+                "resilience: metrics could not classify %s; counted as 'error'",
+                _describe_error(exc),
+                outer=(exc,),
+            )
         return kind or "error"
 
     def _failed(self, rec: _Recorder, exc: Exception, seconds: float) -> None:
@@ -306,15 +311,21 @@ class _Observer(Generic[S]):
                 rec.rejected(seconds)
             else:
                 rec.failure(kind, seconds)
-        except Exception:  # instrumentation never changes the outcome
-            logger.exception("resilience: metrics failed to record a failure; ignored")
+        except Exception as error:  # instrumentation never changes the outcome
+            log_ignored(
+                error, "resilience: metrics failed to record a failure; ignored", outer=(exc,)
+            )
 
     def _result(self, rec: _Recorder, result: object, seconds: float) -> None:
         """Record a returned result: a failure if the classifier gives it a kind or a verdict."""
         try:
             verdict = self._classify(result)
-        except Exception:
-            logger.exception("resilience: metrics could not classify a result; counted a success")
+        except Exception as error:
+            log_ignored(
+                error,
+                "resilience: metrics could not classify a result; counted a success",
+                outer=(result,),
+            )
             rec.success(seconds)
             return
         if verdict.kind is not None:

@@ -35,6 +35,56 @@ def test_set_hooks_returns_previous_and_validates() -> None:
         rs.set_hooks([3])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("value", [None, 5, rs.log_event])
+def test_set_hooks_names_the_parameter_when_given_no_iterable(value: object) -> None:
+    """set_hooks(None) says what it wanted and what it got, not "'NoneType' is not iterable"."""
+    before = rs.get_hooks()
+    with pytest.raises(
+        TypeError, match=r"^hooks must be an iterable of callables taking an event, got "
+    ) as caught:
+        rs.set_hooks(value)  # type: ignore[arg-type]
+    assert str(caught.value).endswith(f"got {value!r}")
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert rs.get_hooks() == before
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rs.CircuitBreaker(on=ValueError, hooks=5),  # type: ignore[arg-type]
+        lambda: rs.Retry(on=ValueError, hooks=5),  # type: ignore[arg-type]
+        lambda: rs.Timeout(1.0, hooks=5),  # type: ignore[arg-type]
+    ],
+    ids=["CircuitBreaker", "Retry", "Timeout"],
+)
+def test_policies_name_the_hooks_parameter_when_given_no_iterable(make: Any) -> None:
+    """hooks=5 on any policy: the message names ``hooks`` and the value."""
+    with pytest.raises(
+        TypeError, match=r"^hooks must be an iterable of callables taking an event, got 5$"
+    ):
+        make()
+
+
+def test_docstrings_give_the_levels_events_log_at() -> None:
+    """log_event's and each event's docstring state the level the event class logs at."""
+    doc = rs.log_event.__doc__ or ""
+    listed = re.findall(r"(WARNING|INFO|DEBUG)\b[^(;]*\(([^)]*)\)", " ".join(doc.split()))
+    seen = set()
+    for level, names in listed:
+        for name in re.findall(r"`(\w+)`", names):
+            assert getattr(rs, name).level == getattr(logging, level), (name, level)
+            seen.add(name)
+    events = {"RetryScheduled", "RetriesExhausted", "TimeoutExpired", "CallRejected"}
+    events |= {"CircuitOpened", "CircuitHalfOpened", "CircuitClosed"}
+    assert seen == events
+    for name in events:
+        cls = getattr(rs, name)
+        stated = re.findall(r"Logged at (WARNING|INFO|DEBUG)", cls.__doc__ or "")
+        assert all(getattr(logging, level) == cls.level for level in stated), name
+    assert "Logged at WARNING" in (rs.CallRejected.__doc__ or "")
+
+
 def test_add_and_remove_hook() -> None:
     """add_hook appends; remove_hook removes; removing a stranger is an error."""
     seen: list[rs.Event] = []

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -143,6 +144,106 @@ def test_structlog_processor_formatter_receives_the_fields(
         "resilience_reason": "failures",
         "resilience_retry_after": 60.0,
     }
+
+
+# --- a hook that raises: its own failure is logged, never the caller's ---------------------
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The ERROR records, formatted as a handler would: message, then traceback."""
+    formatter = logging.Formatter("%(levelname)s %(message)s")
+    return [formatter.format(r) for r in caplog.records if r.levelno == logging.ERROR]
+
+
+def test_a_raising_hook_logs_its_own_failure_not_the_callers_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The record carries the hook's error (type, redacted message, traceback), and neither
+    the caller's exception, whose message quotes a key, nor the key."""
+    key = "sk-proj-" + uuid.uuid4().hex
+
+    def bad_hook(event: rs.Event) -> None:
+        raise ZeroDivisionError("division by zero near " + key)
+
+    rs.add_hook(bad_hook)
+    breaker = rs.CircuitBreaker(on=ConnectionError, failure_threshold=1, clock=FakeClock())
+
+    def call() -> None:
+        raise ConnectionError("POST failed with key " + key)
+
+    with (
+        caplog.at_level(logging.ERROR, logger="resilience"),
+        pytest.raises(ConnectionError) as caught,
+    ):
+        breaker.call(call)
+    assert key in str(caught.value)  # the caller's exception is the caller's, untouched
+    [text] = _errors(caplog)
+    assert key not in text
+    assert key.removeprefix("sk-proj-") not in text
+    assert "ConnectionError" not in text
+    assert "During handling" not in text
+    assert text.startswith("ERROR resilience: hook <function ")
+    assert "raised on CircuitOpened; ignored: ZeroDivisionError: division by zero near sk-***" in (
+        text
+    )
+    assert "in bad_hook" in text  # its traceback, for debugging
+    assert text.endswith("\nZeroDivisionError: division by zero near sk-***")
+
+
+def test_a_hook_failure_keeps_its_own_chain_but_not_the_event_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What a hook raised while handling its own errors stays chained (redacted); an error
+    chained to the event's exception (the caller's) is cut there."""
+    key = "sk-" + uuid.uuid4().hex
+
+    def chained(event: rs.Event) -> None:
+        try:
+            _ = {"known": 1}["missing " + key]
+        except KeyError as exc:
+            error = RuntimeError("hook bug")
+            error.add_note("while counting " + key)
+            raise error from exc
+
+    def from_error(event: rs.Event) -> None:
+        raise RuntimeError("re-raised") from getattr(event, "error", None)
+
+    retry = rs.Retry(on=ConnectionError, attempts=2, clock=FakeClock(), hooks=[chained, from_error])
+
+    def call() -> None:
+        raise ConnectionError("refused for " + key)
+
+    with caplog.at_level(logging.ERROR, logger="resilience"), pytest.raises(ConnectionError):
+        retry.call(call)
+    texts = _errors(caplog)
+    assert len(texts) == 4  # two hooks, RetryScheduled then RetriesExhausted
+    assert all(key not in t and "ConnectionError" not in t for t in texts)
+    own = [t for t in texts if "hook bug" in t]
+    assert len(own) == 2
+    assert all("KeyError: 'missing sk-***'" in t and "direct cause" in t for t in own)
+    assert all(t.endswith("RuntimeError: hook bug\nwhile counting sk-***") for t in own)
+    cut = [t for t in texts if "re-raised" in t]
+    assert len(cut) == 2
+    assert all("direct cause" not in t and "During handling" not in t for t in cut)
+
+
+def test_a_hook_with_a_broken_repr_that_raises_is_still_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook whose repr raises too is named by its type; the call is unaffected."""
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+        def __call__(self, event: rs.Event) -> None:
+            raise ValueError("no hook")
+
+    retry = rs.Retry(on=ConnectionError, attempts=2, clock=FakeClock(), hooks=[Broken()])
+    with caplog.at_level(logging.ERROR, logger="resilience"):
+        assert retry.call(flaky_api(failures=1)) == "job-1"
+    [text] = _errors(caplog)
+    assert "hook <Broken object> raised on RetryScheduled; ignored: ValueError: no hook" in text
 
 
 IMPORT_CHECK = """

@@ -9,6 +9,7 @@ import logging
 import math
 import threading
 import tracemalloc
+import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -296,6 +297,80 @@ def test_a_raising_classifier_never_changes_the_outcome(caplog: pytest.LogCaptur
     assert info.value is error
     assert dict(metrics.snapshot()["api"].outcomes) == {"error": 1, "success": 1}
     assert any("could not classify" in r.getMessage() for r in caplog.records)
+
+
+def _formatted_errors(caplog: pytest.LogCaptureFixture) -> str:
+    formatter = logging.Formatter("%(levelname)s %(message)s")
+    return "\n".join(formatter.format(r) for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_a_raising_classifier_logs_no_key_the_failure_quotes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The record names the failure redacted and chains only the classifier's own error."""
+    key = "sk-proj-" + uuid.uuid4().hex
+
+    def broken(outcome: object) -> bool:
+        raise RuntimeError("broken predicate")
+
+    metrics = rs.MetricsCollector(on=rs.Rule(exception=Exception, when=broken), clock=FakeClock())
+
+    def fail() -> None:
+        raise ConnectionError("auth failed for key " + key)
+
+    with caplog.at_level(logging.ERROR, "resilience"), pytest.raises(ConnectionError):
+        rs.compose(metrics).call(fail)
+    text = _formatted_errors(caplog)
+    assert key not in text
+    assert "could not classify ConnectionError: auth failed for key sk-***; counted as 'error'" in (
+        text
+    )
+    assert text.endswith("\nRuntimeError: broken predicate")  # its own traceback, unchained
+    assert "During handling" not in text
+
+
+def test_a_classifier_raising_on_a_result_logs_no_key_it_quotes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A classifier error quoting the result it choked on is logged redacted."""
+    key = "sk-" + uuid.uuid4().hex
+
+    def broken(outcome: object) -> bool:
+        raise ValueError(f"cannot judge {outcome!r}")
+
+    metrics = rs.MetricsCollector(on=rs.Rule(when=broken), clock=FakeClock())
+    with caplog.at_level(logging.ERROR, "resilience"):
+        assert rs.compose(metrics).call(lambda: {"api_key": key}) == {"api_key": key}
+    text = _formatted_errors(caplog)
+    assert "could not classify a result; counted a success" in text
+    assert key not in text
+    assert "ValueError: cannot judge {'api_key': '***'}" in text
+
+
+def test_a_failing_recorder_logs_without_the_callers_exception(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When recording a failure fails, the record does not chain the caller's exception."""
+    from resilience import _metrics
+
+    key = "sk-" + uuid.uuid4().hex
+
+    def broken_failure(self: object, kind: str, seconds: float) -> None:
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(_metrics._Series, "failure", broken_failure)
+    metrics = rs.MetricsCollector(on=ConnectionError, clock=FakeClock())
+
+    def fail() -> None:
+        raise ConnectionError("refused for " + key)
+
+    with caplog.at_level(logging.ERROR, "resilience"), pytest.raises(ConnectionError):
+        rs.compose(metrics).call(fail)
+    text = _formatted_errors(caplog)
+    assert "metrics failed to record a failure; ignored" in text
+    assert text.endswith("\nRuntimeError: store down")
+    assert key not in text
+    assert "ConnectionError" not in text
 
 
 # --- streams --------------------------------------------------------------------

@@ -345,3 +345,67 @@ def test_credentials_in_a_base_url_do_not_name_the_breaker() -> None:
     )
     assert breaker.name == "saas-litellm https://api.example.com:8443"
     assert "s3cr3t" not in repr(breaker)
+
+
+# --- redaction of what an exception quotes -------------------------------------------------
+
+CREDENTIAL = "dXNlcjpodW50ZXIy"  # base64 of "user:hunter2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Authorization and Proxy-Authorization: scheme and credentials, any case.
+        (f"{{'authorization': 'basic {CREDENTIAL}'}}", "{'authorization': '***'}"),
+        (f"{{'Authorization': 'Basic {CREDENTIAL}'}}", "{'Authorization': '***'}"),
+        (f'{{"AUTHORIZATION": "BEARER {CREDENTIAL}"}}', '{"AUTHORIZATION": "***"}'),
+        ("headers={'Authorization': 'token ghp_abcdefghijkl'}", "headers={'Authorization': '***'}"),
+        (f"{{'Authorization': 'ApiKey {CREDENTIAL}'}}", "{'Authorization': '***'}"),
+        ("{'Authorization': 'Bearer abc123'}", "{'Authorization': '***'}"),
+        ('"Authorization": "Bearer abc 123"', '"Authorization": "***"'),
+        ("[(b'authorization', b'Bearer abc123')]", "[(b'authorization', '***')]"),
+        ("'Authorization': ['Bearer', 'abc123']", "'Authorization': ***"),
+        (f"{{'proxy-authorization': 'basic {CREDENTIAL}'}}", "{'proxy-authorization': '***'}"),
+        ("Authorization: Bearer abc123", "Authorization: ***"),
+        ("authorization: bearer abc123", "authorization: ***"),
+        (f"Authorization: Basic {CREDENTIAL}", "Authorization: ***"),
+        (f"Authorization: basic {CREDENTIAL}", "Authorization: ***"),
+        ('Authorization: Digest username="bob", response="6629fae4939"', "Authorization: ***"),
+        ("Authorization: ApiKey 9f8e7d6c5b4a3928", "Authorization: ***"),
+        ("Authorization: token ghp_abcdefghijkl", "Authorization: ***"),
+        ("Authorization:\tBearer\tabc123", "Authorization:\t***"),
+        (f"Proxy-Authorization: Basic {CREDENTIAL}", "Proxy-Authorization: ***"),
+        ("authorization=Bearer%20abc123", "authorization=***"),
+        ("Request(authorization='Bearer abc123')", "Request(authorization='***')"),
+        # The rest of a header dump stays readable.
+        ("Authorization: Bearer abc123\nstatus: 401", "Authorization: ***\nstatus: 401"),
+        # sk- keys, also glued after "_" or other punctuation.
+        ("token_sk-ABCDEFGH12345678", "token_sk-***"),
+        ("key sk-proj-ABCDEFGH12345678.", "key sk-***."),
+        ("(sk-ABCDEFGH12345678)", "(sk-***)"),
+        # Other secret-like fields: a quoted value is blanked whole.
+        ("{'X-Api-Key': 'abc def'}", "{'X-Api-Key': '***'}"),
+        ("GET /x?api_key=abc123&limit=1", "GET /x?api_key=***&limit=1"),
+        # Words that only look like it are left alone.
+        ("authorization failed for task-abcdefgh12345678", None),
+        ("the basic plan; a token bucket", None),
+        ("Authorization:", None),
+        ("Authorization: \n", None),
+    ],
+)
+def test_redact_blanks_authorization_values_and_keys(text: str, expected: str | None) -> None:
+    """Authorization values go whole, in any case and form; sk- keys go wherever they are."""
+    from resilience._events import redact
+
+    assert redact(text) == (text if expected is None else expected)
+    assert redact(redact(text)) == redact(text)
+
+
+def test_log_fields_redact_a_basic_authorization_header() -> None:
+    """The tester's case: a quoted lower-case header dict leaves nothing of the credential."""
+    headers = {"authorization": f"basic {CREDENTIAL}"}
+    error = ConnectionError(f"proxy refused, sent headers {headers}")
+    event = rs.RetriesExhausted(attempts=2, elapsed=0.0, reason="attempts", error=error)
+    for text in (event.message(), repr(event.fields())):
+        assert CREDENTIAL not in text
+        assert "'authorization': '***'" in text
