@@ -234,6 +234,23 @@ def test_secrets_are_redacted_from_details() -> None:
     assert "sk-***" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("detail", "secret"),
+    [
+        ("rejected token_sk-" + "b2" * 16, "b2" * 16),
+        ("echo: authorization: basic dXNlcjpodW50ZXIyMDI0", "dXNlcjpodW50ZXIyMDI0"),
+        ("echo {'Proxy-Authorization': 'ApiKey 9f8e7d6c5b4a39281706'}", "9f8e7d6c5b4a39281706"),
+    ],
+    ids=["key-after-underscore", "basic-any-case", "other-scheme-in-a-repr"],
+)
+def test_every_form_of_credential_is_redacted_from_details(detail: str, secret: str) -> None:
+    """Keys glued to other words and Authorization values of any scheme never reach the error."""
+    with pytest.raises(saas.AuthenticationError) as caught:
+        saas.raise_for_response(make(401, json={"detail": detail}))
+    assert secret not in str(caught.value)
+    assert secret not in (caught.value.detail or "")
+
+
 def test_long_details_are_shortened() -> None:
     """Details are cut to 300 characters on one line."""
     with pytest.raises(saas.ServerError) as caught:

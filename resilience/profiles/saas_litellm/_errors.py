@@ -59,7 +59,17 @@ _R = TypeVar("_R")
 _DETAIL_LIMIT: Final = 300
 
 _SECRETS: Final = (
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "sk-***"),
+    # Virtual keys, also glued after "_" or "=" ("token_sk-...").
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), "sk-***"),
+    # An echoed Authorization header: a credential of 12 characters or more after any
+    # scheme (the server's own hint "Authorization: Bearer sk-xxx..." stays readable).
+    (
+        re.compile(
+            r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?[A-Za-z][\w-]*\s+)"
+            r"[^\s\"',]{12,}"
+        ),
+        r"\1***",
+    ),
     (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9_\-.=:/+]{16,}"), "Bearer ***"),
 )
 
