@@ -90,8 +90,8 @@ def to_seconds(value: object) -> object:
     if _is_real(value):
         try:
             return float(value)  # type: ignore[arg-type]
-        except OverflowError:
-            return value
+        except OverflowError:  # an int beyond any float: infinite, which checks refuse by name
+            return math.inf
     return value
 
 

@@ -61,6 +61,11 @@ def _to_seconds_or_none(value: object) -> object:
 
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # 10**400 seconds: no cap at all, as inf
+            return math.inf
     return value
 
 

@@ -179,6 +179,7 @@ def test_minimum_calls_defaults_to_ten_or_the_window() -> None:
         ({"reset_timeout": -1}, ValueError, "reset_timeout must be .* >= 0, got -1.0"),
         ({"reset_timeout": float("nan")}, ValueError, "reset_timeout must be .*, got nan"),
         ({"reset_timeout": float("inf")}, ValueError, "reset_timeout must be .*, got inf"),
+        ({"reset_timeout": 10**400}, ValueError, "reset_timeout must be a finite .*, got inf"),
         ({"reset_timeout": True}, TypeError, "reset_timeout must be .* got bool"),
         ({"reset_timeout": "60"}, TypeError, "reset_timeout must be .* got str"),
         ({"reset_timeout": backoff.exponential}, TypeError, "reset_timeout must be .* got type"),

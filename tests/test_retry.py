@@ -558,6 +558,11 @@ def test_bad_on(value: Any) -> None:
         rs.Retry(on=value)
 
 
+def test_max_retry_after_beyond_any_float_is_no_cap() -> None:
+    """An int too large for a float is an infinite cap, not an OverflowError."""
+    assert rs.Retry(on=ValueError, max_retry_after=10**400).max_retry_after == math.inf
+
+
 @pytest.mark.parametrize("value", [-1, math.nan])
 def test_bad_max_retry_after(value: float) -> None:
     """max_retry_after must be non-negative seconds or None."""
