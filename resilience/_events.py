@@ -24,6 +24,8 @@ from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import attrs
 
+from ._exceptions import seconds_text
+
 __all__ = [
     "CallRejected",
     "CircuitClosed",
@@ -275,7 +277,7 @@ class RetryScheduled(Event):
         cause = _describe_error(self.error) or "a refused result"
         return (
             f"{_label(self)}: attempt {self.attempt} failed with {cause}; "
-            f"retrying in {self.delay:.3g} s"
+            f"retrying in {seconds_text(self.delay)} s"
         )
 
 
@@ -310,7 +312,7 @@ class RetriesExhausted(Event):
         cause = _describe_error(self.error) or "a refused result"
         return (
             f"{_label(self)}: gave up after {self.attempts} attempt(s) over "
-            f"{self.elapsed:.3g} s ({self.reason}); last failure: {cause}"
+            f"{seconds_text(self.elapsed)} s ({self.reason}); last failure: {cause}"
         )
 
 
@@ -339,7 +341,7 @@ class TimeoutExpired(Event):
 
     def message(self) -> str:
         which = "idle timeout" if self.idle else "timeout"
-        return f"{_label(self)}: {which} of {self.timeout:.3g} s expired"
+        return f"{_label(self)}: {which} of {seconds_text(self.timeout)} s expired"
 
 
 @attrs.frozen(kw_only=True)
@@ -388,7 +390,9 @@ class CircuitOpened(Event):
 
     def message(self) -> str:
         until = (
-            "until closed or reset" if self.retry_after is None else f"for {self.retry_after:.3g} s"
+            "until closed or reset"
+            if self.retry_after is None
+            else f"for {seconds_text(self.retry_after)} s"
         )
         return f"{_label(self)}: circuit opened ({self.reason}); rejecting calls {until}"
 

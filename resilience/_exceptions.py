@@ -29,7 +29,18 @@ __all__ = [
     "RetryExhaustedError",
     "StreamInterruptedError",
     "TimeoutExceededError",
+    "seconds_text",
 ]
+
+
+def seconds_text(value: float) -> str:
+    """
+    Format a duration for a message: three significant digits, never an exponent
+    for the values messages meet (``0.25``, ``3.2``, ``1400``, not ``1.4e+03``).
+    """
+    if 1000 <= abs(value) < 1e15:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
 
 
 class ResilienceError(Exception):
@@ -54,7 +65,7 @@ class CircuitOpenError(RejectedError):
     def __init__(self, name: str, retry_after: float | None) -> None:
         self.name = name
         self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {retry_after:.3g} s"
+        when = "" if retry_after is None else f"; retry after {seconds_text(retry_after)} s"
         super().__init__(f"circuit {name!r} is open{when}")
 
     def __reduce__(self) -> tuple[Any, ...]:

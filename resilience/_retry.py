@@ -32,7 +32,7 @@ from ._core import (
     time_left,
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
-from ._exceptions import RetryExhaustedError, StreamInterruptedError
+from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import backoff_bounds, rule_lines, seconds, span
 from ._validate import check_clock, check_name, check_rng, to_hooks
 
@@ -537,7 +537,9 @@ class _RetryCall:
                 error=error,
             )
         label = f" (retry {retry.name!r})" if retry.name else ""
-        text = note or f"gave up after {_plural(self.attempt)} over {elapsed:.3g} s{label}"
+        text = (
+            note or f"gave up after {_plural(self.attempt)} over {seconds_text(elapsed)} s{label}"
+        )
         if error is not None:
             if self.attempt > 1 or reason is not None:
                 error.add_note(f"resilience: {text}")
@@ -596,7 +598,8 @@ class _RetryCall:
                     outcome,
                     "retry_after",
                     f"gave up after {_plural(attempt)}: the server asked to retry after "
-                    f"{retry_after:.3g} s, more than max_retry_after={cap:.3g} s",
+                    f"{seconds_text(retry_after)} s, more than "
+                    f"max_retry_after={seconds_text(cap)} s",
                 )
             delay = max(delay, retry_after)
         if testing_state.enabled:
@@ -608,8 +611,9 @@ class _RetryCall:
                 self._give_up(
                     outcome,
                     "deadline",
-                    f"gave up after {_plural(attempt)}: the next attempt, in {delay:.3g} s, "
-                    f"would start after the deadline ({max(left, 0.0):.3g} s left)",
+                    f"gave up after {_plural(attempt)}: the next attempt, in "
+                    f"{seconds_text(delay)} s, would start after the deadline "
+                    f"({seconds_text(max(left, 0.0))} s left)",
                 )
         emit(
             retry.hooks,

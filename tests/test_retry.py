@@ -116,6 +116,16 @@ def test_unmatched_exception_after_retries_is_noted(mode: Runner) -> None:
     assert (last.attempts, last.reason, last.error) == (2, "not_retryable", info.value)
 
 
+def test_long_durations_read_without_an_exponent(mode: Runner) -> None:
+    """Notes and events say '1400 s', not '1.4e+03 s'."""
+    clock = FakeClock()
+    retry = make_retry(clock, backoff=backoff.constant(1400.0), attempts=2)
+    with capture_events() as events, pytest.raises(ValueError, match="second") as info:
+        mode.run(retry(mode.make(Flaky(ValueError("first"), ValueError("second")))))
+    assert info.value.__notes__ == ["resilience: gave up after 2 attempts over 1400 s"]
+    assert "retrying in 1400 s" in events[0].message()
+
+
 def test_unmatched_exception_on_the_first_attempt_emits_nothing(mode: Runner) -> None:
     """A first failure that is not retryable: Retry did nothing, and says nothing."""
     flaky = Flaky(KeyError("k"))

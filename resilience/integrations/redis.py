@@ -88,7 +88,7 @@ from resilience._core import (
     time_left,
 )
 from resilience._events import CallRejected, Event, Hook, emit
-from resilience._exceptions import RejectedError
+from resilience._exceptions import RejectedError, seconds_text
 from resilience._explain import rule_lines, seconds
 from resilience._validate import check_clock, positive_seconds, to_hooks
 
@@ -161,7 +161,7 @@ class StoreRecovered(Event):
     downtime: float
 
     def message(self) -> str:
-        return f"{self.name!r}: Redis reachable again after {self.downtime:.3g} s"
+        return f"{self.name!r}: Redis reachable again after {seconds_text(self.downtime)} s"
 
 
 @attrs.frozen(kw_only=True)
@@ -178,7 +178,7 @@ class PauseStarted(Event):
     retry_after: float
 
     def message(self) -> str:
-        return f"{self.name!r}: shared pause of {self.retry_after:.3g} s started"
+        return f"{self.name!r}: shared pause of {seconds_text(self.retry_after)} s started"
 
 
 @attrs.frozen(kw_only=True)
@@ -193,7 +193,7 @@ class CallDelayed(Event):
     delay: float
 
     def message(self) -> str:
-        return f"{self.name!r}: call delayed {self.delay:.3g} s by the shared pause"
+        return f"{self.name!r}: call delayed {seconds_text(self.delay)} s by the shared pause"
 
 
 @final
@@ -212,7 +212,9 @@ class PausedError(RejectedError):
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
         self.retry_after = retry_after
-        super().__init__(f"{name!r} is paused for another {retry_after:.3g} s (Retry-After)")
+        super().__init__(
+            f"{name!r} is paused for another {seconds_text(retry_after)} s (Retry-After)"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.retry_after), self.__dict__)
