@@ -241,13 +241,24 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local function load()
+local save
+local function load(now)
   local v = redis.call('HMGET', KEY, 's', 'g', 'f', 'u', 'n', 'd', 'k')
-  return {s = v[1] or 'c', g = tonumber(v[2]) or 0, f = tonumber(v[3]) or 0,
+  if not v[1] then
+    -- No circuit (never used, expired, flushed, a restarted server): a new
+    -- closed period, saved now, whose id is later than any id handed out
+    -- before (ids are server microseconds), so that processes holding the
+    -- old state take the new one instead of discarding it as stale.
+    local st = {s = 'c', g = now, f = 0, u = 0, n = 0, d = '0', k = 0}
+    redis.call('DEL', LEASES)
+    save(st, now)
+    return st
+  end
+  return {s = v[1], g = tonumber(v[2]) or 0, f = tonumber(v[3]) or 0,
           u = tonumber(v[4]) or 0, n = tonumber(v[5]) or 0, d = v[6] or '0',
           k = tonumber(v[7]) or 0}
 end
-local function save(st, now)
+save = function(st, now)
   redis.call('HSET', KEY, 's', st.s, 'g', fmt(st.g), 'f', fmt(st.f), 'u', fmt(st.u),
              'n', fmt(st.n), 'd', st.d, 'k', fmt(st.k))
   if st.s == 'i' then
@@ -291,7 +302,7 @@ _LUA_ACQUIRE: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
-local st = load()
+local st = load(now)
 local ev = ''
 if st.s == 'o' then
   if now < st.u then return reply(st, now, ev, 0) end
@@ -322,7 +333,7 @@ _LUA_RECORD: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
-local st = load()
+local st = load(now)
 local ev = ''
 local lease, outcome, trip = ARGV[7], ARGV[8], ARGV[11]
 if st.g ~= tonumber(ARGV[6]) then return reply(st, now, ev, 0) end
@@ -370,7 +381,7 @@ _LUA_FORCE: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
-local st = load()
+local st = load(now)
 local ev = ''
 local target = ARGV[6]
 if target == 'c' then
@@ -397,7 +408,7 @@ _LUA_READ: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
-return reply(load(), now, '', 0)
+return reply(load(now), now, '', 0)
 """
 )
 
@@ -1087,9 +1098,22 @@ class RedisCircuitStore:
 
 
 # Lease ids are unique across the fleet: a random token per process and a counter
-# shared by every store of the process (next() on a count is atomic).
-_PROCESS: Final = os.urandom(8).hex()
-_LEASES: Final = itertools.count()
+# shared by every store of the process (next() on a count is atomic). A forked
+# child draws its own token: with its parent's, the children of one fork (a
+# multiprocessing pool, gunicorn --preload) would hand out the same lease ids,
+# and Redis would count several probes as one.
+_PROCESS = os.urandom(8).hex()
+_LEASES = itertools.count()
+
+
+def _new_process_token() -> None:
+    global _PROCESS, _LEASES
+    _PROCESS = os.urandom(8).hex()
+    _LEASES = itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process_token)
 
 
 # --- the shared Retry-After pause --------------------------------------------------------
