@@ -415,14 +415,22 @@ return reply(load(now), now, '', 0)
 # The pause is one key whose time to live is the pause: it exists while the
 # fleet is paused and expires, on the server's clock, when the pause ends.
 # ARGV 1: milliseconds to pause; the pause only ever grows.
+# A pause is a string whose time to live is the pause; its value identifies it:
+# the server time (µs) it ends at. Both scripts reply {ms left, that id}.
 _LUA_PAUSE: Final = """
 local left = redis.call('PTTL', KEYS[1])
 local want = tonumber(ARGV[1])
 if left < want then
-  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-  return want
+  local t = redis.call('TIME')
+  local id = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]) + want * 1000)
+  redis.call('SET', KEYS[1], id, 'PX', ARGV[1])
+  return {want, id}
 end
-return left
+return {left, redis.call('GET', KEYS[1])}
+"""
+
+_LUA_PAUSE_READ: Final = """
+return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) or ''}
 """
 
 _STATES: Final = {"c": CLOSED, "o": OPEN, "h": HALF_OPEN, "i": ISOLATED}
@@ -1124,65 +1132,82 @@ class _Pause:
     """The state of one shared pause in this process: the end last read, and when to read again."""
 
     __slots__ = (
-        "_client",
         "_fetch",
+        "_id",
         "_key",
         "_link",
         "_now",
         "_pause",
+        "_read",
         "_refresh",
         "_stale_at",
         "_until",
+        "_waited",
     )
 
     def __init__(self, owner: RetryAfterPause) -> None:
         store = owner.store
         self._now = owner.clock.now
         self._key = (store.pause_key(owner.name),)
-        self._client = store.client
         self._pause = store.client.register_script(_LUA_PAUSE)
+        self._read = store.client.register_script(_LUA_PAUSE_READ)
         self._refresh = store.refresh
         self._link = _Link(owner.name, owner.hooks, self._now, store.reconnect)
         self._fetch = threading.Lock()
         self._until = -math.inf  # on this process's clock
+        self._id = ""  # the pause _until belongs to ("" for one kept only here)
+        # The last pause seen to end on this process's clock: read again (its key
+        # outlives it on a clock that runs ahead, a FakeClock's), it is over.
+        self._waited = ""
         self._stale_at = -math.inf
 
     def left(self, now: float) -> float:
         """Seconds until the pause ends (<= 0: not paused); reads Redis when the cache is stale."""
+        if now >= self._until and self._id:
+            self._waited = self._id
         if now < self._stale_at or self._link.skip(now) or not self._fetch.acquire(blocking=False):
             return self._until - now
         try:
             epoch = self._link.epoch
             try:
-                ms = int(self._client.pttl(self._key[0]))
-            except (*_REDIS_ERRORS, TypeError, ValueError) as exc:
+                ms, pause = self._parse(self._read(keys=self._key))
+            except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
                 self._link.lost(exc, "local")
                 return self._until - now
             self._link.answered(epoch)
             now = self._now()
             # Redis is the authority once it answers (a pause kept only here
             # during an outage ends with it).
-            self._until = now + ms / 1000 if ms > 0 else -math.inf
+            if ms > 0 and pause != self._waited:
+                self._until, self._id = now + ms / 1000, pause
+            else:
+                self._until, self._id = -math.inf, ""
             self._stale_at = now + self._refresh
             return self._until - now
         finally:
             self._fetch.release()
 
+    @staticmethod
+    def _parse(reply: Any) -> tuple[int, str]:
+        return int(reply[0]), _text(reply[1] or "")
+
     def start(self, seconds: float) -> None:
         """Pause every caller for *seconds* from now (the pause only grows)."""
         now = self._now()
-        self._until = max(self._until, now + seconds)  # this process, at once
+        if now + seconds > self._until:  # this process, at once
+            self._until, self._id = now + seconds, ""
         if self._link.skip(now):
             return
         epoch = self._link.epoch
         try:
-            ms = int(self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
-        except (*_REDIS_ERRORS, TypeError, ValueError) as exc:
+            ms, pause = self._parse(self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
+        except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
             self._link.lost(exc, "local")
             return
         self._link.answered(epoch)
         now = self._now()
-        self._until = now + ms / 1000  # the longer of the pause in force and this one
+        # The longer of the pause in force and this one.
+        self._until, self._id = now + ms / 1000, pause
         self._stale_at = now + self._refresh
 
 
