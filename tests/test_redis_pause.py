@@ -299,8 +299,12 @@ def test_bad_configuration_fails_at_construction(client: redis.Redis) -> None:
         RetryAfterPause(on=rs.transient, name="", store=store)
     with pytest.raises(TypeError, match="store must be a RedisStore"):
         RetryAfterPause(on=rs.transient, name="api", store=client)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_wait must be"):
+    with pytest.raises(ValueError, match="max_wait must be a finite number of seconds >= 0"):
         RetryAfterPause(on=rs.transient, name="api", store=store, max_wait=-1)
+    with pytest.raises(TypeError, match=r"needs a name \(a str\).* got int: 5"):
+        RetryAfterPause(on=rs.transient, name=5, store=store)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_pause must be at most"):
+        RetryAfterPause(on=rs.transient, name="api", store=store, max_pause=1e16)
     with pytest.raises(ValueError, match="seconds must be"):
         pause(store).start(0)
     assert "name='api'" in repr(pause(store))

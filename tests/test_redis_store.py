@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import multiprocessing
 import pickle
 import subprocess
@@ -106,13 +107,15 @@ def test_importing_resilience_does_not_import_redis() -> None:
     ("options", "error", "message"),
     [
         ({"fallback": "closed"}, ValueError, "fallback must be 'local', 'admit' or 'reject'"),
-        ({"refresh": -1}, ValueError, "refresh must be a finite number of seconds > 0"),
+        ({"refresh": -1}, ValueError, "refresh must be a finite number of seconds >= 0, got -1"),
         ({"refresh": True}, TypeError, "refresh must be seconds"),
         ({"reconnect": 0}, ValueError, "reconnect must be"),
         ({"probe_lease": float("inf")}, ValueError, "probe_lease must be"),
         ({"expire": "1h"}, TypeError, "expire must be seconds"),
         ({"prefix": ""}, TypeError, "prefix must be a non-empty str"),
         ({"prefix": "a{b}"}, ValueError, "prefix must not contain braces"),
+        ({"expire": 1e16}, ValueError, "expire must be at most 1000000000 seconds"),
+        ({"probe_lease": 1e16}, ValueError, "probe_lease must be at most"),
     ],
 )
 def test_bad_configuration_fails_at_construction(
@@ -121,6 +124,26 @@ def test_bad_configuration_fails_at_construction(
     """Bad options raise at construction, naming the parameter and the value."""
     with pytest.raises(error, match=message):
         RedisStore(client, **options)
+
+
+def test_zero_refresh_as_a_timedelta_is_zero(client: redis.Redis) -> None:
+    """refresh=timedelta(0) means what refresh=0 means: read Redis on every call."""
+    assert RedisStore(client, refresh=datetime.timedelta(0)).refresh == 0.0
+
+
+def test_from_url_names_a_url_that_is_not_one() -> None:
+    """from_url(None) says what is wrong instead of failing inside redis-py."""
+    with pytest.raises(TypeError, match="url must be a Redis URL"):
+        RedisStore.from_url(None)  # type: ignore[arg-type]
+
+
+def test_names_and_periods_redis_cannot_hold_fail_at_construction(client: redis.Redis) -> None:
+    """A name that cannot become a key, or an open period beyond Redis's expiries, is refused
+    when the breaker is built, not on every protected call (which Redis must never fail)."""
+    with pytest.raises(ValueError, match="encodable as UTF-8"):
+        rs.CircuitBreaker(on=Boom, name="api-\udcff", store=RedisStore(client))
+    with pytest.raises(ValueError, match="reset_timeout must be at most"):
+        rs.CircuitBreaker(on=Boom, name="api", reset_timeout=1e16, store=RedisStore(client))
 
 
 def test_the_client_must_be_a_redis_client() -> None:

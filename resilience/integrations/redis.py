@@ -48,6 +48,7 @@ Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import itertools
 import logging
@@ -477,44 +478,75 @@ def _check_fallback(instance: object, attribute: attrs.Attribute[Any], value: ob
         raise ValueError(f"fallback must be 'local', 'admit' or 'reject', got {value!r}")
 
 
+# Durations become Redis expiries in milliseconds, added to the server's clock:
+# beyond about 30 years they overflow Redis's integers, and every round trip
+# would fail as if Redis were down.
+_LONGEST: Final = 1e9
+
+
+def _bounded_seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """Seconds > 0 (or 0 when *zero* allows it), at most `_LONGEST`, or an error naming *name*."""
+    if zero and isinstance(value, datetime.timedelta) and not value:
+        value = 0.0
+    if zero and isinstance(value, int | float) and not isinstance(value, bool):
+        if value == 0:
+            return 0.0
+        if value < 0:
+            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    seconds = positive_seconds(name, value)
+    if seconds > _LONGEST:
+        raise ValueError(
+            f"{name} must be at most {_LONGEST:.0f} seconds (Redis expiries overflow "
+            f"beyond that), got {value!r}"
+        )
+    return seconds
+
+
 def _to_refresh(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
-        return 0.0  # read Redis on every call
-    return positive_seconds("refresh", value)
+    return _bounded_seconds("refresh", value, zero=True)  # 0: read Redis on every call
 
 
 def _to_reconnect(value: object) -> float:
-    return positive_seconds("reconnect", value)
+    return _bounded_seconds("reconnect", value)
 
 
 def _to_probe_lease(value: object) -> float:
-    return positive_seconds("probe_lease", value)
+    return _bounded_seconds("probe_lease", value)
 
 
 def _to_expire(value: object) -> float:
-    return positive_seconds("expire", value)
+    return _bounded_seconds("expire", value)
 
 
 def _to_max_wait(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
-        return 0.0  # never wait: reject while paused
-    return positive_seconds("max_wait", value)
+    return _bounded_seconds("max_wait", value, zero=True)  # 0: never wait, reject while paused
 
 
 def _to_max_pause(value: object) -> float:
-    return positive_seconds("max_pause", value)
+    return _bounded_seconds("max_pause", value)
 
 
 def _check_name(kind: str, name: object) -> str:
-    if not isinstance(name, str) or not name:
+    if name is not None and not isinstance(name, str):
+        raise TypeError(
+            f"a {kind} shared through Redis needs a name (a str): it is the key every "
+            f"process shares, got {type(name).__name__}: {name!r}"
+        )
+    if not name:
         raise ValueError(
             f"a {kind} shared through Redis needs a name: it is the key every process "
             f"shares, got name={name!r}"
         )
     if "{" in name or "}" in name:
         raise ValueError(f"name must not contain braces (Redis Cluster hash tags), got {name!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"name must be encodable as UTF-8 (it becomes a Redis key), got {name!r}"
+        ) from None
     return name
 
 
@@ -559,7 +591,8 @@ class RedisStore:
 
     Raises:
         TypeError: If *client* is not a Redis client, or an argument has the wrong type.
-        ValueError: On an out-of-range value or an unknown *fallback*.
+        ValueError: On an out-of-range value (a duration is at most 1e9 seconds,
+            about 30 years: Redis expiries overflow beyond) or an unknown *fallback*.
 
     .. versionadded:: 0.1.0
     """
@@ -586,6 +619,8 @@ class RedisStore:
             timeout: Seconds. Default: 0.25.
             options: `RedisStore` options (*prefix*, *refresh*, ...).
         """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a Redis URL (a str), got {type(url).__name__}")
         seconds = positive_seconds("timeout", timeout)
         client = redis.Redis.from_url(
             url,
@@ -596,7 +631,19 @@ class RedisStore:
         return cls(client, **options)
 
     def __call__(self, breaker: CircuitBreaker) -> RedisCircuitStore:
-        """Make the shared store of *breaker*'s circuit (the breaker calls this once)."""
+        """
+        Make the shared store of *breaker*'s circuit (the breaker calls this once).
+
+        Raises:
+            ValueError: If the breaker has no usable name, or a *reset_timeout*
+                longer than Redis can expire (about 30 years).
+        """
+        reset = breaker.reset_timeout
+        if isinstance(reset, float) and reset > _LONGEST:
+            raise ValueError(
+                f"reset_timeout must be at most {_LONGEST:.0f} seconds with a RedisStore "
+                f"(Redis expiries overflow beyond that), got {reset!r}"
+            )
         return RedisCircuitStore(self, breaker)
 
     def circuit_key(self, name: str) -> str:
@@ -819,7 +866,7 @@ class RedisCircuitStore:
                 f"reset_timeout {reset!r} returned {delay!r} for opening {opens}; "
                 "an open period must be a finite number of seconds >= 0"
             )
-        return float(delay)
+        return min(float(delay), _LONGEST)  # a growing period: at most what Redis can expire
 
     def _eval(self, script: Any, extra: tuple[object, ...], opens: bool) -> _Reply | None:
         """Run *script*, update the cache and return the reply; `None` if Redis failed."""
