@@ -330,6 +330,45 @@ def test_pipeline_on_own_calls_and_the_connection_a_plain_500_kills(
     assert (emu.stats().by_route["llm-call"], emu.stats().paid_calls) == (3, 1)
 
 
+@pytest.mark.parametrize("kind", ["requests", "httpx"])
+def test_a_killed_connection_is_never_handed_to_another_thread(emu: Emulator, kind: str) -> None:
+    """Threads share the client's pool while the server kills connections with plain-text
+    500s: the connection is closed before it goes back to the pool, never after (when
+    another thread may already be sending a paid call on it). Every error is typed."""
+    api = Client(kind, emu.url, emu.virtual_key, clock=FakeClock(), breaker=None, attempts=1)
+    job_id = api.create_job()
+    emu.script("costs", *["plain_500"] * 10_000)
+    outcomes: list[tuple[str, object]] = []
+
+    def run(path: str, body: dict[str, Any] | None) -> None:
+        for _ in range(60):
+            try:
+                api.post(path, json=body) if body else api.get(path)
+                outcomes.append((path, "ok"))
+            except saas.APIError as exc:
+                outcomes.append((path, exc))
+            except Exception as exc:  # an untyped error: the test fails below
+                outcomes.append((path, exc))
+
+    costs, paid = f"/api/jobs/{job_id}/costs", f"/api/jobs/{job_id}/llm-call"
+    threads = [threading.Thread(target=run, args=(costs, None)) for _ in range(3)]
+    threads += [threading.Thread(target=run, args=(paid, CHAT)) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        join_all(threads)
+    finally:
+        api.close()
+    untyped = [
+        o for _, o in outcomes if isinstance(o, Exception) and not isinstance(o, saas.APIError)
+    ]
+    assert untyped == []
+    answered = sum(1 for path, o in outcomes if path == paid and o == "ok")
+    assert emu.stats().paid_calls == answered  # no paid answer lost on a killed connection
+    if kind == "requests":  # urllib3 never hands out a connection being closed
+        assert answered == 180
+
+
 def emu_job(emu: Emulator) -> str:
     """Create a job directly on the emulator's API."""
     import requests

@@ -9,6 +9,8 @@ failed final response. requests and httpx are imported only when called.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import raise_for_response, read_body, redact
@@ -45,11 +47,17 @@ def _check_base_url(base_url: str) -> str:
 
 
 def _breaks_connection(response: Any) -> bool:
-    """Whether the server closes the connection after this answer: a 5xx that is not JSON."""
-    if response.status_code < 500:
+    """
+    Whether the server closes the connection after this answer: its plain-text 500.
+
+    Not a gateway's HTML 502/503/504: a proxy keeps its connections, and the
+    HTTP clients notice one it closes. Closing a healthy connection is not free
+    when other threads share the pool.
+    """
+    if response.status_code != 500:
         return False
-    content_type = response.headers.get("content-type", "")
-    return "json" not in content_type.lower()
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.lower().startswith("text/plain")
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -58,13 +66,32 @@ def _breaks_connection(response: Any) -> bool:
 def _check_requests(response: requests.Response) -> None:
     if response.status_code < 400:
         return
-    # The server closes the connection right after a plain-text 500: reusing
-    # it would meet a reset. urllib3 reconnects a pooled connection found closed.
-    connection = getattr(response.raw, "connection", None) if _breaks_connection(response) else None
+    if _breaks_connection(response):
+        _close_on_release(response.raw)
     read_body(response)
-    if connection is not None:
-        connection.close()
     raise_for_response(response)
+
+
+def _close_on_release(raw: Any) -> None:
+    """
+    Make urllib3 close the connection of *raw* as the body ends, before it returns to the pool.
+
+    The server closes the connection right after a plain-text 500: reusing it
+    would meet a reset. Closing it after the body was read is too late: the
+    pool has it back by then, and another thread may be sending on it. A
+    connection that goes back closed is reconnected by urllib3 on its next use.
+    """
+    release = getattr(raw, "release_conn", None)
+    if release is None:
+        return
+
+    def close_then_release() -> None:
+        connection = getattr(raw, "connection", None)
+        if connection is not None:
+            connection.close()
+        release()
+
+    raw.release_conn = close_then_release
 
 
 def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Session:
@@ -115,37 +142,69 @@ def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Sessio
 # --- httpx --------------------------------------------------------------------------------
 
 
-def _close_connection(response: httpx.Response) -> None:
-    stream = response.extensions.get("network_stream")
-    close = getattr(stream, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # already closed: what we wanted
-            pass
+# As for requests (see _close_on_release): the connection the server kills must
+# be closed before httpcore returns it to the pool, which happens when the
+# response's stream is closed; so the network stream is closed first. httpx
+# checks the stream's class: the wrappers subclass its byte streams, made on
+# first use (httpx is imported only when a client is).
+
+
+@functools.cache
+def _closing_streams() -> tuple[type[Any], type[Any]]:
+    import httpx
+
+    class ClosingStream(httpx.SyncByteStream):
+        def __init__(self, inner: httpx.SyncByteStream, network: Any) -> None:
+            self._inner = inner
+            self._network = network
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self._inner)
+
+        def close(self) -> None:
+            try:
+                self._network.close()
+            except Exception:  # already closed: what we wanted
+                pass
+            finally:
+                self._inner.close()
+
+    class AsyncClosingStream(httpx.AsyncByteStream):
+        def __init__(self, inner: httpx.AsyncByteStream, network: Any) -> None:
+            self._inner = inner
+            self._network = network
+
+        def __aiter__(self) -> AsyncIterator[bytes]:
+            return self._inner.__aiter__()
+
+        async def aclose(self) -> None:
+            try:
+                await self._network.aclose()
+            except Exception:  # already closed: what we wanted
+                pass
+            finally:
+                await self._inner.aclose()
+
+    return ClosingStream, AsyncClosingStream
 
 
 def _check_httpx(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
+    network = response.extensions.get("network_stream")
+    if _breaks_connection(response) and network is not None:
+        response.stream = _closing_streams()[0](response.stream, network)
     response.read()
-    if _breaks_connection(response):
-        _close_connection(response)
     raise_for_response(response)
 
 
 async def _acheck_httpx(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
+    network = response.extensions.get("network_stream")
+    if _breaks_connection(response) and network is not None:
+        response.stream = _closing_streams()[1](response.stream, network)
     await response.aread()
-    if _breaks_connection(response):
-        stream = response.extensions.get("network_stream")
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception:  # already closed
-                pass
     raise_for_response(response)
 
 
