@@ -369,6 +369,23 @@ def test_a_killed_connection_is_never_handed_to_another_thread(emu: Emulator, ki
         assert answered == 180
 
 
+def test_in_band_stream_errors_count_when_read_under_the_breaker(
+    kind: str, emu: Emulator, clock: FakeClock
+) -> None:
+    """An error event after the 200 trips the breaker the docs show the stream read under."""
+    breaker = saas.breaker(clock=clock)
+    api = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
+    try:
+        job_id = api.create_job()
+        emu.script("llm-call-stream", *["stream_error"] * saas.FAILURE_THRESHOLD)
+        for _ in range(saas.FAILURE_THRESHOLD):
+            with pytest.raises(saas.StreamError), breaker:
+                api.events(f"/api/jobs/{job_id}/llm-call-stream", CHAT)
+    finally:
+        api.close()
+    assert breaker.state is rs.CircuitState.OPEN
+
+
 def emu_job(emu: Emulator) -> str:
     """Create a job directly on the emulator's API."""
     import requests
