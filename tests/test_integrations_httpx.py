@@ -137,6 +137,22 @@ def test_no_limit_leaves_timeouts_alone(emu: Emulator) -> None:
     assert recording.timeouts == [dict.fromkeys(("connect", "read", "write", "pool"), 4.0)]
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, httpx.Timeout(5.0, read=0)])
+def test_a_timeout_that_allows_no_time_is_refused_unsent(emu: Emulator, timeout: Any) -> None:
+    """timeout=0 or negative is a caller's mistake: a ValueError, nothing sent, nothing
+    retried or counted by a breaker (httpx alone would time out at once)."""
+    breaker = rs.CircuitBreaker(on=rs.transient, failure_threshold=1, clock=FakeClock())
+    transport = ResilientTransport(
+        rs.compose(rs.Retry(on=rs.transient, clock=FakeClock()), breaker)
+    )
+    with httpx.Client(transport=transport) as client:
+        with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+            client.get(f"{emu.url}/health", timeout=timeout)
+        assert client.get(f"{emu.url}/health").status_code == 200
+    assert emu.stats().requests == 1
+    assert breaker.state is rs.CircuitState.CLOSED
+
+
 def test_passed_deadline_sends_nothing(emu: Emulator) -> None:
     """Once the deadline has passed, nothing is sent: TimeoutExceededError."""
     clock = FakeClock()

@@ -49,6 +49,23 @@ AsyncCheck: TypeAlias = Callable[[httpx.Response], "Awaitable[object] | object"]
 _PARTS = ("connect", "read", "write", "pool")
 
 
+def _check_request_timeouts(request: httpx.Request) -> None:
+    """Refuse a request whose own timeouts allow no time at all, before anything is sent.
+
+    httpx takes ``timeout=0`` (or a negative one) and times out at once: through a
+    pipeline that would be a failure of the server, retried and counted by a breaker.
+    """
+    current = request.extensions.get("timeout")
+    if not isinstance(current, dict):
+        return
+    for part in _PARTS:
+        value = current.get(part)
+        if value is not None and not (value > 0):
+            raise ValueError(
+                f"timeout must be a number of seconds > 0 or None, got {part}={value!r}"
+            )
+
+
 def _with_timeouts(request: httpx.Request, own: float | None) -> None:
     """Lower the request's timeouts (its ``timeout`` extension) to *own* and the deadline."""
     limit = rs.deadline.cap(own)
@@ -106,6 +123,7 @@ class ResilientTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* through the pipeline; see the class docstring."""
+        _check_request_timeouts(request)
         method, url = request.method, str(request.url)
         pipeline = self._policies.pipeline(method, url)
         own = self._policies.timeout(method, url)
@@ -180,6 +198,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* through the pipeline; see the class docstring."""
+        _check_request_timeouts(request)
         method, url = request.method, str(request.url)
         pipeline = self._policies.pipeline(method, url)
         own = self._policies.timeout(method, url)
