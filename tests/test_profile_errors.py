@@ -251,6 +251,15 @@ def test_every_form_of_credential_is_redacted_from_details(detail: str, secret: 
     assert secret not in (caught.value.detail or "")
 
 
+def test_deeply_nested_json_body_is_normal_input() -> None:
+    """A body nested beyond the JSON parser's depth is not a crash: a typed error."""
+    with pytest.raises(saas.ServerError) as caught:
+        saas.raise_for_response(
+            make(500, content=b"[" * 100_000, headers={"content-type": "application/json"})
+        )
+    assert caught.value.status == 500
+
+
 def test_long_details_are_shortened() -> None:
     """Details are cut to 300 characters on one line."""
     with pytest.raises(saas.ServerError) as caught:

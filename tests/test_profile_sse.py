@@ -186,9 +186,10 @@ def test_decoder_fields_and_comments() -> None:
     """Comments and unknown fields are skipped; multi-line data joins with newlines."""
     stream = (
         b": keepalive\r\n\r\nevent: x\r\nid: 1\r\ndata: one\r\ndata:two\r\n\r\n"
-        b'retry: 5\ndata: {"a": 1}\n\n\rdata: last'
+        b'retry: 5\ndata: {"a": 1}\n\n\rdata: {"last": 1}'
     )
-    assert decode([stream]) == ["one\ntwo", '{"a": 1}', "last"]
+    # The last event lacks its blank line: kept, being whole JSON (see below otherwise).
+    assert decode([stream]) == ["one\ntwo", '{"a": 1}', '{"last": 1}']
 
 
 @given(st.data())
@@ -257,6 +258,47 @@ class _CloseDelimited(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def test_a_leading_byte_order_mark_is_ignored() -> None:
+    """A UTF-8 BOM before the first event (split across chunks) does not hide it."""
+    response = _fake_stream([b"\xef\xbb", b'\xbfdata: {"n": 1}\n\n', b'data: {"n": 2}\n\n'])
+    assert list(saas.iter_sse(response)) == [{"n": 1}, {"n": 2}]
+
+
+def test_a_stream_cut_inside_an_event_is_a_stream_error() -> None:
+    """The last event cut off mid-way is not yielded as a fragment: StreamError, partial kept."""
+    response = _fake_stream([b'data: {"n": 1}\n\n', b'data: {"choices":[{"del'])
+    with pytest.raises(saas.StreamError, match="ended in the middle of an event") as caught:
+        list(saas.iter_sse(response))
+    assert caught.value.partial == [{"n": 1}]
+
+
+def test_deeply_nested_data_is_text_not_a_crash() -> None:
+    """JSON nested beyond the parser's depth is normal input: yielded as text."""
+    deep = "[" * 100_000
+    response = _fake_stream([b"data: " + deep.encode() + b"\n\n", b'data: {"n": 1}\n\n'])
+    assert list(saas.iter_sse(response)) == [deep, {"n": 1}]
+
+
+def test_sync_idle_limit_is_checked_as_data_arrives() -> None:
+    """An explicit idle= holds for sync streams too: a chunk that came too late is
+    delivered, then the stream ends with StreamError."""
+    now = [0.0]
+
+    def body() -> Iterator[bytes]:
+        yield b'data: {"n": 1}\n\n'
+        now[0] += 2.0  # a 2 s gap before the next chunk
+        yield b'data: {"n": 2}\n\n'
+        yield b'data: {"n": 3}\n\n'
+
+    request = httpx.Request("POST", "http://h/api/jobs/create-and-call-stream")
+    response = httpx.Response(200, content=body(), request=request)
+    got: list[Any] = []
+    with pytest.raises(saas.StreamError, match=r"no event arrived within 0\.5 s"):
+        for payload in saas.iter_sse(response, idle=0.5, total=60.0, clock=lambda: now[0]):
+            got.append(payload)
+    assert got == [{"n": 1}, {"n": 2}]
+
+
 def test_close_delimited_stream_with_requests() -> None:
     """A stream that is not chunked (delimited by the connection's end) reads the same."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CloseDelimited)
@@ -265,6 +307,9 @@ def test_close_delimited_stream_with_requests() -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/api/jobs/create-and-call-stream"
         with requests.get(url, stream=True, timeout=5) as response:
+            assert list(saas.iter_sse(response)) == [{"n": 1}, {"n": 2}]
+        # Without stream=True the body is read at once: decoded all the same.
+        with requests.get(url, timeout=5) as response:
             assert list(saas.iter_sse(response)) == [{"n": 1}, {"n": 2}]
     finally:
         server.shutdown()

@@ -391,7 +391,7 @@ def parse_body(body: bytes | None, content_type: str) -> tuple[str | None, list[
     if _is_json(content_type, text):
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser
             data = None
         if data is not None:
             return _from_json(data)

@@ -23,6 +23,7 @@ from ._errors import StreamError, redact, request_line
 __all__ = ["aiter_sse", "delta_text", "iter_sse"]
 
 _STATUS_PREFIX: Final = re.compile(r"^\s*(\d{3})\s*:")
+_BOM: Final = b"\xef\xbb\xbf"
 _END: Final = object()  # what `_Stream.payload` returns for ``data: [DONE]``
 
 
@@ -48,14 +49,22 @@ def delta_text(payload: object) -> str:
 class _Decoder:
     """Incremental SSE decoding: bytes in, ``data`` fields of complete events out."""
 
-    __slots__ = ("buffer", "data")
+    __slots__ = ("buffer", "data", "started", "truncated")
 
     def __init__(self) -> None:
         self.buffer = b""
         self.data: list[str] = []
+        self.started = False  # past a possible byte order mark
+        self.truncated = False  # the stream ended inside an event that is not whole
 
     def feed(self, chunk: bytes) -> list[str]:
         self.buffer += chunk
+        if not self.started:
+            if len(self.buffer) < len(_BOM) and _BOM.startswith(self.buffer):
+                return []  # too short to tell
+            self.started = True
+            if self.buffer.startswith(_BOM):  # as the SSE standard says: ignored
+                self.buffer = self.buffer[len(_BOM) :]
         events: list[str] = []
         while True:
             cut = _line_end(self.buffer)
@@ -67,10 +76,21 @@ class _Decoder:
             self._line(line, events)
 
     def finish(self) -> list[str]:
+        """Events left when the stream ends; sets `truncated` for a cut-off last event."""
         events: list[str] = []
+        if self.buffer.endswith(b"\r"):  # a CR held back to see whether LF follows: none will
+            events += self.feed(b"\n")
         if self.buffer:
             self._line(self.buffer.decode("utf-8", "replace"), events)
             self.buffer = b""
+        if self.data:
+            # No blank line after the last event: keep it if it is whole (some
+            # servers omit the last one), not a fragment of one cut off mid-way.
+            data = "\n".join(self.data)
+            if data.strip() != "[DONE]" and not _is_json(data):
+                self.truncated = True
+                self.data = []
+                return events
         self._line("", events)
         return events
 
@@ -86,6 +106,14 @@ class _Decoder:
         if name == "data":
             self.data.append(value[1:] if value.startswith(" ") else value)
         # "event", "id" and "retry" fields carry nothing the profile uses.
+
+
+def _is_json(data: str) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _line_end(buffer: bytes) -> tuple[int, int] | None:
@@ -119,7 +147,7 @@ class _Stream:
             return _END
         try:
             payload: Any = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the parser
             payload = data
         if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
             raise self.error(_error_text(payload["error"]), in_band=True)
@@ -180,6 +208,10 @@ def _limits(
 
 
 def _sync_chunks(response: Any) -> Iterator[bytes]:
+    if getattr(response, "_content_consumed", False):
+        # requests without stream=True: the body was read already (one chunk).
+        yield response.content
+        return
     raw = getattr(response, "raw", None)
     if raw is not None and hasattr(response, "iter_content"):  # requests
         read1 = getattr(raw, "read1", None)
@@ -212,11 +244,13 @@ def iter_sse(
     the iteration ends, however it ends.
 
     Send the request with ``stream=True`` (requests) or ``client.stream(...)`` /
-    ``send(..., stream=True)`` (httpx). Timeouts: *idle* bounds each wait for
-    data through the socket's read timeout, which the profile's clients set to
-    the endpoint's timeout; *total* is checked as each chunk arrives (a sync
-    read cannot be interrupted), so the stream may end up to *idle* seconds
-    after it.
+    ``send(..., stream=True)`` (httpx); a requests response read without it is
+    decoded from its body. A stream that ends in the middle of an event raises
+    `StreamError`; a leading byte order mark is ignored. Timeouts: a sync read
+    cannot be interrupted, so *idle* and *total* are checked as each chunk
+    arrives (the chunk is delivered first); a silent stall is ended by the
+    socket's read timeout, which the profile's clients set to the endpoint's
+    timeout.
 
     Args:
         response: A streaming `requests.Response` or `httpx.Response` (sync).
@@ -241,10 +275,12 @@ def iter_sse(
     chunks = _sync_chunks(response)
     try:
         while not state.done:
+            waited_from = clock()
             try:
                 chunk = next(chunks, None)
             except Exception as exc:
                 raise state.failed(exc) from exc
+            gap = clock() - waited_from
             events = decoder.feed(chunk) if chunk is not None else decoder.finish()
             for data in events:
                 payload = state.payload(data)
@@ -252,8 +288,15 @@ def iter_sse(
                     break
                 yield payload
             if chunk is None:
+                if decoder.truncated:
+                    raise state.error("the stream ended in the middle of an event")
                 break
-            if total is not None and not state.done and clock() - started > total:
+            # A sync read cannot be interrupted: the limits are checked as data
+            # arrives (what arrived late was delivered first).
+            finished = state.done  # [DONE] came: nothing more is waited for
+            if idle is not None and gap > idle and not finished:
+                raise state.error(f"no event arrived within {idle:.6g} s (waited {gap:.3g} s)")
+            if total is not None and clock() - started > total and not finished:
                 raise state.error(f"the stream exceeded its total timeout of {total:.6g} s")
     finally:
         response.close()
@@ -319,6 +362,8 @@ async def aiter_sse(
                     break
                 yield payload
             if chunk is None:
+                if decoder.truncated:
+                    raise state.error("the stream ended in the middle of an event")
                 break
     finally:
         # Close the byte iterator before the response: left suspended, an async
