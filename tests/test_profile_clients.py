@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from .emulator_helpers import CHAT, Client
 from .threads import join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
+
+UUID_JOB = "00000000-0000-4000-8000-000000000000"
 
 
 def test_relative_and_absolute_urls(api: Client, emu: Emulator) -> None:
@@ -384,6 +387,56 @@ def test_in_band_stream_errors_count_when_read_under_the_breaker(
     finally:
         api.close()
     assert breaker.state is rs.CircuitState.OPEN
+
+
+def _one_answer_per_connection(answers: list[bytes]) -> tuple[str, list[bytes], Any]:
+    """A raw HTTP server on 127.0.0.1: each connection gets the next answer, then is closed."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    requests_seen: list[bytes] = []
+
+    def serve() -> None:
+        for answer in answers:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed, or nobody came
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                requests_seen.append(data)
+                connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.close()
+        join_all([thread])
+
+    return f"http://127.0.0.1:{server.getsockname()[1]}", requests_seen, stop
+
+
+def test_a_connection_dropped_mid_body_is_retried_on_an_idempotent_endpoint(
+    kind: str, clock: FakeClock
+) -> None:
+    """A 200 whose body is cut short is a failure of that attempt, inside the pipeline:
+    typed and retried on a GET (requests and httpx read bodies after the transport)."""
+    cut = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"job_id":'
+    )
+    whole = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    url, seen, stop = _one_answer_per_connection([cut, whole])
+    client = Client(kind, url, "sk-" + "a" * 32, clock=clock, breaker=None)
+    try:
+        assert client.get(f"/api/jobs/{UUID_JOB}").content == b"{}"
+    finally:
+        client.close()
+        stop()
+    assert len(seen) == 2
+    assert len(clock.sleeps) == 1
 
 
 def emu_job(emu: Emulator) -> str:

@@ -171,8 +171,11 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
             except BaseException:
                 response.close()
                 raise
-        elif response.status_code >= 400:
-            response.content  # noqa: B018 - read it: frees the connection, lets rules see the text
+        if not stream or (check is None and response.status_code >= 400):
+            # Read here, inside the attempt, what requests would read right after:
+            # a connection dropped mid-body is then this attempt's failure, classified
+            # and retried like any other (and an error's text is there for the rules).
+            response.content  # noqa: B018
         return response
 
 

@@ -13,6 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._endpoints import endpoint
 from ._errors import raise_for_response, read_body, redact
 from ._policy import Options, options
 
@@ -188,8 +189,22 @@ def _closing_streams() -> tuple[type[Any], type[Any]]:
     return ClosingStream, AsyncClosingStream
 
 
+def _reads_whole(response: httpx.Response) -> bool:
+    """Whether the body is read inside the attempt: every answer but an SSE stream's."""
+    request = response.request
+    try:
+        return not endpoint(request.method, str(request.url)).stream
+    except ValueError:
+        return True
+
+
 def _check_httpx(response: httpx.Response) -> None:
     if response.status_code < 400:
+        # httpx reads the body after the transport returns, outside the pipeline:
+        # read it here, so that a connection dropped mid-body is this attempt's
+        # failure, classified and retried like any other.
+        if _reads_whole(response):
+            response.read()
         return
     network = response.extensions.get("network_stream")
     if _breaks_connection(response) and network is not None:
@@ -200,6 +215,8 @@ def _check_httpx(response: httpx.Response) -> None:
 
 async def _acheck_httpx(response: httpx.Response) -> None:
     if response.status_code < 400:
+        if _reads_whole(response):  # see _check_httpx
+            await response.aread()
         return
     network = response.extensions.get("network_stream")
     if _breaks_connection(response) and network is not None:
