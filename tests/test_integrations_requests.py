@@ -97,6 +97,12 @@ def test_adapter_timeout_caps_the_socket(emu: Emulator) -> None:
         session.get(f"{emu.url}/health")
 
 
+def test_a_timeout_beyond_any_float_is_simply_capped(emu: Emulator) -> None:
+    """timeout=10**400 (an int no float holds) is lowered to the cap, not an OverflowError."""
+    with Session(None, timeout=5.0) as session:
+        assert session.get(f"{emu.url}/health", timeout=10**400).status_code == 200
+
+
 def test_passed_deadline_sends_nothing(emu: Emulator) -> None:
     """Once the deadline has passed, the request is not sent: TimeoutExceededError."""
     clock = FakeClock()

@@ -59,7 +59,7 @@ def _cap(timeout: Any, limit: float | None) -> Any:
         connect, read = timeout
         return (lowest(connect, limit), lowest(read, limit))
     if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-        return min(float(timeout), limit)
+        return limit if timeout > limit else timeout  # no float(): an int may be beyond one
     return timeout  # a urllib3 Timeout object: the caller's own business
 
 
