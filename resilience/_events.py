@@ -290,8 +290,8 @@ class RetriesExhausted(Event):
         attempts: How many attempts were made.
         elapsed: Seconds since the first attempt started.
         reason: ``"attempts"`` (none left), ``"deadline"`` (the next attempt would
-            start past the deadline), ``"retry_after"`` (the server asked for a
-            wait beyond ``max_retry_after`` or the deadline), or
+            start past the deadline, a server's wait included), ``"retry_after"``
+            (the server asked for a wait beyond ``max_retry_after``),
             ``"stream_interrupted"`` (a stream failed with a retryable error after
             items had reached the caller, so it could not be restarted; the
             caller gets `StreamInterruptedError`, chained to *error*), or
