@@ -40,6 +40,17 @@ def test_explain_follows_the_options() -> None:
     assert "unbounded" in text
 
 
+def test_explain_follows_retry_ambiguous_and_any_endpoint_map() -> None:
+    """With retry_ambiguous=True the table says ambiguous failures are retried; a map
+    without a row for the example request is explained without the example."""
+    text = saas.explain(saas.Options(retry_ambiguous=True))
+    assert "idempotent endpoints only" not in text
+    assert "yes (retry_ambiguous=True)" in text
+    only_gets = saas.EndpointMap([saas.Endpoint("GET", "*", 5.0, True)])
+    text = saas.explain(saas.Options(endpoints=only_gets))
+    assert "no example pipeline" in text
+
+
 def test_command_line_explain() -> None:
     """python -m resilience explain saas-litellm prints the explanation."""
     out = subprocess.run(

@@ -118,7 +118,14 @@ def explain(settings: Options | None = None) -> str:
     out.append("SaaS LiteLLM profile (resilience.profiles.saas_litellm)")
     out.append("")
     out.append("Retry table: what each outcome is, per the server's real behaviour")
-    out.append(_table(RETRY_TABLE))
+    table: tuple[tuple[str, ...], ...] = RETRY_TABLE
+    if opts.retry_ambiguous:
+        ambiguous = "yes (retry_ambiguous=True)"
+        table = tuple(
+            (row[0], ambiguous, *row[2:]) if row[1] == "idempotent endpoints only" else row
+            for row in RETRY_TABLE
+        )
+    out.append(_table(table))
     out.append("  permanent causes inside a 500's detail: " + ", ".join(PERMANENT_CAUSES))
     out.append("")
     out.append("Timeout map: method and path template (most specific wins, never a substring)")
@@ -190,17 +197,30 @@ def explain(settings: Options | None = None) -> str:
         "itself then has its own total and idle limits (never retried once it has begun)"
     )
     out.append("")
-    out.append(
-        "Not retried on non-idempotent endpoints (llm-call, create-and-call, the streams): "
-        "read timeouts, drops after sending, 502 and 504 — the server may have done, and "
-        "charged for, the work. Opt in with retry_ambiguous=True."
-    )
+    if opts.retry_ambiguous:
+        out.append(
+            "retry_ambiguous=True: read timeouts, drops after sending, 502 and 504 are "
+            "retried on every endpoint, paid ones included: a retry may repeat work the "
+            "server did, and charged for."
+        )
+    else:
+        out.append(
+            "Not retried on non-idempotent endpoints (llm-call, create-and-call, the streams): "
+            "read timeouts, drops after sending, 502 and 504 — the server may have done, and "
+            "charged for, the work. Opt in with retry_ambiguous=True."
+        )
     out.append("")
-    out.append(
-        f"The pipeline of one request, as resilience explains it: POST {_EXAMPLE} "
-        "(other endpoints differ in timeout, and idempotent ones also retry ambiguous failures)"
-    )
-    out.append(textwrap.indent(example_pipeline(opts).explain(), "  "))
+    try:
+        example = example_pipeline(opts)
+    except ValueError:  # a map of the user's with no row for it
+        out.append(f"(no endpoint of this map matches POST {_EXAMPLE}: no example pipeline)")
+    else:
+        out.append(
+            f"The pipeline of one request, as resilience explains it: POST {_EXAMPLE} "
+            "(other endpoints differ in timeout, and idempotent ones also retry ambiguous "
+            "failures)"
+        )
+        out.append(textwrap.indent(example.explain(), "  "))
     return "\n".join(out)
 
 
