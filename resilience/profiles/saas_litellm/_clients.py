@@ -13,7 +13,6 @@ import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._endpoints import endpoint
 from ._errors import raise_for_response, read_body, redact
 from ._policy import Options, options
 
@@ -190,12 +189,9 @@ def _closing_streams() -> tuple[type[Any], type[Any]]:
 
 
 def _reads_whole(response: httpx.Response) -> bool:
-    """Whether the body is read inside the attempt: every answer but an SSE stream's."""
-    request = response.request
-    try:
-        return not endpoint(request.method, str(request.url)).stream
-    except ValueError:
-        return True
+    """Whether the body is read inside the attempt: every answer but an event stream."""
+    content_type: str = response.headers.get("content-type", "")
+    return not content_type.lower().startswith("text/event-stream")
 
 
 def _check_httpx(response: httpx.Response) -> None:
