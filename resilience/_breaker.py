@@ -17,12 +17,9 @@ failures, the sync and async runners read those attributes themselves
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import random
-import sys
-from collections.abc import AsyncIterator, Callable, Generator
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, NoReturn, final
 
 import attrs
@@ -43,7 +40,7 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Description, PolicyMixin, Runner, pipeline_field, target_name
+from ._core import Description, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -54,6 +51,7 @@ from ._events import (
 )
 from ._exceptions import CircuitOpenError
 from ._explain import rule_lines, seconds
+from ._gate import NO_RESULT, FastPath, GatePolicy
 from ._validate import check_clock, check_name, check_rng, to_hooks
 from .backoff import Backoff
 
@@ -121,43 +119,9 @@ def _default_threshold(self: CircuitBreaker) -> int | None:
     return None if self.trip else 5
 
 
-# Passed as the result of streams and `with` blocks, which have none to classify.
-_NO_RESULT: Any = object()
-
-
-def _delegate(gen: Any, item: object) -> Generator[Any, Any, Any]:
-    """Yield *item*, then the rest of *gen*, forwarding send(), throw() and close()."""
-    while True:
-        try:
-            sent = yield item
-        except GeneratorExit:
-            gen.close()
-            raise
-        except BaseException as exc:
-            try:
-                item = gen.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                item = next(gen) if sent is None else gen.send(sent)
-            except StopIteration as stop:
-                return stop.value
-
-
-# The permits of the `with` blocks running in this context, innermost last:
-# (breaker, id of the frame running the `with` statement, permit, start).
-# Generators share their consumer's context, so blocks suspended at a
-# `yield` interleave here; the frame tells whose block is leaving.
-_Entry = tuple["CircuitBreaker", int, CircuitPermit, float | None]
-_ENTERED: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
-    "resilience_breaker_entered", default=()
-)
-
-
 @final
 @attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
-class CircuitBreaker(PolicyMixin):
+class CircuitBreaker(GatePolicy):
     """
     Reject calls to an upstream that keeps failing, then let a few probes test it.
 
@@ -370,7 +334,82 @@ class CircuitBreaker(PolicyMixin):
         """
         self._announce(self._store.reset(), None)
 
-    # --- slow paths shared by every driver --------------------------------
+    # --- the gate (see resilience.engine.Gate): the engine runs the call ----------
+
+    @property
+    def timed(self) -> bool:
+        """Whether calls are timed: only when a `SlowCallRate` needs their durations."""
+        return self._timed
+
+    @property
+    def results(self) -> bool:
+        """Whether returned results are classified (the classifier has rules for results)."""
+        return self.on.handles_results
+
+    @property
+    def fast(self) -> FastPath | None:
+        """The store, when it offers the fast path (``ready`` and ``settled``); else `None`."""
+        store = self._store
+        if hasattr(store, "ready") and hasattr(store, "settled"):
+            return store  # type: ignore[return-value]
+        return None
+
+    def admit(self, target: object, /) -> CircuitPermit:
+        """
+        Ask the store for a permit (see `resilience.engine.Gate.admit`).
+
+        Raises:
+            CircuitOpenError: If the circuit refuses calls now.
+        """
+        permit = self._store.acquire()
+        if isinstance(permit, CircuitRejection):
+            self._reject(permit, target)
+        if permit.transitions:
+            self._announce(permit.transitions, target)
+        return permit
+
+    def on_success(
+        self, permit: CircuitPermit, result: object, duration: float | None, target: object, /
+    ) -> None:
+        """Record a returned *result*: a failure if the classifier trips on it, else a success."""
+        store = self._store
+        if result is not NO_RESULT and self.on.handles_results:
+            try:
+                verdict = self.on.classify(result)
+            except BaseException:
+                store.on_ignored(permit)
+                raise
+            if verdict.trip:
+                transitions = store.on_failure(permit, duration)
+                if transitions:
+                    self._announce(transitions, target)
+                return
+        transitions = store.on_success(permit, duration)
+        if transitions:
+            self._announce(transitions, target)
+
+    def on_failure(
+        self, permit: CircuitPermit, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """Record the exception *error*: a failure if the classifier trips on it, else nothing."""
+        store = self._store
+        try:
+            verdict = self.on.classify(error)
+        except BaseException:
+            store.on_ignored(permit)
+            raise
+        if verdict.trip:
+            transitions = store.on_failure(permit, duration)
+        else:
+            transitions = store.on_ignored(permit)
+        if transitions:
+            self._announce(transitions, target)
+
+    def on_cancel(
+        self, permit: CircuitPermit, error: BaseException, duration: float | None, target: object, /
+    ) -> None:
+        """Cancellation, interpreter exits, a stream closed early: not counted; a probe is freed."""
+        self._store.on_ignored(permit)
 
     def _announce(self, transitions: tuple[CircuitTransition, ...], fn: object) -> None:
         """Emit the events of *transitions*; called after the store released its lock."""
@@ -403,385 +442,6 @@ class CircuitBreaker(PolicyMixin):
             retry_after=retry_after,
         )
         raise CircuitOpenError(self._label, retry_after)
-
-    def _admit(self, fn: object) -> CircuitPermit:
-        """Acquire a permit or raise `CircuitOpenError` (used off the hot path)."""
-        permit = self._store.acquire()
-        if isinstance(permit, CircuitRejection):
-            self._reject(permit, fn)
-        if permit.transitions:
-            self._announce(permit.transitions, fn)
-        return permit
-
-    def _fail(
-        self, permit: CircuitPermit, exc: BaseException, duration: float | None, fn: object
-    ) -> None:
-        """Record the exception *exc* that ended the call admitted by *permit*."""
-        store = self._store
-        if not isinstance(exc, Exception):
-            # Cancellation and interpreter exits: never counted, the place given back.
-            store.on_ignored(permit)
-            return
-        try:
-            verdict = self.on.classify(exc)
-        except BaseException:
-            store.on_ignored(permit)
-            raise
-        if verdict.trip:
-            transitions = store.on_failure(permit, duration)
-        else:
-            transitions = store.on_ignored(permit)
-        if transitions:
-            self._announce(transitions, fn)
-
-    def _succeed(
-        self, permit: CircuitPermit, result: object, duration: float | None, fn: object
-    ) -> None:
-        """Record a returned *result*: a failure if the classifier trips on it, else a success."""
-        store = self._store
-        if result is not _NO_RESULT and self.on.handles_results:
-            try:
-                verdict = self.on.classify(result)
-            except BaseException:
-                store.on_ignored(permit)
-                raise
-            if verdict.trip:
-                transitions = store.on_failure(permit, duration)
-                if transitions:
-                    self._announce(transitions, fn)
-                return
-        transitions = store.on_success(permit, duration)
-        if transitions:
-            self._announce(transitions, fn)
-
-    # --- binding (the policy protocol) -------------------------------------
-
-    def _inlined_store(self) -> InMemoryCircuitStore | None:
-        """
-        Return the store if the closed state can be read inline, else `None`.
-
-        The default store counting consecutive failures only, without timing:
-        then admission is one attribute read and a success with no failure
-        pending writes nothing, so the runner reads those two attributes
-        itself instead of calling `acquire` and `on_success`. Any other store
-        goes through the `CircuitStore` protocol.
-        """
-        store = self._store
-        if type(store) is InMemoryCircuitStore and store._plain and not self._timed:
-            return store
-        return None
-
-    def _bind_sync(self, inner: Runner) -> Runner:
-        mem = self._inlined_store()
-        if mem is not None:
-            return self._bind_sync_inline(inner, mem)
-        store = self._store
-        acquire = store.acquire
-        on_success = store.on_success
-        rejection = CircuitRejection
-        direct = inner is CALL
-        timed = self._timed
-        now = self.clock.now
-        results = self.on.handles_results
-        reject = self._reject
-        announce = self._announce
-        fail = self._fail
-        succeed = self._succeed
-
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = acquire()
-            if isinstance(permit, rejection):
-                reject(permit, fn)
-            if permit.transitions:
-                announce(permit.transitions, fn)
-            if timed:
-                start = now()
-                try:
-                    result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-                except BaseException as exc:
-                    fail(permit, exc, now() - start, fn)
-                    raise
-                succeed(permit, result, now() - start, fn)
-                return result
-            try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except BaseException as exc:
-                fail(permit, exc, None, fn)
-                raise
-            if results:
-                succeed(permit, result, None, fn)
-            else:
-                transitions = on_success(permit, None)
-                if transitions:
-                    announce(transitions, fn)
-            return result
-
-        return run
-
-    def _bind_sync_inline(self, inner: Runner, mem: InMemoryCircuitStore) -> Runner:
-        on_success = mem.on_success
-        direct = inner is CALL
-        results = self.on.handles_results
-        admit = self._admit
-        announce = self._announce
-        fail = self._fail
-        succeed = self._succeed
-
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = mem._closed
-            if permit is None:  # not closed: ask the store, under its lock
-                permit = admit(fn)
-            try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except BaseException as exc:
-                fail(permit, exc, None, fn)
-                raise
-            if results:
-                succeed(permit, result, None, fn)
-            elif permit is not mem._closed or mem._failures:
-                transitions = on_success(permit, None)
-                if transitions:
-                    announce(transitions, fn)
-            return result
-
-        return run
-
-    def _bind_async_inline(self, inner: Runner, mem: InMemoryCircuitStore) -> Runner:
-        on_success = mem.on_success
-        direct = inner is CALL
-        results = self.on.handles_results
-        admit = self._admit
-        announce = self._announce
-        fail = self._fail
-        succeed = self._succeed
-
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = mem._closed
-            if permit is None:
-                permit = admit(fn)
-            try:
-                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except BaseException as exc:
-                fail(permit, exc, None, fn)
-                raise
-            if results:
-                succeed(permit, result, None, fn)
-            elif permit is not mem._closed or mem._failures:
-                transitions = on_success(permit, None)
-                if transitions:
-                    announce(transitions, fn)
-            return result
-
-        return run
-
-    def _bind_async(self, inner: Runner) -> Runner:
-        mem = self._inlined_store()
-        if mem is not None:
-            return self._bind_async_inline(inner, mem)
-        store = self._store
-        acquire = store.acquire
-        on_success = store.on_success
-        rejection = CircuitRejection
-        direct = inner is CALL
-        timed = self._timed
-        now = self.clock.now
-        results = self.on.handles_results
-        reject = self._reject
-        announce = self._announce
-        fail = self._fail
-        succeed = self._succeed
-
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = acquire()
-            if isinstance(permit, rejection):
-                reject(permit, fn)
-            if permit.transitions:
-                announce(permit.transitions, fn)
-            if timed:
-                start = now()
-                try:
-                    result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-                except BaseException as exc:
-                    fail(permit, exc, now() - start, fn)
-                    raise
-                succeed(permit, result, now() - start, fn)
-                return result
-            try:
-                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except BaseException as exc:
-                fail(permit, exc, None, fn)
-                raise
-            if results:
-                succeed(permit, result, None, fn)
-            else:
-                transitions = on_success(permit, None)
-                if transitions:
-                    announce(transitions, fn)
-            return result
-
-        return run
-
-    def _bind_gen(self, inner: Runner) -> Runner:
-        admit = self._admit
-        on_ignored = self._store.on_ignored
-        direct = inner is CALL
-        timed = self._timed
-        now = self.clock.now
-        fail = self._fail
-        succeed = self._succeed
-
-        # A generator function: the call is admitted when the consumer asks for
-        # the first item, and its outcome is recorded when the stream ends.
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = admit(fn)
-            start = now() if timed else None
-            duration: float | None = None
-            try:
-                gen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-                if start is None:
-                    result = yield from gen
-                else:
-                    # Timed to the first item: the upstream's latency, not the consumer's pace.
-                    try:
-                        item = next(gen)
-                    except StopIteration as stop:
-                        duration = now() - start
-                        result = stop.value
-                    else:
-                        duration = now() - start
-                        result = yield from _delegate(gen, item)
-            except GeneratorExit:
-                on_ignored(permit)  # the consumer stopped early: not a failure
-                raise
-            except BaseException as exc:
-                if start is not None and duration is None:
-                    duration = now() - start
-                fail(permit, exc, duration, fn)
-                raise
-            succeed(permit, _NO_RESULT, duration, fn)
-            return result
-
-        return run
-
-    def _bind_agen(self, inner: Runner) -> Runner:
-        admit = self._admit
-        on_ignored = self._store.on_ignored
-        direct = inner is CALL
-        timed = self._timed
-        now = self.clock.now
-        fail = self._fail
-        succeed = self._succeed
-
-        async def run(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> AsyncIterator[Any]:
-            permit = admit(fn)
-            start = now() if timed else None
-            duration: float | None = None
-            try:
-                agen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except BaseException as exc:
-                fail(permit, exc, None if start is None else now() - start, fn)
-                raise
-            try:
-                try:
-                    item = await agen.__anext__()
-                    if start is not None:
-                        duration = now() - start
-                    while True:
-                        # Delegate by hand (an async generator cannot `yield from`),
-                        # forwarding asend() and athrow() from the consumer.
-                        try:
-                            sent = yield item
-                        except GeneratorExit:
-                            raise
-                        except BaseException as exc:
-                            item = await agen.athrow(exc)
-                        else:
-                            item = await (agen.__anext__() if sent is None else agen.asend(sent))
-                except StopAsyncIteration:
-                    pass
-                except GeneratorExit:
-                    on_ignored(permit)  # the consumer stopped early: not a failure
-                    raise
-                except BaseException as exc:
-                    if start is not None and duration is None:
-                        duration = now() - start
-                    fail(permit, exc, duration, fn)
-                    raise
-            finally:
-                await agen.aclose()
-            if start is not None and duration is None:
-                duration = now() - start
-            succeed(permit, _NO_RESULT, duration, fn)
-
-        return run
-
-    # --- `with` and `async with` --------------------------------------------
-
-    def __enter__(self) -> CircuitBreaker:
-        """
-        Admit the block (see the class docstring); return the breaker.
-
-        Raises:
-            CircuitOpenError: If the circuit refuses calls now.
-        """
-        self._enter(id(sys._getframe(1)))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Record the block's outcome: finishing is a success, an exception is classified."""
-        self._exit(id(sys._getframe(1)), exc)
-
-    async def __aenter__(self) -> CircuitBreaker:
-        """As ``__enter__``, for ``async with``."""
-        self._enter(id(sys._getframe(1)))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """As ``__exit__``, for ``async with``."""
-        self._exit(id(sys._getframe(1)), exc)
-
-    def _enter(self, frame: int) -> None:
-        permit = self._admit(None)
-        start = self.clock.now() if self._timed else None
-        _ENTERED.set((*_ENTERED.get(), (self, frame, permit, start)))
-
-    def _exit(self, frame: int, exc: BaseException | None) -> None:
-        entered = _ENTERED.get()
-        # The innermost block of this breaker entered by the same frame: blocks
-        # of generators suspended inside them interleave, and each must record
-        # its own permit. A block entered through a helper (contextlib's
-        # ExitStack enters and leaves from different frames) falls back to
-        # the innermost block of this breaker.
-        found = None
-        for index in range(len(entered) - 1, -1, -1):
-            entry = entered[index]
-            if entry[0] is self:
-                if entry[1] == frame:
-                    found = index
-                    break
-                if found is None:
-                    found = index
-        if found is None:
-            raise RuntimeError("CircuitBreaker.__exit__ without a matching __enter__")
-        _, _, permit, start = entered[found]
-        _ENTERED.set(entered[:found] + entered[found + 1 :])
-        duration = None if start is None else self.clock.now() - start
-        if exc is None:
-            self._succeed(permit, _NO_RESULT, duration, None)  # a block has no result
-        else:
-            self._fail(permit, exc, duration, None)
 
 
 CircuitBreaker.__module__ = "resilience"

@@ -352,7 +352,12 @@ class CircuitStore(Protocol):
 
     `acquire` and `on_success` run on every call: a store should answer them
     without a lock or a round trip while the circuit is closed and has nothing
-    to count (the in-memory store reads two attributes).
+    to count. A store that can say so in two attributes offers the breaker's
+    **fast path** (a `resilience.engine.FastPath`): ``ready``, the permit of
+    the closed period (`None` while not closed), and ``settled``, the same
+    permit while a success with it would change nothing (`None` otherwise).
+    The breaker then reads them instead of calling `acquire` and `on_success`
+    (about half the cost). Both are optional; the in-memory store has them.
     """
 
     def acquire(self) -> CircuitPermit | CircuitRejection:
@@ -585,7 +590,13 @@ class InMemoryCircuitStore:
     The lock is held for decisions only. While the circuit is closed,
     `acquire` reads one attribute without the lock, and so does `on_success`
     when only consecutive failures are counted and none is pending; every other
-    step takes the lock for a few attribute updates.
+    step takes the lock for a few attribute updates. It offers the fast path
+    (see `CircuitStore`).
+
+    Attributes:
+        ready: The permit of the current closed period; `None` while not closed.
+        settled: *ready* while a success would change nothing (only
+            consecutive failures are counted, and none is pending); else `None`.
 
     Args:
         breaker: The breaker whose circuit this is; its attributes are the configuration.
@@ -595,7 +606,6 @@ class InMemoryCircuitStore:
 
     __slots__ = (
         "__weakref__",
-        "_closed",
         "_delay",
         "_failures",
         "_lock",
@@ -615,6 +625,8 @@ class InMemoryCircuitStore:
         "_timed_windows",
         "_until",
         "_windows",
+        "ready",
+        "settled",
     )
 
     def __init__(self, breaker: CircuitBreaker) -> None:
@@ -628,9 +640,8 @@ class InMemoryCircuitStore:
         conditions = breaker.trip
         self._windows = tuple(_window(c) for c in conditions)
         self._timed_windows = any(c.seconds is not None for c in conditions)
-        # Only consecutive failures are counted. The breaker's inlined runners
-        # then read `_closed` and `_failures` themselves, without the lock (see
-        # CircuitBreaker._inlined_store): keep those two fields' meaning.
+        # Only consecutive failures are counted: then a success with none
+        # pending changes nothing (`settled`).
         self._plain = not self._windows
         slow = [c.slower_than for c in conditions if isinstance(c, SlowCallRate)]
         # A probe slower than the strictest slow-call limit fails the probe.
@@ -638,7 +649,10 @@ class InMemoryCircuitStore:
         self._state = CLOSED
         # The permit of the current closed period (its identity tells periods
         # apart); None whenever the circuit is not closed.
-        self._closed: CircuitPermit | None = CircuitPermit()
+        self.ready: CircuitPermit | None = CircuitPermit()
+        # The same permit while a success would change nothing (only consecutive
+        # failures counted, none pending), else None: the breaker's fast path.
+        self.settled: CircuitPermit | None = self.ready if self._plain else None
         self._failures = 0  # consecutive failures while closed
         self._until = 0.0  # when the open period ends (OPEN)
         self._opens = 0  # openings since the circuit last closed
@@ -660,7 +674,8 @@ class InMemoryCircuitStore:
         self._opens = 0
         self._delay = 0.0
         self._phase = None
-        self._closed = CircuitPermit()
+        self.ready = CircuitPermit()
+        self.settled = self.ready if self._plain else None
         return (CircuitTransition(CLOSED, reason),)
 
     def _enter_open(self, now: float, reason: str) -> tuple[CircuitTransition, ...]:
@@ -676,7 +691,7 @@ class InMemoryCircuitStore:
                     "an open period must be a finite number of seconds >= 0"
                 )
             delay = float(delay)
-        self._closed = None
+        self.ready = self.settled = None
         self._state = OPEN
         self._opens = opens
         self._delay = delay
@@ -714,7 +729,7 @@ class InMemoryCircuitStore:
 
     def acquire(self) -> CircuitPermit | CircuitRejection:
         """Admit the call, as a closed-state call or a probe, or reject it (see `CircuitStore`)."""
-        permit = self._closed
+        permit = self.ready
         if permit is not None:
             return permit
         with self._lock:
@@ -736,7 +751,7 @@ class InMemoryCircuitStore:
                     return CircuitPermit(self._phase, transitions)
                 return CircuitRejection(HALF_OPEN, None)
             if state is CLOSED:  # closed by another thread since the read above
-                permit = self._closed
+                permit = self.ready
                 assert permit is not None
                 return permit
             return CircuitRejection(ISOLATED, None)
@@ -745,12 +760,13 @@ class InMemoryCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a success (see `CircuitStore`)."""
-        if permit is self._closed and self._plain and not self._failures:
+        if permit is self.settled:
             return NO_TRANSITIONS  # the hot path: nothing to write
         with self._lock:
-            if permit is self._closed:
+            if permit is self.ready:
                 self._failures = 0
                 if self._plain:
+                    self.settled = permit
                     return NO_TRANSITIONS
                 return self._record(False, duration)
             if not self._is_probe(permit):
@@ -768,8 +784,9 @@ class InMemoryCircuitStore:
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`)."""
         with self._lock:
-            if permit is self._closed:
+            if permit is self.ready:
                 self._failures += 1
+                self.settled = None
                 if self._plain:
                     threshold = self._threshold
                     if threshold is not None and self._failures >= threshold:
@@ -802,7 +819,7 @@ class InMemoryCircuitStore:
             if state is ISOLATED:
                 if current is ISOLATED:
                     return NO_TRANSITIONS
-                self._closed = None
+                self.ready = self.settled = None
                 self._state = ISOLATED
                 self._phase = None
                 self._failures = 0

@@ -1,0 +1,747 @@
+"""
+Gates: policies that decide before a call and learn after it, and the one engine that runs them.
+
+Most policies are a gate around the call. Before it, the gate *admits* the
+call (at once, after a wait, or not at all: it raises a `RejectedError`);
+after it, the gate *learns* the outcome: a success, a failure, or a
+cancellation, with the call's duration when it asked for one. The circuit
+breaker, the shared Retry-After pause, the metrics observer and a user's own
+policy are gates.
+
+A gate holds decisions only. This module owns, once for every gate:
+
+- the drivers of the four shapes (sync, async, generator, async generator)
+  and the ``with`` / ``async with`` form (`GatePolicy`); a stream is admitted
+  when its first item is asked for and its outcome learnt when it ends;
+- waiting (`Wait`): on the gate's clock or a `Waiter` in sync code, without
+  blocking the event loop in async code, never past the current deadline (a
+  wait that cannot end before it is refused at once);
+- the rule that cancellation and interpreter exits (any `BaseException` that
+  is not an `Exception`, and a consumer closing a stream early) are handed to
+  `Gate.on_cancel`, never recorded as failures;
+- the fast path: a gate whose `FastPath` says the call is admitted and its
+  success changes nothing costs two attribute reads per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Final, Protocol, Self, final
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._core import CALL, DEADLINE, PolicyMixin, Runner, Shape, testing_state, time_left
+from ._streams import astep, relay
+
+__all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bind_gate"]
+
+
+@final
+class _NoResult:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_RESULT"
+
+    def __reduce__(self) -> str:
+        return "NO_RESULT"
+
+
+NO_RESULT: Final[Any] = _NoResult()
+"""What `Gate.on_success` receives as the result of a stream or a ``with`` block: they have none."""
+
+
+class FastPath(Protocol):
+    """
+    Where the engine reads, on every call, whether a gate may be skipped (`Gate.fast`).
+
+    Two attributes, read without a lock or a call; the gate (or its store)
+    keeps them current:
+
+    Attributes:
+        ready: A permit that admits a call without `Gate.admit`, or `None`:
+            then the engine asks `Gate.admit`.
+        settled: A permit whose success changes nothing, or `None`. After a
+            call admitted with *ready* returns, the engine reports the success
+            only if this is no longer the same permit (or `Gate.results` asks
+            for every result).
+    """
+
+    @property
+    def ready(self) -> object | None: ...
+
+    @property
+    def settled(self) -> object | None: ...
+
+
+@final
+class _Never:
+    """The fast path of a gate that has none: always ask, always report."""
+
+    __slots__ = ()
+    ready = None
+    settled = None
+
+
+_NEVER: Final = _Never()
+
+
+class Gate(Protocol):
+    """
+    The decisions of a gate policy: admit a call, then learn its outcome.
+
+    The engine (`bind_gate`, `GatePolicy`) calls these; none is called with a
+    lock of the engine held, and each may be called from any thread or task
+    at once: a gate guards its own state. They should return quickly and
+    never block, except `admit`, which returns a `Wait` instead of waiting.
+
+    ``target`` is the function called (for event labels), or `None` for a
+    ``with`` block. ``duration`` is the call's duration in seconds on
+    `clock` when `timed` is true (for a stream: to its first item, or to its
+    end if it has none), else `None`.
+
+    Attributes:
+        timed: Whether the engine measures each call's duration.
+        results: Whether `on_success` must see every result, even one the
+            fast path says changes nothing (a classifier that judges results).
+        fast: The gate's `FastPath`, or `None`: then every call goes
+            through `admit` and every success is reported.
+        clock: The clock durations and time waits are measured on.
+    """
+
+    @property
+    def timed(self) -> bool: ...
+
+    @property
+    def results(self) -> bool: ...
+
+    @property
+    def fast(self) -> FastPath | None: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def admit(self, target: object, /) -> Any:
+        """
+        Decide whether the call may run: return a permit, a `Wait`, or raise a `RejectedError`.
+
+        The permit is any object; the engine hands it back with the outcome.
+        """
+        ...
+
+    def on_success(
+        self, permit: Any, result: Any, duration: float | None, target: object, /
+    ) -> None:
+        """Learn that the call admitted by *permit* returned *result* (`NO_RESULT`: none)."""
+        ...
+
+    def on_failure(
+        self, permit: Any, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """Learn that the call admitted by *permit* raised *error*."""
+        ...
+
+    def on_cancel(
+        self, permit: Any, error: BaseException, duration: float | None, target: object, /
+    ) -> None:
+        """
+        Give back what *permit* holds: the call was cancelled or interrupted, with no outcome.
+
+        *error* is the `BaseException` that is not an `Exception`
+        (cancellation, `KeyboardInterrupt`, `SystemExit`, `GeneratorExit` when
+        the consumer closed a stream early). Called too when a call is
+        cancelled while it waits: then *permit* is the `Wait` if its `Waiter`
+        was not woken, else the permit it was handed.
+        """
+        ...
+
+    def on_expired(self, wait: Wait, target: object, /) -> Any:
+        """
+        The *wait* cannot end in time: release its place and raise a `RejectedError`.
+
+        Called when a time wait would end at or after the current deadline
+        (before any sleep), or when a `Waiter` was not woken within
+        `Wait.seconds` or before the deadline. May return a permit instead,
+        to admit the call after all.
+        """
+        ...
+
+
+@final
+class Waiter:
+    """
+    One caller's place in a gate's queue, woken from any thread or task.
+
+    A gate that admits calls when room frees up (a bulkhead) returns
+    ``Wait(seconds, waiter=Waiter())`` from `Gate.admit`, keeps the waiter in
+    its queue, and later calls `wake` with the permit for that caller. The
+    engine waits for it without holding the gate's lock: on a
+    `threading.Event` in sync code, on a future of the caller's event loop in
+    async code (woken thread-safely).
+
+    A waiter is woken at most once, and a caller that gave up (timed out or
+    cancelled) cannot be woken: `wake` then returns `False` and the gate
+    offers the permit to the next caller.
+    """
+
+    __slots__ = ("_event", "_future", "_lock", "_loop", "_state", "permit")
+
+    _WAITING: Final = 0
+    _WOKEN: Final = 1
+    _GONE: Final = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = self._WAITING
+        self._event: threading.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._future: asyncio.Future[None] | None = None
+        self.permit: Any = None
+        """The permit `wake` handed over (`None` until then)."""
+
+    def __repr__(self) -> str:
+        state = ("waiting", "woken", "gone")[self._state]
+        return f"<Waiter {state}>"
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the caller still waits: neither woken nor gone."""
+        return self._state == self._WAITING
+
+    def wake(self, permit: object) -> bool:
+        """
+        Hand *permit* to the waiting caller and wake it, from any thread or task.
+
+        Returns:
+            `True` if the caller takes the permit; `False` if it already gave
+            up (timed out or was cancelled), or was woken before: then the
+            permit is still the gate's to give.
+        """
+        with self._lock:
+            if self._state != self._WAITING:
+                return False
+            self._state = self._WOKEN
+            self.permit = permit
+            event, loop, future = self._event, self._loop, self._future
+        if event is not None:
+            event.set()
+        if future is not None:
+            assert loop is not None
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the waiting task's loop is closed: it is gone
+                with self._lock:
+                    self._state = self._GONE
+                    self.permit = None
+                return False
+        return True
+
+    def _give_up(self) -> bool:
+        """Leave the queue; `False` if the caller was woken first (then it holds `permit`)."""
+        with self._lock:
+            if self._state == self._WOKEN:
+                return False
+            self._state = self._GONE
+            return True
+
+    def _wait(self, seconds: float | None) -> bool:
+        """Block until woken or *seconds* pass; return whether woken."""
+        with self._lock:
+            if self._state == self._WOKEN:
+                return True
+            event = self._event = threading.Event()
+        return event.wait(seconds)
+
+    async def _await(self, seconds: float | None) -> bool:
+        """Wait, without blocking the loop, until woken or *seconds* pass; return whether woken."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._state == self._WOKEN:
+                return True
+            future = self._future = loop.create_future()
+            self._loop = loop
+        if seconds is None:
+            await future
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await future
+        except TimeoutError:
+            return False
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@final
+class Wait:
+    """
+    What `Gate.admit` returns when the call may run only after a wait.
+
+    Two kinds:
+
+    - a **time wait** (``waiter`` is `None`): sleep *seconds* on the gate's
+      clock (not at all in testing mode, see `resilience.testing`), then run
+      with *permit*. A rate limiter that reserved a later slot, or a pause,
+      returns one. If the sleep would end at or after the current deadline,
+      `Gate.on_expired` is called instead, at once.
+    - a **queue wait** (a `Waiter`): wait until the gate wakes the waiter with
+      a permit, for at most *seconds* (`None`: no limit) and never past the
+      current deadline; if it is not woken in time, `Gate.on_expired`.
+
+    A call cancelled while it waits is handed to `Gate.on_cancel`.
+
+    Args:
+        seconds: How long: the sleep of a time wait; the most a queue wait
+            lasts (`None`: until woken or the deadline).
+        permit: The permit a time wait runs with. Default: `None`.
+        waiter: The `Waiter` of a queue wait. Default: `None` (a time wait).
+
+    Raises:
+        ValueError: On negative or NaN *seconds*, or a time wait without seconds.
+    """
+
+    __slots__ = ("permit", "seconds", "waiter")
+
+    def __init__(
+        self, seconds: float | None, permit: object = None, *, waiter: Waiter | None = None
+    ) -> None:
+        if seconds is None:
+            if waiter is None:
+                raise ValueError("a time wait needs seconds (a Wait without a waiter)")
+        elif not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0 or None, got {seconds!r}")
+        self.seconds = seconds
+        self.permit = permit
+        self.waiter = waiter
+
+    def __repr__(self) -> str:
+        kind = "time" if self.waiter is None else "queue"
+        return f"<Wait {kind} seconds={self.seconds!r}>"
+
+
+def _bounded(wait: Wait) -> float | None:
+    """*wait*'s seconds, bounded by the current deadline (negative: the deadline has passed)."""
+    seconds = wait.seconds
+    deadline = DEADLINE.get()
+    if deadline is None:
+        return seconds
+    left = time_left(deadline)
+    if wait.waiter is None:
+        return seconds if seconds is not None and seconds < left else -1.0
+    return left if seconds is None or left < seconds else seconds
+
+
+def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:
+    """Wait out *wait* in sync code; return the permit the call runs with."""
+    seconds = _bounded(wait)
+    waiter = wait.waiter
+    if waiter is None:
+        assert seconds is not None
+        if seconds < 0:
+            return gate.on_expired(wait, target)
+        try:
+            if seconds > 0 and not testing_state.enabled:
+                gate.clock.sleep(seconds)
+        except BaseException as exc:
+            gate.on_cancel(wait.permit, exc, None, target)
+            raise
+        return wait.permit
+    try:
+        woken = (seconds is None or seconds > 0) and waiter._wait(seconds)
+    except BaseException as exc:
+        gate.on_cancel(wait if waiter._give_up() else waiter.permit, exc, None, target)
+        raise
+    if woken or not waiter._give_up():
+        return waiter.permit
+    return gate.on_expired(wait, target)
+
+
+async def wait_async(gate: Gate, wait: Wait, target: object) -> Any:
+    """Wait out *wait* without blocking the event loop; return the permit the call runs with."""
+    seconds = _bounded(wait)
+    waiter = wait.waiter
+    if waiter is None:
+        assert seconds is not None
+        if seconds < 0:
+            return gate.on_expired(wait, target)
+        try:
+            if seconds > 0 and not testing_state.enabled:
+                await gate.clock.asleep(seconds)
+        except BaseException as exc:
+            gate.on_cancel(wait.permit, exc, None, target)
+            raise
+        return wait.permit
+    try:
+        woken = (seconds is None or seconds > 0) and await waiter._await(seconds)
+    except BaseException as exc:
+        gate.on_cancel(wait if waiter._give_up() else waiter.permit, exc, None, target)
+        raise
+    if woken or not waiter._give_up():
+        return waiter.permit
+    return gate.on_expired(wait, target)
+
+
+def admit_sync(gate: Gate, target: object) -> Any:
+    """Return a permit for one call through *gate* in sync code: admitted, after a wait if asked."""
+    fast = gate.fast
+    permit = None if fast is None else fast.ready
+    if permit is None:
+        permit = gate.admit(target)
+        if type(permit) is Wait:
+            permit = wait_sync(gate, permit, target)
+    return permit
+
+
+async def admit_async(gate: Gate, target: object) -> Any:
+    """As `admit_sync`, waiting without blocking the event loop."""
+    fast = gate.fast
+    permit = None if fast is None else fast.ready
+    if permit is None:
+        permit = gate.admit(target)
+        if type(permit) is Wait:
+            permit = await wait_async(gate, permit, target)
+    return permit
+
+
+# --- the drivers ------------------------------------------------------------------
+
+
+def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
+    """
+    Return a runner that runs *inner* through *gate*, for callables of *shape*.
+
+    What a gate policy's ``bind`` returns (`GatePolicy` does it for you).
+    The gate's `timed`, `results`, `fast` and `clock` are read here, once.
+    """
+    if shape is Shape.SYNC:
+        return _sync(gate, inner)
+    if shape is Shape.ASYNC:
+        return _async(gate, inner)
+    if shape is Shape.GEN:
+        return _gen(gate, inner)
+    return _agen(gate, inner)
+
+
+def _sync(gate: Gate, inner: Runner) -> Runner:
+    fast = gate.fast or _NEVER
+    admit = gate.admit
+    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    results = gate.results
+    direct = inner is CALL
+    if not gate.timed:
+        # The hot path: two attribute reads around the call when the fast path holds.
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            permit = fast.ready
+            if permit is None:
+                permit = admit(fn)
+                if type(permit) is Wait:
+                    permit = wait_sync(gate, permit, fn)
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                on_failure(permit, exc, None, fn)
+                raise
+            except BaseException as exc:
+                on_cancel(permit, exc, None, fn)
+                raise
+            if results or permit is not fast.settled:
+                on_success(permit, result, None, fn)
+            return result
+
+        return run
+
+    now = gate.clock.now
+
+    def run_timed(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        permit = fast.ready
+        if permit is None:
+            permit = admit(fn)
+            if type(permit) is Wait:
+                permit = wait_sync(gate, permit, fn)
+        start = now()
+        try:
+            result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+        except Exception as exc:
+            on_failure(permit, exc, now() - start, fn)
+            raise
+        except BaseException as exc:
+            on_cancel(permit, exc, now() - start, fn)
+            raise
+        if results or permit is not fast.settled:
+            on_success(permit, result, now() - start, fn)
+        return result
+
+    return run_timed
+
+
+def _async(gate: Gate, inner: Runner) -> Runner:
+    fast = gate.fast or _NEVER
+    admit = gate.admit
+    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    results = gate.results
+    direct = inner is CALL
+    timed = gate.timed
+    now = gate.clock.now
+
+    async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        permit = fast.ready
+        if permit is None:
+            permit = admit(fn)
+            if type(permit) is Wait:
+                permit = await wait_async(gate, permit, fn)
+        start = now() if timed else 0.0
+        try:
+            result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+        except Exception as exc:
+            on_failure(permit, exc, now() - start if timed else None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel(permit, exc, now() - start if timed else None, fn)
+            raise
+        if results or permit is not fast.settled:
+            on_success(permit, result, now() - start if timed else None, fn)
+        return result
+
+    return run
+
+
+def _gen(gate: Gate, inner: Runner) -> Runner:
+    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    direct = inner is CALL
+    timed = gate.timed
+    now = gate.clock.now
+
+    # The call is admitted when the consumer asks for the first item, and its
+    # outcome learnt when the stream ends.
+    def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        permit = admit_sync(gate, fn)
+        start = now() if timed else None
+        duration: float | None = None
+        try:
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            if start is None:
+                result = yield from it
+            else:
+                # Timed to the first item: the upstream's latency, not the consumer's pace.
+                try:
+                    item = next(it)
+                except StopIteration as stop:
+                    duration = now() - start
+                    result = stop.value
+                else:
+                    duration = now() - start
+                    result = yield from relay(it, item)
+        except Exception as exc:
+            if start is not None and duration is None:
+                duration = now() - start
+            on_failure(permit, exc, duration, fn)
+            raise
+        except BaseException as exc:  # GeneratorExit: the consumer stopped early
+            on_cancel(permit, exc, duration, fn)
+            raise
+        on_success(permit, NO_RESULT, duration, fn)
+        return result
+
+    return run
+
+
+def _agen(gate: Gate, inner: Runner) -> Runner:
+    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    direct = inner is CALL
+    timed = gate.timed
+    now = gate.clock.now
+
+    async def run(
+        fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        permit = await admit_async(gate, fn)
+        start = now() if timed else None
+        duration: float | None = None
+        try:
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            try:
+                item = await it.__anext__()
+                if start is not None:
+                    duration = now() - start
+                while True:
+                    sent: Any = None
+                    thrown: BaseException | None = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the consumer: forward it
+                        thrown = exc
+                    item = await astep(it, sent, thrown)
+            except StopAsyncIteration:
+                pass
+            finally:
+                await it.aclose()
+        except Exception as exc:
+            if start is not None and duration is None:
+                duration = now() - start
+            on_failure(permit, exc, duration, fn)
+            raise
+        except BaseException as exc:  # GeneratorExit: the consumer stopped early
+            on_cancel(permit, exc, duration, fn)
+            raise
+        if start is not None and duration is None:
+            duration = now() - start
+        on_success(permit, NO_RESULT, duration, fn)
+
+    return run
+
+
+# --- the policy mixin: decorator, call/acall, compose, `with` and `async with` -------
+
+# The permits of the `with` blocks running in this context, innermost last:
+# (gate, id of the frame running the `with` statement, permit, start).
+# Generators share their consumer's context, so blocks suspended at a
+# `yield` interleave here; the frame tells whose block is leaving.
+_Entry = tuple[object, int, Any, float | None]
+_ENTERED: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
+    "resilience_gates_entered", default=()
+)
+
+
+class GatePolicy(PolicyMixin):
+    """
+    Make a `Gate` a whole policy: decorator, `call` / `acall`, `compose`, ``with``, ``async with``.
+
+    Subclass it and implement `Gate.admit` (and the ``on_*`` methods you
+    need: by default they do nothing, and `on_expired` raises a
+    `RejectedError`). Works on the four shapes: functions and methods,
+    coroutine functions, and (async) generator functions.
+
+    ``with gate:`` admits the block on entry (waiting in sync code if the gate
+    asks) and reports its outcome on exit; ``async with gate:`` waits without
+    blocking the loop. Blocks nest and may be suspended inside generators.
+    """
+
+    __slots__ = ()
+
+    # Read once, when the policy is bound. Override with a property or a plain attribute.
+
+    @property
+    def timed(self) -> bool:
+        """Whether the engine times each call (see `Gate`). Default: `False`."""
+        return False
+
+    @property
+    def results(self) -> bool:
+        """Whether `on_success` must see every result (see `Gate`). Default: `False`."""
+        return False
+
+    @property
+    def fast(self) -> FastPath | None:
+        """The gate's `FastPath` (see `Gate`). Default: `None`: every call asks `admit`."""
+        return None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of durations and time waits. Default: the system clock."""
+        return SYSTEM_CLOCK
+
+    def admit(self, target: object, /) -> Any:  # pragma: no cover - the subclass's
+        raise NotImplementedError(f"{type(self).__name__} must implement admit(target)")
+
+    def on_success(
+        self, permit: Any, result: Any, duration: float | None, target: object, /
+    ) -> None:
+        """Learn a success (see `Gate.on_success`); does nothing unless overridden."""
+
+    def on_failure(
+        self, permit: Any, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """Learn a failure (see `Gate.on_failure`); does nothing unless overridden."""
+
+    def on_cancel(
+        self, permit: Any, error: BaseException, duration: float | None, target: object, /
+    ) -> None:
+        """Take back a cancelled call's permit (see `Gate.on_cancel`); a no-op unless overridden."""
+
+    def on_expired(self, wait: Wait, target: object, /) -> Any:
+        """Refuse a call whose wait cannot end in time (see `Gate.on_expired`)."""
+        from ._exceptions import RejectedError
+
+        raise RejectedError(f"{type(self).__name__}: the wait cannot end before the deadline")
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """Return a runner applying this gate around *inner* (see `resilience.Policy`)."""
+        return bind_gate(self, inner, shape)
+
+    # --- `with` and `async with` ------------------------------------------------
+
+    def __enter__(self) -> Self:
+        """Admit the block, waiting if the gate asks; return the policy."""
+        frame = id(sys._getframe(1))
+        permit = admit_sync(self, None)
+        _enter(self, frame, permit)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Report the block's outcome: a success, a failure (an `Exception`) or a cancellation."""
+        _exit(self, id(sys._getframe(1)), exc)
+
+    async def __aenter__(self) -> Self:
+        """As ``__enter__``, waiting without blocking the event loop."""
+        frame = id(sys._getframe(1))
+        permit = await admit_async(self, None)
+        _enter(self, frame, permit)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """As ``__exit__``, for ``async with``."""
+        _exit(self, id(sys._getframe(1)), exc)
+
+
+def _enter(gate: Gate, frame: int, permit: Any) -> None:
+    start = gate.clock.now() if gate.timed else None
+    _ENTERED.set((*_ENTERED.get(), (gate, frame, permit, start)))
+
+
+def _exit(gate: Gate, frame: int, exc: BaseException | None) -> None:
+    entered = _ENTERED.get()
+    # The innermost block of this gate entered by the same frame: blocks of
+    # generators suspended inside them interleave, and each must report its
+    # own permit. A block entered through a helper (contextlib's ExitStack
+    # enters and leaves from different frames) falls back to the innermost
+    # block of this gate.
+    found = None
+    for index in range(len(entered) - 1, -1, -1):
+        entry = entered[index]
+        if entry[0] is gate:
+            if entry[1] == frame:
+                found = index
+                break
+            if found is None:
+                found = index
+    if found is None:
+        raise RuntimeError(f"{type(gate).__name__}.__exit__ without a matching __enter__")
+    _, _, permit, start = entered[found]
+    _ENTERED.set(entered[:found] + entered[found + 1 :])
+    duration = None if start is None else gate.clock.now() - start
+    if exc is None:
+        gate.on_success(permit, NO_RESULT, duration, None)
+    elif isinstance(exc, Exception):
+        gate.on_failure(permit, exc, duration, None)
+    else:
+        gate.on_cancel(permit, exc, duration, None)
