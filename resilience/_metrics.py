@@ -37,7 +37,7 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier, transient
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Description, Pipeline, Runner, Shape
+from ._core import Description, Pipeline, Runner, Shape
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -56,6 +56,7 @@ from ._exceptions import (
     StreamInterruptedError,
     TimeoutExceededError,
 )
+from ._gate import Wait, bind_gate
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 
@@ -364,139 +365,107 @@ class _Observer(Generic[S]):
         here, so a call costs two clock reads and one record.
         """
         rec = self._sink.recorder(_label(self._name))
-        if shape is Shape.SYNC:
-            return self._bind_sync(inner, rec)
-        if shape is Shape.ASYNC:
-            return self._bind_async(inner, rec)
-        if shape is Shape.GEN:
-            return self._bind_gen(inner, rec)
-        return self._bind_agen(inner, rec)
+        if shape is Shape.SYNC or shape is Shape.ASYNC:
+            return bind_gate(_Meter(self, rec), inner, shape)
+        return bind_gate(_StreamMeter(self, rec), inner, shape)
 
-    def _bind_sync(self, inner: Runner, rec: _Recorder) -> Runner:
-        now = self._clock.now
-        direct = inner is CALL
-        success = rec.success
-        cancelled = rec.cancelled
-        failed = self._failed
-        results = self._results
-        classify = self._classify
-        classified = self._result
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            start = now()
+@final
+class _Admitted:
+    """The fast path of a meter: every call is admitted, every success reported."""
+
+    __slots__ = ()
+    ready: Final = True
+    settled: Final = None
+
+
+_ADMITTED: Final = _Admitted()
+
+
+@final
+class _Meter:
+    """The gate of an observer around calls: the engine times them, the meter counts."""
+
+    __slots__ = ("_classify", "_observer", "_rec", "_results", "clock")
+
+    timed: Final = True
+    results: Final = False
+    fast: Final = _ADMITTED
+
+    def __init__(self, observer: _Observer[Any], rec: _Recorder) -> None:
+        self._observer = observer
+        self._rec = rec
+        self._results = observer._results
+        self._classify = observer._classify
+        self.clock = observer._clock
+
+    def admit(self, target: object, /) -> bool:
+        return True  # pragma: no cover - the fast path always admits
+
+    def on_success(self, permit: object, result: object, duration: Any, target: object, /) -> None:
+        if self._results:
             try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except Exception as exc:
-                failed(rec, exc, now() - start)
-                raise
-            except BaseException:
-                cancelled(now() - start)
-                raise
-            if results:
-                try:
-                    verdict = classify(result)
-                except Exception:
-                    verdict = None
-                # A result no rule matched (the common case) is a success, inline.
-                if verdict is None or verdict.kind is not None or verdict.retry or verdict.trip:
-                    classified(rec, result, now() - start)
-                    return result
-            success(now() - start)
-            return result
+                verdict = self._classify(result)
+            except Exception:
+                verdict = None
+            # A result no rule matched (the common case) is a success, inline.
+            if verdict is None or verdict.kind is not None or verdict.retry or verdict.trip:
+                self._observer._result(self._rec, result, duration)
+                return
+        self._rec.success(duration)
 
-        return run
+    def on_failure(
+        self, permit: object, error: Exception, duration: Any, target: object, /
+    ) -> None:
+        self._observer._failed(self._rec, error, duration)
 
-    def _bind_async(self, inner: Runner, rec: _Recorder) -> Runner:
-        now = self._clock.now
-        direct = inner is CALL
-        success = rec.success
-        cancelled = rec.cancelled
-        failed = self._failed
-        results = self._results
-        classify = self._classify
-        classified = self._result
+    def on_cancel(
+        self, permit: object, error: BaseException, duration: Any, target: object, /
+    ) -> None:
+        self._rec.cancelled(duration)
 
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            start = now()
-            try:
-                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except Exception as exc:
-                failed(rec, exc, now() - start)
-                raise
-            except BaseException:
-                cancelled(now() - start)
-                raise
-            if results:
-                try:
-                    verdict = classify(result)
-                except Exception:
-                    verdict = None
-                # A result no rule matched (the common case) is a success, inline.
-                if verdict is None or verdict.kind is not None or verdict.retry or verdict.trip:
-                    classified(rec, result, now() - start)
-                    return result
-            success(now() - start)
-            return result
+    def on_expired(self, wait: Wait, target: object, /) -> None:  # pragma: no cover - never waits
+        raise AssertionError("a meter never waits")
 
-        return run
 
-    # A stream is one call from its first item requested to its end; items and
-    # return values are not classified. A consumer that stops early (close())
-    # makes it "cancelled", like any BaseException that is not an Exception.
+@final
+class _StreamMeter:
+    """
+    The gate of an observer around streams: one call from the first item asked to the end.
 
-    def _bind_gen(self, inner: Runner, rec: _Recorder) -> Runner:
-        now = self._clock.now
-        direct = inner is CALL
-        failed = self._failed
+    Items and return values are not classified. A consumer that stops early
+    (``close()``) makes it "cancelled", like any `BaseException` that is not an
+    `Exception`. The permit is the instant the stream started.
+    """
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            start = now()
-            try:
-                value = yield from (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except Exception as exc:
-                failed(rec, exc, now() - start)
-                raise
-            except BaseException:
-                rec.cancelled(now() - start)
-                raise
-            rec.success(now() - start)
-            return value
+    __slots__ = ("_now", "_observer", "_rec", "clock")
 
-        return run
+    timed: Final = False
+    results: Final = False
+    fast: Final = None
 
-    def _bind_agen(self, inner: Runner, rec: _Recorder) -> Runner:
-        now = self._clock.now
-        direct = inner is CALL
-        failed = self._failed
+    def __init__(self, observer: _Observer[Any], rec: _Recorder) -> None:
+        self._observer = observer
+        self._rec = rec
+        self.clock = observer._clock
+        self._now = observer._clock.now
 
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            start = now()
-            try:
-                agen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-                try:
-                    value = await agen.__anext__()
-                    while True:
-                        try:
-                            sent = yield value
-                        except GeneratorExit:
-                            raise
-                        except BaseException as exc:  # athrow() from the consumer: forward it
-                            value = await agen.athrow(exc)
-                        else:
-                            value = await (agen.__anext__() if sent is None else agen.asend(sent))
-                except StopAsyncIteration:
-                    pass
-                finally:
-                    await agen.aclose()
-            except Exception as exc:
-                failed(rec, exc, now() - start)
-                raise
-            except BaseException:
-                rec.cancelled(now() - start)
-                raise
-            rec.success(now() - start)
+    def admit(self, target: object, /) -> float:
+        return self._now()
 
-        return run
+    def on_success(self, start: float, result: object, duration: Any, target: object, /) -> None:
+        self._rec.success(self._now() - start)
+
+    def on_failure(self, start: float, error: Exception, duration: Any, target: object, /) -> None:
+        self._observer._failed(self._rec, error, self._now() - start)
+
+    def on_cancel(
+        self, start: float, error: BaseException, duration: Any, target: object, /
+    ) -> None:
+        self._rec.cancelled(self._now() - start)
+
+    def on_expired(self, wait: Wait, target: object, /) -> None:  # pragma: no cover - never waits
+        raise AssertionError("a meter never waits")
 
 
 # --- the in-process sink ------------------------------------------------------

@@ -34,6 +34,7 @@ from ._core import (
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import backoff_bounds, rule_lines, seconds, span
+from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_hooks
 
 __all__ = ["Attempt", "Attempts", "Retry"]
@@ -401,12 +402,7 @@ class Retry(PolicyMixin):
                     except BaseException as exc:  # throw() from the consumer: forward it
                         thrown = exc
                     try:
-                        if thrown is not None:
-                            item = it.throw(thrown)
-                        elif sent is None:
-                            item = next(it)
-                        else:
-                            item = it.send(sent)
+                        item = step(it, sent, thrown)
                     except StopIteration as stop:
                         return stop.value
                     except Exception as exc:
@@ -456,12 +452,7 @@ class Retry(PolicyMixin):
                     except BaseException as exc:  # athrow() from the consumer: forward it
                         thrown = exc
                     try:
-                        if thrown is not None:
-                            item = await it.athrow(thrown)
-                        elif sent is None:
-                            item = await it.__anext__()
-                        else:
-                            item = await it.asend(sent)
+                        item = await astep(it, sent, thrown)
                     except StopAsyncIteration:
                         return
                     except Exception as exc:

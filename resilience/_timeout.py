@@ -45,6 +45,7 @@ from ._core import (
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
 from ._explain import seconds
+from ._streams import astep, step
 from ._validate import check_clock, check_name, positive_seconds, to_hooks
 
 __all__ = ["Timeout"]
@@ -488,12 +489,7 @@ class Timeout(PolicyMixin):
                         raise error(deadline, fn, idle=idle)
                     token = push(deadline)
                     try:
-                        if thrown is not None:
-                            item = it.throw(thrown)
-                        elif sent is None:
-                            item = next(it)
-                        else:
-                            item = it.send(sent)
+                        item = step(it, sent, thrown)
                     except StopIteration as stop:
                         return stop.value
                     finally:
@@ -542,12 +538,7 @@ class Timeout(PolicyMixin):
                     try:
                         # The scope covers the pending __anext__ only, never a yield.
                         async with cm:
-                            if thrown is not None:
-                                item = await it.athrow(thrown)
-                            elif sent is None:
-                                item = await it.__anext__()
-                            else:
-                                item = await it.asend(sent)
+                            item = await astep(it, sent, thrown)
                     except StopAsyncIteration:
                         return
                     except TimeoutError as exc:

@@ -55,8 +55,8 @@ import logging
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn, final
 
 import attrs
 import redis
@@ -76,22 +76,13 @@ from resilience._circuit import (
 )
 from resilience._classify import ErrorClassifier, to_classifier
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._core import (
-    CALL,
-    DEADLINE,
-    Description,
-    PolicyMixin,
-    Runner,
-    Shape,
-    pipeline_field,
-    target_name,
-    testing_state,
-    time_left,
-)
+from resilience._core import Description, pipeline_field, target_name, testing_state
 from resilience._events import CallRejected, Event, Hook, emit
 from resilience._exceptions import RejectedError, seconds_text
 from resilience._explain import rule_lines, seconds
+from resilience._gate import NO_RESULT, FastPath, GatePolicy, Wait
 from resilience._validate import check_clock, positive_seconds, to_hooks
+from resilience.deadline import remaining
 
 if TYPE_CHECKING:
     from resilience._breaker import CircuitBreaker
@@ -1269,7 +1260,7 @@ def _check_pause_name(instance: object, attribute: attrs.Attribute[Any], value: 
 
 @final
 @attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
-class RetryAfterPause(PolicyMixin):
+class RetryAfterPause(GatePolicy):
     """
     Make every caller sharing *name* wait out a ``Retry-After`` that one of them received.
 
@@ -1401,158 +1392,83 @@ class RetryAfterPause(PolicyMixin):
         if verdict.retry and after is not None and after > 0:
             self._started(min(after, self.max_pause), fn)
 
-    def _delay(self, left: float, fn: object) -> float:
-        """Return how long to wait for a pause with *left* seconds, or raise `PausedError`."""
-        deadline = DEADLINE.get()
+    def _refuse(self, left: float, fn: object) -> NoReturn:
+        emit(
+            self.hooks,
+            CallRejected,
+            name=self.name,
+            target=None if fn is None else target_name(fn),
+            reason="paused",
+            retry_after=left,
+        )
+        raise PausedError(self.name, left)
+
+    # --- the gate (see resilience.engine.Gate): the engine waits and runs the call ----
+
+    @property
+    def results(self) -> bool:
+        """Whether returned results are classified too (a 429 response that did not raise)."""
+        return self.on.handles_results
+
+    @property
+    def fast(self) -> FastPath:
+        """Every call asks `admit` (the pause is read on the clock); a success changes nothing."""
+        return _PAUSE_FAST
+
+    def admit(self, target: object, /) -> object:
+        """
+        Admit the call at once, or after the pause it sees (a `resilience.engine.Wait`).
+
+        Raises:
+            PausedError: If the pause lasts longer than *max_wait*, or past the deadline.
+        """
+        t = self.clock.now()
+        state = self._state
+        # A fresh cache needs no method call.
+        left = state._until - t if t < state._stale_at else state.left(t)
+        if left <= 0:
+            return _PASSED
         limit = self.max_wait
-        if (limit is not None and left > limit) or (
-            deadline is not None and left >= time_left(deadline)
-        ):
-            emit(
-                self.hooks,
-                CallRejected,
-                name=self.name,
-                target=target_name(fn),
-                reason="paused",
-                retry_after=left,
-            )
-            raise PausedError(self.name, left)
+        deadline = remaining()
+        if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
+            self._refuse(left, target)
         wait = 0.0 if testing_state.enabled else left
-        emit(self.hooks, CallDelayed, name=self.name, target=target_name(fn), delay=wait)
-        return wait
+        emit(
+            self.hooks,
+            CallDelayed,
+            name=self.name,
+            target=None if target is None else target_name(target),
+            delay=wait,
+        )
+        return Wait(left, _PASSED)
 
-    # --- binding (the policy protocol) -------------------------------------
+    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
+        """The deadline comes before the pause ends: refuse with `PausedError`."""
+        self._refuse(wait.seconds or 0.0, target)
 
-    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
-        """Return a runner that waits out the pause before *inner* (see `resilience.Policy`)."""
-        if shape is Shape.SYNC:
-            return self._bind_sync(inner)
-        if shape is Shape.ASYNC:
-            return self._bind_async(inner)
-        if shape is Shape.GEN:
-            return self._bind_gen(inner)
-        return self._bind_agen(inner)
+    def on_success(
+        self, permit: object, result: object, duration: object, target: object, /
+    ) -> None:
+        """A result the classifier retries with a Retry-After (a 429 response) starts a pause."""
+        if result is not NO_RESULT:
+            self._failed(result, target)
 
-    def _bind_sync(self, inner: Runner) -> Runner:
-        state = self._state
-        left_at = state.left
-        now = self.clock.now
-        sleep = self.clock.sleep
-        delay = self._delay
-        failed = self._failed
-        direct = inner is CALL
-        results = self.on.handles_results
+    def on_failure(
+        self, permit: object, error: Exception, duration: object, target: object, /
+    ) -> None:
+        """A failure the classifier retries with a Retry-After starts a pause."""
+        self._failed(error, target)
 
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            t = now()
-            # The hot path reads the cache itself: a fresh cache needs no method call.
-            left = state._until - t if t < state._stale_at else left_at(t)
-            if left > 0:
-                wait = delay(left, fn)
-                if wait > 0:
-                    sleep(wait)
-            try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except Exception as exc:
-                failed(exc, fn)
-                raise
-            if results:
-                failed(result, fn)
-            return result
 
-        return run
+@final
+class _PauseFast:
+    __slots__ = ()
+    ready: Final = None
+    settled: Final = True
 
-    def _bind_async(self, inner: Runner) -> Runner:
-        state = self._state
-        left_at = state.left
-        now = self.clock.now
-        asleep = self.clock.asleep
-        delay = self._delay
-        failed = self._failed
-        direct = inner is CALL
-        results = self.on.handles_results
 
-        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            t = now()
-            left = state._until - t if t < state._stale_at else left_at(t)
-            if left > 0:
-                wait = delay(left, fn)
-                if wait > 0:
-                    await asleep(wait)
-            try:
-                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except Exception as exc:
-                failed(exc, fn)
-                raise
-            if results:
-                failed(result, fn)
-            return result
-
-        return run
-
-    def _bind_gen(self, inner: Runner) -> Runner:
-        left_at = self._state.left
-        now = self.clock.now
-        sleep = self.clock.sleep
-        delay = self._delay
-        failed = self._failed
-        direct = inner is CALL
-
-        # The pause is waited out when the consumer asks for the first item; a
-        # failure anywhere in the stream may start one.
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            left = left_at(now())
-            if left > 0:
-                wait = delay(left, fn)
-                if wait > 0:
-                    sleep(wait)
-            try:
-                return (yield from (fn(*args, **kwargs) if direct else inner(fn, args, kwargs)))
-            except Exception as exc:
-                failed(exc, fn)
-                raise
-
-        return run
-
-    def _bind_agen(self, inner: Runner) -> Runner:
-        left_at = self._state.left
-        now = self.clock.now
-        asleep = self.clock.asleep
-        delay = self._delay
-        failed = self._failed
-        direct = inner is CALL
-
-        async def run(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> AsyncIterator[Any]:
-            left = left_at(now())
-            if left > 0:
-                wait = delay(left, fn)
-                if wait > 0:
-                    await asleep(wait)
-            agen = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            try:
-                try:
-                    item = await agen.__anext__()
-                    while True:
-                        # Delegate by hand (an async generator cannot `yield from`).
-                        try:
-                            sent = yield item
-                        except GeneratorExit:
-                            raise
-                        except BaseException as exc:
-                            item = await agen.athrow(exc)
-                        else:
-                            item = await (agen.__anext__() if sent is None else agen.asend(sent))
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    failed(exc, fn)
-                    raise
-            finally:
-                await agen.aclose()
-
-        return run
+_PAUSE_FAST: Final = _PauseFast()
+_PASSED: Final = True  # the permit of every call through a pause
 
 
 for _cls in (
