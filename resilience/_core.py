@@ -575,11 +575,27 @@ class PolicyMixin:
     """
     Gives a policy the three surfaces of a one-policy pipeline: decorator, `call`, `acall`.
 
-    The class must define ``_pipeline = pipeline_field()`` among its attrs fields.
+    A class with ``__slots__`` (an attrs class, by default) defines
+    ``_pipeline = pipeline_field()`` among its fields; any other class gets
+    its pipeline made on first use.
     """
 
     __slots__ = ()
-    _pipeline: Pipeline
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        try:
+            cache = self.__dict__
+        except AttributeError:
+            raise TypeError(
+                f"{type(self).__name__} has __slots__ and no __dict__: give it the field "
+                "`_pipeline = resilience.engine.pipeline_field()` (attrs), or a `_pipeline` "
+                "slot set to resilience.Pipeline((self,))"
+            ) from None
+        pipeline = cache.get("_resilience_pipeline")
+        if pipeline is None:
+            pipeline = cache.setdefault("_resilience_pipeline", Pipeline((self,)))
+        return pipeline  # type: ignore[no-any-return]
 
     def bind(self, inner: Runner, shape: Shape, /) -> Runner:
         """

@@ -430,39 +430,72 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
     return _agen(gate, inner)
 
 
+# A success is reported unless the call was admitted by the fast path's `ready`
+# permit and that permit is still `settled` after it (and the gate does not ask
+# for every result). A call that `admit` let in is always reported.
+
+
 def _sync(gate: Gate, inner: Runner) -> Runner:
     fast = gate.fast or _NEVER
     admit = gate.admit
     on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
     results = gate.results
     direct = inner is CALL
-    if not gate.timed:
-        # The hot path: two attribute reads around the call when the fast path holds.
-        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            permit = fast.ready
-            if permit is None:
-                permit = admit(fn)
-                if type(permit) is Wait:
-                    permit = wait_sync(gate, permit, fn)
-            try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except Exception as exc:
-                on_failure(permit, exc, None, fn)
-                raise
-            except BaseException as exc:
-                on_cancel(permit, exc, None, fn)
-                raise
-            if results or permit is not fast.settled:
-                on_success(permit, result, None, fn)
-            return result
+    if gate.timed:
+        return _sync_timed(gate, inner, fast)
 
-        return run
-
-    now = gate.clock.now
-
-    def run_timed(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def full(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         permit = fast.ready
         if permit is None:
+            permit = admit(fn)
+            if type(permit) is Wait:
+                permit = wait_sync(gate, permit, fn)
+        try:
+            result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+        except Exception as exc:
+            on_failure(permit, exc, None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel(permit, exc, None, fn)
+            raise
+        on_success(permit, result, None, fn)
+        return result
+
+    if fast is _NEVER or results:
+        return full
+
+    # The hot path: two attribute reads around the call while the fast path holds.
+    def quick(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        permit = fast.ready
+        if permit is None:
+            return full(fn, args, kwargs)
+        try:
+            result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+        except Exception as exc:
+            on_failure(permit, exc, None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel(permit, exc, None, fn)
+            raise
+        if permit is not fast.settled:
+            on_success(permit, result, None, fn)
+        return result
+
+    return quick
+
+
+def _sync_timed(gate: Gate, inner: Runner, fast: FastPath) -> Runner:
+    admit = gate.admit
+    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    results = gate.results
+    direct = inner is CALL
+    now = gate.clock.now
+
+    def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        report = results
+        permit = fast.ready
+        if permit is None:
+            report = True
             permit = admit(fn)
             if type(permit) is Wait:
                 permit = wait_sync(gate, permit, fn)
@@ -475,11 +508,11 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
         except BaseException as exc:
             on_cancel(permit, exc, now() - start, fn)
             raise
-        if results or permit is not fast.settled:
+        if report or permit is not fast.settled:
             on_success(permit, result, now() - start, fn)
         return result
 
-    return run_timed
+    return run
 
 
 def _async(gate: Gate, inner: Runner) -> Runner:
@@ -492,8 +525,10 @@ def _async(gate: Gate, inner: Runner) -> Runner:
     now = gate.clock.now
 
     async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        report = results
         permit = fast.ready
         if permit is None:
+            report = True
             permit = admit(fn)
             if type(permit) is Wait:
                 permit = await wait_async(gate, permit, fn)
@@ -506,7 +541,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
         except BaseException as exc:
             on_cancel(permit, exc, now() - start if timed else None, fn)
             raise
-        if results or permit is not fast.settled:
+        if report or permit is not fast.settled:
             on_success(permit, result, now() - start if timed else None, fn)
         return result
 
