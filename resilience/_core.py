@@ -1,6 +1,6 @@
 """
 The shared contract of every policy: shapes, runners, the policy protocol,
-`compose`/`Pipeline`, the decorator, deadlines and the testing switch.
+`compose`/`Pipeline`, the decorator and deadlines.
 
 How a call flows. A policy never wraps a function directly: it *binds* a
 runner. A runner is ``run(fn, args, kwargs) -> outcome``; the innermost one,
@@ -45,7 +45,6 @@ __all__ = [
     "public_deadline",
     "shape_of",
     "target_name",
-    "testing_state",
     "time_left",
 ]
 
@@ -224,22 +223,6 @@ def time_left(deadline: RawDeadline) -> float:
 def public_deadline(deadline: RawDeadline) -> Deadline:
     """Return *deadline* as the public `Deadline`."""
     return tuple.__new__(Deadline, deadline)
-
-
-# --- testing switch --------------------------------------------------------
-
-
-@final
-class _TestingState:
-    __slots__ = ("attempts", "enabled")
-
-    def __init__(self) -> None:
-        self.enabled = False
-        self.attempts: int | None = None
-
-
-testing_state = _TestingState()
-"""Read by policies on their failure paths only; set by `resilience.testing.set_testing`."""
 
 
 # --- descriptions (explain) ---------------------------------------------------

@@ -19,7 +19,7 @@ import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Verdict, to_classifier
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._core import (
     CALL,
     DEADLINE,
@@ -28,7 +28,6 @@ from ._core import (
     Runner,
     pipeline_field,
     target_name,
-    testing_state,
     time_left,
 )
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit

@@ -75,7 +75,7 @@ from resilience._circuit import (
     _window,
 )
 from resilience._classify import ErrorClassifier, to_classifier
-from resilience._clock import SYSTEM_CLOCK, Clock
+from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
 from resilience._core import (
     CALL,
     DEADLINE,
@@ -85,7 +85,6 @@ from resilience._core import (
     Shape,
     pipeline_field,
     target_name,
-    testing_state,
     time_left,
 )
 from resilience._events import CallRejected, Event, Hook, emit
