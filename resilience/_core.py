@@ -1,6 +1,6 @@
 """
 The shared contract of every policy: shapes, runners, the policy protocol,
-`compose`/`Pipeline`, the decorator and deadlines.
+`compose`/`Pipeline` and the decorator.
 
 How a call flows. A policy never wraps a function directly: it *binds* a
 runner. A runner is ``run(fn, args, kwargs) -> outcome``; the innermost one,
@@ -15,37 +15,28 @@ Because runners take ``fn`` as an argument they serve every function,
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import functools
 import inspect
-import operator
 import types
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, final, runtime_checkable
+from typing import Any, Protocol, TypeVar, final, runtime_checkable
 
 import attrs
 import wrapt
 from typing_extensions import ParamSpec
 
-from ._clock import Clock
-
 __all__ = [
     "CALL",
-    "DEADLINE",
-    "Deadline",
     "Description",
     "Pipeline",
     "Policy",
-    "RawDeadline",
     "Runner",
     "Shape",
     "compose",
     "decorate",
-    "public_deadline",
     "shape_of",
     "target_name",
-    "time_left",
 ]
 
 P = ParamSpec("P")
@@ -144,85 +135,6 @@ class Policy(Protocol):
             TypeError: If the policy does not support *shape*.
         """
         ...
-
-
-# --- deadlines -------------------------------------------------------------
-
-
-@final
-class Deadline(tuple[float, Clock, float]):
-    """
-    An absolute point in a clock's time after which work should stop.
-
-    Immutable: a tuple ``(when, clock, timeout)`` with named fields.
-
-    Attributes:
-        when: The instant, in the clock's monotonic seconds.
-        clock: The clock that *when* is read on.
-        timeout: The limit, in seconds, that this deadline was computed from.
-    """
-
-    __slots__ = ()
-
-    def __new__(cls, when: float, clock: Clock, timeout: float) -> Deadline:
-        return tuple.__new__(cls, (when, clock, timeout))
-
-    if TYPE_CHECKING:
-
-        @property
-        def when(self) -> float: ...
-        @property
-        def clock(self) -> Clock: ...
-        @property
-        def timeout(self) -> float: ...
-
-    else:
-        # itemgetter runs in C: no Python frame per attribute read.
-        when = property(operator.itemgetter(0), doc="The instant, in the clock's seconds.")
-        clock = property(operator.itemgetter(1), doc="The clock that *when* is read on.")
-        timeout = property(operator.itemgetter(2), doc="The limit it was computed from (s).")
-
-    def remaining(self) -> float:
-        """Return the seconds left (negative once passed)."""
-        return self[0] - self[1].now()
-
-    def expired(self) -> bool:
-        """Return whether the deadline has passed (at exactly *when*, it has)."""
-        return self[1].now() >= self[0]
-
-    def __repr__(self) -> str:
-        return f"Deadline(when={self[0]!r}, timeout={self[2]!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Deadline, tuple(self))
-
-
-Deadline.__module__ = "resilience.deadline"
-
-RawDeadline: TypeAlias = tuple[float, Clock, float]
-"""
-What `DEADLINE` holds: ``(when, clock, timeout)``, the fields of a `Deadline`.
-
-A plain tuple, because a Timeout pushes one per call: building a tuple
-subclass (or any object of a Python class) and freeing it costs more than the
-context-variable set and reset around it. `resilience.deadline.current`
-builds the public `Deadline` from it.
-"""
-
-DEADLINE: contextvars.ContextVar[RawDeadline | None] = contextvars.ContextVar(
-    "resilience_deadline", default=None
-)
-"""The innermost (earliest) deadline of the running context, as a `RawDeadline`."""
-
-
-def time_left(deadline: RawDeadline) -> float:
-    """Return the seconds left before *deadline* (negative once passed)."""
-    return deadline[0] - deadline[1].now()
-
-
-def public_deadline(deadline: RawDeadline) -> Deadline:
-    """Return *deadline* as the public `Deadline`."""
-    return tuple.__new__(Deadline, deadline)
 
 
 # --- descriptions (explain) ---------------------------------------------------

@@ -22,14 +22,13 @@ from ._classify import ErrorClassifier, Verdict, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._core import (
     CALL,
-    DEADLINE,
     Description,
     PolicyMixin,
     Runner,
     pipeline_field,
     target_name,
-    time_left,
 )
+from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import backoff_bounds, rule_lines, seconds, span

@@ -30,18 +30,14 @@ import attrs
 from ._clock import SYSTEM_CLOCK, Clock
 from ._core import (
     CALL,
-    DEADLINE,
-    Deadline,
     Description,
     PolicyMixin,
-    RawDeadline,
     Runner,
     Shape,
     pipeline_field,
-    public_deadline,
     target_name,
-    time_left,
 )
+from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
 from ._explain import seconds

@@ -78,15 +78,14 @@ from resilience._classify import ErrorClassifier, to_classifier
 from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
 from resilience._core import (
     CALL,
-    DEADLINE,
     Description,
     PolicyMixin,
     Runner,
     Shape,
     pipeline_field,
     target_name,
-    time_left,
 )
+from resilience._deadline import DEADLINE, time_left
 from resilience._events import CallRejected, Event, Hook, emit
 from resilience._exceptions import RejectedError, seconds_text
 from resilience._explain import rule_lines, seconds
