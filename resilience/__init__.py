@@ -24,7 +24,6 @@ from ._classify import Rule as Rule
 from ._classify import Verdict as Verdict
 from ._classify import transient as transient
 from ._clock import Clock as Clock
-from ._core import Description as Description
 from ._core import Pipeline as Pipeline
 from ._core import Policy as Policy
 from ._core import Runner as Runner
@@ -50,6 +49,7 @@ from ._exceptions import ResilienceError as ResilienceError
 from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
+from ._explain import Description as Description
 from ._metrics import LatencySummary as LatencySummary
 from ._metrics import MetricsCollector as MetricsCollector
 from ._metrics import MetricsSnapshot as MetricsSnapshot

@@ -43,7 +43,7 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Description, PolicyMixin, Runner, pipeline_field, target_name
+from ._core import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -53,7 +53,7 @@ from ._events import (
     emit,
 )
 from ._exceptions import CircuitOpenError
-from ._explain import rule_lines, seconds
+from ._explain import Description, rule_lines, seconds
 from ._validate import check_clock, check_name, check_rng, to_hooks
 from .backoff import Backoff
 

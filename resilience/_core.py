@@ -19,16 +19,17 @@ import enum
 import functools
 import inspect
 import types
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, final, runtime_checkable
 
 import attrs
 import wrapt
 from typing_extensions import ParamSpec
 
+from ._explain import explain, worst_case
+
 __all__ = [
     "CALL",
-    "Description",
     "Pipeline",
     "Policy",
     "Runner",
@@ -137,177 +138,6 @@ class Policy(Protocol):
         ...
 
 
-# --- descriptions (explain) ---------------------------------------------------
-
-
-def _to_lines(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-def _check_description_count(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
-
-
-def _check_description_seconds(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} must be seconds >= 0 or None, got {value!r}")
-
-
-def _default_sleeps_retry_after(self: Description) -> float | None:
-    return self.sleeps
-
-
-@final
-@attrs.frozen(kw_only=True)
-class Description:
-    """
-    What a policy does, for `Pipeline.explain`: a few lines of text, and how it bounds a call.
-
-    A policy's ``describe()`` returns one (every policy of the library has it;
-    implement it on your own policies). The figures model the policy as a
-    function of the time *t* that what it wraps may take: a call through the
-    policy takes at most ``min(limit, attempts * t + sleeps)``. `Pipeline`
-    composes them, innermost first, into the worst case of a call.
-
-    Args:
-        title: One line: what the policy is (``"Retry 'jobs': up to 3 attempts"``).
-        details: Further lines (rules, schedule, caveats), each a plain line;
-            leading spaces indent. Default: none.
-        attempts: How many times, at most, the policy runs what it wraps per
-            call. Default: 1.
-        sleeps: Seconds, at most, that the policy itself waits per call, in
-            total (a backoff); `None`: no bound. Default: 0.0.
-        sleeps_retry_after: The same when the server asks for waits
-            (``Retry-After``) as long as the policy honours; `None`: no bound.
-            Default: *sleeps*.
-        limit: Seconds, at most, that a call through the policy takes, what it
-            wraps included (a timeout); `None`: no limit of its own. Default: `None`.
-
-    Raises:
-        ValueError: On *attempts* below 1, or negative seconds.
-
-    .. versionadded:: 0.1.0
-    """
-
-    title: str
-    details: tuple[str, ...] = attrs.field(default=(), converter=_to_lines)
-    attempts: int = attrs.field(default=1, validator=_check_description_count)
-    sleeps: float | None = attrs.field(default=0.0, validator=_check_description_seconds)
-    sleeps_retry_after: float | None = attrs.field(
-        default=attrs.Factory(_default_sleeps_retry_after, takes_self=True),
-        validator=_check_description_seconds,
-    )
-    limit: float | None = attrs.field(default=None, validator=_check_description_seconds)
-
-    def bound(self, inner: float | None, *, retry_after: bool = True) -> float | None:
-        """
-        Return the most seconds a call through the policy takes, if what it wraps takes *inner*.
-
-        Args:
-            inner: Seconds, at most, that what the policy wraps takes; `None`: unbounded.
-            retry_after: Whether to count the waits a server may ask for. Default: `True`.
-
-        Returns:
-            ``min(limit, attempts * inner + sleeps)`` in seconds, or `None` when unbounded.
-        """
-        sleeps = self.sleeps_retry_after if retry_after else self.sleeps
-        total = None if inner is None or sleeps is None else self.attempts * inner + sleeps
-        if self.limit is None:
-            return total
-        return self.limit if total is None else min(self.limit, total)
-
-
-Description.__module__ = "resilience"
-
-
-def describe(policy: object) -> tuple[Description, bool]:
-    """Return *policy*'s description, and whether the policy gave it (else: by its repr)."""
-    method = getattr(policy, "describe", None)
-    if callable(method):
-        found = method()
-        if isinstance(found, Description):
-            return found, True
-    return (
-        Description(
-            title=repr(policy),
-            details=("(no describe(): assumed to add neither runs of the call nor time)",),
-        ),
-        False,
-    )
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.6g} s"
-
-
-def _render(description: Description, head: str, indent: str) -> list[str]:
-    lines = [f"{head}{description.title}"]
-    lines.extend(f"{indent}{line}" if line else "" for line in description.details)
-    return lines
-
-
-def _explain(policies: tuple[Policy, ...]) -> str:
-    found = [describe(policy) for policy in policies]
-    lines: list[str] = []
-    if not found:
-        lines.append("compose(): no policy; a call runs as it is")
-    elif len(found) == 1:
-        lines.extend(_render(found[0][0], "", "  "))
-    else:
-        lines.append(f"compose() of {len(found)} policies, outermost first:")
-        for n, (description, _) in enumerate(found, 1):
-            head = f"{n}. "
-            lines.extend(_render(description, head, " " * (len(head) + 2)))
-    runs = 1
-    for description, _ in found:
-        runs *= description.attempts
-    pipeline = Pipeline(policies)
-    lines.append("")
-    lines.append("Worst case of one call:")
-    lines.append(f"  runs of the function: at most {runs}")
-    sleeps = pipeline.worst_case(0.0, retry_after=False)
-    waits = pipeline.worst_case(0.0)
-    if runs > 1 or sleeps != 0.0 or waits != 0.0:
-        text = "no bound" if sleeps is None else f"at most {_seconds(sleeps)}"
-        if waits != sleeps:
-            text += "; " + ("no bound" if waits is None else f"at most {_seconds(waits)}")
-            text += " if the server asks for waits (Retry-After)"
-        lines.append(f"  sleeps: {text}")
-    total = pipeline.worst_case(None, retry_after=False)
-    total_waits = pipeline.worst_case(None)
-    if total is None:
-        lines.append(
-            "  total time: no bound: nothing limits how long a run of the function takes "
-            "(add a Timeout: inside a Retry for each attempt, around it for the whole call)"
-        )
-    else:
-        text = f"at most {_seconds(total)}"
-        if total_waits != total:
-            text += "; " + (
-                "no bound" if total_waits is None else f"at most {_seconds(total_waits)}"
-            )
-            text += " with Retry-After waits"
-        lines.append(f"  total time: {text}")
-        lines.append(
-            "  (each run assumed to end by its deadline: async calls are cancelled at it; "
-            "sync calls cooperate, see Timeout)"
-        )
-    unknown = [description.title for description, given in found if not given]
-    if unknown:
-        lines.append(
-            "  policies without describe() are assumed to add neither runs nor time: "
-            + ", ".join(unknown)
-        )
-    return "\n".join(lines)
-
-
 # --- pipelines -------------------------------------------------------------
 
 
@@ -402,7 +232,7 @@ class Pipeline:
         Returns:
             Plain text, lines separated by ``"\\n"``, no trailing newline.
         """
-        return _explain(self.policies)
+        return explain(self.policies)
 
     def worst_case(self, call: float | None = None, *, retry_after: bool = True) -> float | None:
         """
@@ -423,10 +253,7 @@ class Pipeline:
         Returns:
             The bound in seconds, or `None` when nothing bounds the call.
         """
-        bound = call
-        for policy in reversed(self.policies):
-            bound = describe(policy)[0].bound(bound, retry_after=retry_after)
-        return bound
+        return worst_case(self.policies, call, retry_after=retry_after)
 
 
 Pipeline.__module__ = "resilience"

@@ -37,7 +37,7 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier, transient
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Description, Pipeline, Runner, Shape
+from ._core import CALL, Pipeline, Runner, Shape
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -56,6 +56,7 @@ from ._exceptions import (
     StreamInterruptedError,
     TimeoutExceededError,
 )
+from ._explain import Description
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 

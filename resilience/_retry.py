@@ -22,7 +22,6 @@ from ._classify import ErrorClassifier, Verdict, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._core import (
     CALL,
-    Description,
     PolicyMixin,
     Runner,
     pipeline_field,
@@ -31,7 +30,7 @@ from ._core import (
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import backoff_bounds, rule_lines, seconds, span
+from ._explain import Description, backoff_bounds, rule_lines, seconds, span
 from ._validate import check_clock, check_name, check_rng, to_hooks
 
 __all__ = ["Attempt", "Attempts", "Retry"]

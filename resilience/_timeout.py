@@ -30,7 +30,6 @@ import attrs
 from ._clock import SYSTEM_CLOCK, Clock
 from ._core import (
     CALL,
-    Description,
     PolicyMixin,
     Runner,
     Shape,
@@ -40,7 +39,7 @@ from ._core import (
 from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
-from ._explain import seconds
+from ._explain import Description, seconds
 from ._validate import check_clock, check_name, positive_seconds, to_hooks
 
 __all__ = ["Timeout"]

@@ -78,7 +78,6 @@ from resilience._classify import ErrorClassifier, to_classifier
 from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
 from resilience._core import (
     CALL,
-    Description,
     PolicyMixin,
     Runner,
     Shape,
@@ -88,7 +87,7 @@ from resilience._core import (
 from resilience._deadline import DEADLINE, time_left
 from resilience._events import CallRejected, Event, Hook, emit
 from resilience._exceptions import RejectedError, seconds_text
-from resilience._explain import rule_lines, seconds
+from resilience._explain import Description, rule_lines, seconds
 from resilience._validate import check_clock, positive_seconds, to_hooks
 
 if TYPE_CHECKING:
