@@ -24,11 +24,6 @@ from ._classify import Rule as Rule
 from ._classify import Verdict as Verdict
 from ._classify import transient as transient
 from ._clock import Clock as Clock
-from ._core import Pipeline as Pipeline
-from ._core import Policy as Policy
-from ._core import Runner as Runner
-from ._core import Shape as Shape
-from ._core import compose as compose
 from ._events import CallRejected as CallRejected
 from ._events import CircuitClosed as CircuitClosed
 from ._events import CircuitHalfOpened as CircuitHalfOpened
@@ -54,6 +49,11 @@ from ._metrics import LatencySummary as LatencySummary
 from ._metrics import MetricsCollector as MetricsCollector
 from ._metrics import MetricsSnapshot as MetricsSnapshot
 from ._metrics import PolicyMetrics as PolicyMetrics
+from ._pipeline import Pipeline as Pipeline
+from ._pipeline import Policy as Policy
+from ._pipeline import Runner as Runner
+from ._pipeline import Shape as Shape
+from ._pipeline import compose as compose
 from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry

@@ -43,7 +43,6 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -54,6 +53,7 @@ from ._events import (
 )
 from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
+from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._validate import check_clock, check_name, check_rng, to_hooks
 from .backoff import Backoff
 

@@ -22,7 +22,7 @@ from . import backoff as _backoff
 from ._classify import ErrorClassifier, Rule
 
 if TYPE_CHECKING:
-    from ._core import Policy
+    from ._pipeline import Policy
 
 __all__ = [
     "Description",

@@ -37,7 +37,6 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier, transient
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, Pipeline, Runner, Shape
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -57,6 +56,7 @@ from ._exceptions import (
     TimeoutExceededError,
 )
 from ._explain import Description
+from ._pipeline import CALL, Pipeline, Runner, Shape
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 

@@ -76,7 +76,11 @@ from resilience._circuit import (
 )
 from resilience._classify import ErrorClassifier, to_classifier
 from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
-from resilience._core import (
+from resilience._deadline import DEADLINE, time_left
+from resilience._events import CallRejected, Event, Hook, emit
+from resilience._exceptions import RejectedError, seconds_text
+from resilience._explain import Description, rule_lines, seconds
+from resilience._pipeline import (
     CALL,
     PolicyMixin,
     Runner,
@@ -84,10 +88,6 @@ from resilience._core import (
     pipeline_field,
     target_name,
 )
-from resilience._deadline import DEADLINE, time_left
-from resilience._events import CallRejected, Event, Hook, emit
-from resilience._exceptions import RejectedError, seconds_text
-from resilience._explain import Description, rule_lines, seconds
 from resilience._validate import check_clock, positive_seconds, to_hooks
 
 if TYPE_CHECKING:
