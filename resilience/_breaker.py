@@ -40,7 +40,6 @@ from ._circuit import (
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import Description, pipeline_field, target_name
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -50,8 +49,9 @@ from ._events import (
     emit,
 )
 from ._exceptions import CircuitOpenError
-from ._explain import rule_lines, seconds
+from ._explain import Description, rule_lines, seconds
 from ._gate import NO_RESULT, FastPath, GatePolicy
+from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, check_rng, to_hooks
 from .backoff import Backoff
 

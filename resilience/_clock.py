@@ -1,9 +1,12 @@
 """
-Time, injectable: the `Clock` protocol and the system clock.
+Time, injectable: the `Clock` protocol, the system clock, and the testing switch.
 
 Every policy that reads time or sleeps takes ``clock=``. The default,
 `SYSTEM_CLOCK`, reads `time.monotonic` and sleeps with `time.sleep` /
 `asyncio.sleep`; `resilience.testing.FakeClock` is the virtual one.
+
+`testing_state` is the switch that `resilience.testing.set_testing` flips: while
+it is on, policies wait zero seconds (and cap their attempts, when asked to).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import time
 from typing import Protocol, final, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_state"]
 
 
 @runtime_checkable
@@ -74,3 +77,19 @@ class SystemClock:
 _INSTANCE = SystemClock()
 SYSTEM_CLOCK: Clock = _INSTANCE
 """The default clock of every policy."""
+
+
+# --- testing switch --------------------------------------------------------
+
+
+@final
+class _TestingState:
+    __slots__ = ("attempts", "enabled")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.attempts: int | None = None
+
+
+testing_state = _TestingState()
+"""Read by policies on their failure paths only; set by `resilience.testing.set_testing`."""

@@ -1,9 +1,11 @@
 """
-Text for `describe()`: a classifier's rules, a backoff's sleeps, durations.
+What a pipeline explains: `Description`, the text for `describe()`, the renderer.
 
-The policies' ``describe()`` methods build their `Description` from these, so
-that every policy words rules and durations the same way. Nothing here runs on
-a call path.
+A policy's ``describe()`` returns a `Description`; the policies build theirs
+from the helpers here (a classifier's rules, a backoff's sleeps, durations), so
+that every policy words rules and durations the same way. `explain` and
+`worst_case` compose the descriptions of a pipeline's policies for
+`Pipeline.explain` and `Pipeline.worst_case`. Nothing here runs on a call path.
 """
 
 from __future__ import annotations
@@ -11,12 +13,26 @@ from __future__ import annotations
 import random
 import re
 import types
-from typing import Final, Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Literal, final
+
+import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Rule
 
-__all__ = ["backoff_bounds", "rule_lines", "seconds"]
+if TYPE_CHECKING:
+    from ._pipeline import Policy
+
+__all__ = [
+    "Description",
+    "backoff_bounds",
+    "describe",
+    "explain",
+    "rule_lines",
+    "seconds",
+    "worst_case",
+]
 
 _EXACT_RETRIES: Final = 10_000
 """Sleeps computed one by one; past this many retries, the last one repeats."""
@@ -25,6 +41,112 @@ _EXACT_RETRIES: Final = 10_000
 def seconds(value: float) -> str:
     """Return *value* as ``"1.5 s"`` (six significant digits)."""
     return f"{value:.6g} s"
+
+
+# --- descriptions ---------------------------------------------------------------
+
+
+def _to_lines(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _check_description_count(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+
+
+def _check_description_seconds(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be seconds >= 0 or None, got {value!r}")
+
+
+def _default_sleeps_retry_after(self: Description) -> float | None:
+    return self.sleeps
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Description:
+    """
+    What a policy does, for `Pipeline.explain`: a few lines of text, and how it bounds a call.
+
+    A policy's ``describe()`` returns one (every policy of the library has it;
+    implement it on your own policies). The figures model the policy as a
+    function of the time *t* that what it wraps may take: a call through the
+    policy takes at most ``min(limit, attempts * t + sleeps)``. `Pipeline`
+    composes them, innermost first, into the worst case of a call.
+
+    Args:
+        title: One line: what the policy is (``"Retry 'jobs': up to 3 attempts"``).
+        details: Further lines (rules, schedule, caveats), each a plain line;
+            leading spaces indent. Default: none.
+        attempts: How many times, at most, the policy runs what it wraps per
+            call. Default: 1.
+        sleeps: Seconds, at most, that the policy itself waits per call, in
+            total (a backoff); `None`: no bound. Default: 0.0.
+        sleeps_retry_after: The same when the server asks for waits
+            (``Retry-After``) as long as the policy honours; `None`: no bound.
+            Default: *sleeps*.
+        limit: Seconds, at most, that a call through the policy takes, what it
+            wraps included (a timeout); `None`: no limit of its own. Default: `None`.
+
+    Raises:
+        ValueError: On *attempts* below 1, or negative seconds.
+
+    .. versionadded:: 0.1.0
+    """
+
+    title: str
+    details: tuple[str, ...] = attrs.field(default=(), converter=_to_lines)
+    attempts: int = attrs.field(default=1, validator=_check_description_count)
+    sleeps: float | None = attrs.field(default=0.0, validator=_check_description_seconds)
+    sleeps_retry_after: float | None = attrs.field(
+        default=attrs.Factory(_default_sleeps_retry_after, takes_self=True),
+        validator=_check_description_seconds,
+    )
+    limit: float | None = attrs.field(default=None, validator=_check_description_seconds)
+
+    def bound(self, inner: float | None, *, retry_after: bool = True) -> float | None:
+        """
+        Return the most seconds a call through the policy takes, if what it wraps takes *inner*.
+
+        Args:
+            inner: Seconds, at most, that what the policy wraps takes; `None`: unbounded.
+            retry_after: Whether to count the waits a server may ask for. Default: `True`.
+
+        Returns:
+            ``min(limit, attempts * inner + sleeps)`` in seconds, or `None` when unbounded.
+        """
+        sleeps = self.sleeps_retry_after if retry_after else self.sleeps
+        total = None if inner is None or sleeps is None else self.attempts * inner + sleeps
+        if self.limit is None:
+            return total
+        return self.limit if total is None else min(self.limit, total)
+
+
+Description.__module__ = "resilience"
+
+
+def describe(policy: object) -> tuple[Description, bool]:
+    """Return *policy*'s description, and whether the policy gave it (else: by its repr)."""
+    method = getattr(policy, "describe", None)
+    if callable(method):
+        found = method()
+        if isinstance(found, Description):
+            return found, True
+    return (
+        Description(
+            title=repr(policy),
+            details=("(no describe(): assumed to add neither runs of the call nor time)",),
+        ),
+        False,
+    )
 
 
 # --- rules -----------------------------------------------------------------------
@@ -148,3 +270,77 @@ def span(low: float, high: float) -> str:
     if low == high:
         return seconds(high)
     return f"{low:.6g}-{seconds(high)}"
+
+
+# --- explain ----------------------------------------------------------------------
+
+
+def worst_case(
+    policies: tuple[Policy, ...], call: float | None, *, retry_after: bool = True
+) -> float | None:
+    """Return `Pipeline.worst_case` of *policies*: each `Description.bound`, innermost first."""
+    bound = call
+    for policy in reversed(policies):
+        bound = describe(policy)[0].bound(bound, retry_after=retry_after)
+    return bound
+
+
+def _render(description: Description, head: str, indent: str) -> list[str]:
+    lines = [f"{head}{description.title}"]
+    lines.extend(f"{indent}{line}" if line else "" for line in description.details)
+    return lines
+
+
+def explain(policies: tuple[Policy, ...]) -> str:
+    """Return the text of `Pipeline.explain` for *policies*, outermost first."""
+    found = [describe(policy) for policy in policies]
+    lines: list[str] = []
+    if not found:
+        lines.append("compose(): no policy; a call runs as it is")
+    elif len(found) == 1:
+        lines.extend(_render(found[0][0], "", "  "))
+    else:
+        lines.append(f"compose() of {len(found)} policies, outermost first:")
+        for n, (description, _) in enumerate(found, 1):
+            head = f"{n}. "
+            lines.extend(_render(description, head, " " * (len(head) + 2)))
+    runs = 1
+    for description, _ in found:
+        runs *= description.attempts
+    lines.append("")
+    lines.append("Worst case of one call:")
+    lines.append(f"  runs of the function: at most {runs}")
+    sleeps = worst_case(policies, 0.0, retry_after=False)
+    waits = worst_case(policies, 0.0)
+    if runs > 1 or sleeps != 0.0 or waits != 0.0:
+        text = "no bound" if sleeps is None else f"at most {seconds(sleeps)}"
+        if waits != sleeps:
+            text += "; " + ("no bound" if waits is None else f"at most {seconds(waits)}")
+            text += " if the server asks for waits (Retry-After)"
+        lines.append(f"  sleeps: {text}")
+    total = worst_case(policies, None, retry_after=False)
+    total_waits = worst_case(policies, None)
+    if total is None:
+        lines.append(
+            "  total time: no bound: nothing limits how long a run of the function takes "
+            "(add a Timeout: inside a Retry for each attempt, around it for the whole call)"
+        )
+    else:
+        text = f"at most {seconds(total)}"
+        if total_waits != total:
+            text += "; " + (
+                "no bound" if total_waits is None else f"at most {seconds(total_waits)}"
+            )
+            text += " with Retry-After waits"
+        lines.append(f"  total time: {text}")
+        lines.append(
+            "  (each run assumed to end by its deadline: async calls are cancelled at it; "
+            "sync calls cooperate, see Timeout)"
+        )
+    unknown = [description.title for description, given in found if not given]
+    if unknown:
+        lines.append(
+            "  policies without describe() are assumed to add neither runs nor time: "
+            + ", ".join(unknown)
+        )
+    return "\n".join(lines)

@@ -33,8 +33,9 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, final
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._core import CALL, DEADLINE, PolicyMixin, Runner, Shape, testing_state, time_left
+from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._deadline import DEADLINE, time_left
+from ._pipeline import CALL, PolicyMixin, Runner, Shape
 from ._streams import astep, relay
 
 __all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bind_gate"]

@@ -37,7 +37,6 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier, transient
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import Description, Pipeline, Runner, Shape
 from ._events import (
     CallRejected,
     CircuitClosed,
@@ -56,7 +55,9 @@ from ._exceptions import (
     StreamInterruptedError,
     TimeoutExceededError,
 )
+from ._explain import Description
 from ._gate import Wait, bind_gate
+from ._pipeline import Pipeline, Runner, Shape
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 

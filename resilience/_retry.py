@@ -19,21 +19,12 @@ import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Verdict, to_classifier
-from ._clock import SYSTEM_CLOCK, Clock
-from ._core import (
-    CALL,
-    DEADLINE,
-    Description,
-    PolicyMixin,
-    Runner,
-    pipeline_field,
-    target_name,
-    testing_state,
-    time_left,
-)
+from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import backoff_bounds, rule_lines, seconds, span
+from ._explain import Description, backoff_bounds, rule_lines, seconds, span
+from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_hooks
 

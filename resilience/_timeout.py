@@ -28,23 +28,11 @@ from typing import Any, Final, final
 import attrs
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._core import (
-    CALL,
-    DEADLINE,
-    Deadline,
-    Description,
-    PolicyMixin,
-    RawDeadline,
-    Runner,
-    Shape,
-    pipeline_field,
-    public_deadline,
-    target_name,
-    time_left,
-)
+from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
-from ._explain import seconds
+from ._explain import Description, seconds
+from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, positive_seconds, to_hooks
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import overload
 
-from ._core import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
+from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import final
 
-from ._core import testing_state
+from ._clock import testing_state
 from ._events import Event, add_hook, remove_hook
 
 __all__ = ["FakeClock", "capture_events", "set_testing"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import resilience as rs
-from resilience._core import testing_state
+from resilience._clock import testing_state
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import wrapt
 import resilience as rs
 from resilience import backoff
 from resilience._clock import SYSTEM_CLOCK, SystemClock
-from resilience._core import CALL, Runner, Shape, shape_of
+from resilience._pipeline import CALL, Runner, Shape, shape_of
 from resilience.testing import FakeClock
 
 

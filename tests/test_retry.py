@@ -314,7 +314,7 @@ def test_testing_mode_caps_attempts(mode: Runner) -> None:
 
 def test_set_testing_restores_previous_state() -> None:
     """Leaving the set_testing block restores what was there before."""
-    from resilience._core import testing_state
+    from resilience._clock import testing_state
 
     with set_testing(True, attempts=2):
         assert (testing_state.enabled, testing_state.attempts) == (True, 2)

@@ -75,12 +75,15 @@ from resilience._circuit import (
     _window,
 )
 from resilience._classify import ErrorClassifier, to_classifier
-from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._core import Description, pipeline_field, target_name, testing_state
+from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
 from resilience._events import CallRejected, Event, Hook, emit
 from resilience._exceptions import RejectedError, seconds_text
-from resilience._explain import rule_lines, seconds
+from resilience._explain import Description, rule_lines, seconds
 from resilience._gate import NO_RESULT, FastPath, GatePolicy, Wait
+from resilience._pipeline import (
+    pipeline_field,
+    target_name,
+)
 from resilience._validate import check_clock, positive_seconds, to_hooks
 from resilience.deadline import remaining
 
