@@ -470,8 +470,23 @@ class CircuitStore(Protocol):
 _BUCKETS: Final = 10
 
 
-class _Window:
-    """The recent calls of one trip condition: how many, and how many were hits."""
+class TripWindow:
+    """
+    The recent calls of one trip condition: how many, and how many were hits.
+
+    What a circuit store keeps per `FailureRate` or `SlowCallRate` of its
+    breaker (made by `resilience.engine.trip_window`); not thread-safe: the
+    store calls it under its own lock.
+
+    Attributes:
+        rate: The share of hits that trips, in (0, 1].
+        minimum: Calls the window must hold before it can trip.
+        reason: The transition reason when it trips: ``"failure_rate"`` or ``"slow_calls"``.
+        slower_than: For a `SlowCallRate`, the seconds above which a call is
+            slow (a hit); `None` for a `FailureRate` (a hit is a failure).
+        hits: Hits in the window.
+        total: Calls in the window.
+    """
 
     __slots__ = ("hits", "minimum", "rate", "reason", "slower_than", "total")
 
@@ -488,20 +503,23 @@ class _Window:
         self.total = 0
 
     def tripped(self) -> bool:
+        """Return whether the condition holds: enough calls, and a share of hits >= *rate*."""
         total = self.total
         # hits / total, not hits >= rate * total: 0.55 * 100 is 55.00000000000001,
         # while 55 / 100 rounds to the same double as 0.55, so "at least" holds exactly.
         return total >= self.minimum and self.hits / total >= self.rate
 
     def record(self, now: float, hit: bool) -> None:  # pragma: no cover - abstract
+        """Count one call that ended at *now* (the clock's seconds), a hit or not."""
         raise NotImplementedError
 
     def clear(self) -> None:  # pragma: no cover - abstract
+        """Forget every call (the circuit closed or opened)."""
         raise NotImplementedError
 
 
 @final
-class _CountWindow(_Window):
+class _CountWindow(TripWindow):
     """The last *size* calls, in a ring."""
 
     __slots__ = ("_pos", "_ring", "_size")
@@ -529,7 +547,7 @@ class _CountWindow(_Window):
 
 
 @final
-class _TimeWindow(_Window):
+class _TimeWindow(TripWindow):
     """The calls of the last *seconds*, in `_BUCKETS` buckets indexed by ``floor(now / width)``."""
 
     __slots__ = ("_head", "_hits", "_totals", "_width")
@@ -572,7 +590,8 @@ class _TimeWindow(_Window):
         self.hits = self.total = 0
 
 
-def _window(condition: FailureRate | SlowCallRate) -> _Window:
+def trip_window(condition: FailureRate | SlowCallRate) -> TripWindow:
+    """Return an empty window for *condition*: the last N calls, or the last N seconds."""
     if condition.calls is not None:
         return _CountWindow(condition, condition.calls)
     assert condition.seconds is not None
@@ -638,7 +657,7 @@ class InMemoryCircuitStore:
         self._max_probes: int = breaker.half_open_max_calls
         self._success_threshold: int = breaker.success_threshold
         conditions = breaker.trip
-        self._windows = tuple(_window(c) for c in conditions)
+        self._windows = tuple(trip_window(c) for c in conditions)
         self._timed_windows = any(c.seconds is not None for c in conditions)
         # Only consecutive failures are counted: then a success with none
         # pending changes nothing (`settled`).

@@ -12,7 +12,7 @@ Two sources feed it, with different costs:
   (``rs.compose(metrics, retry, breaker)``). Only pipelines that include it pay:
   two clock reads, one lock and a few increments per call.
 
-The engine (`_Observer`: the four drivers and the event dispatch) is shared
+The engine (`Observer`: the four drivers and the event dispatch) is shared
 with the OpenTelemetry integration, which plugs in a different sink; so both
 classify and time calls the same way.
 
@@ -98,72 +98,103 @@ def bucket_of(seconds: float) -> int:
 # --- the engine shared with the OpenTelemetry integration ---------------------
 
 
-class _Recorder(Protocol):
-    """Where a bound policy reports the outcome of each call, for one label."""
+class Recorder(Protocol):
+    """
+    Where an `Observer` reports the outcome of each call, for one label.
 
-    def success(self, seconds: float, /) -> None: ...
+    Durations are seconds on the observer's clock. Called from many threads
+    at once: a recorder guards its own state.
+    """
 
-    def failure(self, kind: str, seconds: float, /) -> None: ...
+    def success(self, seconds: float, /) -> None:
+        """Count a call that returned (its result, if judged, is no failure)."""
+        ...
 
-    def rejected(self, seconds: float, /) -> None: ...
+    def failure(self, kind: str, seconds: float, /) -> None:
+        """Count a failed call, under its outcome *kind* (the classifier's, or ``"error"``)."""
+        ...
 
-    def cancelled(self, seconds: float, /) -> None: ...
+    def rejected(self, seconds: float, /) -> None:
+        """Count a call a policy refused (a `resilience.RejectedError`)."""
+        ...
 
-
-class _Sink(Protocol):
-    """Where an observer sends what it measures: a recorder per label, and event counts."""
-
-    def recorder(self, name: str, /) -> _Recorder: ...
-
-    def retry(self, name: str, kind: str, /) -> None: ...
-
-    def exhausted(self, name: str, reason: str, /) -> None: ...
-
-    def rejection(self, name: str, reason: str, /) -> None: ...
-
-    def timeout(self, name: str, idle: bool, /) -> None: ...
-
-    def transition(self, name: str, state: str, reason: str | None, /) -> None: ...
+    def cancelled(self, seconds: float, /) -> None:
+        """Count a call cancelled or interrupted, or a stream closed early."""
+        ...
 
 
-S = TypeVar("S", bound=_Sink)
+class Sink(Protocol):
+    """
+    Where an `Observer` sends what it measures: a `Recorder` per label, and the events.
+
+    `MetricsCollector` keeps them in memory; the OpenTelemetry integration
+    sends them to instruments. Labels are policy names, ``"default"`` for
+    none.
+    """
+
+    def recorder(self, name: str, /) -> Recorder:
+        """Return the recorder of the calls labelled *name* (once per pipeline and shape)."""
+        ...
+
+    def retry(self, name: str, kind: str, /) -> None:
+        """Count a retry scheduled (`resilience.RetryScheduled`) after a failure of *kind*."""
+        ...
+
+    def exhausted(self, name: str, reason: str, /) -> None:
+        """Count a give-up (`resilience.RetriesExhausted`) for *reason*."""
+        ...
+
+    def rejection(self, name: str, reason: str, /) -> None:
+        """Count a call refused (`resilience.CallRejected`) for *reason*."""
+        ...
+
+    def timeout(self, name: str, idle: bool, /) -> None:
+        """Count a deadline that expired (`resilience.TimeoutExpired`); *idle*: a stream's gap."""
+        ...
+
+    def transition(self, name: str, state: str, reason: str | None, /) -> None:
+        """Count a circuit entering *state* (``"open"``, ``"half_open"``, ...) for *reason*."""
+        ...
+
+
+S = TypeVar("S", bound=Sink)
 
 
 def _label(name: str | None) -> str:
     return UNNAMED if name is None else name
 
 
-def _on_retry(sink: _Sink, event: Any) -> None:
+def _on_retry(sink: Sink, event: Any) -> None:
     sink.retry(_label(event.name), event.kind or "error")
 
 
-def _on_exhausted(sink: _Sink, event: Any) -> None:
+def _on_exhausted(sink: Sink, event: Any) -> None:
     sink.exhausted(_label(event.name), event.reason)
 
 
-def _on_rejected(sink: _Sink, event: Any) -> None:
+def _on_rejected(sink: Sink, event: Any) -> None:
     sink.rejection(_label(event.name), event.reason)
 
 
-def _on_timeout(sink: _Sink, event: Any) -> None:
+def _on_timeout(sink: Sink, event: Any) -> None:
     sink.timeout(_label(event.name), bool(event.idle))
 
 
-def _on_opened(sink: _Sink, event: Any) -> None:
+def _on_opened(sink: Sink, event: Any) -> None:
     # `isolate()` announces itself as an opening with reason "isolated".
     state = "isolated" if event.reason == "isolated" else "open"
     sink.transition(_label(event.name), state, event.reason)
 
 
-def _on_half_opened(sink: _Sink, event: Any) -> None:
+def _on_half_opened(sink: Sink, event: Any) -> None:
     sink.transition(_label(event.name), "half_open", None)
 
 
-def _on_closed(sink: _Sink, event: Any) -> None:
+def _on_closed(sink: Sink, event: Any) -> None:
     sink.transition(_label(event.name), "closed", event.reason)
 
 
-_HANDLERS: Final[dict[type[Event], Callable[[_Sink, Any], None]]] = {
+_HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     RetryScheduled: _on_retry,
     RetriesExhausted: _on_exhausted,
     CallRejected: _on_rejected,
@@ -193,11 +224,17 @@ def check_max_series(value: object) -> int:
     return value
 
 
-class _Observer(Generic[S]):
+class Observer(Generic[S]):
     """
-    A hook and a policy feeding a sink: the drivers and the event dispatch.
+    A hook and a policy feeding a `Sink`: what `MetricsCollector` and the OpenTelemetry
+    integration are.
 
-    Subclasses only build their sink; `named` copies share it.
+    As a policy (``rs.compose(observer, ...)``) it times every call and
+    counts its outcome: a success, the classifier's kind of failure (or
+    ``"error"``), a rejection, a cancellation. As a hook (``rs.add_hook``) it
+    counts retries, give-ups, rejections, timeouts and circuit transitions.
+    A subclass builds its sink and calls ``self._setup(sink, name, on,
+    clock, results)`` in ``__init__``; `named` copies share the sink.
     """
 
     __slots__ = ("_classify", "_clock", "_name", "_results", "_sink")
@@ -306,7 +343,7 @@ class _Observer(Generic[S]):
             )
         return kind or "error"
 
-    def _failed(self, rec: _Recorder, exc: Exception, seconds: float) -> None:
+    def _failed(self, rec: Recorder, exc: Exception, seconds: float) -> None:
         try:
             kind = self._kind(exc)
             if kind is None:
@@ -318,7 +355,7 @@ class _Observer(Generic[S]):
                 error, "resilience: metrics failed to record a failure; ignored", outer=(exc,)
             )
 
-    def _result(self, rec: _Recorder, result: object, seconds: float) -> None:
+    def _result(self, rec: Recorder, result: object, seconds: float) -> None:
         """Record a returned result: a failure if the classifier gives it a kind or a verdict."""
         try:
             verdict = self._classify(result)
@@ -393,7 +430,7 @@ class _Meter:
     results: Final = False
     fast: Final = _ADMITTED
 
-    def __init__(self, observer: _Observer[Any], rec: _Recorder) -> None:
+    def __init__(self, observer: Observer[Any], rec: Recorder) -> None:
         self._observer = observer
         self._rec = rec
         self._results = observer._results
@@ -445,7 +482,7 @@ class _StreamMeter:
     results: Final = False
     fast: Final = None
 
-    def __init__(self, observer: _Observer[Any], rec: _Recorder) -> None:
+    def __init__(self, observer: Observer[Any], rec: Recorder) -> None:
         self._observer = observer
         self._rec = rec
         self.clock = observer._clock
@@ -474,7 +511,7 @@ class _StreamMeter:
 
 @final
 class _Series:
-    """Everything counted under one name, guarded by one lock (a `_Recorder`)."""
+    """Everything counted under one name, guarded by one lock (a `Recorder`)."""
 
     __slots__ = (
         "counts",
@@ -854,7 +891,7 @@ class MetricsSnapshot:
 
 
 @final
-class MetricsCollector(_Observer[_Store]):
+class MetricsCollector(Observer[_Store]):
     """
     Count calls, outcomes, retries, rejections, timeouts and circuit states, in memory.
 

@@ -41,7 +41,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 import resilience as rs
 from resilience._classify import transient
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._metrics import MAX_KINDS, OTHER, _Observer, check_max_series
+from resilience._metrics import MAX_KINDS, OTHER, Observer, check_max_series
 
 __all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
 
@@ -242,7 +242,7 @@ class _Sink:
 
 
 @final
-class OpenTelemetryMetrics(_Observer[_Sink]):
+class OpenTelemetryMetrics(Observer[_Sink]):
     """
     Report calls, outcomes, retries, rejections, timeouts and circuit states to OpenTelemetry.
 

@@ -72,7 +72,7 @@ from resilience._circuit import (
     CircuitTransition,
     InMemoryCircuitStore,
     SlowCallRate,
-    _window,
+    trip_window,
 )
 from resilience._classify import ErrorClassifier, to_classifier
 from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
@@ -825,7 +825,7 @@ class RedisCircuitStore:
         self._link = _Link(name, breaker.hooks, self._now, config.reconnect)
         self._local = InMemoryCircuitStore(breaker) if config.fallback == "local" else None
         conditions = breaker.trip
-        self._windows = tuple(_window(c) for c in conditions)
+        self._windows = tuple(trip_window(c) for c in conditions)
         self._timed_windows = any(c.seconds is not None for c in conditions)
         self._plain = not self._windows
         slow = [c.slower_than for c in conditions if isinstance(c, SlowCallRate)]
