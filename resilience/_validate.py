@@ -97,8 +97,8 @@ def to_seconds(
         inf: Accept infinity, meaning no limit. Default: `False` (finite only).
         maximum: Refuse more seconds than this. Default: `None` (no maximum).
         why: Why the maximum, said in parentheses in its error. Default: none.
-        expected: What the TypeError says *value* must be. Default:
-            ``"seconds (a number or a datetime.timedelta)"``.
+        expected: What the TypeError says *value* must be (``" or None"`` is
+            added when *none*). Default: ``"seconds (a number or a datetime.timedelta)"``.
         bound: What the ValueError says the seconds must be. Default: from
             *zero* and *inf* (``"a finite number of seconds > 0"``).
         shown: The value the ValueError shows: ``"given"`` (as passed,
@@ -129,7 +129,10 @@ def to_seconds(
             number = -math.inf if value < 0 else math.inf
             overflow = True
     else:
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
+        alternative = " or None" if none else ""
+        raise TypeError(
+            f"{name} must be {expected}{alternative}, got {type(value).__name__}: {value!r}"
+        )
     given = value if shown == "given" or (overflow and shown == "seconds-or-given") else number
     if not (number > 0 or (zero and number == 0)) or (number == math.inf and not inf):
         if bound is None:
