@@ -133,14 +133,16 @@ def to_seconds(
         raise TypeError(
             f"{name} must be {expected}{alternative}, got {type(value).__name__}: {value!r}"
         )
-    given = value if shown == "given" or (overflow and shown == "seconds-or-given") else number
+    as_shown = value if shown == "given" or (overflow and shown == "seconds-or-given") else number
     if not (number > 0 or (zero and number == 0)) or (number == math.inf and not inf):
         if bound is None:
             bound = f"{'a' if inf else 'a finite'} number of seconds {'>=' if zero else '>'} 0"
-        raise ValueError(f"{name} must be {bound}, got {given!r}")
+        raise ValueError(f"{name} must be {bound}, got {as_shown!r}")
     if maximum is not None and number > maximum:
         because = f" ({why})" if why else ""
-        raise ValueError(f"{name} must be at most {maximum:.15g} seconds{because}, got {given!r}")
+        raise ValueError(
+            f"{name} must be at most {maximum:.15g} seconds{because}, got {as_shown!r}"
+        )
     return number if number else 0.0  # -0.0 too is zero seconds
 
 
