@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Callable
-from typing import Any, NoReturn, final
+from typing import Any, Final, NoReturn, final
 
 import attrs
 
@@ -33,10 +33,7 @@ from ._circuit import (
     FailureRate,
     InMemoryCircuitStore,
     SlowCallRate,
-    check_count,
-    check_seconds,
     to_conditions,
-    to_seconds,
 )
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
@@ -52,7 +49,7 @@ from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
 from ._gate import NO_RESULT, FastPath, GatePolicy
 from ._pipeline import pipeline_field, target_name
-from ._validate import check_clock, check_name, check_rng, to_hooks
+from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 from .backoff import Backoff
 
 __all__ = ["CircuitBreaker"]
@@ -70,25 +67,20 @@ _REJECTION_REASONS = {
 
 
 def _check_threshold(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None and attribute.name == "failure_threshold":
-        return
-    check_count(attribute.name, value)
+    to_count(attribute.name, value, none=attribute.name == "failure_threshold")
+
+
+_RESET_TIMEOUT: Final = (
+    "seconds (a number or a timedelta) or a resilience.backoff.Backoff giving growing open periods"
+)
 
 
 def _to_reset_timeout(value: float | datetime.timedelta | Backoff) -> float | Backoff:
-    return to_seconds(value)  # type: ignore[return-value]  # checked by the validator
-
-
-def _check_reset_timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, float):
-        check_seconds("reset_timeout", value)
-        return
-    if isinstance(value, type) or not callable(value):
-        raise TypeError(
-            "reset_timeout must be seconds (a number or a timedelta) or a "
-            "resilience.backoff.Backoff giving growing open periods, "
-            f"got {type(value).__name__}: {value!r}"
+    if isinstance(value, type) or not callable(value):  # not a Backoff: seconds
+        return to_seconds(
+            "reset_timeout", value, zero=True, expected=_RESET_TIMEOUT, shown="seconds"
         )
+    return value
 
 
 def _check_store(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -195,9 +187,7 @@ class CircuitBreaker(GatePolicy):
     failure_threshold: int | None = attrs.field(
         default=attrs.Factory(_default_threshold, takes_self=True), validator=_check_threshold
     )
-    reset_timeout: float | Backoff = attrs.field(
-        default=60.0, converter=_to_reset_timeout, validator=_check_reset_timeout
-    )
+    reset_timeout: float | Backoff = attrs.field(default=60.0, converter=_to_reset_timeout)
     half_open_max_calls: int = attrs.field(default=1, validator=_check_threshold)
     success_threshold: int = attrs.field(default=1, validator=_check_threshold)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)

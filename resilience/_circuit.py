@@ -15,7 +15,6 @@ implements the same protocol with server-side atomic operations.
 
 from __future__ import annotations
 
-import datetime
 import enum
 import math
 import numbers
@@ -24,6 +23,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import attrs
+
+from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -73,38 +74,16 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_count(name: str, value: object, minimum: int = 1) -> None:
-    """Raise unless *value* is an int (not a bool) >= *minimum*, naming *name*."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be an int >= {minimum}, got {type(value).__name__}: {value!r}"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+_A_DURATION: Final = "a number of seconds or a timedelta"
+"""What a trip condition's durations must be, as their TypeError says."""
 
 
-def to_seconds(value: object) -> object:
-    """Convert a `timedelta` or a real number to float seconds; leave anything else as is."""
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if _is_real(value):
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except OverflowError:  # an int beyond any float: infinite, which checks refuse by name
-            return math.inf
-    return value
+def _to_window(value: object) -> float | None:
+    return to_seconds("seconds", value, none=True, expected=_A_DURATION, shown="seconds")
 
 
-def check_seconds(name: str, value: object, *, positive: bool = False) -> None:
-    """Raise unless *value* is finite float seconds >= 0 (> 0 when *positive*), naming *name*."""
-    if not isinstance(value, float):
-        raise TypeError(
-            f"{name} must be a number of seconds or a timedelta, "
-            f"got {type(value).__name__}: {value!r}"
-        )
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+def _to_slower_than(value: object) -> float:
+    return to_seconds("slower_than", value, zero=True, expected=_A_DURATION, shown="seconds")
 
 
 def _check_rate(value: object) -> None:
@@ -122,10 +101,8 @@ def _window_fields(cls: str, rate: object, calls: object, seconds: object, minim
             f"(the last N seconds), got calls={calls!r}, seconds={seconds!r}"
         )
     if calls is not None:
-        check_count("calls", calls)
-    else:
-        check_seconds("seconds", seconds, positive=True)
-    check_count("minimum_calls", minimum)
+        to_count("calls", calls)
+    to_count("minimum_calls", minimum)
     if calls is not None and minimum > calls:  # type: ignore[operator]
         raise ValueError(
             f"minimum_calls must be <= calls ({calls!r}): a window of {calls!r} calls "
@@ -178,7 +155,7 @@ class FailureRate:
 
     rate: float
     calls: int | None = attrs.field(default=None, kw_only=True)
-    seconds: float | None = attrs.field(default=None, kw_only=True, converter=to_seconds)
+    seconds: float | None = attrs.field(default=None, kw_only=True, converter=_to_window)
     minimum_calls: int = attrs.field(
         default=attrs.Factory(_default_minimum, takes_self=True), kw_only=True
     )
@@ -223,16 +200,15 @@ class SlowCallRate:
     """
 
     rate: float
-    slower_than: float = attrs.field(kw_only=True, converter=to_seconds)
+    slower_than: float = attrs.field(kw_only=True, converter=_to_slower_than)
     calls: int | None = attrs.field(default=None, kw_only=True)
-    seconds: float | None = attrs.field(default=None, kw_only=True, converter=to_seconds)
+    seconds: float | None = attrs.field(default=None, kw_only=True, converter=_to_window)
     minimum_calls: int = attrs.field(
         default=attrs.Factory(_default_minimum, takes_self=True), kw_only=True
     )
 
     def __attrs_post_init__(self) -> None:
         _window_fields("SlowCallRate", self.rate, self.calls, self.seconds, self.minimum_calls)
-        check_seconds("slower_than", self.slower_than)
         object.__setattr__(self, "rate", float(self.rate))
 
 

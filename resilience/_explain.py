@@ -20,6 +20,7 @@ import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Rule
+from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
     from ._pipeline import Policy
@@ -50,20 +51,23 @@ def _to_lines(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+# A Description raises ValueError only, a value of the wrong type included (as documented).
+
+
 def _check_description_count(
     instance: object, attribute: attrs.Attribute[Any], value: object
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+    try:
+        to_count(attribute.name, value)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def _check_description_seconds(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} must be seconds >= 0 or None, got {value!r}")
+def _to_description_seconds(name: str, value: object) -> float | None:
+    try:
+        return to_seconds(name, value, zero=True, none=True, inf=True)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _default_sleeps_retry_after(self: Description) -> float | None:
@@ -97,7 +101,8 @@ class Description:
             wraps included (a timeout); `None`: no limit of its own. Default: `None`.
 
     Raises:
-        ValueError: On *attempts* below 1, or negative seconds.
+        ValueError: On *attempts* below 1, or seconds that are negative or NaN
+            (also on a value of the wrong type).
 
     .. versionadded:: 0.1.0
     """
@@ -105,12 +110,16 @@ class Description:
     title: str
     details: tuple[str, ...] = attrs.field(default=(), converter=_to_lines)
     attempts: int = attrs.field(default=1, validator=_check_description_count)
-    sleeps: float | None = attrs.field(default=0.0, validator=_check_description_seconds)
+    sleeps: float | None = 0.0
     sleeps_retry_after: float | None = attrs.field(
-        default=attrs.Factory(_default_sleeps_retry_after, takes_self=True),
-        validator=_check_description_seconds,
+        default=attrs.Factory(_default_sleeps_retry_after, takes_self=True)
     )
-    limit: float | None = attrs.field(default=None, validator=_check_description_seconds)
+    limit: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # After attempts' validator, in field order, as the validators these replace ran.
+        for name in ("sleeps", "sleeps_retry_after", "limit"):
+            object.__setattr__(self, name, _to_description_seconds(name, getattr(self, name)))
 
     def bound(self, inner: float | None, *, retry_after: bool = True) -> float | None:
         """

@@ -58,6 +58,7 @@ from ._exceptions import (
 from ._explain import Description
 from ._gate import Wait, bind_gate
 from ._pipeline import Pipeline, Runner, Shape
+from ._validate import to_count
 
 __all__ = ["LatencySummary", "MetricsCollector", "MetricsSnapshot", "PolicyMetrics"]
 
@@ -213,15 +214,6 @@ def _check_name(name: object) -> None:
 def _check_clock(clock: object) -> None:
     if not callable(getattr(clock, "now", None)):
         raise TypeError(f"clock must have now(), got {clock!r}")
-
-
-def check_max_series(value: object) -> int:
-    """Validate ``max_series=`` (an int >= 1) and return it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_series must be an int >= 1, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"max_series must be >= 1, got {value!r}")
-    return value
 
 
 class Observer(Generic[S]):
@@ -949,7 +941,7 @@ class MetricsCollector(Observer[_Store]):
         clock: Clock = SYSTEM_CLOCK,
         max_series: int = 256,
     ) -> None:
-        self._setup(_Store(check_max_series(max_series)), name, on, clock, results)
+        self._setup(_Store(to_count("max_series", max_series)), name, on, clock, results)
 
     def __repr__(self) -> str:
         return f"MetricsCollector(name={self._name!r}, series={len(self._sink.series)})"

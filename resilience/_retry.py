@@ -26,7 +26,7 @@ from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_te
 from ._explain import Description, backoff_bounds, rule_lines, seconds, span
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
-from ._validate import check_clock, check_name, check_rng, to_hooks
+from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 
 __all__ = ["Attempt", "Attempts", "Retry"]
 
@@ -34,10 +34,7 @@ _RNG = random.Random()
 
 
 def _check_attempts(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"attempts must be an int >= 1, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"attempts must be >= 1, got {value!r}")
+    to_count("attempts", value)
 
 
 def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -48,31 +45,11 @@ def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: obj
         )
 
 
-def _to_seconds_or_none(value: object) -> object:
-    import datetime
-
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # 10**400 seconds: no cap at all, as inf
-            return math.inf
-    return value
-
-
-def _check_max_retry_after(
-    instance: object, attribute: attrs.Attribute[Any], value: object
-) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"max_retry_after must be seconds (a number) or None, got {type(value).__name__}: "
-            f"{value!r}"
-        )
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"max_retry_after must be >= 0 seconds or None, got {value!r}")
+def _to_max_retry_after(value: object) -> float | None:
+    # Infinity (and an int beyond any float) is no cap at all, as None is.
+    return to_seconds(
+        "max_retry_after", value, zero=True, none=True, inf=True, bound=">= 0 seconds or None"
+    )
 
 
 def _plural(n: int) -> str:
@@ -126,9 +103,7 @@ class Retry(PolicyMixin):
     on: ErrorClassifier = attrs.field(converter=to_classifier)
     max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
     backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
-    max_retry_after: float | None = attrs.field(
-        default=60.0, converter=_to_seconds_or_none, validator=_check_max_retry_after
-    )
+    max_retry_after: float | None = attrs.field(default=60.0, converter=_to_max_retry_after)
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)

@@ -34,7 +34,7 @@ from ._exceptions import TimeoutExceededError
 from ._explain import Description, seconds
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._streams import astep, step
-from ._validate import check_clock, check_name, positive_seconds, to_hooks
+from ._validate import check_clock, check_name, to_hooks, to_seconds
 
 __all__ = ["Timeout"]
 
@@ -43,11 +43,11 @@ __all__ = ["Timeout"]
 
 
 def _to_seconds(value: float | datetime.timedelta) -> float:
-    return positive_seconds("seconds", value)
+    return to_seconds("seconds", value)
 
 
 def _to_idle(value: float | datetime.timedelta | None) -> float | None:
-    return None if value is None else positive_seconds("idle", value)
+    return to_seconds("idle", value, none=True)
 
 
 def _check_idle(instance: Timeout, attribute: attrs.Attribute[Any], value: float | None) -> None:

@@ -1,41 +1,189 @@
 """
 Converters and validators shared by every policy's attrs fields.
 
-One keyword means one thing everywhere (``name``, ``hooks``, ``clock``, durations),
-so it is checked in one place, with one message naming the parameter and the value.
+One keyword means one thing everywhere (``name``, ``hooks``, ``clock``, durations,
+counts), so it is checked in one place, with one message naming the parameter and
+the value: every duration goes through `to_seconds`, every count through `to_count`.
+They return the value normalised, so they serve as attrs converters as well as checks.
+They run at construction only, never on a call path.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias, overload
 
 import attrs
 
 from ._events import Hook
 
-__all__ = ["check_clock", "check_name", "check_rng", "positive_seconds", "to_hooks"]
+__all__ = [
+    "Shown",
+    "check_clock",
+    "check_name",
+    "check_rng",
+    "to_count",
+    "to_hooks",
+    "to_seconds",
+]
 
 
-def positive_seconds(name: str, value: object) -> float:
-    """Return *value* (a number or `datetime.timedelta`) as finite seconds > 0, or raise."""
-    given = value
+Shown: TypeAlias = Literal["given", "seconds", "seconds-or-given"]
+"""Which value a `to_seconds` ValueError shows; see its *shown*."""
+
+_SECONDS: Final = "seconds (a number or a datetime.timedelta)"
+
+
+@overload
+def to_seconds(
+    name: str,
+    value: object,
+    *,
+    zero: bool = ...,
+    none: Literal[False] = ...,
+    inf: bool = ...,
+    maximum: float | None = ...,
+    why: str = ...,
+    expected: str = ...,
+    bound: str | None = ...,
+    shown: Shown = ...,
+) -> float: ...
+@overload
+def to_seconds(
+    name: str,
+    value: object,
+    *,
+    zero: bool = ...,
+    none: bool,
+    inf: bool = ...,
+    maximum: float | None = ...,
+    why: str = ...,
+    expected: str = ...,
+    bound: str | None = ...,
+    shown: Shown = ...,
+) -> float | None: ...
+
+
+def to_seconds(
+    name: str,
+    value: object,
+    *,
+    zero: bool = False,
+    none: bool = False,
+    inf: bool = False,
+    maximum: float | None = None,
+    why: str = "",
+    expected: str = _SECONDS,
+    bound: str | None = None,
+    shown: Shown = "given",
+) -> float | None:
+    """
+    Return the duration *value* as float seconds, or raise an error naming *name* and the value.
+
+    Every duration a policy takes goes through here: a real number (not a
+    `bool`: ``True`` is no duration) or a `datetime.timedelta`. By default the
+    seconds must be finite and > 0; the options widen or narrow that. An int
+    beyond any float is infinite: accepted where infinity is (*inf*), refused by
+    name elsewhere, never an `OverflowError`.
+
+    Args:
+        name: The parameter, as the caller spells it (the errors start with it).
+        value: What the caller passed.
+        zero: Accept 0 (returned as ``0.0``). Default: `False` (> 0).
+        none: Accept `None`, returned as is. Default: `False`.
+        inf: Accept infinity, meaning no limit. Default: `False` (finite only).
+        maximum: Refuse more seconds than this. Default: `None` (no maximum).
+        why: Why the maximum, said in parentheses in its error. Default: none.
+        expected: What the TypeError says *value* must be (``" or None"`` is
+            added when *none*). Default: ``"seconds (a number or a datetime.timedelta)"``.
+        bound: What the ValueError says the seconds must be. Default: from
+            *zero* and *inf* (``"a finite number of seconds > 0"``).
+        shown: The value the ValueError shows: ``"given"`` (as passed,
+            the default), ``"seconds"`` (as converted: an int beyond any float
+            shows as ``inf``) or ``"seconds-or-given"`` (as converted where a
+            float holds it, else as passed). The wordings and shown values
+            differ by caller only as each one's messages did before they shared
+            this function.
+
+    Returns:
+        Float seconds, or `None` (when *none* allows it).
+
+    Raises:
+        TypeError: If *value* is neither a real number nor a timedelta (nor `None`
+            when allowed).
+        ValueError: If the seconds are NaN, negative, zero or infinite where not
+            allowed, or above *maximum*.
+    """
+    if value is None and none:
+        return None
+    overflow = False
     if isinstance(value, datetime.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        number = value.total_seconds()
+    elif not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # an int (or Fraction) beyond any float: infinite
+            number = -math.inf if value < 0 else math.inf
+            overflow = True
+    else:
+        alternative = " or None" if none else ""
         raise TypeError(
-            f"{name} must be seconds (a number or a datetime.timedelta), "
-            f"got {type(given).__name__}: {given!r}"
+            f"{name} must be {expected}{alternative}, got {type(value).__name__}: {value!r}"
         )
-    try:
-        seconds = float(value)
-    except OverflowError:
-        seconds = math.inf
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {given!r}")
-    return seconds
+    as_shown = value if shown == "given" or (overflow and shown == "seconds-or-given") else number
+    if not (number > 0 or (zero and number == 0)) or (number == math.inf and not inf):
+        if bound is None:
+            bound = f"{'a' if inf else 'a finite'} number of seconds {'>=' if zero else '>'} 0"
+        raise ValueError(f"{name} must be {bound}, got {as_shown!r}")
+    if maximum is not None and number > maximum:
+        because = f" ({why})" if why else ""
+        raise ValueError(
+            f"{name} must be at most {maximum:.15g} seconds{because}, got {as_shown!r}"
+        )
+    return number if number else 0.0  # -0.0 too is zero seconds
+
+
+@overload
+def to_count(
+    name: str, value: object, *, minimum: int = ..., none: Literal[False] = ...
+) -> int: ...
+@overload
+def to_count(name: str, value: object, *, minimum: int = ..., none: bool) -> int | None: ...
+
+
+def to_count(name: str, value: object, *, minimum: int = 1, none: bool = False) -> int | None:
+    """
+    Return the count *value* as is, or raise an error naming *name* and the value.
+
+    Every count a policy takes (attempts, thresholds, window sizes) goes
+    through here: an `int`, not a `bool` (``True`` is no count), at least
+    *minimum*.
+
+    Args:
+        name: The parameter, as the caller spells it (the errors start with it).
+        value: What the caller passed.
+        minimum: The smallest count accepted. Default: 1.
+        none: Accept `None`, returned as is. Default: `False`.
+
+    Returns:
+        *value*, or `None` (when *none* allows it).
+
+    Raises:
+        TypeError: If *value* is not an int (nor `None` when allowed).
+        ValueError: If *value* is below *minimum*.
+    """
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be an int >= {minimum}, got {type(value).__name__}: {value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
 
 
 def to_hooks(value: Iterable[Hook]) -> tuple[Hook, ...]:

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol, final, runtime_checkable
 
 import attrs
 
+from ._validate import to_seconds
+
 if TYPE_CHECKING:
     import random
 
@@ -137,15 +139,35 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _to_seconds(value: float | timedelta) -> float:
-    """Normalize a duration to float seconds; leave anything else to the validator."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return _to_float(value)
+def _duration(name: str, value: object) -> float:
+    return to_seconds(
+        name,
+        value,
+        zero=True,
+        expected="a number of seconds or a timedelta",
+        bound="a finite number >= 0",
+        shown="seconds-or-given",
+    )
 
 
-def _to_optional_seconds(value: float | timedelta | None) -> float | None:
-    return None if value is None else _to_seconds(value)
+def _to_delay(value: float | timedelta) -> float:
+    return _duration("delay", value)
+
+
+def _to_initial(value: float | timedelta) -> float:
+    return _duration("initial", value)
+
+
+def _to_step(value: float | timedelta) -> float:
+    return _duration("step", value)
+
+
+def _to_max(value: float | timedelta) -> float:
+    return _duration("max", value)
+
+
+def _to_optional_max(value: float | timedelta | None) -> float | None:
+    return None if value is None else _duration("max", value)
 
 
 def _to_float(value: float) -> float:
@@ -158,27 +180,7 @@ def _to_float(value: float) -> float:
     return value
 
 
-def _check_seconds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    _check_duration(attribute.name, value)
-
-
-def _check_optional_seconds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _check_duration(attribute.name, value)
-
-
-def _check_duration(name: str, value: object) -> None:
-    if not _is_real(value):
-        raise TypeError(
-            f"{name} must be a number of seconds or a timedelta, "
-            f"got {type(value).__name__}: {value!r}"
-        )
-    if not (isinstance(value, float) and 0.0 <= value <= _LONGEST):  # NaN fails too
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
 def _check_max(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    _check_optional_seconds(instance, attribute, value)
     if value is not None and value < instance.initial:
         raise ValueError(f"max must be >= initial ({instance.initial!r}), got {value!r}")
 
@@ -210,11 +212,9 @@ def _to_delays(value: Iterable[float | timedelta]) -> tuple[float, ...]:
         raise TypeError(
             f"delays must be an iterable of seconds, got {type(value).__name__}: {value!r}"
         )
-    delays = tuple(_to_seconds(item) for item in value)
+    delays = tuple(_duration(f"delays[{index}]", item) for index, item in enumerate(value))
     if not delays:
         raise ValueError(f"delays must not be empty, got {value!r}")
-    for index, delay in enumerate(delays):
-        _check_duration(f"delays[{index}]", delay)
     return delays
 
 
@@ -399,7 +399,7 @@ class constant:
         ValueError: *delay* is negative, NaN or infinite.
     """
 
-    delay: float = attrs.field(converter=_to_seconds, validator=_check_seconds)
+    delay: float = attrs.field(converter=_to_delay)
     jitter: Jitter = attrs.field(default=none, kw_only=True, validator=_check_jitter)
 
     def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
@@ -429,15 +429,14 @@ class linear:
         ValueError: A duration is negative, NaN or infinite, or *max* < *initial*.
     """
 
-    initial: float = attrs.field(converter=_to_seconds, validator=_check_seconds)
+    initial: float = attrs.field(converter=_to_initial)
     step: float = attrs.field(
         default=attrs.Factory(lambda self: self.initial, takes_self=True),
         kw_only=True,
-        converter=_to_seconds,
-        validator=_check_seconds,
+        converter=_to_step,
     )
     max: float | None = attrs.field(
-        default=None, kw_only=True, converter=_to_optional_seconds, validator=_check_max
+        default=None, kw_only=True, converter=_to_optional_max, validator=_check_max
     )
     jitter: Jitter = attrs.field(default=none, kw_only=True, validator=_check_jitter)
 
@@ -476,8 +475,8 @@ class exponential:
             or *multiplier* < 1.
     """
 
-    initial: float = attrs.field(default=0.1, converter=_to_seconds, validator=_check_seconds)
-    max: float = attrs.field(default=10.0, converter=_to_seconds, validator=_check_max)
+    initial: float = attrs.field(default=0.1, converter=_to_initial)
+    max: float = attrs.field(default=10.0, converter=_to_max, validator=_check_max)
     multiplier: float = attrs.field(default=2.0, converter=_to_float, validator=_check_multiplier)
     jitter: Jitter = attrs.field(default=full, validator=_check_jitter)
 

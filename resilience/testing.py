@@ -23,6 +23,7 @@ from typing import final
 
 from ._clock import testing_state
 from ._events import Event, add_hook, remove_hook
+from ._validate import to_count
 
 __all__ = ["FakeClock", "capture_events", "set_testing"]
 
@@ -116,10 +117,10 @@ def set_testing(enabled: bool, /, *, attempts: int | None = None) -> _TestingSwi
     Raises:
         ValueError: If *attempts* is below 1.
     """
-    if attempts is not None and (
-        isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
-    ):
-        raise ValueError(f"attempts must be an int >= 1 or None, got {attempts!r}")
+    try:
+        to_count("attempts", attempts, none=True)
+    except (TypeError, ValueError):  # one ValueError, as documented
+        raise ValueError(f"attempts must be an int >= 1 or None, got {attempts!r}") from None
     previous = (testing_state.enabled, testing_state.attempts)
     testing_state.enabled = bool(enabled)
     testing_state.attempts = attempts if enabled else None

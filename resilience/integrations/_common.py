@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import resilience as rs
+from resilience._validate import to_seconds
 
 __all__ = [
     "Policies",
@@ -28,6 +28,10 @@ PolicySource: TypeAlias = "rs.Pipeline | rs.Policy | PolicyFactory | None"
 TimeoutSource: TypeAlias = "float | Callable[[str, str], float | None] | None"
 """Seconds, or ``timeout(method, url) -> seconds``; `None`: no limit of the integration's own."""
 
+_TIMEOUT = (
+    "seconds (a number or a datetime.timedelta), a callable (method, url) -> seconds, or None"
+)
+
 
 class Policies:
     """Turns a `PolicySource` into the pipeline of each request, resolving fixed ones once."""
@@ -47,7 +51,7 @@ class Policies:
                 f"(method, url) -> pipeline, or None; got {type(policy).__name__}: {policy!r}"
             )
         if timeout is not None and not callable(timeout):
-            _check_seconds(timeout)
+            timeout = to_seconds("timeout", timeout, expected=_TIMEOUT)
         self._timeout = timeout
 
     def pipeline(self, method: str, url: str) -> rs.Pipeline | None:
@@ -70,16 +74,6 @@ class Policies:
         if timeout is None or not callable(timeout):
             return timeout
         return timeout(method, url)
-
-
-def _check_seconds(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            "timeout must be seconds (a number), a callable (method, url) -> seconds, "
-            f"or None; got {type(value).__name__}: {value!r}"
-        )
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
 
 
 def lowest(*values: float | None) -> float | None:

@@ -95,8 +95,8 @@ class ResilientTransport(httpx.BaseTransport):
             one per request (`None`: send it as is). Required.
         transport: The transport that really sends. Default: a new
             `httpx.HTTPTransport()`; it is closed with this one.
-        timeout: The transport's own limit in seconds for each of the
-            connect, read, write and pool timeouts, or a callable
+        timeout: The transport's own limit in seconds (or a `datetime.timedelta`)
+            for each of the connect, read, write and pool timeouts, or a callable
             ``(method, url) -> seconds | None``. Each gets the lowest of this,
             the request's own value and the time left before the deadline in
             force. Default: `None`.

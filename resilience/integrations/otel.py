@@ -41,7 +41,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 import resilience as rs
 from resilience._classify import transient
 from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._metrics import MAX_KINDS, OTHER, Observer, check_max_series
+from resilience._metrics import MAX_KINDS, OTHER, Observer
+from resilience._validate import to_count
 
 __all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
 
@@ -288,7 +289,7 @@ class OpenTelemetryMetrics(Observer[_Sink]):
         meter_provider: MeterProvider | None = None,
         max_series: int = 256,
     ) -> None:
-        max_series = check_max_series(max_series)
+        max_series = to_count("max_series", max_series)
         meter = otel.get_meter("resilience", rs.__version__, meter_provider)
         self._setup(_Sink(meter, max_series), name, on, clock, results)
 

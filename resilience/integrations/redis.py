@@ -48,7 +48,6 @@ Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
 
 from __future__ import annotations
 
-import datetime
 import inspect
 import itertools
 import logging
@@ -84,7 +83,7 @@ from resilience._pipeline import (
     pipeline_field,
     target_name,
 )
-from resilience._validate import check_clock, positive_seconds, to_hooks
+from resilience._validate import check_clock, to_hooks, to_seconds
 from resilience.deadline import remaining
 
 if TYPE_CHECKING:
@@ -476,24 +475,13 @@ def _check_fallback(instance: object, attribute: attrs.Attribute[Any], value: ob
 # beyond about 30 years they overflow Redis's integers, and every round trip
 # would fail as if Redis were down.
 _LONGEST: Final = 1e9
+_OVERFLOW: Final = "Redis expiries overflow beyond that"
+_WITH_A_STORE: Final = "with a RedisStore: Redis expiries overflow beyond that"
 
 
 def _bounded_seconds(name: str, value: object, *, zero: bool = False) -> float:
     """Seconds > 0 (or 0 when *zero* allows it), at most `_LONGEST`, or an error naming *name*."""
-    if zero and isinstance(value, datetime.timedelta) and not value:
-        value = 0.0
-    if zero and isinstance(value, int | float) and not isinstance(value, bool):
-        if value == 0:
-            return 0.0
-        if value < 0:
-            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    seconds = positive_seconds(name, value)
-    if seconds > _LONGEST:
-        raise ValueError(
-            f"{name} must be at most {_LONGEST:.0f} seconds (Redis expiries overflow "
-            f"beyond that), got {value!r}"
-        )
-    return seconds
+    return to_seconds(name, value, zero=zero, maximum=_LONGEST, why=_OVERFLOW)
 
 
 def _to_refresh(value: object) -> float:
@@ -615,7 +603,7 @@ class RedisStore:
         """
         if not isinstance(url, str):
             raise TypeError(f"url must be a Redis URL (a str), got {type(url).__name__}")
-        seconds = positive_seconds("timeout", timeout)
+        seconds = to_seconds("timeout", timeout)
         client = redis.Redis.from_url(
             url,
             socket_timeout=seconds,
@@ -633,11 +621,8 @@ class RedisStore:
                 longer than Redis can expire (about 30 years).
         """
         reset = breaker.reset_timeout
-        if isinstance(reset, float) and reset > _LONGEST:
-            raise ValueError(
-                f"reset_timeout must be at most {_LONGEST:.0f} seconds with a RedisStore "
-                f"(Redis expiries overflow beyond that), got {reset!r}"
-            )
+        if isinstance(reset, float):
+            to_seconds("reset_timeout", reset, zero=True, maximum=_LONGEST, why=_WITH_A_STORE)
         return RedisCircuitStore(self, breaker)
 
     def circuit_key(self, name: str) -> str:
@@ -1373,7 +1358,7 @@ class RetryAfterPause(GatePolicy):
         Raises:
             ValueError: If *seconds* is not a finite number > 0.
         """
-        seconds = positive_seconds("seconds", seconds)
+        seconds = to_seconds("seconds", seconds)
         self._started(min(seconds, self.max_pause), None)
 
     # --- the engine ------------------------------------------------------

@@ -71,7 +71,8 @@ class ResilientAdapter(requests.adapters.HTTPAdapter):
         policy: A `resilience.Pipeline` or policy applied to every request; or
             a callable ``(method, url) -> pipeline | policy | None`` choosing
             one per request (`None`: send it as is). Required.
-        timeout: The adapter's own socket timeout in seconds, or a callable
+        timeout: The adapter's own socket timeout in seconds (or a
+            `datetime.timedelta`), or a callable
             ``(method, url) -> seconds | None``. The socket gets the lowest of
             this, the caller's ``timeout=`` and the time left before the
             deadline in force. Default: `None`.
