@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import Protocol, final, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_state"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_enabled", "testing_state"]
 
 
 @runtime_checkable
@@ -93,3 +93,14 @@ class _TestingState:
 
 testing_state = _TestingState()
 """Read by policies on their failure paths only; set by `resilience.testing.set_testing`."""
+
+
+def testing_enabled() -> bool:
+    """
+    Return whether testing mode is on (`resilience.testing.set_testing`).
+
+    In testing mode a policy's waits are zero: a policy that sleeps or waits
+    for its own reasons (a pause, a pace) checks this and skips the sleep.
+    The engine does it for a gate's time waits (`resilience.engine.Wait`).
+    """
+    return testing_state.enabled

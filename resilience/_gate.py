@@ -43,6 +43,8 @@ __all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bin
 
 @final
 class _NoResult:
+    """The result of a stream or a ``with`` block, which have none (`NO_RESULT`)."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:

@@ -99,6 +99,7 @@ def shape_of(fn: Callable[..., Any]) -> Shape:
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The innermost runner: ``fn(*args, **kwargs)``."""
     return fn(*args, **kwargs)
 
 

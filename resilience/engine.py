@@ -40,12 +40,33 @@ metrics observer are gates written this way; docs/writing-policies.md walks
 through it. Policies that re-run or race the call (Retry, Timeout) write their
 own runners and share the stream helpers `step`, `astep` and `relay`.
 
-Everything here is public and stable; the integrations and profiles shipped
-with the library import only from here and from `resilience`.
+Besides gates, the kit holds what the library's own add-ons use, so that
+``resilience.integrations`` and ``resilience.profiles`` import only from here
+and from `resilience` (a test holds them to it):
+
+- policies: `PolicyMixin` (decorator, `call`, `acall`, `explain` from
+  ``bind``), `pipeline_field` (its attrs field), `CALL` (the innermost
+  runner), `target_name` (an event's label for a function);
+- events: `emit` (builds an event only when someone listens);
+- validation, at construction: `to_seconds`, `to_count`, `to_hooks`,
+  `to_classifier`, `check_clock`, `check_name`, `check_rng`;
+- time: `SYSTEM_CLOCK`, `testing_enabled`;
+- explaining: `rule_lines`, `describe_seconds`, `seconds_text`;
+- circuit stores: `TripWindow`, `trip_window`;
+- metrics back ends: `Observer`, `Sink`, `Recorder`, `MAX_KINDS`, `OTHER`.
 """
 
 from __future__ import annotations
 
+from ._circuit import TripWindow as TripWindow
+from ._circuit import trip_window as trip_window
+from ._classify import to_classifier as to_classifier
+from ._clock import SYSTEM_CLOCK as SYSTEM_CLOCK
+from ._clock import testing_enabled as testing_enabled
+from ._events import emit as emit
+from ._exceptions import seconds_text as seconds_text
+from ._explain import rule_lines as rule_lines
+from ._explain import seconds as describe_seconds
 from ._gate import NO_RESULT as NO_RESULT
 from ._gate import FastPath as FastPath
 from ._gate import Gate as Gate
@@ -53,23 +74,73 @@ from ._gate import GatePolicy as GatePolicy
 from ._gate import Wait as Wait
 from ._gate import Waiter as Waiter
 from ._gate import bind_gate as bind_gate
+from ._metrics import MAX_KINDS as MAX_KINDS
+from ._metrics import OTHER as OTHER
+from ._metrics import Observer as Observer
+from ._metrics import Recorder as Recorder
+from ._metrics import Sink as Sink
+from ._pipeline import CALL as CALL
+from ._pipeline import PolicyMixin as PolicyMixin
+from ._pipeline import pipeline_field as pipeline_field
+from ._pipeline import target_name as target_name
 from ._streams import astep as astep
 from ._streams import relay as relay
 from ._streams import step as step
+from ._validate import check_clock as check_clock
+from ._validate import check_name as check_name
+from ._validate import check_rng as check_rng
+from ._validate import to_count as to_count
+from ._validate import to_hooks as to_hooks
+from ._validate import to_seconds as to_seconds
 
 __all__ = [
+    "CALL",
+    "MAX_KINDS",
     "NO_RESULT",
+    "OTHER",
+    "SYSTEM_CLOCK",
     "FastPath",
     "Gate",
     "GatePolicy",
+    "Observer",
+    "PolicyMixin",
+    "Recorder",
+    "Sink",
+    "TripWindow",
     "Wait",
     "Waiter",
     "astep",
     "bind_gate",
+    "check_clock",
+    "check_name",
+    "check_rng",
+    "describe_seconds",
+    "emit",
+    "pipeline_field",
     "relay",
+    "rule_lines",
+    "seconds_text",
     "step",
+    "target_name",
+    "testing_enabled",
+    "to_classifier",
+    "to_count",
+    "to_hooks",
+    "to_seconds",
+    "trip_window",
 ]
 
-for _name in ("FastPath", "Gate", "GatePolicy", "Wait", "Waiter"):
+for _name in (
+    "FastPath",
+    "Gate",
+    "GatePolicy",
+    "Observer",
+    "PolicyMixin",
+    "Recorder",
+    "Sink",
+    "TripWindow",
+    "Wait",
+    "Waiter",
+):
     globals()[_name].__module__ = __name__
 del _name

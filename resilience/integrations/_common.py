@@ -7,7 +7,7 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import resilience as rs
-from resilience._validate import to_seconds
+from resilience.engine import to_seconds
 
 __all__ = [
     "Policies",

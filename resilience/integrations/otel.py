@@ -39,10 +39,8 @@ from opentelemetry import metrics as otel
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 import resilience as rs
-from resilience._classify import transient
-from resilience._clock import SYSTEM_CLOCK, Clock
-from resilience._metrics import MAX_KINDS, OTHER, Observer
-from resilience._validate import to_count
+from resilience import Clock, transient
+from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, to_count
 
 __all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
 

@@ -63,31 +63,44 @@ import redis.backoff
 import redis.exceptions
 import redis.retry
 
-from resilience._circuit import (
-    NO_TRANSITIONS,
+from resilience import (
+    CallRejected,
     CircuitPermit,
     CircuitRejection,
     CircuitState,
     CircuitTransition,
+    Clock,
+    Description,
+    ErrorClassifier,
+    Event,
+    Hook,
     InMemoryCircuitStore,
+    RejectedError,
     SlowCallRate,
+)
+from resilience.deadline import remaining
+from resilience.engine import (
+    NO_RESULT,
+    SYSTEM_CLOCK,
+    FastPath,
+    GatePolicy,
+    Wait,
+    check_clock,
+    describe_seconds,
+    emit,
+    pipeline_field,
+    rule_lines,
+    seconds_text,
+    target_name,
+    testing_enabled,
+    to_classifier,
+    to_hooks,
+    to_seconds,
     trip_window,
 )
-from resilience._classify import ErrorClassifier, to_classifier
-from resilience._clock import SYSTEM_CLOCK, Clock, testing_state
-from resilience._events import CallRejected, Event, Hook, emit
-from resilience._exceptions import RejectedError, seconds_text
-from resilience._explain import Description, rule_lines, seconds
-from resilience._gate import NO_RESULT, FastPath, GatePolicy, Wait
-from resilience._pipeline import (
-    pipeline_field,
-    target_name,
-)
-from resilience._validate import check_clock, to_hooks, to_seconds
-from resilience.deadline import remaining
 
 if TYPE_CHECKING:
-    from resilience._breaker import CircuitBreaker
+    from resilience import CircuitBreaker
 
 __all__ = [
     "CallDelayed",
@@ -109,6 +122,8 @@ Fallback = Literal["local", "admit", "reject"]
 """What a store does while Redis cannot be reached (see `RedisStore`)."""
 
 _FALLBACKS: Final = ("local", "admit", "reject")
+
+_NO_TRANSITIONS: Final[tuple[CircuitTransition, ...]] = ()
 
 # Errors that mean "Redis did not answer as it should": never the protected call's business.
 _REDIS_ERRORS: Final = (redis.exceptions.RedisError, OSError)
@@ -913,7 +928,7 @@ class RedisCircuitStore:
     def _transitions(reply: _Reply) -> tuple[CircuitTransition, ...]:
         event = reply[6]
         if not event:
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         code, _, reason = event.partition(":")
         state = _STATES[code]
         return (CircuitTransition(state, reason, reply[5] if state is OPEN else None),)
@@ -1008,7 +1023,7 @@ class RedisCircuitStore:
         self, ticket: _Ticket, outcome: str, trip: str | None
     ) -> tuple[CircuitTransition, ...]:
         if self._link.skip(self._now()):
-            return NO_TRANSITIONS  # Redis is down: the outcome is lost, a lease expires
+            return _NO_TRANSITIONS  # Redis is down: the outcome is lost, a lease expires
         breaker = self._breaker
         extra = (
             ticket.gen,
@@ -1019,7 +1034,7 @@ class RedisCircuitStore:
             trip or "",
         )
         reply = self._eval(self._record_script, extra, outcome == "f" or trip is not None)
-        return NO_TRANSITIONS if reply is None else self._transitions(reply)
+        return _NO_TRANSITIONS if reply is None else self._transitions(reply)
 
     def _judge(self, ticket: _Ticket, failed: bool, duration: float | None) -> str | None:
         """Record a closed-state call in the local windows; return the reason if one tripped."""
@@ -1043,7 +1058,7 @@ class RedisCircuitStore:
     ) -> tuple[CircuitTransition, ...]:
         """Record a success (see `CircuitStore`); no round trip while closed, nothing pending."""
         if permit is self._permit and self._quiet:
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         ticket = permit.token
         if not isinstance(ticket, _Ticket):
             return self._local_outcome(permit, "s", duration)
@@ -1053,7 +1068,7 @@ class RedisCircuitStore:
             return self._record(ticket, "f" if slow else "s", None)
         trip = self._judge(ticket, False, duration) if self._windows else None
         if trip is None and not (self._failures and ticket.gen == self._gen):
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         return self._record(ticket, "s", trip)
 
     def on_failure(
@@ -1074,7 +1089,7 @@ class RedisCircuitStore:
         if not isinstance(ticket, _Ticket):
             return self._local_outcome(permit, "i", None)
         if ticket.lease is None:
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         return self._record(ticket, "i", None)
 
     def _local_outcome(
@@ -1082,7 +1097,7 @@ class RedisCircuitStore:
     ) -> tuple[CircuitTransition, ...]:
         local = self._local
         if local is None or permit is _ADMIT:
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         if outcome == "s":
             return local.on_success(permit, duration)
         if outcome == "f":
@@ -1111,7 +1126,7 @@ class RedisCircuitStore:
             return self._transitions(reply)
         local = self._local
         if local is None:
-            return NO_TRANSITIONS
+            return _NO_TRANSITIONS
         return local.reset() if state is None else local.force(state)
 
     def snapshot(self) -> tuple[CircuitState, float | None]:
@@ -1328,16 +1343,16 @@ class RetryAfterPause(GatePolicy):
             "starts a pause, for every process, on a failure it retries that carries "
             "Retry-After (first matching rule decides):",
             *rule_lines(self.on, "retry"),
-            f"one pause lasts at most {seconds(self.max_pause)}; "
+            f"one pause lasts at most {describe_seconds(self.max_pause)}; "
             f"key {self.store.pause_key(self.name)!r}",
             (
                 "a call waits for the pause, however long (only a deadline cuts it short)"
                 if wait is None
-                else f"a call waits at most {seconds(wait)}; a longer pause rejects it at once "
-                "with PausedError"
+                else f"a call waits at most {describe_seconds(wait)}; a longer pause rejects it "
+                "at once with PausedError"
             ),
             "never waits past a deadline: rejects at once instead",
-            f"paused now: {'for ' + seconds(left) if left > 0 else 'no'}",
+            f"paused now: {'for ' + describe_seconds(left) if left > 0 else 'no'}",
         ]
         return Description(
             title=f"RetryAfterPause {self.name!r}: callers wait out a Retry-After shared via Redis",
@@ -1420,7 +1435,7 @@ class RetryAfterPause(GatePolicy):
         deadline = remaining()
         if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
             self._refuse(left, target)
-        wait = 0.0 if testing_state.enabled else left
+        wait = 0.0 if testing_enabled() else left
         emit(
             self.hooks,
             CallDelayed,
