@@ -583,6 +583,8 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
             on_failure(permit, exc, duration, fn)
             raise
         except BaseException as exc:  # GeneratorExit: the consumer stopped early
+            if start is not None and duration is None:
+                duration = now() - start
             on_cancel(permit, exc, duration, fn)
             raise
         on_success(permit, NO_RESULT, duration, fn)
@@ -629,6 +631,8 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
             on_failure(permit, exc, duration, fn)
             raise
         except BaseException as exc:  # GeneratorExit: the consumer stopped early
+            if start is not None and duration is None:
+                duration = now() - start
             on_cancel(permit, exc, duration, fn)
             raise
         if start is not None and duration is None:
