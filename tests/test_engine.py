@@ -27,6 +27,7 @@ from collections.abc import (
     Generator,
     Iterator,
 )
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -1806,3 +1807,79 @@ def test_the_engine_exports_its_public_names() -> None:
         "<Wait time seconds=1.0>",
         "<Wait queue seconds=None>",
     )
+
+
+# --- docs/writing-policies.md: its examples, run as written ----------------------------
+
+WRITING = Path(__file__).resolve().parent.parent / "docs" / "writing-policies.md"
+
+
+def docs_example(name: str, **names: Any) -> dict[str, Any]:
+    """Run the block after ``<!-- example: NAME -->`` in the "Writing a policy" page."""
+    match = re.search(
+        rf"<!-- example: {name} -->\n```python\n(.*?)```", WRITING.read_text(), re.DOTALL
+    )
+    assert match is not None, f"docs/writing-policies.md lost its {name!r} example"
+    namespace: dict[str, Any] = {"__name__": f"docs_example_{name}", **names}
+    exec(match.group(1), namespace)
+    return namespace
+
+
+def test_the_docs_concurrency_example_is_a_complete_policy(tmp_path: Path) -> None:
+    """The page's policy, in at most 40 lines, works on the four shapes and as a block."""
+    block = re.search(
+        r"<!-- example: concurrency -->\n```python\n(.*?)```", WRITING.read_text(), re.DOTALL
+    )
+    assert block is not None
+    lines = block.group(1).splitlines()
+    policy = lines[: lines.index("limit = Concurrency(10)")]
+    assert len([line for line in policy if line.strip()]) <= 40
+    example = docs_example("concurrency")
+    limit = example["limit"]
+    assert limit.running == 0  # the page's own `with limit:` block ran and left
+    text = tmp_path / "lines.txt"
+    text.write_text("a\nb\n")
+    assert list(example["lines"](str(text))) == ["a\n", "b\n"]
+    assert asyncio.run(example["fetch"]("https://example.invalid")) is None
+    gate = example["Concurrency"](1)
+    for name in ("function", "method", "coroutine", "generator", "async generator", "with"):
+        work = Work(probe=lambda: gate.running)
+        assert FORM[name].run(gate, work) == "done", name
+        assert (work.seen, gate.running) == ([1], 0), name
+    for name in ("function", "async generator"):
+        work = Work(Boom("x"), probe=lambda: gate.running)
+        with pytest.raises(Boom):
+            FORM[name].run(gate, work)
+        assert gate.running == 0, name
+    with gate, pytest.raises(rs.RejectedError, match="1 calls are running already"):
+        FORM["function"].run(gate, Work())
+
+
+def test_the_docs_pace_example_makes_callers_wait_their_turn() -> None:
+    """The pacing gate of the page: the second and third calls sleep their turn."""
+    clock = FakeClock()
+    pace = docs_example("pace")["Pace"](2.0, clock)
+    starts: list[float] = []
+
+    @pace
+    def call() -> None:
+        starts.append(clock.now())
+
+    call()
+    call()
+    call()
+    assert starts == [0.0, 2.0, 4.0]
+    assert clock.sleeps == [2.0, 2.0]
+
+    async def main() -> None:
+        @pace
+        async def acall() -> None:
+            starts.append(clock.now())
+
+        await acall()
+
+    asyncio.run(main())
+    assert starts[-1] == 6.0
+    with set_testing(True):
+        call()  # its turn is at 8.0: testing mode does not sleep
+    assert clock.sleeps == [2.0, 2.0, 2.0]
