@@ -1858,7 +1858,7 @@ def test_the_docs_concurrency_example_is_a_complete_policy(tmp_path: Path) -> No
 def test_the_docs_pace_example_makes_callers_wait_their_turn() -> None:
     """The pacing gate of the page: the second and third calls sleep their turn."""
     clock = FakeClock()
-    pace = docs_example("pace")["Pace"](2.0, clock)
+    pace: GatePolicy = docs_example("pace")["Pace"](2.0, clock)
     starts: list[float] = []
 
     @pace
