@@ -362,34 +362,38 @@ class CircuitBreaker(GatePolicy):
         self, permit: CircuitPermit, result: object, duration: float | None, target: object, /
     ) -> None:
         """Record a returned *result*: a failure if the classifier trips on it, else a success."""
-        store = self._store
-        if result is not NO_RESULT and self.on.handles_results:
-            try:
-                verdict = self.on.classify(result)
-            except BaseException:
-                store.on_ignored(permit)
-                raise
-            if verdict.trip:
-                transitions = store.on_failure(permit, duration)
-                if transitions:
-                    self._announce(transitions, target)
-                return
-        transitions = store.on_success(permit, duration)
-        if transitions:
-            self._announce(transitions, target)
+        if result is NO_RESULT or not self.on.handles_results:
+            transitions = self._store.on_success(permit, duration)
+            if transitions:
+                self._announce(transitions, target)
+        else:
+            self._judge(permit, result, duration, target, self._store.on_success)
 
     def on_failure(
         self, permit: CircuitPermit, error: Exception, duration: float | None, target: object, /
     ) -> None:
         """Record the exception *error*: a failure if the classifier trips on it, else nothing."""
+        self._judge(permit, error, duration, target, None)
+
+    def _judge(
+        self,
+        permit: CircuitPermit,
+        outcome: object,
+        duration: float | None,
+        target: object,
+        otherwise: Callable[[CircuitPermit, float | None], tuple[CircuitTransition, ...]] | None,
+    ) -> None:
+        """Count *outcome* as a failure if its verdict trips, else as *otherwise* (or ignore it)."""
         store = self._store
         try:
-            verdict = self.on.classify(error)
+            verdict = self.on.classify(outcome)
         except BaseException:
             store.on_ignored(permit)
             raise
         if verdict.trip:
             transitions = store.on_failure(permit, duration)
+        elif otherwise is not None:
+            transitions = otherwise(permit, duration)
         else:
             transitions = store.on_ignored(permit)
         if transitions:

@@ -35,6 +35,7 @@ from typing import Any, Final, Protocol, Self, final
 
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
+from ._exceptions import RejectedError
 from ._pipeline import CALL, PolicyMixin, Runner, Shape
 from ._streams import astep, relay
 
@@ -344,50 +345,55 @@ def _bounded(wait: Wait) -> float | None:
 
 def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:
     """Wait out *wait* in sync code; return the permit the call runs with."""
-    seconds = _bounded(wait)
-    waiter = wait.waiter
-    if waiter is None:
-        assert seconds is not None
-        if seconds < 0:
-            return gate.on_expired(wait, target)
-        try:
-            if seconds > 0 and not testing_state.enabled:
-                gate.clock.sleep(seconds)
-        except BaseException as exc:
-            gate.on_cancel(wait.permit, exc, None, target)
-            raise
-        return wait.permit
+    seconds, waiter = _bounded(wait), wait.waiter
+    if waiter is None and (seconds is None or seconds < 0):
+        return gate.on_expired(wait, target)
     try:
-        woken = (seconds is None or seconds > 0) and waiter._wait(seconds)
+        if waiter is not None:
+            woken = (seconds is None or seconds > 0) and waiter._wait(seconds)
+        else:
+            woken = True
+            if seconds and not testing_state.enabled:
+                gate.clock.sleep(seconds)
     except BaseException as exc:
-        gate.on_cancel(wait if waiter._give_up() else waiter.permit, exc, None, target)
+        _cancelled(gate, wait, exc, target)
         raise
-    if woken or not waiter._give_up():
-        return waiter.permit
-    return gate.on_expired(wait, target)
+    return _ended(gate, wait, woken, target)
 
 
 async def wait_async(gate: Gate, wait: Wait, target: object) -> Any:
     """Wait out *wait* without blocking the event loop; return the permit the call runs with."""
-    seconds = _bounded(wait)
+    seconds, waiter = _bounded(wait), wait.waiter
+    if waiter is None and (seconds is None or seconds < 0):
+        return gate.on_expired(wait, target)
+    try:
+        if waiter is not None:
+            woken = (seconds is None or seconds > 0) and await waiter._await(seconds)
+        else:
+            woken = True
+            if seconds and not testing_state.enabled:
+                await gate.clock.asleep(seconds)
+    except BaseException as exc:
+        _cancelled(gate, wait, exc, target)
+        raise
+    return _ended(gate, wait, woken, target)
+
+
+def _cancelled(gate: Gate, wait: Wait, exc: BaseException, target: object) -> None:
+    """A call cancelled while it waited: give back what it holds (its `Wait`, if not woken)."""
     waiter = wait.waiter
     if waiter is None:
-        assert seconds is not None
-        if seconds < 0:
-            return gate.on_expired(wait, target)
-        try:
-            if seconds > 0 and not testing_state.enabled:
-                await gate.clock.asleep(seconds)
-        except BaseException as exc:
-            gate.on_cancel(wait.permit, exc, None, target)
-            raise
-        return wait.permit
-    try:
-        woken = (seconds is None or seconds > 0) and await waiter._await(seconds)
-    except BaseException as exc:
+        gate.on_cancel(wait.permit, exc, None, target)
+    else:
         gate.on_cancel(wait if waiter._give_up() else waiter.permit, exc, None, target)
-        raise
-    if woken or not waiter._give_up():
+
+
+def _ended(gate: Gate, wait: Wait, woken: bool, target: object) -> Any:
+    """The permit a finished wait runs with; `Gate.on_expired` if no one woke it in time."""
+    waiter = wait.waiter
+    if waiter is None:
+        return wait.permit
+    if woken or not waiter._give_up():  # woken at the last moment: it holds the permit
         return waiter.permit
     return gate.on_expired(wait, target)
 
@@ -444,27 +450,31 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
     on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
     results = gate.results
     direct = inner is CALL
-    if gate.timed:
-        return _sync_timed(gate, inner, fast)
+    timed = gate.timed
+    now = gate.clock.now
 
     def full(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        report = results
         permit = fast.ready
         if permit is None:
+            report = True
             permit = admit(fn)
             if type(permit) is Wait:
                 permit = wait_sync(gate, permit, fn)
+        start = now() if timed else 0.0
         try:
             result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
         except Exception as exc:
-            on_failure(permit, exc, None, fn)
+            on_failure(permit, exc, now() - start if timed else None, fn)
             raise
         except BaseException as exc:
-            on_cancel(permit, exc, None, fn)
+            on_cancel(permit, exc, now() - start if timed else None, fn)
             raise
-        on_success(permit, result, None, fn)
+        if report or permit is not fast.settled:
+            on_success(permit, result, now() - start if timed else None, fn)
         return result
 
-    if fast is _NEVER or results:
+    if fast is _NEVER or results or timed:
         return full
 
     # The hot path: two attribute reads around the call while the fast path holds.
@@ -485,37 +495,6 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
         return result
 
     return quick
-
-
-def _sync_timed(gate: Gate, inner: Runner, fast: FastPath) -> Runner:
-    admit = gate.admit
-    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
-    results = gate.results
-    direct = inner is CALL
-    now = gate.clock.now
-
-    def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        report = results
-        permit = fast.ready
-        if permit is None:
-            report = True
-            permit = admit(fn)
-            if type(permit) is Wait:
-                permit = wait_sync(gate, permit, fn)
-        start = now()
-        try:
-            result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-        except Exception as exc:
-            on_failure(permit, exc, now() - start, fn)
-            raise
-        except BaseException as exc:
-            on_cancel(permit, exc, now() - start, fn)
-            raise
-        if report or permit is not fast.settled:
-            on_success(permit, result, now() - start, fn)
-        return result
-
-    return run
 
 
 def _async(gate: Gate, inner: Runner) -> Runner:
@@ -712,8 +691,6 @@ class GatePolicy(PolicyMixin):
 
     def on_expired(self, wait: Wait, target: object, /) -> Any:
         """Refuse a call whose wait cannot end in time (see `Gate.on_expired`)."""
-        from ._exceptions import RejectedError
-
         raise RejectedError(f"{type(self).__name__}: the wait cannot end before the deadline")
 
     def bind(self, inner: Runner, shape: Shape, /) -> Runner:

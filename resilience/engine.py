@@ -130,17 +130,7 @@ __all__ = [
     "trip_window",
 ]
 
-for _name in (
-    "FastPath",
-    "Gate",
-    "GatePolicy",
-    "Observer",
-    "PolicyMixin",
-    "Recorder",
-    "Sink",
-    "TripWindow",
-    "Wait",
-    "Waiter",
-):
-    globals()[_name].__module__ = __name__
+for _name in __all__:
+    if isinstance(globals()[_name], type):
+        globals()[_name].__module__ = __name__
 del _name
