@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from . import backoff as backoff
 from . import deadline as deadline
+from . import limits as limits
 from ._breaker import CircuitBreaker as CircuitBreaker
+from ._bulkhead import Bulkhead as Bulkhead
 from ._circuit import CircuitPermit as CircuitPermit
 from ._circuit import CircuitRejection as CircuitRejection
 from ._circuit import CircuitState as CircuitState
@@ -30,6 +32,7 @@ from ._events import CircuitHalfOpened as CircuitHalfOpened
 from ._events import CircuitOpened as CircuitOpened
 from ._events import Event as Event
 from ._events import Hook as Hook
+from ._events import LimitChanged as LimitChanged
 from ._events import RetriesExhausted as RetriesExhausted
 from ._events import RetryScheduled as RetryScheduled
 from ._events import TimeoutExpired as TimeoutExpired
@@ -38,6 +41,7 @@ from ._events import get_hooks as get_hooks
 from ._events import log_event as log_event
 from ._events import remove_hook as remove_hook
 from ._events import set_hooks as set_hooks
+from ._exceptions import BulkheadFullError as BulkheadFullError
 from ._exceptions import CircuitOpenError as CircuitOpenError
 from ._exceptions import RejectedError as RejectedError
 from ._exceptions import ResilienceError as ResilienceError
@@ -64,6 +68,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Attempt",
     "Attempts",
+    "Bulkhead",
+    "BulkheadFullError",
     "CallRejected",
     "CircuitBreaker",
     "CircuitClosed",
@@ -83,6 +89,7 @@ __all__ = [
     "Hook",
     "InMemoryCircuitStore",
     "LatencySummary",
+    "LimitChanged",
     "MetricsCollector",
     "MetricsSnapshot",
     "Pipeline",
@@ -108,6 +115,7 @@ __all__ = [
     "compose",
     "deadline",
     "get_hooks",
+    "limits",
     "log_event",
     "remove_hook",
     "set_hooks",

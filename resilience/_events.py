@@ -33,6 +33,7 @@ __all__ = [
     "CircuitOpened",
     "Event",
     "Hook",
+    "LimitChanged",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutExpired",
@@ -420,6 +421,32 @@ class CircuitClosed(Event):
         return f"{_label(self)}: circuit closed ({self.reason})"
 
 
+@attrs.frozen(kw_only=True)
+class LimitChanged(Event):
+    """
+    A bulkhead's adaptive limit moved: it now lets *limit* calls run at once.
+
+    Logged at DEBUG: an adaptive limit moves often, by design; count these
+    with a `MetricsCollector` or read ``bulkhead.limit`` instead.
+
+    Attributes:
+        limit: The new limit.
+        previous: The limit before.
+        reason: ``"overload"`` when a call failed with an overload (the
+            bulkhead's ``overload`` tripped), ``"sample"`` otherwise (latency,
+            or a success while the limit was in use).
+    """
+
+    level: ClassVar[int] = logging.DEBUG
+
+    limit: int
+    previous: int
+    reason: str = "sample"
+
+    def message(self) -> str:
+        return f"{_label(self)}: limit {self.previous} -> {self.limit} ({self.reason})"
+
+
 def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
@@ -543,5 +570,6 @@ for _cls in (
     CircuitOpened,
     CircuitHalfOpened,
     CircuitClosed,
+    LimitChanged,
 ):
     _cls.__module__ = "resilience"

@@ -5,6 +5,7 @@ The exceptions `resilience` raises, a small tree:
 ResilienceError                 base of everything below
   RejectedError                 a policy refused to run the call; nothing ran
     CircuitOpenError            .name, .retry_after (seconds until half-open)
+    BulkheadFullError           .name, .limit, .waiting: no slot, no place in the queue
   TimeoutExceededError          also a builtin TimeoutError; .timeout
   StreamInterruptedError        .partial: the items delivered before the failure
   RetryExhaustedError           the last outcome was a *result*; .last_result, .attempts
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, final
 
 __all__ = [
+    "BulkheadFullError",
     "CircuitOpenError",
     "RejectedError",
     "ResilienceError",
@@ -70,6 +72,39 @@ class CircuitOpenError(RejectedError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.retry_after), self.__dict__)
+
+
+@final
+class BulkheadFullError(RejectedError):
+    """
+    The bulkhead *name* refused the call: every slot was taken and no place was left to wait.
+
+    Also raised to a caller whose wait in the queue ended (``max_wait`` or the
+    deadline) before a slot freed up.
+
+    Attributes:
+        name: The bulkhead's name (``"<unnamed>"`` when it has none).
+        limit: How many calls it let run at once when it refused.
+        waiting: How many callers were waiting in its queue.
+        waited: Seconds this caller waited in the queue, or `None` if it did not.
+        retry_after: Always `None`: when a slot frees up is not known.
+    """
+
+    def __init__(self, name: str, limit: int, waiting: int, waited: float | None = None) -> None:
+        self.name = name
+        self.limit = limit
+        self.waiting = waiting
+        self.waited = waited
+        self.retry_after: float | None = None
+        why = (
+            f"{limit} calls running, {waiting} waiting"
+            if waited is None
+            else f"no slot freed up within {seconds_text(waited)} s ({limit} calls running)"
+        )
+        super().__init__(f"bulkhead {name!r} is full: {why}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.limit, self.waiting, self.waited), self.__dict__)
 
 
 @final
@@ -135,6 +170,7 @@ for _cls in (
     ResilienceError,
     RejectedError,
     CircuitOpenError,
+    BulkheadFullError,
     TimeoutExceededError,
     StreamInterruptedError,
     RetryExhaustedError,
