@@ -1,7 +1,7 @@
 """
 Metrics: a bounded, thread-safe, in-process collector that is a hook and a policy.
 
-Two sources feed it, with different costs:
+Three sources feed it, with different costs:
 
 - Failure-path counters (retries, give-ups, rejections, timeouts, circuit
   transitions) come from events. The collector is a `Hook`
@@ -11,6 +11,10 @@ Two sources feed it, with different costs:
   also a policy that a pipeline includes on purpose
   (``rs.compose(metrics, retry, breaker)``). Only pipelines that include it pay:
   two clock reads, one lock and a few increments per call.
+- Gauges of watched bulkheads (``metrics.watch(bulkhead)``: calls in flight,
+  callers queued, the current limit) are read when a snapshot is taken or an
+  exporter collects, never on a call's path. Bulkheads are held weakly and
+  duck-typed (`Watchable`), so this module imports no policy.
 
 The engine (`Observer`: the four drivers and the event dispatch) is shared
 with the OpenTelemetry integration, which plugs in a different sink; so both
@@ -30,8 +34,9 @@ from __future__ import annotations
 import math
 import threading
 import types
+import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, final
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeAlias, TypeVar, final
 
 import attrs
 
@@ -43,6 +48,7 @@ from ._events import (
     CircuitHalfOpened,
     CircuitOpened,
     Event,
+    LimitChanged,
     RetriesExhausted,
     RetryScheduled,
     TimeoutExpired,
@@ -157,8 +163,88 @@ class Sink(Protocol):
         """Count a circuit entering *state* (``"open"``, ``"half_open"``, ...) for *reason*."""
         ...
 
+    def limit_changed(self, name: str, reason: str, /) -> None:
+        """
+        Count a bulkhead's adaptive limit moving (`resilience.LimitChanged`), for *reason*.
+
+        A sink without this method (written before it existed) is skipped.
+        """
+        ...
+
 
 S = TypeVar("S", bound=Sink)
+
+
+class Watchable(Protocol):
+    """
+    What `Observer.watch` reads: a `resilience.Bulkhead`, or any object with the same figures.
+
+    Duck-typed, so that metrics import no policy. The three figures are read
+    when a snapshot is taken or an exporter collects, never on a call's path:
+    they must be quick and must not block. The object must take weak
+    references (a class with ``__slots__`` lists ``"__weakref__"``; attrs
+    classes do by default).
+    """
+
+    @property
+    def name(self) -> str | None:
+        """The label of the figures (`None`, or no ``name`` attribute: ``"default"``)."""
+        ...
+
+    @property
+    def running(self) -> int:
+        """Calls running now: reported as ``in_flight``."""
+        ...
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot now: reported as ``queued``."""
+        ...
+
+    @property
+    def limit(self) -> int:
+        """Calls that may run at once now: reported as ``limit``."""
+        ...
+
+
+W = TypeVar("W", bound=Watchable)
+
+Gauges: TypeAlias = tuple[int, int, int]
+"""``(in_flight, queued, limit)`` of one label: the sums over the objects watched under it."""
+
+
+@final
+class _Watchlist:
+    """The objects an observer and its `named` copies watch, held weakly, by label."""
+
+    __slots__ = ("lock", "watched")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watched: dict[str, weakref.WeakSet[Watchable]] = {}
+
+    def add(self, label: str, target: Watchable) -> None:
+        with self.lock:
+            watched = self.watched.get(label)
+            if watched is None:
+                watched = self.watched[label] = weakref.WeakSet()
+            watched.add(target)
+
+    def read(self) -> dict[str, Gauges]:
+        """Read every live object now; labels whose objects were all collected are dropped."""
+        with self.lock:
+            for label in [label for label, watched in self.watched.items() if not watched]:
+                del self.watched[label]
+            groups = [(label, list(watched)) for label, watched in self.watched.items()]
+        readings: dict[str, Gauges] = {}
+        for label, targets in groups:  # read outside the lock: the objects have their own
+            if targets:
+                readings[label] = (
+                    sum(t.running for t in targets),
+                    sum(t.waiting for t in targets),
+                    sum(t.limit for t in targets),
+                )
+        return readings
 
 
 def _label(name: str | None) -> str:
@@ -195,6 +281,12 @@ def _on_closed(sink: Sink, event: Any) -> None:
     sink.transition(_label(event.name), "closed", event.reason)
 
 
+def _on_limit_changed(sink: Sink, event: Any) -> None:
+    count = getattr(sink, "limit_changed", None)  # a sink written before LimitChanged has none
+    if count is not None:
+        count(_label(event.name), event.reason)
+
+
 _HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     RetryScheduled: _on_retry,
     RetriesExhausted: _on_exhausted,
@@ -203,6 +295,7 @@ _HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     CircuitOpened: _on_opened,
     CircuitHalfOpened: _on_half_opened,
     CircuitClosed: _on_closed,
+    LimitChanged: _on_limit_changed,
 }
 
 
@@ -224,18 +317,21 @@ class Observer(Generic[S]):
     As a policy (``rs.compose(observer, ...)``) it times every call and
     counts its outcome: a success, the classifier's kind of failure (or
     ``"error"``), a rejection, a cancellation. As a hook (``rs.add_hook``) it
-    counts retries, give-ups, rejections, timeouts and circuit transitions.
-    A subclass builds its sink and calls ``self._setup(sink, name, on,
-    clock, results)`` in ``__init__``; `named` copies share the sink.
+    counts retries, give-ups, rejections, timeouts, circuit transitions and
+    limit changes. Through `watch` it reports bulkheads' gauges, read when
+    asked (`_gauges`). A subclass builds its sink and calls
+    ``self._setup(sink, name, on, clock, results)`` in ``__init__``; `named`
+    copies share the sink and the watched objects.
     """
 
-    __slots__ = ("_classify", "_clock", "_name", "_results", "_sink")
+    __slots__ = ("_classify", "_clock", "_name", "_results", "_sink", "_watching")
 
     _sink: S
     _name: str | None
     _clock: Clock
     _classify: Callable[[object], Any]
     _results: bool
+    _watching: _Watchlist
 
     def _setup(self, sink: S, name: str | None, on: object, clock: Clock, results: bool) -> None:
         _check_name(name)
@@ -248,6 +344,7 @@ class Observer(Generic[S]):
         self._clock = clock
         self._classify = classifier.classify
         self._results = results and classifier.handles_results
+        self._watching = _Watchlist()
 
     @property
     def name(self) -> str | None:
@@ -275,13 +372,68 @@ class Observer(Generic[S]):
         clone._clock = self._clock
         clone._classify = self._classify
         clone._results = self._results
+        clone._watching = self._watching
         return clone
+
+    # --- gauges, read when asked ---------------------------------------------------
+
+    def watch(self, bulkhead: W, /) -> W:
+        """
+        Report *bulkhead*'s calls in flight, callers queued and current limit.
+
+        The figures (``running``, ``waiting`` and ``limit``; see `Watchable`)
+        are read when a snapshot is taken or an exporter collects, never on a
+        call's path. They are labelled by the bulkhead's ``name``
+        (``"default"`` for `None`); bulkheads sharing a label are summed. The
+        bulkhead is held weakly: once it is garbage-collected, its figures
+        are no longer reported. Watching it twice changes nothing; `named`
+        copies share what they watch.
+
+        Args:
+            bulkhead: A `resilience.Bulkhead`, or any object with the same
+                ``running``, ``waiting`` and ``limit`` properties.
+
+        Returns:
+            *bulkhead*, so that ``llm = metrics.watch(rs.Bulkhead(...))`` works.
+
+        Raises:
+            TypeError: If *bulkhead* lacks one of the three figures, has a
+                ``name`` that is not a str or `None`, or takes no weak
+                references.
+        """
+        missing = [key for key in ("running", "waiting", "limit") if not hasattr(bulkhead, key)]
+        if missing:
+            raise TypeError(
+                f"watch() needs running, waiting and limit (a Bulkhead); "
+                f"{type(bulkhead).__name__} has no {', '.join(missing)}"
+            )
+        name = getattr(bulkhead, "name", None)
+        _check_name(name)
+        try:
+            weakref.ref(bulkhead)
+        except TypeError:
+            raise TypeError(
+                f"watch() holds what it watches weakly; {type(bulkhead).__name__} takes no "
+                "weak references (add '__weakref__' to its __slots__)"
+            ) from None
+        self._watching.add(self._watch_label(_label(name)), bulkhead)
+        return bulkhead
+
+    def _watch_label(self, name: str) -> str:
+        """The label a watched object's figures are reported under (a sink may cap names)."""
+        return name
+
+    def _gauges(self) -> dict[str, Gauges]:
+        """Read the watched objects now: ``(in_flight, queued, limit)`` by label."""
+        return self._watching.read()
 
     # --- the hook --------------------------------------------------------------
 
     def __call__(self, event: Event, /) -> None:
         """
-        Count *event* (the `Hook` protocol): retries, give-ups, rejections, timeouts, circuits.
+        Count *event* (the `Hook` protocol): retries, give-ups, rejections, timeouts, and so on.
+
+        Also circuit transitions and adaptive limit changes (`LimitChanged`).
 
         Events are labelled by the ``name`` of the policy that emitted them.
         Other events are ignored.
@@ -509,6 +661,7 @@ class _Series:
         "counts",
         "exhausted",
         "hi",
+        "limit_changes",
         "lo",
         "lock",
         "outcomes",
@@ -538,6 +691,7 @@ class _Series:
         self.rejections = 0
         self.timeouts = 0
         self.transitions: dict[str, int] = {}
+        self.limit_changes = 0
         if self.counts is not None:
             self.counts = [0] * _BUCKETS
 
@@ -597,7 +751,8 @@ class _Series:
             key = "other"
         outcomes[key] = outcomes.get(key, 0) + 1
 
-    def snapshot(self, name: str) -> PolicyMetrics:
+    def snapshot(self, name: str, gauges: Gauges | None) -> PolicyMetrics:
+        in_flight, queued, limit = (None, None, None) if gauges is None else gauges
         with self.lock:
             outcomes = dict(self.outcomes)
             if self.successes:
@@ -625,6 +780,10 @@ class _Series:
                 timeouts=self.timeouts,
                 circuit_state=self.state,
                 circuit_transitions=types.MappingProxyType(dict(sorted(self.transitions.items()))),
+                limit_changes=self.limit_changes,
+                in_flight=in_flight,
+                queued=queued,
+                limit=limit,
                 latency=latency,
             )
 
@@ -657,6 +816,11 @@ class _Store:
                         series = self.series[name] = _Series()
         return series
 
+    def label(self, name: str) -> str:
+        """Return *name*, known from now on, or ``"_other"`` once ``max_series`` names are."""
+        self.get(name)
+        return name if name in self.series else OTHER  # names are never forgotten
+
     def recorder(self, name: str, /) -> _Series:
         series = self.get(name)
         series.ensure_histogram()
@@ -687,6 +851,11 @@ class _Store:
         with series.lock:
             series.state = state
             series.transitions[state] = series.transitions.get(state, 0) + 1
+
+    def limit_changed(self, name: str, reason: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.limit_changes += 1
 
 
 # --- snapshots ------------------------------------------------------------------
@@ -814,6 +983,13 @@ class PolicyMetrics:
             (``"closed"``, ``"open"``, ``"half_open"``, ``"isolated"``), or
             `None` if none announced a transition.
         circuit_transitions: Transitions announced, by the state entered.
+        limit_changes: `LimitChanged` events: an adaptive bulkhead limit moved.
+        in_flight: Calls running now in the bulkheads watched under this name
+            (`MetricsCollector.watch`), read when the snapshot was taken;
+            `None` if none is watched (or all were garbage-collected).
+        queued: Callers waiting in their queues now; `None` likewise.
+        limit: Their current limit (summed, if several share the name);
+            `None` likewise.
         latency: The durations of the calls observed.
     """
 
@@ -827,6 +1003,10 @@ class PolicyMetrics:
     circuit_state: str | None
     circuit_transitions: Mapping[str, int]
     latency: LatencySummary
+    limit_changes: int = 0
+    in_flight: int | None = None
+    queued: int | None = None
+    limit: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return plain, JSON-serialisable data (the fields, ``latency`` as in `LatencySummary`)."""
@@ -839,6 +1019,10 @@ class PolicyMetrics:
             "timeouts": self.timeouts,
             "circuit_state": self.circuit_state,
             "circuit_transitions": dict(self.circuit_transitions),
+            "limit_changes": self.limit_changes,
+            "in_flight": self.in_flight,
+            "queued": self.queued,
+            "limit": self.limit,
             "latency": self.latency.as_dict(),
         }
 
@@ -899,6 +1083,9 @@ class MetricsCollector(Observer[_Store]):
       `name`. Outermost, it sees one call per logical call (retries
       included in its latency); innermost, one per attempt. Only pipelines
       that include it pay for it: two clock reads, one lock, a few increments.
+    - Through `watch` (``metrics.watch(bulkhead)``) it reports a bulkhead's
+      calls in flight, callers queued and current limit, read when a
+      snapshot is taken: nothing on any call's path.
 
     Thread-safe (one lock per name, never held while user code runs) and
     bounded in memory: at most *max_series* names (further names are counted
@@ -950,14 +1137,22 @@ class MetricsCollector(Observer[_Store]):
         """
         Return an immutable, JSON-serialisable (`MetricsSnapshot.as_dict`) view of the counts.
 
+        The gauges of watched bulkheads (`watch`) are read now.
+
         Returns:
-            The metrics of every name seen so far (zeros after `reset`).
+            The metrics of every name seen or watched so far (zeros after `reset`).
         """
+        gauges = self._gauges()
         with self._sink.lock:
             items = sorted(self._sink.series.items())
         return MetricsSnapshot(
-            types.MappingProxyType({name: series.snapshot(name) for name, series in items})
+            types.MappingProxyType(
+                {name: series.snapshot(name, gauges.get(name)) for name, series in items}
+            )
         )
+
+    def _watch_label(self, name: str) -> str:
+        return self._sink.label(name)  # the name appears in snapshots from now on
 
     def reset(self) -> None:
         """
@@ -965,6 +1160,7 @@ class MetricsCollector(Observer[_Store]):
 
         Names stay known (pipelines bound to them keep recording), and so does
         the last circuit state announced for each: a state is not a count.
+        Watched bulkheads stay watched: their gauges are read, not counted.
         """
         with self._sink.lock:
             series = list(self._sink.series.values())

@@ -8,8 +8,10 @@ import json
 import logging
 import math
 import threading
+import time
 import tracemalloc
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -19,10 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import resilience as rs
+from resilience.engine import Observer
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
-from .threads import join_all
+from .threads import WAIT, join_all
 
 BOUND = rs.LatencySummary.RELATIVE_ERROR
 
@@ -822,3 +825,272 @@ def test_events_from_capture_and_collector_agree() -> None:
         retry.call(raiser(ConnectionError()))
     scheduled = sum(isinstance(e, rs.RetryScheduled) for e in events)
     assert metrics.snapshot()["r"].retries == scheduled == 3
+
+
+# --- watched bulkheads: gauges read at snapshot time ------------------------------
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Let other threads run until *condition* holds (a hang fails after WAIT seconds)."""
+    give_up = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < give_up, "a hang?"
+        time.sleep(0)  # a thread switch, not a wait
+
+
+class Held:
+    """Calls through a bulkhead from real threads, each held inside until `release`."""
+
+    def __init__(self, bulkhead: rs.Bulkhead) -> None:
+        self.bulkhead = bulkhead
+        self.go = threading.Event()
+        self.inside = threading.Semaphore(0)
+        self.threads: list[threading.Thread] = []
+        self.results: list[str] = []
+
+    def _hold(self) -> str:
+        self.inside.release()
+        assert self.go.wait(WAIT)
+        return "done"
+
+    def _call(self) -> None:
+        self.results.append(self.bulkhead.call(self._hold))
+
+    def start(self, count: int) -> None:
+        """Start *count* callers (they run, or queue, or are refused: see the test)."""
+        for _ in range(count):
+            thread = threading.Thread(target=self._call, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def wait_inside(self, count: int) -> None:
+        """Block until *count* more calls are running inside the bulkhead."""
+        for _ in range(count):
+            assert self.inside.acquire(timeout=WAIT), "a hang?"
+
+    def release(self) -> None:
+        """Let every call end, and join the threads."""
+        self.go.set()
+        join_all(self.threads)
+        assert self.results == ["done"] * len(self.threads)
+
+
+def gauges(metrics: rs.MetricsCollector, name: str) -> tuple[int | None, ...]:
+    m = metrics.snapshot()[name]
+    return (m.in_flight, m.queued, m.limit)
+
+
+class ScriptedLimit:
+    """A hand-written adaptive limit (the `rs.limits.Limit` protocol): +1 a call, 1 on overload."""
+
+    def __init__(self, initial: int) -> None:
+        self._limit = initial
+        self.updates: list[bool] = []
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def update(self, rtt: float, inflight: int, dropped: bool, /) -> int:
+        self.updates.append(dropped)
+        self._limit = 1 if dropped else self._limit + 1
+        return self._limit
+
+
+class CountedReads:
+    """A bulkhead look-alike (the duck type `watch` reads) that counts its readings."""
+
+    def __init__(self, name: str | None = "duck") -> None:
+        self.name = name
+        self.reads = 0
+
+    @property
+    def running(self) -> int:
+        self.reads += 1
+        return 1
+
+    @property
+    def waiting(self) -> int:
+        self.reads += 1
+        return 2
+
+    @property
+    def limit(self) -> int:
+        self.reads += 1
+        return 3
+
+
+def test_a_watched_bulkhead_reports_in_flight_queued_and_limit() -> None:
+    """Calls held by real threads show in the snapshot; once they end, 0 in flight, 0 queued."""
+    metrics = rs.MetricsCollector()
+    bulkhead = metrics.watch(
+        rs.Bulkhead(max_concurrent=2, max_queue=1, name="llm", overload=ValueError, hooks=[metrics])
+    )
+    assert gauges(metrics, "llm") == (0, 0, 2)
+    held = Held(bulkhead)
+    held.start(2)
+    held.wait_inside(2)
+    assert gauges(metrics, "llm") == (2, 0, 2)
+    held.start(1)
+    until(lambda: bulkhead.waiting == 1)
+    snap = metrics.snapshot()
+    assert (snap["llm"].in_flight, snap["llm"].queued, snap["llm"].limit) == (2, 1, 2)
+    with pytest.raises(rs.BulkheadFullError):
+        bulkhead.call(int)  # every slot and the queue taken: refused, CallRejected counted
+    held.release()
+    m = metrics.snapshot()["llm"]
+    assert (m.in_flight, m.queued, m.limit, m.rejections) == (0, 0, 2, 1)
+    data = json.loads(json.dumps(snap.as_dict()))["series"]["llm"]
+    assert (data["in_flight"], data["queued"], data["limit"]) == (2, 1, 2)
+    assert (snap["llm"].in_flight, snap["llm"].queued) == (2, 1)  # a snapshot does not follow
+
+
+def test_a_name_without_a_watched_bulkhead_has_no_gauges() -> None:
+    """Names that only count calls or events report None, in the snapshot and as JSON null."""
+    metrics = rs.MetricsCollector(name="api")
+    rs.compose(metrics).call(int)
+    m = metrics.snapshot()["api"]
+    assert (m.in_flight, m.queued, m.limit, m.limit_changes) == (None, None, None, 0)
+    data = m.as_dict()
+    assert (data["in_flight"], data["queued"], data["limit"], data["limit_changes"]) == (
+        None,
+        None,
+        None,
+        0,
+    )
+
+
+def test_a_garbage_collected_bulkhead_is_no_longer_reported() -> None:
+    """The collector holds bulkheads weakly: once one is collected, its gauges go back to None."""
+    metrics = rs.MetricsCollector()
+    kept = metrics.watch(rs.Bulkhead(max_concurrent=3, name="kept", overload=ValueError))
+    gone = metrics.watch(rs.Bulkhead(max_concurrent=4, name="gone", overload=ValueError))
+    assert gauges(metrics, "gone") == (0, 0, 4)
+    ref = weakref.ref(gone)
+    del gone
+    gc.collect()
+    assert ref() is None  # nothing else (the collector included) kept it alive
+    assert gauges(metrics, "gone") == (None, None, None)
+    assert gauges(metrics, "kept") == (0, 0, 3)
+    assert kept.limit == 3
+
+
+def test_an_adaptive_limit_moving_shows_in_the_gauge_and_the_limit_changes() -> None:
+    """A hand-written Limit moves: the snapshot reads the new limit and counts each LimitChanged."""
+    metrics = rs.MetricsCollector()
+    rs.add_hook(metrics)
+    limit = ScriptedLimit(2)
+    bulkhead = metrics.watch(
+        rs.Bulkhead(max_concurrent=limit, name="adaptive", overload=ValueError, clock=FakeClock())
+    )
+    assert gauges(metrics, "adaptive") == (0, 0, 2)
+    with capture_events() as events:
+        assert bulkhead.call(lambda: 5) == 5  # a success: 2 -> 3
+        assert gauges(metrics, "adaptive") == (0, 0, 3)
+        with pytest.raises(ValueError, match="overloaded"):
+            bulkhead.call(raiser(ValueError("overloaded")))  # an overload: 3 -> 1
+    changes = [e for e in events if isinstance(e, rs.LimitChanged)]
+    assert [(e.previous, e.limit, e.reason) for e in changes] == [
+        (2, 3, "sample"),
+        (3, 1, "overload"),
+    ]
+    assert limit.updates == [False, True]
+    m = metrics.snapshot()["adaptive"]
+    assert (m.limit, m.limit_changes) == (1, 2)
+    metrics.reset()  # counts go back to zero; the gauge is read, not counted
+    m = metrics.snapshot()["adaptive"]
+    assert (m.limit, m.limit_changes) == (1, 0)
+
+
+def test_gauges_are_read_at_snapshot_time_only() -> None:
+    """Calls and events through a collector never read a watched object; a snapshot reads once."""
+    metrics = rs.MetricsCollector(name="duck")
+    rs.add_hook(metrics)
+    duck = metrics.watch(CountedReads())
+    duck.reads = 0  # watch() checked the three figures exist
+    pipeline = rs.compose(
+        metrics, rs.Retry(on=ConnectionError, attempts=2, backoff=no_retry_waits(), name="duck")
+    )
+    for _ in range(50):
+        pipeline.call(int)
+    with pytest.raises(ConnectionError):
+        pipeline.call(raiser(ConnectionError()))
+    metrics(rs.LimitChanged(name="duck", limit=3, previous=2))
+    assert duck.reads == 0
+    m = metrics.snapshot()["duck"]
+    assert (m.in_flight, m.queued, m.limit, m.calls, m.retries, m.limit_changes) == (
+        1,
+        2,
+        3,
+        51,
+        1,
+        1,
+    )
+    assert duck.reads == 3
+
+
+def test_bulkheads_sharing_a_label_are_summed_and_the_series_cap_holds() -> None:
+    """Unnamed bulkheads report as "default", summed; watching twice counts once; past
+    max_series, names report as "_other"; named copies share what they watch."""
+    metrics = rs.MetricsCollector(max_series=2)
+    first = rs.Bulkhead(max_concurrent=2, overload=ValueError)
+    metrics.watch(first)
+    metrics.watch(first)
+    second = metrics.named("elsewhere").watch(rs.Bulkhead(max_concurrent=5, overload=ValueError))
+    third = metrics.watch(rs.Bulkhead(max_concurrent=3, name="c", overload=ValueError))
+    extra = [
+        metrics.watch(rs.Bulkhead(max_concurrent=n, name=f"x{n}", overload=ValueError))
+        for n in (4, 6)
+    ]
+    snap = metrics.snapshot()
+    assert sorted(snap.series) == ["_other", "c", "default"]
+    assert (snap["default"].limit, snap["c"].limit, snap["_other"].limit) == (7, 3, 10)
+    with first:  # a `with` block takes a slot too
+        assert gauges(metrics, "default") == (1, 0, 7)
+    assert (second.limit, third.limit, len(extra)) == (5, 3, 2)
+
+
+def test_watch_checks_its_argument() -> None:
+    """Not a bulkhead, a bad name, or an object that takes no weak reference: a TypeError."""
+    metrics = rs.MetricsCollector()
+    with pytest.raises(TypeError, match="object has no running, waiting, limit"):
+        metrics.watch(object())  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="name must be a str or None"):
+        metrics.watch(CountedReads(name=b"x"))  # type: ignore[arg-type]
+
+    class Slotted:
+        __slots__ = ()
+        name = None
+        running = waiting = 0
+        limit = 1
+
+    with pytest.raises(TypeError, match="Slotted takes no weak references"):
+        metrics.watch(Slotted())
+    assert dict(metrics.snapshot().series) == {}
+
+
+def test_a_sink_written_before_limit_changes_ignores_them() -> None:
+    """An Observer whose sink has no limit_changed() receives LimitChanged without failing."""
+
+    class OldSink:
+        def __init__(self) -> None:
+            self.retries: list[str] = []
+
+        def recorder(self, name: str, /) -> Any:
+            raise AssertionError("not bound")
+
+        def retry(self, name: str, kind: str, /) -> None:
+            self.retries.append(name)
+
+        exhausted = rejection = timeout = transition = recorder
+
+    class OldObserver(Observer[Any]):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            self._setup(OldSink(), None, rs.transient, FakeClock(), True)
+
+    observer = OldObserver()
+    observer(rs.LimitChanged(name="b", limit=2, previous=1))
+    observer(rs.RetryScheduled(name="r", attempt=1, delay=0.0, elapsed=0.0))
+    assert observer._sink.retries == ["r"]

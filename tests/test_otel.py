@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +33,8 @@ from resilience.integrations.otel import (
     OpenTelemetryMetrics,
 )
 from resilience.testing import FakeClock
+
+from .test_metrics import Held, ScriptedLimit, until
 
 SECRET = "sk-live-0123456789abcdef"
 
@@ -214,8 +218,10 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         rs.CallRejected(reason="circuit_open"),
         rs.TimeoutExpired(timeout=1.0, idle=True),
         rs.CircuitOpened(reason="manual"),
+        rs.LimitChanged(limit=2, previous=1),
     ):
         metrics(event)
+    bulkhead = metrics.watch(rs.Bulkhead(max_concurrent=1, overload=ValueError))
     units = {name: metric.unit for name, metric in otel.metrics().items()}
     assert units == {
         "resilience.call.duration": "s",
@@ -225,8 +231,13 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         "resilience.timeouts": "{timeout}",
         "resilience.circuit.transitions": "{transition}",
         "resilience.circuit.state": "1",
+        "resilience.bulkhead.limit_changes": "{change}",
+        "resilience.bulkhead.in_flight": "{call}",
+        "resilience.bulkhead.queued": "{call}",
+        "resilience.bulkhead.limit": "{call}",
     }
     assert set(units) == set(INSTRUMENTS)
+    assert bulkhead.limit == 1  # alive until the metrics were read
     assert otel.points("resilience.timeouts") == {attrs_(policy="default", reason="idle"): 1}
 
 
@@ -323,3 +334,91 @@ def test_importing_resilience_does_not_import_opentelemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- watched bulkheads -----------------------------------------------------------------
+
+
+def bulkhead_gauges(otel: Reader, name: str) -> tuple[int | None, ...]:
+    """in_flight, queued and limit of the bulkheads named *name* (None: not reported)."""
+    key = attrs_(policy=name)
+    return tuple(
+        otel.points(f"resilience.bulkhead.{gauge}").get(key)
+        for gauge in ("in_flight", "queued", "limit")
+    )
+
+
+def test_bulkhead_gauges_report_calls_in_flight_and_queued(otel: Reader) -> None:
+    """Calls held by real threads show on the gauges when the SDK collects; then 0 and 0."""
+    metrics = OpenTelemetryMetrics(meter_provider=otel.provider)
+    bulkhead = metrics.watch(
+        rs.Bulkhead(max_concurrent=3, max_queue=2, name="llm", overload=ValueError, hooks=[metrics])
+    )
+    assert bulkhead_gauges(otel, "llm") == (0, 0, 3)
+    held = Held(bulkhead)
+    held.start(3)
+    held.wait_inside(3)
+    held.start(2)
+    until(lambda: bulkhead.waiting == 2)
+    assert bulkhead_gauges(otel, "llm") == (3, 2, 3)
+    with pytest.raises(rs.BulkheadFullError):
+        bulkhead.call(int)
+    held.release()
+    assert bulkhead_gauges(otel, "llm") == (0, 0, 3)
+    assert otel.points("resilience.rejections") == {attrs_(policy="llm", reason="bulkhead_full"): 1}
+
+
+def test_a_garbage_collected_bulkhead_leaves_the_gauges(otel: Reader) -> None:
+    """Bulkheads are held weakly: a collected one is no longer observed; unnamed is "default"."""
+    metrics = OpenTelemetryMetrics(meter_provider=otel.provider)
+    kept = metrics.watch(rs.Bulkhead(max_concurrent=2, overload=ValueError))
+    gone = metrics.named("other").watch(
+        rs.Bulkhead(max_concurrent=5, name="gone", overload=ValueError)
+    )
+    assert otel.points("resilience.bulkhead.limit") == {
+        attrs_(policy="default"): 2,
+        attrs_(policy="gone"): 5,
+    }
+    ref = weakref.ref(gone)
+    del gone
+    gc.collect()
+    assert ref() is None
+    for gauge in ("in_flight", "queued", "limit"):
+        assert set(otel.points(f"resilience.bulkhead.{gauge}")) == {attrs_(policy="default")}
+    assert kept.limit == 2
+
+
+def test_an_adaptive_limit_moves_the_gauge_and_counts_its_changes(otel: Reader) -> None:
+    """A hand-written Limit: the limit gauge follows it; each LimitChanged counts, by reason."""
+    metrics = OpenTelemetryMetrics(meter_provider=otel.provider)
+    rs.add_hook(metrics)
+    bulkhead = metrics.watch(
+        rs.Bulkhead(
+            max_concurrent=ScriptedLimit(4), name="adaptive", overload=ValueError, clock=FakeClock()
+        )
+    )
+    assert bulkhead_gauges(otel, "adaptive") == (0, 0, 4)
+    bulkhead.call(int)
+    bulkhead.call(int)
+    assert bulkhead_gauges(otel, "adaptive") == (0, 0, 6)
+    with pytest.raises(ValueError, match="overloaded"):
+        bulkhead.call(raiser(ValueError("overloaded")))
+    assert bulkhead_gauges(otel, "adaptive") == (0, 0, 1)
+    assert otel.points("resilience.bulkhead.limit_changes") == {
+        attrs_(policy="adaptive", reason="sample"): 2,
+        attrs_(policy="adaptive", reason="overload"): 1,
+    }
+
+
+def test_watched_names_past_max_series_report_as_other(otel: Reader) -> None:
+    """The series cap holds for gauges too: further names are summed under "_other"."""
+    metrics = OpenTelemetryMetrics(meter_provider=otel.provider, max_series=1)
+    bulkheads = [
+        metrics.watch(rs.Bulkhead(max_concurrent=n, name=f"b{n}", overload=ValueError))
+        for n in (1, 2, 3)
+    ]
+    assert otel.points("resilience.bulkhead.limit") == {
+        attrs_(policy="b1"): 1,
+        attrs_(policy="_other"): 5,
+    }
+    assert len(bulkheads) == 3

@@ -19,6 +19,14 @@ would double the SDK's cost, which dominates (several µs per measurement).
 | ``resilience.timeouts`` | Counter | ``{timeout}`` | policy, reason |
 | ``resilience.circuit.transitions`` | Counter | ``{transition}`` | policy, state, reason |
 | ``resilience.circuit.state`` | ObservableGauge | ``1`` | policy, state |
+| ``resilience.bulkhead.limit_changes`` | Counter | ``{change}`` | policy, reason |
+| ``resilience.bulkhead.in_flight`` | ObservableGauge | ``{call}`` | policy |
+| ``resilience.bulkhead.queued`` | ObservableGauge | ``{call}`` | policy |
+| ``resilience.bulkhead.limit`` | ObservableGauge | ``{call}`` | policy |
+
+The three bulkhead gauges report the bulkheads registered with
+`OpenTelemetryMetrics.watch`, read by their callbacks when the SDK collects:
+nothing on any call's path.
 
 Attribute keys are ``resilience.policy``, ``resilience.outcome``,
 ``resilience.kind``, ``resilience.reason`` and ``resilience.state``; their values
@@ -32,7 +40,7 @@ imports this module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, final
 
 from opentelemetry import metrics as otel
@@ -61,6 +69,10 @@ INSTRUMENTS: Final = (
     "resilience.timeouts",
     "resilience.circuit.transitions",
     "resilience.circuit.state",
+    "resilience.bulkhead.limit_changes",
+    "resilience.bulkhead.in_flight",
+    "resilience.bulkhead.queued",
+    "resilience.bulkhead.limit",
 )
 """Every instrument name this integration creates."""
 
@@ -88,6 +100,17 @@ OpenTelemetry HTTP ones, extended to the minutes that LLM calls take). A View
 configured on the `MeterProvider` overrides them."""
 
 _STATES: Final = ("closed", "open", "half_open", "isolated")
+
+# The bulkhead gauges: name, description, and the index of the figure in a reading.
+_GAUGES: Final = (
+    ("resilience.bulkhead.in_flight", "Calls running now in the bulkheads watched.", 0),
+    ("resilience.bulkhead.queued", "Callers waiting now in the bulkheads' queues.", 1),
+    ("resilience.bulkhead.limit", "Calls the bulkheads watched let run at once now.", 2),
+)
+
+
+def _no_gauges() -> Mapping[str, tuple[int, int, int]]:
+    return {}
 
 
 @final
@@ -141,6 +164,8 @@ class _Sink:
     __slots__ = (
         "duration",
         "exhausted_counter",
+        "gauges",
+        "limit_changes",
         "lock",
         "max_series",
         "names",
@@ -189,6 +214,17 @@ class _Sink:
             unit="1",
             description="1 for the state each circuit breaker last announced, 0 for the others.",
         )
+        self.limit_changes = meter.create_counter(
+            "resilience.bulkhead.limit_changes",
+            unit="{change}",
+            description="Times a bulkhead's adaptive limit moved, by reason.",
+        )
+        # Where the gauges' callbacks read the watched bulkheads: set by the observer.
+        self.gauges: Callable[[], Mapping[str, tuple[int, int, int]]] = _no_gauges
+        for name, description, index in _GAUGES:
+            meter.create_observable_gauge(
+                name, callbacks=[self._gauge(index)], unit="{call}", description=description
+            )
 
     def label(self, name: str) -> str:
         """Return *name*, or ``"_other"`` once ``max_series`` names are known."""
@@ -230,6 +266,18 @@ class _Sink:
             self.states[name] = state
         self.transitions.add(1, attributes)
 
+    def limit_changed(self, name: str, reason: str, /) -> None:
+        self.limit_changes.add(1, {POLICY: self.label(name), REASON: reason})
+
+    def _gauge(self, index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(figures[index], {POLICY: name})
+                for name, figures in sorted(self.gauges().items())
+            ]
+
+        return observe
+
     def _observe_states(self, options: CallbackOptions) -> Iterable[Observation]:
         with self.lock:
             states = sorted(self.states.items())
@@ -243,14 +291,18 @@ class _Sink:
 @final
 class OpenTelemetryMetrics(Observer[_Sink]):
     """
-    Report calls, outcomes, retries, rejections, timeouts and circuit states to OpenTelemetry.
+    Report calls, outcomes, retries, rejections, timeouts, circuits and bulkheads to OpenTelemetry.
 
     Like `resilience.MetricsCollector`, it is both a `resilience.Hook`
     (``rs.add_hook(otel_metrics)``: failure-path events, labelled by the name
     of the policy that emitted them) and a policy
     (``rs.compose(otel_metrics, retry, breaker)``: every call timed and
     counted under this object's `name`; outermost, one observation per logical
-    call, innermost, one per attempt). See the module docstring for the
+    call, innermost, one per attempt). ``watch(bulkhead)`` adds a bulkhead
+    to the ``resilience.bulkhead.*`` gauges (its ``running``, ``waiting``
+    and ``limit``, with ``resilience.policy`` = its name), read when the SDK
+    collects; held weakly, summed with others of its name (see
+    `resilience.MetricsCollector.watch`). See the module docstring for the
     instruments and attributes.
 
     Args:
@@ -289,7 +341,12 @@ class OpenTelemetryMetrics(Observer[_Sink]):
     ) -> None:
         max_series = to_count("max_series", max_series)
         meter = otel.get_meter("resilience", rs.__version__, meter_provider)
-        self._setup(_Sink(meter, max_series), name, on, clock, results)
+        sink = _Sink(meter, max_series)
+        self._setup(sink, name, on, clock, results)
+        sink.gauges = self._gauges
+
+    def _watch_label(self, name: str) -> str:
+        return self._sink.label(name)
 
     def __repr__(self) -> str:
         return f"OpenTelemetryMetrics(name={self._name!r})"
