@@ -53,7 +53,7 @@ and from `resilience` (a test holds them to it):
 - time: `SYSTEM_CLOCK`, `testing_enabled`;
 - explaining: `rule_lines`, `describe_seconds`, `seconds_text`;
 - circuit stores: `TripWindow`, `trip_window`;
-- metrics back ends: `Observer`, `Sink`, `Recorder`, `MAX_KINDS`, `OTHER`.
+- metrics back ends: `Observer`, `Sink`, `Recorder`, `Watchable`, `MAX_KINDS`, `OTHER`.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ from ._metrics import OTHER as OTHER
 from ._metrics import Observer as Observer
 from ._metrics import Recorder as Recorder
 from ._metrics import Sink as Sink
+from ._metrics import Watchable as Watchable
 from ._pipeline import CALL as CALL
 from ._pipeline import PolicyMixin as PolicyMixin
 from ._pipeline import pipeline_field as pipeline_field
@@ -109,6 +110,7 @@ __all__ = [
     "TripWindow",
     "Wait",
     "Waiter",
+    "Watchable",
     "astep",
     "bind_gate",
     "check_clock",

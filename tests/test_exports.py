@@ -131,6 +131,7 @@ ENGINE = {
     "TripWindow",
     "Wait",
     "Waiter",
+    "Watchable",
     "astep",
     "bind_gate",
     "check_clock",
