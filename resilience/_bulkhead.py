@@ -19,7 +19,7 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._events import CallRejected, Hook, LimitChanged, emit
+from ._events import CallRejected, Hook, LimitChanged, emit, log_ignored
 from ._exceptions import BulkheadFullError
 from ._explain import Description, rule_lines, seconds
 from ._gate import NO_RESULT, GatePolicy, Wait, Waiter
@@ -42,6 +42,10 @@ def _to_max_queue(value: object) -> int:
 
 def _to_max_wait(value: object) -> float | None:
     return to_seconds("max_wait", value, zero=True, none=True)
+
+
+def _to_overload(value: object) -> ErrorClassifier:
+    return to_classifier(value, "overload")
 
 
 def _default_overload() -> ErrorClassifier:
@@ -128,7 +132,7 @@ class Bulkhead(GatePolicy):
     max_wait: float | None = attrs.field(default=None, converter=_to_max_wait)
     name: str | None = attrs.field(default=None, validator=check_name)
     overload: ErrorClassifier = attrs.field(
-        factory=_default_overload, converter=to_classifier, repr=False
+        factory=_default_overload, converter=_to_overload, repr=False
     )
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
@@ -268,7 +272,12 @@ class Bulkhead(GatePolicy):
             self._release(permit, None, False, target)
 
     def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
-        """A waiter not woken in time (*max_wait*, the deadline) leaves the queue, refused."""
+        """
+        A waiter not woken in time (*max_wait*, the deadline) leaves the queue, refused.
+
+        ``wait.seconds`` is then the time it was given: *max_wait*, or less if
+        the deadline came first.
+        """
         self._leave(wait)
         slots = self._slots
         self._refuse(target, slots.limit, len(slots.queue), wait.seconds)
@@ -278,10 +287,14 @@ class Bulkhead(GatePolicy):
     def _release(self, inflight: int, rtt: float | None, dropped: bool, target: object) -> None:
         slots = self._slots
         changed = None
+        failed: Exception | None = None
         with slots.lock:
             limit = slots.limit
             if slots.adaptive is not None and rtt is not None:
-                new = max(1, slots.adaptive.update(rtt, inflight, dropped))
+                try:
+                    new = max(1, slots.adaptive.update(rtt, inflight, dropped))
+                except Exception as error:  # the slot is released all the same
+                    failed, new = error, limit
                 if new != limit:
                     changed, slots.limit = limit, new
                     limit = new
@@ -293,6 +306,12 @@ class Bulkhead(GatePolicy):
                 if queue.popleft().waiter.wake(running + 1):  # type: ignore[union-attr]
                     running += 1
             slots.running = running
+        if failed is not None:
+            log_ignored(
+                failed,
+                "resilience: bulkhead %r: its limit's update() failed; limit kept",
+                self._label,
+            )
         if changed is not None:
             emit(
                 self.hooks,

@@ -697,7 +697,7 @@ def _matched(verdict: Verdict, status: int | None, retry_after: float | None) ->
 _ON_TYPES = "an ErrorClassifier, an exception type or tuple of them, a Rule, or a predicate"
 
 
-def to_classifier(on: object) -> ErrorClassifier:
+def to_classifier(on: object, name: str = "on") -> ErrorClassifier:
     """
     Convert a policy's ``on=`` argument to an `ErrorClassifier`.
 
@@ -709,6 +709,7 @@ def to_classifier(on: object) -> ErrorClassifier:
 
     Args:
         on: What to handle.
+        name: The parameter, as the caller spells it, for the errors. Default: ``"on"``.
 
     Returns:
         The classifier.
@@ -725,23 +726,24 @@ def to_classifier(on: object) -> ErrorClassifier:
         return ErrorClassifier((on,))
     if isinstance(on, type):
         if issubclass(on, BaseException):
-            return ErrorClassifier((Rule(exception=_to_exception_types(on, "on")),))
-        raise TypeError(f"on must be {_ON_TYPES}; got the type {on.__name__}, not an exception")
+            return ErrorClassifier((Rule(exception=_to_exception_types(on, name)),))
+        raise TypeError(f"{name} must be {_ON_TYPES}; got the type {on.__name__}, not an exception")
     if isinstance(on, tuple):
         for item in on:
             if not isinstance(item, type) or not issubclass(item, BaseException):
                 raise TypeError(
-                    f"on must be {_ON_TYPES}; got a tuple holding {type(item).__name__}: {item!r}"
+                    f"{name} must be {_ON_TYPES}; "
+                    f"got a tuple holding {type(item).__name__}: {item!r}"
                 )
-        return ErrorClassifier((Rule(exception=_to_exception_types(on, "on")),))
+        return ErrorClassifier((Rule(exception=_to_exception_types(on, name)),))
     if on is None:
         raise TypeError(
-            f"on must be {_ON_TYPES}; got None (there is no default: say what is "
-            "worth handling, for example on=resilience.transient)"
+            f"{name} must be {_ON_TYPES}; got None (there is no default: say what is "
+            f"worth handling, for example {name}=resilience.transient)"
         )
     if callable(on):
         return ErrorClassifier((Rule(exception=Exception, when=on),))
-    raise TypeError(f"on must be {_ON_TYPES}; got {type(on).__name__}: {on!r}")
+    raise TypeError(f"{name} must be {_ON_TYPES}; got {type(on).__name__}: {on!r}")
 
 
 # --- transient -----------------------------------------------------------------

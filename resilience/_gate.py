@@ -169,8 +169,8 @@ class Gate(Protocol):
 
         Called when a time wait would end at or after the current deadline
         (before any sleep), or when a `Waiter` was not woken within
-        `Wait.seconds` or before the deadline. May return a permit instead,
-        to admit the call after all.
+        `Wait.seconds` or before the deadline; ``wait.seconds`` then holds how
+        long it waited. May return a permit instead, to admit the call after all.
         """
         ...
 
@@ -358,7 +358,7 @@ def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:
     except BaseException as exc:
         _cancelled(gate, wait, exc, target)
         raise
-    return _ended(gate, wait, woken, target)
+    return _ended(gate, wait, woken, seconds, target)
 
 
 async def wait_async(gate: Gate, wait: Wait, target: object) -> Any:
@@ -376,7 +376,7 @@ async def wait_async(gate: Gate, wait: Wait, target: object) -> Any:
     except BaseException as exc:
         _cancelled(gate, wait, exc, target)
         raise
-    return _ended(gate, wait, woken, target)
+    return _ended(gate, wait, woken, seconds, target)
 
 
 def _cancelled(gate: Gate, wait: Wait, exc: BaseException, target: object) -> None:
@@ -388,13 +388,14 @@ def _cancelled(gate: Gate, wait: Wait, exc: BaseException, target: object) -> No
         gate.on_cancel(wait if waiter._give_up() else waiter.permit, exc, None, target)
 
 
-def _ended(gate: Gate, wait: Wait, woken: bool, target: object) -> Any:
+def _ended(gate: Gate, wait: Wait, woken: bool, seconds: float | None, target: object) -> Any:
     """The permit a finished wait runs with; `Gate.on_expired` if no one woke it in time."""
     waiter = wait.waiter
     if waiter is None:
         return wait.permit
     if woken or not waiter._give_up():  # woken at the last moment: it holds the permit
         return waiter.permit
+    wait.seconds = max(seconds or 0.0, 0.0)  # what it was given: the deadline may have cut it
     return gate.on_expired(wait, target)
 
 

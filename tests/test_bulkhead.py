@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import math
 import pickle
 import threading
@@ -1780,3 +1781,27 @@ def test_an_adaptive_bulkhead_under_load_keeps_to_its_moving_limit(is_async: boo
     assert len(limit.updates) == 100
     assert all(1 <= inflight <= 4 for _, inflight, _ in limit.updates)
     assert state(b) == (0, 0)
+
+
+class Broken(Recording):
+    """A `Limit` whose `update` raises, carrying a key in its message."""
+
+    def update(self, rtt: float, inflight: int, dropped: bool, /) -> int:
+        key = "-".join(("sk", "live", "abcdefghijklmnop"))  # not in the traceback's source line
+        raise RuntimeError(f"{key} is not a limit")
+
+
+def test_a_failing_limit_update_releases_the_slot_and_keeps_the_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """update() raising is logged (redacted) and ignored: the slot is free, the result returned."""
+    limit = Broken(2)
+    gate = bulkhead(limit, clock=FakeClock(), name="llm")
+    with caplog.at_level(logging.ERROR, logger="resilience"):
+        assert gate.call(lambda: "done") == "done"
+        with pytest.raises(Boom):
+            gate.call(lambda: (_ for _ in ()).throw(Boom()))
+    assert (gate.running, gate.limit) == (0, 2)
+    records = [r for r in caplog.records if "limit's update() failed" in r.getMessage()]
+    assert len(records) == 2
+    assert all("sk-live" not in logging.Formatter().format(r) for r in records)
