@@ -7,15 +7,18 @@ import math
 import random
 import re
 import statistics
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import resilience as rs
+from resilience.engine import Wait, Waiter
 from resilience.limits import AIMD, Gradient, Limit, overload
+from resilience.testing import FakeClock
 
 # --------------------------------------------------------------------------
 # AIMD: exact arithmetic.
@@ -508,6 +511,34 @@ class Run:
     drops: int = 0
 
 
+class Dependency:
+    """The modelled dependency: the latency and the refusals of calls starting together."""
+
+    def __init__(self, *, seed: int, drop_slope: float, refusal: str) -> None:
+        self.rng = random.Random(seed)
+        self.drop_slope = drop_slope
+        self.refused = 0.2 if refusal == "quick" else None
+        self.capacity, self.base = 20, BASE
+
+    def enter(self, phase: Phase) -> None:
+        """The dependency's capacity and unloaded latency become *phase*'s."""
+        self.capacity, self.base = phase.capacity, phase.base
+
+    def start(self, running: int, started: int) -> list[tuple[float, bool]]:
+        """(rtt, dropped) of *started* calls starting at one instant beside *running* ones."""
+        rng, base, refused = self.rng, self.base, self.refused
+        # Calls that start at one instant load the dependency together.
+        excess = max(0, running + started - self.capacity) / self.capacity
+        calls = []
+        for _ in range(started):
+            spread = 1.0 + JITTER * (2.0 * rng.random() - 1.0)
+            dropped = rng.random() < self.drop_slope * excess
+            slowed = 1.0 + SLOPE * excess
+            rtt = base * spread * (refused if dropped and refused is not None else slowed)
+            calls.append((rtt, dropped))
+        return calls
+
+
 def simulate(
     limit: Limit,
     phases: Sequence[Phase],
@@ -517,13 +548,11 @@ def simulate(
     refusal: str = "quick",
 ) -> Run:
     """Run the closed loop of clients through *limit* against the modelled dependency."""
-    rng = random.Random(seed)
+    dependency = Dependency(seed=seed, drop_slope=drop_slope, refusal=refusal)
     clients = 4 * max(phase.capacity for phase in phases)
     events: list[tuple[float, int, float, int, bool]] = []  # end, seq, rtt, inflight, dropped
     waiting, running, now, seq = clients, 0, 0.0, 0
     run = Run(samples=[])
-    capacity, base = phases[0].capacity, phases[0].base
-    refused = 0.2 if refusal == "quick" else None
 
     def admit() -> None:
         nonlocal waiting, running, seq
@@ -531,21 +560,15 @@ def simulate(
         if not started:
             return
         waiting -= started
-        # Calls that start at one instant load the dependency together.
-        load = running + started
-        excess = max(0, load - capacity) / capacity
-        for position in range(running + 1, load + 1):
-            spread = 1.0 + JITTER * (2.0 * rng.random() - 1.0)
-            dropped = rng.random() < drop_slope * excess
-            slowed = 1.0 + SLOPE * excess
-            rtt = base * spread * (refused if dropped and refused is not None else slowed)
+        calls = dependency.start(running, started)
+        for position, (rtt, dropped) in enumerate(calls, start=running + 1):
             seq += 1
             heapq.heappush(events, (now + rtt, seq, rtt, position, dropped))
-        running = load
+        running += started
 
     end = 0.0
     for phase in phases:
-        capacity, base = phase.capacity, phase.base
+        dependency.enter(phase)
         end += phase.seconds
         samples: list[int] = []
         next_sample = now
@@ -667,3 +690,157 @@ def test_gradient_baseline_does_not_creep_under_sustained_load() -> None:
     assert gradient.baseline is not None
     assert gradient.baseline == pytest.approx(BASE, rel=0.1)
     assert_settles_near(run.samples[0], 20)
+
+
+# --------------------------------------------------------------------------
+# The same simulation through the real rs.Bulkhead.
+#
+# Above, a model stands in for the bulkhead. Here the real one decides, driven
+# through its gate methods on one thread, on virtual time (a FakeClock moved
+# to each event): each client calls `admit(None)`; an int permit runs at
+# once, a `Wait` queues, and after each release the waiters the bulkhead woke
+# (no longer `waiting`) run with the permit it handed them. A completion
+# reports `on_success`, or `on_failure` with what the dependency answered, an
+# overload: a 429 (a quick refusal) or a TimeoutError (a slow one). The
+# bulkhead times nothing here (the engine would): the duration passed is the
+# virtual time the call took. The bulkhead feeds its limit; the samples read
+# `bulkhead.limit`.
+
+
+@dataclass
+class BulkheadRun(Run):
+    """A Run through the real bulkhead, and what the bulkhead held against the simulation."""
+
+    in_flight: int = 0  # calls the simulation still had running at the end
+    queued: int = 0  # clients the simulation still had waiting at the end
+    overfull: list[tuple[int, int]] = field(default_factory=list)  # permit > limit at admission
+    # (time, bulkhead.running, calls running, bulkhead.waiting, clients waiting) when they differ
+    drift: list[tuple[float, int, int, int, int]] = field(default_factory=list)
+
+
+def simulate_bulkhead(
+    limit: Limit, phases: Sequence[Phase], *, seed: int, refusal: str = "quick"
+) -> tuple[rs.Bulkhead, BulkheadRun]:
+    """Run the closed loop of clients through a real Bulkhead owning *limit*."""
+    dependency = Dependency(seed=seed, drop_slope=DROP_SLOPE, refusal=refusal)
+    clients = 4 * max(phase.capacity for phase in phases)
+    clock = FakeClock()
+    bulkhead = rs.Bulkhead(max_concurrent=limit, max_queue=clients, clock=clock)
+    events: list[tuple[float, int, float, int, bool]] = []  # end, seq, start, permit, dropped
+    queued: deque[Waiter] = deque()  # first come, first served, as the bulkhead's queue
+    starting: list[int] = []  # permits of the calls starting at this instant
+    run = BulkheadRun(samples=[])
+    seq = 0
+
+    def admitted(permit: int) -> None:
+        if permit > bulkhead.limit:
+            run.overfull.append((permit, bulkhead.limit))
+        starting.append(permit)
+
+    def call() -> None:
+        """A client calls: it runs at once, or queues."""
+        permit = bulkhead.admit(None)
+        if isinstance(permit, Wait):
+            assert permit.waiter is not None
+            queued.append(permit.waiter)
+        else:
+            assert isinstance(permit, int)
+            admitted(permit)
+
+    def woken() -> None:
+        """The queued clients the bulkhead handed a slot, in order."""
+        while queued and not queued[0].waiting:
+            admitted(queued.popleft().permit)
+
+    def start() -> None:
+        nonlocal seq
+        now = clock.now()
+        calls = dependency.start(len(events), len(starting))
+        for permit, (rtt, dropped) in zip(starting, calls, strict=True):
+            seq += 1
+            heapq.heappush(events, (now + rtt, seq, now, permit, dropped))
+        starting.clear()
+        if (bulkhead.running, bulkhead.waiting) != (len(events), len(queued)):
+            run.drift.append((now, bulkhead.running, len(events), bulkhead.waiting, len(queued)))
+
+    def refused() -> Exception:
+        return Status(429) if refusal == "quick" else TimeoutError()
+
+    for _ in range(clients):
+        call()
+    end = 0.0
+    for phase in phases:
+        dependency.enter(phase)
+        end += phase.seconds
+        samples: list[int] = []
+        next_sample = clock.now()
+        start()
+        while events and events[0][0] <= end:
+            finish, _, began, permit, dropped = heapq.heappop(events)
+            while next_sample <= finish:
+                samples.append(bulkhead.limit)
+                next_sample += SAMPLE
+            clock.advance(max(0.0, finish - clock.now()))
+            duration = clock.now() - began
+            if dropped:
+                bulkhead.on_failure(permit, refused(), duration, None)
+            else:
+                bulkhead.on_success(permit, None, duration, None)
+            run.calls += 1
+            run.drops += dropped
+            woken()
+            call()
+            start()
+        while next_sample < end:
+            samples.append(bulkhead.limit)
+            next_sample += SAMPLE
+        clock.advance(max(0.0, end - clock.now()))
+        run.samples.append(samples)
+    run.in_flight, run.queued = len(events), len(queued)
+    return bulkhead, run
+
+
+def assert_bulkhead_held(bulkhead: rs.Bulkhead, run: BulkheadRun) -> None:
+    """No call admitted past the limit; the bulkhead's counts were the simulation's throughout."""
+    assert run.overfull == []
+    assert run.drift == []
+    assert run.in_flight > 0
+    assert (bulkhead.running, bulkhead.waiting) == (run.in_flight, run.queued)
+    assert run.in_flight + run.queued == bulkhead.max_queue  # every client is somewhere
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("refusal", REFUSALS)
+@pytest.mark.parametrize("initial", [1, 200], ids=["low", "high"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_bulkhead_limit_settles_near_capacity(
+    algorithm: str, initial: int, refusal: str, seed: int
+) -> None:
+    """Through the real Bulkhead, from a limit of 1 or 200, the limit settles within 30 % of N."""
+    bulkhead, run = simulate_bulkhead(
+        ALGORITHMS[algorithm](initial), [Phase(20)], seed=seed, refusal=refusal
+    )
+    assert_settles_near(run.samples[0], 20)
+    assert_bulkhead_held(bulkhead, run)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("refusal", REFUSALS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_bulkhead_limit_follows_capacity_changes(algorithm: str, refusal: str, seed: int) -> None:
+    """Through the real Bulkhead, when N goes 20 -> 40 -> 10, the limit follows within 30 %."""
+    phases = [Phase(20), Phase(40), Phase(10)]
+    bulkhead, run = simulate_bulkhead(ALGORITHMS[algorithm](20), phases, seed=seed, refusal=refusal)
+    for samples, phase in zip(run.samples, phases, strict=True):
+        assert_settles_near(samples, phase.capacity)
+    assert_bulkhead_held(bulkhead, run)
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_bulkhead_is_the_model(algorithm: str, refusal: str) -> None:
+    """The real Bulkhead moves its limit sample for sample as the model of it does."""
+    phases = [Phase(20), Phase(40), Phase(10)]
+    model = simulate(ALGORITHMS[algorithm](20), phases, seed=1, refusal=refusal)
+    _, real = simulate_bulkhead(ALGORITHMS[algorithm](20), phases, seed=1, refusal=refusal)
+    assert (real.samples, real.calls, real.drops) == (model.samples, model.calls, model.drops)
