@@ -56,13 +56,21 @@ def _default_overload() -> ErrorClassifier:
 
 @final
 class _Slots:
-    """The bulkhead's state, behind one lock: calls running, callers waiting, the limit."""
+    """
+    The bulkhead's state: a token per free slot, the callers waiting, the limit.
 
-    __slots__ = ("adaptive", "limit", "lock", "queue", "running")
+    Taking and giving back a token are single `collections.deque` operations,
+    atomic without a lock: a call that finds a token while nobody waits, and
+    gives it back while nobody waits, takes no lock at all. The lock guards
+    the queue, the hand-over of tokens to waiters, and the limit's changes.
+    An adaptive limit that went down retires tokens as calls return them
+    (*debt*).
+    """
+
+    __slots__ = ("adaptive", "debt", "free", "limit", "lock", "queue")
 
     def __init__(self, max_concurrent: int | Limit) -> None:
         self.lock = threading.Lock()
-        self.running = 0
         self.queue: collections.deque[Wait] = collections.deque()
         if isinstance(max_concurrent, int):
             self.adaptive: Limit | None = None
@@ -70,6 +78,47 @@ class _Slots:
         else:
             self.adaptive = max_concurrent
             self.limit = max(1, max_concurrent.limit)
+        self.free = collections.deque([True] * self.limit)
+        self.debt = 0
+
+    def running(self) -> int:
+        """Calls holding a slot (woken waiters included)."""
+        return self.limit + self.debt - len(self.free)
+
+    def take(self) -> object:
+        """Take a free token, or raise `IndexError`; return the permit (adaptive: the inflight)."""
+        self.free.pop()
+        return True if self.adaptive is None else self.running()
+
+    def give_back(self) -> None:
+        """Return a token (with the lock held when the limit is adaptive)."""
+        if self.debt:
+            self.debt -= 1
+        else:
+            self.free.append(True)
+
+    def move(self, new: int) -> None:
+        """Move the limit to *new* (lock held): add tokens, or retire free ones and owe the rest."""
+        change, self.limit = new - self.limit, new
+        if change > 0:
+            paid = min(self.debt, change)
+            self.debt -= paid
+            self.free.extend([True] * (change - paid))
+        else:
+            free = self.free
+            while change < 0 and free:
+                free.pop()
+                change += 1
+            self.debt -= change
+
+    def hand_over(self) -> None:
+        """Give free tokens to the callers waiting, first come first served (lock held)."""
+        queue, free = self.queue, self.free
+        while queue and free:
+            wait = queue.popleft()
+            permit = self.take()
+            if not wait.waiter.wake(permit):  # type: ignore[union-attr]  # it gave up meanwhile
+                free.append(True)
 
 
 @final
@@ -164,7 +213,7 @@ class Bulkhead(GatePolicy):
     @property
     def running(self) -> int:
         """How many calls hold a slot now."""
-        return self._slots.running
+        return self._slots.running()
 
     @property
     def waiting(self) -> int:
@@ -205,7 +254,7 @@ class Bulkhead(GatePolicy):
                 f"{wait}, never past a deadline",
             )
         details.append("refused calls raise BulkheadFullError; nothing runs")
-        details.append(f"now: {slots.running} running, {len(slots.queue)} waiting")
+        details.append(f"now: {slots.running()} running, {len(slots.queue)} waiting")
         return Description(
             title=title,
             details=details,
@@ -226,21 +275,28 @@ class Bulkhead(GatePolicy):
 
     def admit(self, target: object, /) -> object:
         """
-        Take a slot (the permit: the calls running, this one included) or a place in the queue.
+        Take a slot (the permit) or a place in the queue.
 
         Raises:
             BulkheadFullError: If every slot and every place in the queue is taken.
         """
         slots = self._slots
+        if not slots.queue:  # nobody waits: take a free slot without the lock
+            try:
+                return slots.take()
+            except IndexError:
+                pass
         with slots.lock:
-            running = slots.running
-            if running < slots.limit and not slots.queue:
-                slots.running = running + 1
-                return running + 1
+            if not slots.queue:
+                try:
+                    return slots.take()
+                except IndexError:
+                    pass
             waiting = len(slots.queue)
             if waiting < self.max_queue:
                 wait = Wait(self.max_wait, waiter=Waiter())
                 slots.queue.append(wait)
+                slots.hand_over()  # a slot freed before we were in line: ours, in turn
                 return wait
             limit = slots.limit
         return self._refuse(target, limit, waiting, None)
@@ -249,18 +305,27 @@ class Bulkhead(GatePolicy):
         self, permit: Any, result: Any, duration: float | None, target: object, /
     ) -> None:
         """Give the slot to the next caller waiting, or free it; an adaptive limit learns."""
-        dropped = False
-        if result is not NO_RESULT and self.results:
-            dropped = self.overload.classify(result).trip
-        self._release(permit, duration, dropped, target)
+        slots = self._slots
+        if slots.adaptive is None:
+            slots.free.append(True)
+            if slots.queue:
+                with slots.lock:
+                    slots.hand_over()
+            return
+        overload = self.overload
+        dropped = result is not NO_RESULT and overload.handles_results
+        if dropped:
+            dropped = overload.classify(result).trip
+        self._learn(permit, duration, dropped, target)
 
     def on_failure(
         self, permit: Any, error: Exception, duration: float | None, target: object, /
     ) -> None:
         """As `on_success`; an adaptive limit counts an overload (*overload* trips) as a drop."""
-        slots = self._slots
-        dropped = slots.adaptive is not None and self.overload.classify(error).trip
-        self._release(permit, duration, dropped, target)
+        if self._slots.adaptive is None:
+            self.on_success(permit, NO_RESULT, duration, target)
+        else:
+            self._learn(permit, duration, self.overload.classify(error).trip, target)
 
     def on_cancel(
         self, permit: Any, error: BaseException, duration: float | None, target: object, /
@@ -269,7 +334,7 @@ class Bulkhead(GatePolicy):
         if type(permit) is Wait:
             self._leave(permit)
         else:
-            self._release(permit, None, False, target)
+            self._learn(permit, None, False, target)
 
     def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
         """
@@ -284,42 +349,33 @@ class Bulkhead(GatePolicy):
 
     # --- the slow paths -----------------------------------------------------------
 
-    def _release(self, inflight: int, rtt: float | None, dropped: bool, target: object) -> None:
+    def _learn(self, inflight: int, rtt: float | None, dropped: bool, target: object) -> None:
+        """Give a slot back with the lock held; with *rtt*, the adaptive limit learns first."""
         slots = self._slots
-        changed = None
+        adaptive = slots.adaptive
         failed: Exception | None = None
         with slots.lock:
-            limit = slots.limit
-            if slots.adaptive is not None and rtt is not None:
+            previous = limit = slots.limit
+            slots.give_back()
+            if adaptive is not None and rtt is not None:
                 try:
-                    new = max(1, slots.adaptive.update(rtt, inflight, dropped))
+                    limit = max(1, adaptive.update(rtt, inflight, dropped))
                 except Exception as error:  # the slot is released all the same
-                    failed, new = error, limit
-                if new != limit:
-                    changed, slots.limit = limit, new
-                    limit = new
-            running = slots.running - 1
-            queue = slots.queue
-            # Hand freed slots to the callers waiting, first come first served;
-            # one that gave up meanwhile (wake() is False) is skipped.
-            while queue and running < limit:
-                if queue.popleft().waiter.wake(running + 1):  # type: ignore[union-attr]
-                    running += 1
-            slots.running = running
+                    failed = error
+                if limit != previous:
+                    slots.move(limit)
+            slots.hand_over()
         if failed is not None:
-            log_ignored(
-                failed,
-                "resilience: bulkhead %r: its limit's update() failed; limit kept",
-                self._label,
-            )
-        if changed is not None:
+            message = "resilience: bulkhead %r: its limit's update() failed; limit kept"
+            log_ignored(failed, message, self._label)
+        if limit != previous:
             emit(
                 self.hooks,
                 LimitChanged,
                 name=self.name,
                 target=None if target is None else target_name(target),
                 limit=limit,
-                previous=changed,
+                previous=previous,
                 reason="overload" if dropped else "sample",
             )
 
