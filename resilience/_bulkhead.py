@@ -105,20 +105,24 @@ class _Slots:
             self.debt -= paid
             self.free.extend([True] * (change - paid))
         else:
-            free = self.free
-            while change < 0 and free:
-                free.pop()
+            while change < 0:
+                try:  # a caller may take the last free token meanwhile, without the lock
+                    self.free.pop()
+                except IndexError:
+                    break
                 change += 1
             self.debt -= change
 
     def hand_over(self) -> None:
         """Give free tokens to the callers waiting, first come first served (lock held)."""
-        queue, free = self.queue, self.free
-        while queue and free:
-            wait = queue.popleft()
-            permit = self.take()
-            if not wait.waiter.wake(permit):  # type: ignore[union-attr]  # it gave up meanwhile
-                free.append(True)
+        queue = self.queue
+        while queue:
+            try:  # a caller may take the last free token meanwhile, without the lock
+                permit = self.take()
+            except IndexError:
+                return
+            if not queue.popleft().waiter.wake(permit):  # type: ignore[union-attr]  # gave up
+                self.free.append(True)
 
 
 @final
