@@ -13,37 +13,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import math
 import pickle
 import threading
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterator,
-    Sequence,
-)
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Sequence
+from typing import Any
 
-import attrs
 import pytest
 
 import resilience as rs
 from resilience.limits import Limit
 from resilience.testing import FakeClock, capture_events
 
+from .forms import (
+    SYNC_ASYNC,
+    Background,
+    Blocker,
+    Boom,
+    Form,
+    Work,
+    bounded,
+    crowd,
+    eventually,
+    in_acall,
+    in_async_generator,
+    in_async_method,
+    in_async_with,
+    in_call,
+    in_classmethod_above,
+    in_classmethod_below,
+    in_compose,
+    in_compose_async,
+    in_coroutine,
+    in_function,
+    in_generator,
+    in_method,
+    in_with,
+    pick,
+    run_async,
+    run_call,
+    until,
+)
 from .threads import WAIT, join_all
-
-T = TypeVar("T")
-
-
-class Boom(Exception):
-    """The failure the protected functions raise."""
 
 
 class Flaky(Exception):
@@ -115,246 +129,12 @@ class Recording:
         return self._limit
 
 
-# --- waiting for things, never for time ------------------------------------------------
-
-
-def eventually(condition: Callable[[], bool]) -> None:
-    """Poll *condition* (another thread makes it true); a hang fails after WAIT seconds."""
-    give_up = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < give_up, "the condition never held (a hang?)"
-        time.sleep(0.0002)
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())``, with a safety net: a hang fails after WAIT seconds."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(WAIT):
-            return await main()
-
-    return asyncio.run(bounded())
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the event loop run until *condition* holds (a hang fails after WAIT seconds)."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0)
-
-
-class Background(Generic[T]):
-    """Runs *fn* in a daemon thread; `result` joins it and returns what it returned, or raises."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._fn = fn
-        self._out: list[T] = []
-        self._error: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._out.append(self._fn())
-        except BaseException as exc:
-            self._error.append(exc)
-
-    @property
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
-    def result(self) -> T:
-        join_all([self.thread])
-        if self._error:
-            raise self._error[0]
-        return self._out[0]
-
-
-def bounded(fn: Callable[[], T]) -> T:
-    """Run *fn* in a thread and return its result: a wait that never ends fails, never hangs."""
-    return Background(fn).result()
-
-
-# --- bodies and forms ------------------------------------------------------------------
-
-
-class Work:
-    """The protected body: notes what *probe* says each time it runs, then returns or raises."""
-
-    def __init__(
-        self, probe: Callable[[], object] | None = None, error: BaseException | None = None
-    ) -> None:
-        self.probe = probe
-        self.error = error
-        self.seen: list[object] = []
-
-    def __call__(self) -> str:
-        self.seen.append(None if self.probe is None else self.probe())
-        if self.error is not None:
-            raise self.error
-        return "done"
-
-    async def run_async(self) -> str:
-        await asyncio.sleep(0)
-        return self()
-
-
-class Blocker:
-    """An async body that notes *probe*, then waits until it is cancelled."""
-
-    def __init__(self, probe: Callable[[], object] | None = None) -> None:
-        self.probe = probe
-        self.started = False
-
-    async def __call__(self) -> str:
-        if self.probe is not None:
-            self.probe()
-        self.started = True
-        await asyncio.Event().wait()
-        raise AssertionError("the blocked body was not cancelled")
-
-
-SyncBody = Callable[[], str]
-AsyncBody = Callable[[], Awaitable[str]]
-SyncRunner = Callable[[rs.Bulkhead, SyncBody], str]
-AsyncRunner = Callable[[rs.Bulkhead, AsyncBody], Coroutine[Any, Any, str]]
+# --- the forms --------------------------------------------------------------------------
 
 
 def flaky_retry() -> rs.Retry:
     """A Retry to put outside the bulkhead; the bodies never raise what it retries."""
     return rs.Retry(on=Flaky, attempts=2, clock=FakeClock())
-
-
-def in_function(b: rs.Bulkhead, body: SyncBody) -> str:
-    @b
-    def fn() -> str:
-        return body()
-
-    return fn()
-
-
-def in_method(b: rs.Bulkhead, body: SyncBody) -> str:
-    class Service:
-        @b
-        def fn(self) -> str:
-            assert isinstance(self, Service)
-            return body()
-
-    return Service().fn()
-
-
-def in_classmethod_above(b: rs.Bulkhead, body: SyncBody) -> str:
-    class Service:
-        @b
-        @classmethod
-        def fn(cls) -> str:
-            assert cls is Service
-            return body()
-
-    return Service.fn()
-
-
-def in_classmethod_below(b: rs.Bulkhead, body: SyncBody) -> str:
-    class Service:
-        @classmethod
-        @b
-        def fn(cls) -> str:
-            assert cls is Service
-            return body()
-
-    return Service().fn()
-
-
-def in_generator(b: rs.Bulkhead, body: SyncBody) -> str:
-    @b
-    def fn() -> Iterator[str]:
-        yield body()
-
-    [item] = fn()
-    return item
-
-
-def in_call(b: rs.Bulkhead, body: SyncBody) -> str:
-    return b.call(body)
-
-
-def in_compose(b: rs.Bulkhead, body: SyncBody) -> str:
-    @rs.compose(flaky_retry(), b)
-    def fn() -> str:
-        return body()
-
-    return fn()
-
-
-def in_with(b: rs.Bulkhead, body: SyncBody) -> str:
-    with b:
-        return body()
-
-
-async def in_coroutine(b: rs.Bulkhead, body: AsyncBody) -> str:
-    @b
-    async def fn() -> str:
-        return await body()
-
-    return await fn()
-
-
-async def in_async_method(b: rs.Bulkhead, body: AsyncBody) -> str:
-    class Service:
-        @b
-        async def fn(self) -> str:
-            return await body()
-
-    return await Service().fn()
-
-
-async def in_async_generator(b: rs.Bulkhead, body: AsyncBody) -> str:
-    @b
-    async def fn() -> AsyncIterator[str]:
-        yield await body()
-
-    [item] = [item async for item in fn()]
-    return item
-
-
-async def in_acall(b: rs.Bulkhead, body: AsyncBody) -> str:
-    return await b.acall(body)
-
-
-async def in_compose_async(b: rs.Bulkhead, body: AsyncBody) -> str:
-    @rs.compose(flaky_retry(), b)
-    async def fn() -> str:
-        return await body()
-
-    return await fn()
-
-
-async def in_async_with(b: rs.Bulkhead, body: AsyncBody) -> str:
-    async with b:
-        return await body()
-
-
-@attrs.frozen
-class Form:
-    """One way to run a body through a bulkhead: a shape, a surface, or a block."""
-
-    name: str
-    sync: SyncRunner | None = None
-    asyn: AsyncRunner | None = None
-
-    @property
-    def is_async(self) -> bool:
-        return self.asyn is not None
-
-    def run(self, b: rs.Bulkhead, work: Work) -> str:
-        """Run *work* through *b* in this form (async forms on a fresh event loop)."""
-        asyn = self.asyn
-        if asyn is not None:
-            return run_async(lambda: asyn(b, work.run_async))
-        assert self.sync is not None
-        return self.sync(b, work)
 
 
 FORMS = [
@@ -364,34 +144,16 @@ FORMS = [
     Form("classmethod below", sync=in_classmethod_below),
     Form("generator", sync=in_generator),
     Form("call", sync=in_call),
-    Form("compose", sync=in_compose),
+    Form("compose", sync=in_compose(flaky_retry)),
     Form("with", sync=in_with),
     Form("coroutine", asyn=in_coroutine),
     Form("async method", asyn=in_async_method),
     Form("async generator", asyn=in_async_generator),
     Form("acall", asyn=in_acall),
-    Form("compose async", asyn=in_compose_async),
+    Form("compose async", asyn=in_compose_async(flaky_retry)),
     Form("async with", asyn=in_async_with),
 ]
-
-
-def forms(*, is_async: bool | None = None) -> list[Any]:
-    """The forms to parametrize a test over: all of them, or only the sync or async ones."""
-    return [
-        pytest.param(form, id=form.name)
-        for form in FORMS
-        if is_async is None or form.is_async == is_async
-    ]
-
-
-SYNC_ASYNC = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-
-
-def run_call(b: rs.Bulkhead | rs.Pipeline, work: Work, is_async: bool) -> str:
-    """Run *work* once through *b*'s ``call`` or, on a fresh loop, its ``acall``."""
-    if is_async:
-        return run_async(lambda: b.acall(work.run_async))
-    return b.call(work)
+forms = functools.partial(pick, FORMS)
 
 
 def state(b: rs.Bulkhead) -> tuple[int, int]:
@@ -1297,44 +1059,9 @@ def test_a_waiter_whose_event_loop_was_closed_is_skipped() -> None:
 def test_threads_and_tasks_on_two_loops_share_one_bulkhead() -> None:
     """4 threads and 2 event loops through one limit of 3: never more than 3 at once, none lost."""
     b = bulkhead(3, max_queue=1000)
-    lock = threading.Lock()
-    count = {"running": 0, "peak": 0, "done": 0}
-
-    def enter() -> None:
-        with lock:
-            count["running"] += 1
-            count["peak"] = max(count["peak"], count["running"], b.running)
-
-    def leave() -> None:
-        with lock:
-            count["running"] -= 1
-            count["done"] += 1
-
-    def sync_work() -> None:
-        enter()
-        time.sleep(0)
-        leave()
-
-    async def async_work() -> None:
-        enter()
-        await asyncio.sleep(0)
-        leave()
-
-    def sync_caller() -> None:
-        for _ in range(50):
-            b.call(sync_work)
-
-    def loop_caller() -> None:
-        async def main() -> None:
-            await asyncio.gather(*(b.acall(async_work) for _ in range(100)))
-
-        run_async(main)
-
-    threads = [threading.Thread(target=sync_caller, daemon=True) for _ in range(4)]
-    threads += [threading.Thread(target=loop_caller, daemon=True) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    join_all(threads)
+    count = crowd(
+        b, sync_calls=50, async_calls=100, pause=lambda: time.sleep(0), inside=lambda: b.running
+    )
     assert count["done"] == 4 * 50 + 2 * 100
     assert 1 <= count["peak"] <= 3
     assert (count["running"], *state(b)) == (0, 0, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -18,17 +19,9 @@ import pickle
 import re
 import threading
 from collections import deque
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterator,
-)
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 import pytest
@@ -38,14 +31,33 @@ from resilience import backoff, engine
 from resilience.engine import NO_RESULT, FastPath, GatePolicy, Wait, Waiter
 from resilience.testing import FakeClock, set_testing
 
-from .threads import WAIT, join_all
-
-T = TypeVar("T")
-
-
-class Boom(Exception):
-    """The failure the protected functions raise."""
-
+from .forms import (
+    SYNC_ASYNC,
+    Background,
+    Blocker,
+    Boom,
+    Form,
+    Work,
+    cancel_inside,
+    cancel_task,
+    crowd,
+    in_acall,
+    in_async_generator,
+    in_async_with,
+    in_call,
+    in_compose,
+    in_compose_async,
+    in_coroutine,
+    in_function,
+    in_generator,
+    in_method,
+    in_with,
+    pick,
+    run_async,
+    run_call,
+    until,
+)
+from .threads import WAIT
 
 # --- the gates under test ------------------------------------------------------------
 
@@ -292,49 +304,7 @@ class Slotted(GatePolicy):
         return self.permits
 
 
-# --- bodies, forms and helpers -------------------------------------------------------
-
-
-class Work:
-    """The protected body: notes what *probe* says each time it runs, then returns or raises."""
-
-    def __init__(
-        self, error: BaseException | None = None, probe: Callable[[], object] | None = None
-    ) -> None:
-        self.error = error
-        self.probe = probe
-        self.seen: list[object] = []
-
-    def __call__(self) -> str:
-        self.seen.append(None if self.probe is None else self.probe())
-        if self.error is not None:
-            raise self.error
-        return "done"
-
-    async def run_async(self) -> str:
-        await asyncio.sleep(0)
-        return self()
-
-
-class Blocker:
-    """An async body that notes *probe*, then waits until it is cancelled."""
-
-    def __init__(self, probe: Callable[[], object] | None = None) -> None:
-        self.probe = probe
-        self.started = False
-
-    async def __call__(self) -> str:
-        if self.probe is not None:
-            self.probe()
-        self.started = True
-        await asyncio.Event().wait()
-        raise AssertionError("the blocked body was not cancelled")
-
-
-SyncBody = Callable[[], str]
-AsyncBody = Callable[[], Awaitable[str]]
-SyncRunner = Callable[[GatePolicy, SyncBody], str]
-AsyncRunner = Callable[[GatePolicy, AsyncBody], Coroutine[Any, Any, str]]
+# --- the forms --------------------------------------------------------------------------
 
 
 def retry() -> rs.Retry:
@@ -342,133 +312,21 @@ def retry() -> rs.Retry:
     return rs.Retry(on=Boom, attempts=2, backoff=backoff.constant(1.0), clock=FakeClock())
 
 
-def in_function(gate: GatePolicy, body: SyncBody) -> str:
-    @gate
-    def fn() -> str:
-        return body()
-
-    return fn()
-
-
-def in_method(gate: GatePolicy, body: SyncBody) -> str:
-    class Service:
-        @gate
-        def fn(self) -> str:
-            return body()
-
-    return Service().fn()
-
-
-def in_generator(gate: GatePolicy, body: SyncBody) -> str:
-    @gate
-    def fn() -> Iterator[str]:
-        yield body()
-
-    [item] = fn()
-    return item
-
-
-def in_call(gate: GatePolicy, body: SyncBody) -> str:
-    return gate.call(body)
-
-
-def in_compose(gate: GatePolicy, body: SyncBody) -> str:
-    @rs.compose(retry(), gate)
-    def fn() -> str:
-        return body()
-
-    return fn()
-
-
-def in_with(gate: GatePolicy, body: SyncBody) -> str:
-    with gate:
-        return body()
-
-
-async def in_coroutine(gate: GatePolicy, body: AsyncBody) -> str:
-    @gate
-    async def fn() -> str:
-        return await body()
-
-    return await fn()
-
-
-async def in_async_generator(gate: GatePolicy, body: AsyncBody) -> str:
-    @gate
-    async def fn() -> AsyncIterator[str]:
-        yield await body()
-
-    [item] = [item async for item in fn()]
-    return item
-
-
-async def in_acall(gate: GatePolicy, body: AsyncBody) -> str:
-    return await gate.acall(body)
-
-
-async def in_compose_async(gate: GatePolicy, body: AsyncBody) -> str:
-    @rs.compose(retry(), gate)
-    async def fn() -> str:
-        return await body()
-
-    return await fn()
-
-
-async def in_async_with(gate: GatePolicy, body: AsyncBody) -> str:
-    async with gate:
-        return await body()
-
-
-@attrs.frozen
-class Form:
-    """One way to run a body through a gate: a shape, a surface, or a block."""
-
-    name: str
-    sync: SyncRunner | None = None
-    asyn: AsyncRunner | None = None
-    no_result: bool = False  # a stream or a block: on_success gets NO_RESULT
-    compose: bool = False  # a Retry (two attempts on Boom) stands outside the gate
-
-    @property
-    def is_async(self) -> bool:
-        return self.asyn is not None
-
-    def run(self, gate: GatePolicy, work: Work) -> str:
-        """Run *work* through *gate* in this form (async forms on a fresh event loop)."""
-        if self.asyn is not None:
-            return asyncio.run(self.asyn(gate, work.run_async))
-        assert self.sync is not None
-        return self.sync(gate, work)
-
-    def outcome(self, value: object) -> object:
-        """What on_success receives for a body that returned *value*."""
-        return NO_RESULT if self.no_result else value
-
-
 FORMS = [
     Form("function", sync=in_function),
     Form("method", sync=in_method),
     Form("generator", sync=in_generator, no_result=True),
     Form("call", sync=in_call),
-    Form("compose", sync=in_compose, compose=True),
+    Form("compose", sync=in_compose(retry), compose=True),
     Form("with", sync=in_with, no_result=True),
     Form("coroutine", asyn=in_coroutine),
     Form("async generator", asyn=in_async_generator, no_result=True),
     Form("acall", asyn=in_acall),
-    Form("compose async", asyn=in_compose_async, compose=True),
+    Form("compose async", asyn=in_compose_async(retry), compose=True),
     Form("async with", asyn=in_async_with, no_result=True),
 ]
 FORM = {form.name: form for form in FORMS}
-
-
-def forms(*, is_async: bool | None = None, compose: bool = True) -> list[Any]:
-    """The forms to parametrize a test over: all, only sync or async ones, with or without Retry."""
-    return [
-        pytest.param(form, id=form.name)
-        for form in FORMS
-        if (is_async is None or form.is_async == is_async) and (compose or not form.compose)
-    ]
-
+forms = functools.partial(pick, FORMS)
 
 DRIVERS = [
     pytest.param(False, False, id="sync"),
@@ -476,78 +334,6 @@ DRIVERS = [
     pytest.param(True, False, id="async"),
     pytest.param(True, True, id="async-timed"),
 ]
-SYNC_ASYNC = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-
-
-def run_call(target: GatePolicy | rs.Pipeline, work: Work, is_async: bool) -> str:
-    """Run *work* once through *target*'s ``call`` or, on a fresh loop, its ``acall``."""
-    if is_async:
-        return asyncio.run(target.acall(work.run_async))
-    return target.call(work)
-
-
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())``, with a safety net: a hang fails after WAIT seconds."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(WAIT):
-            return await main()
-
-    return asyncio.run(bounded())
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the event loop run until *condition* holds (a hang fails after WAIT seconds)."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0)
-
-
-def cancel_task(
-    start: Callable[[], Coroutine[Any, Any, object]], ready: Callable[[], bool]
-) -> None:
-    """Run *start()* as a task, cancel it once *ready()*, and check the cancellation reaches us."""
-
-    async def main() -> None:
-        task = asyncio.create_task(start())
-        await until(ready)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    run_async(main)
-
-
-def cancel_inside(form: Form, gate: GatePolicy, probe: Callable[[], object] | None = None) -> None:
-    """Run an async *form* whose body blocks, and cancel it while the body runs."""
-    asyn, blocker = form.asyn, Blocker(probe)
-    assert asyn is not None
-    cancel_task(lambda: asyn(gate, blocker), lambda: blocker.started)
-
-
-class Background(Generic[T]):
-    """Runs *fn* in a daemon thread; `result` joins it and returns what it returned, or raises."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._fn = fn
-        self._out: list[T] = []
-        self._error: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._out.append(self._fn())
-        except BaseException as exc:
-            self._error.append(exc)
-
-    def result(self) -> T:
-        join_all([self.thread])
-        if self._error:
-            raise self._error[0]
-        return self._out[0]
 
 
 # --- 1. the docstring's Concurrency gate on every form --------------------------------
@@ -1443,44 +1229,7 @@ def test_a_task_leaving_its_block_wakes_a_waiting_thread() -> None:
 def test_threads_and_tasks_share_one_queue() -> None:
     """Threads and tasks on two loops, all through one gate of 3: never more than 3 at once."""
     gate = Queue(3)
-    lock = threading.Lock()
-    state = {"running": 0, "peak": 0, "done": 0}
-
-    def enter() -> None:
-        with lock:
-            state["running"] += 1
-            state["peak"] = max(state["peak"], state["running"])
-
-    def leave() -> None:
-        with lock:
-            state["running"] -= 1
-            state["done"] += 1
-
-    def sync_work() -> None:
-        enter()
-        os.sched_yield()
-        leave()
-
-    async def async_work() -> None:
-        enter()
-        await asyncio.sleep(0)
-        leave()
-
-    def sync_caller() -> None:
-        for _ in range(100):
-            gate.call(sync_work)
-
-    def loop_caller() -> None:
-        async def main() -> None:
-            await asyncio.gather(*(gate.acall(async_work) for _ in range(200)))
-
-        run_async(main)
-
-    threads = [threading.Thread(target=sync_caller, daemon=True) for _ in range(4)]
-    threads += [threading.Thread(target=loop_caller, daemon=True) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    join_all(threads)
+    state = crowd(gate, sync_calls=100, async_calls=200, pause=os.sched_yield)
     assert state["done"] == 4 * 100 + 2 * 200
     assert 1 <= state["peak"] <= 3
     assert (state["running"], gate.running, list(gate.waiters)) == (0, 0, [])

@@ -1,0 +1,387 @@
+"""
+Calling a gate every way a user can, and waiting for it: helpers shared by the gate tests.
+
+A `Form` is one way to run a body through a gate (`resilience.engine.GatePolicy`,
+`resilience.Bulkhead` among them): a decorated function, method, generator,
+coroutine or async generator, ``call``/``acall``, `resilience.compose`, or a
+``with``/``async with`` block. Each test module lists the forms it runs
+(their names are the parametrization ids) and picks them with `pick`.
+
+Every wait here is for an event, bounded by ``WAIT``: a hang fails the test
+instead of hiding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import Any, Generic, TypeVar
+
+import attrs
+import pytest
+
+import resilience as rs
+from resilience.engine import NO_RESULT, GatePolicy
+
+from .threads import WAIT, join_all
+
+T = TypeVar("T")
+
+
+class Boom(Exception):
+    """The failure the protected functions raise."""
+
+
+# --- waiting for things, never for time ------------------------------------------------
+
+
+def eventually(condition: Callable[[], bool]) -> None:
+    """Poll *condition* (another thread makes it true); a hang fails after WAIT seconds."""
+    give_up = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < give_up, "the condition never held (a hang?)"
+        time.sleep(0.0002)
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())``, with a safety net: a hang fails after WAIT seconds."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(WAIT):
+            return await main()
+
+    return asyncio.run(bounded())
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until *condition* holds (a hang fails after WAIT seconds)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0)
+
+
+def cancel_task(
+    start: Callable[[], Coroutine[Any, Any, object]], ready: Callable[[], bool]
+) -> None:
+    """Run *start()* as a task, cancel it once *ready()*, and check the cancellation reaches us."""
+
+    async def main() -> None:
+        task = asyncio.create_task(start())
+        await until(ready)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run_async(main)
+
+
+class Background(Generic[T]):
+    """Runs *fn* in a daemon thread; `result` joins it and returns what it returned, or raises."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._out: list[T] = []
+        self._error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._out.append(self._fn())
+        except BaseException as exc:
+            self._error.append(exc)
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def result(self) -> T:
+        join_all([self.thread])
+        if self._error:
+            raise self._error[0]
+        return self._out[0]
+
+
+def bounded(fn: Callable[[], T]) -> T:
+    """Run *fn* in a thread and return its result: a wait that never ends fails, never hangs."""
+    return Background(fn).result()
+
+
+# --- bodies ------------------------------------------------------------------------------
+
+
+class Work:
+    """The protected body: notes what *probe* says each time it runs, then returns or raises."""
+
+    def __init__(
+        self, error: BaseException | None = None, probe: Callable[[], object] | None = None
+    ) -> None:
+        self.error = error
+        self.probe = probe
+        self.seen: list[object] = []
+
+    def __call__(self) -> str:
+        self.seen.append(None if self.probe is None else self.probe())
+        if self.error is not None:
+            raise self.error
+        return "done"
+
+    async def run_async(self) -> str:
+        await asyncio.sleep(0)
+        return self()
+
+
+class Blocker:
+    """An async body that notes *probe*, then waits until it is cancelled."""
+
+    def __init__(self, probe: Callable[[], object] | None = None) -> None:
+        self.probe = probe
+        self.started = False
+
+    async def __call__(self) -> str:
+        if self.probe is not None:
+            self.probe()
+        self.started = True
+        await asyncio.Event().wait()
+        raise AssertionError("the blocked body was not cancelled")
+
+
+# --- the forms ---------------------------------------------------------------------------
+
+SyncBody = Callable[[], str]
+AsyncBody = Callable[[], Awaitable[str]]
+SyncRunner = Callable[[GatePolicy, SyncBody], str]
+AsyncRunner = Callable[[GatePolicy, AsyncBody], Coroutine[Any, Any, str]]
+
+
+def in_function(gate: GatePolicy, body: SyncBody) -> str:
+    @gate
+    def fn() -> str:
+        return body()
+
+    return fn()
+
+
+def in_method(gate: GatePolicy, body: SyncBody) -> str:
+    class Service:
+        @gate
+        def fn(self) -> str:
+            assert isinstance(self, Service)
+            return body()
+
+    return Service().fn()
+
+
+def in_classmethod_above(gate: GatePolicy, body: SyncBody) -> str:
+    class Service:
+        @gate
+        @classmethod
+        def fn(cls) -> str:
+            assert cls is Service
+            return body()
+
+    return Service.fn()
+
+
+def in_classmethod_below(gate: GatePolicy, body: SyncBody) -> str:
+    class Service:
+        @classmethod
+        @gate
+        def fn(cls) -> str:
+            assert cls is Service
+            return body()
+
+    return Service().fn()
+
+
+def in_generator(gate: GatePolicy, body: SyncBody) -> str:
+    @gate
+    def fn() -> Iterator[str]:
+        yield body()
+
+    [item] = fn()
+    return item
+
+
+def in_call(gate: GatePolicy, body: SyncBody) -> str:
+    return gate.call(body)
+
+
+def in_compose(outer: Callable[[], rs.Retry]) -> SyncRunner:
+    """The runner of a function decorated with ``compose(outer(), gate)``."""
+
+    def run(gate: GatePolicy, body: SyncBody) -> str:
+        @rs.compose(outer(), gate)
+        def fn() -> str:
+            return body()
+
+        return fn()
+
+    return run
+
+
+def in_with(gate: GatePolicy, body: SyncBody) -> str:
+    with gate:
+        return body()
+
+
+async def in_coroutine(gate: GatePolicy, body: AsyncBody) -> str:
+    @gate
+    async def fn() -> str:
+        return await body()
+
+    return await fn()
+
+
+async def in_async_method(gate: GatePolicy, body: AsyncBody) -> str:
+    class Service:
+        @gate
+        async def fn(self) -> str:
+            return await body()
+
+    return await Service().fn()
+
+
+async def in_async_generator(gate: GatePolicy, body: AsyncBody) -> str:
+    @gate
+    async def fn() -> AsyncIterator[str]:
+        yield await body()
+
+    [item] = [item async for item in fn()]
+    return item
+
+
+async def in_acall(gate: GatePolicy, body: AsyncBody) -> str:
+    return await gate.acall(body)
+
+
+def in_compose_async(outer: Callable[[], rs.Retry]) -> AsyncRunner:
+    """The runner of a coroutine function decorated with ``compose(outer(), gate)``."""
+
+    async def run(gate: GatePolicy, body: AsyncBody) -> str:
+        @rs.compose(outer(), gate)
+        async def fn() -> str:
+            return await body()
+
+        return await fn()
+
+    return run
+
+
+async def in_async_with(gate: GatePolicy, body: AsyncBody) -> str:
+    async with gate:
+        return await body()
+
+
+@attrs.frozen
+class Form:
+    """One way to run a body through a gate: a shape, a surface, or a block."""
+
+    name: str
+    sync: SyncRunner | None = None
+    asyn: AsyncRunner | None = None
+    no_result: bool = False  # a stream or a block: on_success gets NO_RESULT
+    compose: bool = False  # a Retry that retries the body's error stands outside the gate
+
+    @property
+    def is_async(self) -> bool:
+        return self.asyn is not None
+
+    def run(self, gate: GatePolicy, work: Work) -> str:
+        """Run *work* through *gate* in this form (async forms on a fresh event loop)."""
+        asyn = self.asyn
+        if asyn is not None:
+            return run_async(lambda: asyn(gate, work.run_async))
+        assert self.sync is not None
+        return self.sync(gate, work)
+
+    def outcome(self, value: object) -> object:
+        """What on_success receives for a body that returned *value*."""
+        return NO_RESULT if self.no_result else value
+
+
+def pick(forms: Iterable[Form], *, is_async: bool | None = None, compose: bool = True) -> list[Any]:
+    """The *forms* to parametrize a test over: all, only sync or async ones, with(out) Retry."""
+    return [
+        pytest.param(form, id=form.name)
+        for form in forms
+        if (is_async is None or form.is_async == is_async) and (compose or not form.compose)
+    ]
+
+
+def crowd(
+    gate: GatePolicy,
+    *,
+    sync_calls: int,
+    async_calls: int,
+    pause: Callable[[], object],
+    inside: Callable[[], int] = lambda: 0,
+) -> dict[str, int]:
+    """
+    Four threads and two event loops (in threads of their own) call through *gate* at once.
+
+    Each thread makes *sync_calls* calls with ``call`` (whose body runs *pause*), each
+    loop *async_calls* tasks with ``acall`` (``asyncio.sleep(0)``). Returns the count
+    ``{"running", "peak", "done"}``: calls inside at the end, the most inside at once
+    (*inside*, the gate's own count, folded in), and the calls that finished.
+    """
+    lock = threading.Lock()
+    count = {"running": 0, "peak": 0, "done": 0}
+
+    def enter() -> None:
+        with lock:
+            count["running"] += 1
+            count["peak"] = max(count["peak"], count["running"], inside())
+
+    def leave() -> None:
+        with lock:
+            count["running"] -= 1
+            count["done"] += 1
+
+    def sync_work() -> None:
+        enter()
+        pause()
+        leave()
+
+    async def async_work() -> None:
+        enter()
+        await asyncio.sleep(0)
+        leave()
+
+    def sync_caller() -> None:
+        for _ in range(sync_calls):
+            gate.call(sync_work)
+
+    def loop_caller() -> None:
+        async def main() -> None:
+            await asyncio.gather(*(gate.acall(async_work) for _ in range(async_calls)))
+
+        run_async(main)
+
+    threads = [threading.Thread(target=sync_caller, daemon=True) for _ in range(4)]
+    threads += [threading.Thread(target=loop_caller, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    join_all(threads)
+    return count
+
+
+def cancel_inside(form: Form, gate: GatePolicy, probe: Callable[[], object] | None = None) -> None:
+    """Run an async *form* whose body blocks, and cancel it while the body runs."""
+    asyn, blocker = form.asyn, Blocker(probe)
+    assert asyn is not None
+    cancel_task(lambda: asyn(gate, blocker), lambda: blocker.started)
+
+
+SYNC_ASYNC = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+def run_call(target: GatePolicy | rs.Pipeline, work: Work, is_async: bool) -> str:
+    """Run *work* once through *target*'s ``call`` or, on a fresh loop, its ``acall``."""
+    if is_async:
+        return run_async(lambda: target.acall(work.run_async))
+    return target.call(work)
