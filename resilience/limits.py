@@ -125,20 +125,6 @@ def _ratio(name: str, value: object, bound: str, inside: Callable[[float], bool]
     return number
 
 
-def _bounds(initial: object, minimum: object, maximum: object) -> tuple[int, int, int]:
-    """Check the three counts every limit takes; return them as (initial, minimum, maximum)."""
-    low = to_count("minimum", minimum)
-    high = to_count("maximum", maximum)
-    start = to_count("initial", initial)
-    if high < low:
-        raise ValueError(f"maximum must be >= minimum ({low}), got {high!r}")
-    if not low <= start <= high:
-        raise ValueError(
-            f"initial must be between minimum ({low}) and maximum ({high}), got {start!r}"
-        )
-    return start, low, high
-
-
 _BACKOFF: Final = "a number > 0 and < 1"
 _SMOOTHING: Final = "a number > 0 and <= 1"
 _TOLERANCE: Final = "a finite number >= 1"
@@ -154,6 +140,26 @@ def _is_smoothing(value: float) -> bool:
 
 def _is_tolerance(value: float) -> bool:
     return 1.0 <= value < math.inf
+
+
+def _common_settings(
+    initial: object, minimum: object, maximum: object, backoff: object
+) -> tuple[int, int, int, float]:
+    """
+    Check what every limit takes; return it as ``(initial, minimum, maximum, backoff)``.
+
+    The three counts first, then the factor applied on a drop.
+    """
+    low = to_count("minimum", minimum)
+    high = to_count("maximum", maximum)
+    start = to_count("initial", initial)
+    if high < low:
+        raise ValueError(f"maximum must be >= minimum ({low}), got {high!r}")
+    if not low <= start <= high:
+        raise ValueError(
+            f"initial must be between minimum ({low}) and maximum ({high}), got {start!r}"
+        )
+    return start, low, high, _ratio("backoff", backoff, _BACKOFF, _is_backoff)
 
 
 # A product such as 30 * 0.7 lands a hair below 21.0: round down from a hair above.
@@ -228,8 +234,8 @@ class AIMD:
         backoff: float = 0.9,
         timeout: float | timedelta | None = None,
     ) -> None:
-        self._limit, self._minimum, self._maximum = _bounds(initial, minimum, maximum)
-        self._backoff = _ratio("backoff", backoff, _BACKOFF, _is_backoff)
+        common = _common_settings(initial, minimum, maximum, backoff)
+        self._limit, self._minimum, self._maximum, self._backoff = common
         self._timeout = to_seconds("timeout", timeout, none=True)
         self._successes = 0  # counted towards the next increase
 
@@ -422,14 +428,15 @@ class Gradient:
         queue_size: int | None = None,
         backoff: float = 0.9,
     ) -> None:
-        start, self._minimum, self._maximum = _bounds(initial, minimum, maximum)
+        start, self._minimum, self._maximum, self._backoff = _common_settings(
+            initial, minimum, maximum, backoff
+        )
         self._estimate = float(start)
         self._smoothing = _ratio("smoothing", smoothing, _SMOOTHING, _is_smoothing)
         self._tolerance = _ratio("tolerance", tolerance, _TOLERANCE, _is_tolerance)
         self._long_window = to_count("long_window", long_window)
         self._alpha = 2.0 / (self._long_window + 1)
         self._queue_size = to_count("queue_size", queue_size, none=True)
-        self._backoff = _ratio("backoff", backoff, _BACKOFF, _is_backoff)
         self._samples = 0
         self._baseline = 0.0
         self._recent = 0.0
