@@ -96,10 +96,11 @@ class BulkheadFullError(RejectedError):
         self.waiting = waiting
         self.waited = waited
         self.retry_after: float | None = None
+        slots = f"{limit} slot{'' if limit == 1 else 's'}"
         why = (
-            f"{limit} calls running, {waiting} waiting"
+            f"all {slots} taken, {waiting} waiting"
             if waited is None
-            else f"no slot freed up within {seconds_text(waited)} s ({limit} calls running)"
+            else f"no slot freed up within {seconds_text(waited)} s (all {slots} taken)"
         )
         super().__init__(f"bulkhead {name!r} is full: {why}")
 

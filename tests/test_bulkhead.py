@@ -17,6 +17,7 @@ import functools
 import logging
 import math
 import pickle
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Sequence
@@ -595,7 +596,7 @@ def test_a_full_queue_refuses_at_once_with_the_limit_and_the_waiting(is_async: b
         assert waiter.result() == "done"
     error = info.value
     assert (error.name, error.limit, error.waiting, error.waited) == ("llm", 2, 1, None)
-    assert str(error) == "bulkhead 'llm' is full: 2 calls running, 1 waiting"
+    assert str(error) == "bulkhead 'llm' is full: all 2 slots taken, 1 waiting"
     assert (refused.seen, queued.seen) == ([], [None])
     assert [type(event) for event in events] == [rs.CallRejected]
     assert state(b) == (0, 0)
@@ -612,7 +613,7 @@ def test_bulkhead_full_error_is_a_rejection_and_pickles_with_its_fields() -> Non
     assert not issubclass(rs.BulkheadFullError, TimeoutError)
     assert (error.name, error.limit, error.waiting, error.waited) == ("<unnamed>", 1, 0, None)
     assert error.retry_after is None
-    assert str(error) == "bulkhead '<unnamed>' is full: 1 calls running, 0 waiting"
+    assert str(error) == "bulkhead '<unnamed>' is full: all 1 slot taken, 0 waiting"
 
     waited = rs.BulkheadFullError("llm", 4, 2, 0.5)
     waited.add_note("a note")
@@ -623,7 +624,9 @@ def test_bulkhead_full_error_is_a_rejection_and_pickles_with_its_fields() -> Non
         assert [getattr(copy, f) for f in fields] == [getattr(original, f) for f in fields]
         assert str(copy) == str(original)
         assert getattr(copy, "__notes__", None) == getattr(original, "__notes__", None)
-    assert str(waited) == "bulkhead 'llm' is full: no slot freed up within 0.5 s (4 calls running)"
+    assert (
+        str(waited) == "bulkhead 'llm' is full: no slot freed up within 0.5 s (all 4 slots taken)"
+    )
 
 
 # --- 4. max_wait and the deadline ----------------------------------------------------------
@@ -642,7 +645,7 @@ def test_a_waiter_not_served_within_max_wait_is_refused_and_leaves_the_queue(
         assert (state(b), work.seen) == ((2, 0), [])
     error = info.value
     assert (error.name, error.limit, error.waiting, error.waited) == ("w", 2, 0, 0.01)
-    assert str(error) == "bulkhead 'w' is full: no slot freed up within 0.01 s (2 calls running)"
+    assert str(error) == "bulkhead 'w' is full: no slot freed up within 0.01 s (all 2 slots taken)"
     assert events == [
         rs.CallRejected(
             name="w",
@@ -1532,3 +1535,52 @@ def test_a_failing_limit_update_releases_the_slot_and_keeps_the_outcome(
     records = [r for r in caplog.records if "limit's update() failed" in r.getMessage()]
     assert len(records) == 2
     assert all("sk-live" not in logging.Formatter().format(r) for r in records)
+
+
+class Occupancy:
+    """Counts the calls inside a protected function, and the most at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = self.most = self.done = 0
+
+    def __call__(self) -> None:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0)  # let another thread in while this one holds its slot
+        with self.lock:
+            self.inside -= 1
+            self.done += 1
+
+
+@pytest.mark.parametrize("max_queue", [0, 16])
+def test_sixteen_threads_never_exceed_the_limit_and_lose_no_slot(max_queue: int) -> None:
+    """The lock-free take and give-back under 16 threads: at most 3 inside, every call counted."""
+    gate = bulkhead(3, max_queue=max_queue)
+    seen = Occupancy()
+    protected = gate(seen)
+    refused = [0] * 16
+
+    def worker(n: int) -> None:
+        for _ in range(500):
+            try:
+                protected()
+            except rs.BulkheadFullError:
+                refused[n] += 1
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(16)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython can: races show up
+    try:
+        for thread in threads:
+            thread.start()
+        join_all(threads)
+    finally:
+        sys.setswitchinterval(interval)
+    assert seen.most <= 3
+    assert seen.done + sum(refused) == 16 * 500
+    if max_queue:
+        assert sum(refused) == 0  # 16 callers, 3 slots, 16 places to wait: nobody is refused
+    assert (gate.running, gate.waiting) == (0, 0)
+    assert gate.call(lambda: "free") == "free"  # every slot came back
