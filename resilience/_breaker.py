@@ -38,7 +38,6 @@ from ._circuit import (
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import (
-    CallRejected,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitOpened,
@@ -47,7 +46,7 @@ from ._events import (
 )
 from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
-from ._gate import NO_RESULT, FastPath, GatePolicy
+from ._gate import NO_RESULT, FastPath, GatePolicy, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 from .backoff import Backoff
@@ -427,15 +426,14 @@ class CircuitBreaker(GatePolicy):
 
     def _reject(self, rejection: CircuitRejection, fn: object) -> NoReturn:
         retry_after = rejection.retry_after
-        emit(
+        refuse(
             self.hooks,
-            CallRejected,
+            CircuitOpenError(self._label, retry_after),
             name=self.name,
-            target=None if fn is None else target_name(fn),
+            target=fn,
             reason=_REJECTION_REASONS[rejection.state],
             retry_after=retry_after,
         )
-        raise CircuitOpenError(self._label, retry_after)
 
 
 CircuitBreaker.__module__ = "resilience"

@@ -19,10 +19,10 @@ import attrs
 
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
-from ._events import CallRejected, Hook, LimitChanged, emit, log_ignored
+from ._events import Hook, LimitChanged, emit, log_ignored
 from ._exceptions import BulkheadFullError
 from ._explain import Description, rule_lines, seconds
-from ._gate import NO_RESULT, GatePolicy, Wait, Waiter
+from ._gate import NO_RESULT, GatePolicy, Wait, Waiter, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
 from .limits import Limit
@@ -392,15 +392,8 @@ class Bulkhead(GatePolicy):
                 pass
 
     def _refuse(self, target: object, limit: int, waiting: int, waited: float | None) -> NoReturn:
-        emit(
-            self.hooks,
-            CallRejected,
-            name=self.name,
-            target=None if target is None else target_name(target),
-            reason="bulkhead_full",
-            retry_after=None,
-        )
-        raise BulkheadFullError(self._label, limit, waiting, waited)
+        error = BulkheadFullError(self._label, limit, waiting, waited)
+        refuse(self.hooks, error, name=self.name, target=target, reason="bulkhead_full")
 
 
 Bulkhead.__module__ = "resilience"

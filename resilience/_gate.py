@@ -31,15 +31,16 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, final
+from typing import Any, Final, NoReturn, Protocol, Self, final
 
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
+from ._events import CallRejected, Hook, emit
 from ._exceptions import RejectedError
-from ._pipeline import CALL, PolicyMixin, Runner, Shape
+from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
 
-__all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bind_gate"]
+__all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bind_gate", "refuse"]
 
 
 @final
@@ -421,6 +422,40 @@ async def admit_async(gate: Gate, target: object) -> Any:
     return permit
 
 
+def refuse(
+    hooks: tuple[Hook, ...],
+    error: RejectedError,
+    *,
+    name: str | None,
+    target: object,
+    reason: str,
+    retry_after: float | None = None,
+) -> NoReturn:
+    """
+    Refuse a call: emit `resilience.CallRejected` (if anyone listens), then raise *error*.
+
+    How every gate says no, so that events, logs and metrics see every
+    refusal the same way.
+
+    Args:
+        hooks: The policy's own hooks (the global hooks are added by `emit`).
+        error: The `RejectedError` the caller gets.
+        name: The policy's name, for the event.
+        target: The function called, or `None` for a ``with`` block.
+        reason: Why, for the event and the metrics (``"bulkhead_full"``).
+        retry_after: Seconds until calls may be admitted again, if known.
+    """
+    emit(
+        hooks,
+        CallRejected,
+        name=name,
+        target=None if target is None else target_name(target),
+        reason=reason,
+        retry_after=retry_after,
+    )
+    raise error
+
+
 # --- the drivers ------------------------------------------------------------------
 
 
@@ -532,7 +567,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
 
 
 def _gen(gate: Gate, inner: Runner) -> Runner:
-    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    on_success = gate.on_success
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -557,15 +592,8 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
                 else:
                     duration = now() - start
                     result = yield from relay(it, item)
-        except Exception as exc:
-            if start is not None and duration is None:
-                duration = now() - start
-            on_failure(permit, exc, duration, fn)
-            raise
         except BaseException as exc:  # GeneratorExit: the consumer stopped early
-            if start is not None and duration is None:
-                duration = now() - start
-            on_cancel(permit, exc, duration, fn)
+            _stream_failed(gate, permit, exc, duration, start, fn)
             raise
         on_success(permit, NO_RESULT, duration, fn)
         return result
@@ -574,7 +602,7 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
 
 
 def _agen(gate: Gate, inner: Runner) -> Runner:
-    on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
+    on_success = gate.on_success
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -605,21 +633,31 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
                 pass
             finally:
                 await it.aclose()
-        except Exception as exc:
-            if start is not None and duration is None:
-                duration = now() - start
-            on_failure(permit, exc, duration, fn)
-            raise
         except BaseException as exc:  # GeneratorExit: the consumer stopped early
-            if start is not None and duration is None:
-                duration = now() - start
-            on_cancel(permit, exc, duration, fn)
+            _stream_failed(gate, permit, exc, duration, start, fn)
             raise
         if start is not None and duration is None:
             duration = now() - start
         on_success(permit, NO_RESULT, duration, fn)
 
     return run
+
+
+def _stream_failed(
+    gate: Gate,
+    permit: Any,
+    exc: BaseException,
+    duration: float | None,
+    start: float | None,
+    fn: object,
+) -> None:
+    """A stream ended with *exc*: a failure if it is an `Exception`, else a cancellation."""
+    if start is not None and duration is None:
+        duration = gate.clock.now() - start
+    if isinstance(exc, Exception):
+        gate.on_failure(permit, exc, duration, fn)
+    else:
+        gate.on_cancel(permit, exc, duration, fn)
 
 
 # --- the policy mixin: decorator, call/acall, compose, `with` and `async with` -------
@@ -675,20 +713,12 @@ class GatePolicy(PolicyMixin):
     def admit(self, target: object, /) -> Any:  # pragma: no cover - the subclass's
         raise NotImplementedError(f"{type(self).__name__} must implement admit(target)")
 
-    def on_success(
-        self, permit: Any, result: Any, duration: float | None, target: object, /
+    def _learn_nothing(
+        self, permit: Any, outcome: Any, duration: float | None, target: object, /
     ) -> None:
-        """Learn a success (see `Gate.on_success`); does nothing unless overridden."""
+        """Learn nothing: the default of `on_success`, `on_failure` and `on_cancel`."""
 
-    def on_failure(
-        self, permit: Any, error: Exception, duration: float | None, target: object, /
-    ) -> None:
-        """Learn a failure (see `Gate.on_failure`); does nothing unless overridden."""
-
-    def on_cancel(
-        self, permit: Any, error: BaseException, duration: float | None, target: object, /
-    ) -> None:
-        """Take back a cancelled call's permit (see `Gate.on_cancel`); a no-op unless overridden."""
+    on_success = on_failure = on_cancel = _learn_nothing
 
     def on_expired(self, wait: Wait, target: object, /) -> Any:
         """Refuse a call whose wait cannot end in time (see `Gate.on_expired`)."""

@@ -47,7 +47,8 @@ and from `resilience` (a test holds them to it):
 - policies: `PolicyMixin` (decorator, `call`, `acall`, `explain` from
   ``bind``), `pipeline_field` (its attrs field), `CALL` (the innermost
   runner), `target_name` (an event's label for a function);
-- events: `emit` (builds an event only when someone listens);
+- events: `emit` (builds an event only when someone listens), `refuse` (a
+  `CallRejected` event, then the gate's `RejectedError`);
 - validation, at construction: `to_seconds`, `to_count`, `to_hooks`,
   `to_classifier`, `check_clock`, `check_name`, `check_rng`;
 - time: `SYSTEM_CLOCK`, `testing_enabled`;
@@ -74,6 +75,7 @@ from ._gate import GatePolicy as GatePolicy
 from ._gate import Wait as Wait
 from ._gate import Waiter as Waiter
 from ._gate import bind_gate as bind_gate
+from ._gate import refuse as refuse
 from ._metrics import MAX_KINDS as MAX_KINDS
 from ._metrics import OTHER as OTHER
 from ._metrics import Observer as Observer
@@ -119,6 +121,7 @@ __all__ = [
     "describe_seconds",
     "emit",
     "pipeline_field",
+    "refuse",
     "relay",
     "rule_lines",
     "seconds_text",

@@ -170,8 +170,27 @@ _EPSILON: Final = 1e-9
 # AIMD.
 
 
+class _Bounded:
+    """What every limit here has: the bounds it moves between."""
+
+    __slots__ = ("_maximum", "_minimum")
+
+    _minimum: int
+    _maximum: int
+
+    @property
+    def minimum(self) -> int:
+        """The lowest the limit goes."""
+        return self._minimum
+
+    @property
+    def maximum(self) -> int:
+        """The highest the limit goes."""
+        return self._maximum
+
+
 @final
-class AIMD:
+class AIMD(_Bounded):
     """
     Additive increase, multiplicative decrease: a slot more per round trip, a tenth less per drop.
 
@@ -223,7 +242,7 @@ class AIMD:
     .. versionadded:: 0.2.0
     """
 
-    __slots__ = ("_backoff", "_limit", "_maximum", "_minimum", "_successes", "_timeout")
+    __slots__ = ("_backoff", "_limit", "_successes", "_timeout")
 
     def __init__(
         self,
@@ -245,16 +264,6 @@ class AIMD:
         return self._limit
 
     @property
-    def minimum(self) -> int:
-        """The lowest the limit goes."""
-        return self._minimum
-
-    @property
-    def maximum(self) -> int:
-        """The highest the limit goes."""
-        return self._maximum
-
-    @property
     def backoff(self) -> float:
         """The factor applied to the limit on a drop."""
         return self._backoff
@@ -265,17 +274,7 @@ class AIMD:
         return self._timeout
 
     def update(self, rtt: float, inflight: int, dropped: bool, /) -> int:
-        """
-        Learn from one call that ended, and return the new limit (see `Limit.update`).
-
-        Args:
-            rtt: Seconds the call took.
-            inflight: Calls running when it started, itself included.
-            dropped: Whether it failed with an overload.
-
-        Returns:
-            The new limit.
-        """
+        """Learn from one call that ended, and return the new limit (see `Limit.update`)."""
         limit = self._limit
         timeout = self._timeout
         if dropped or (timeout is not None and rtt > timeout):
@@ -311,7 +310,7 @@ _LOWEST_GRADIENT: Final = 0.5
 
 
 @final
-class Gradient:
+class Gradient(_Bounded):
     """
     A latency-based limit: shrink as calls get slower than the dependency's unloaded latency.
 
@@ -407,8 +406,6 @@ class Gradient:
         "_long_window",
         "_mark_limit",
         "_mark_recent",
-        "_maximum",
-        "_minimum",
         "_queue_size",
         "_recent",
         "_samples",
@@ -451,16 +448,6 @@ class Gradient:
         return int(self._estimate)
 
     @property
-    def minimum(self) -> int:
-        """The lowest the limit goes."""
-        return self._minimum
-
-    @property
-    def maximum(self) -> int:
-        """The highest the limit goes."""
-        return self._maximum
-
-    @property
     def baseline(self) -> float | None:
         """Seconds: the latency learned as the dependency's unloaded one, or `None` before any."""
         return self._baseline if self._samples else None
@@ -471,17 +458,7 @@ class Gradient:
         return self._recent if self._samples else None
 
     def update(self, rtt: float, inflight: int, dropped: bool, /) -> int:
-        """
-        Learn from one call that ended, and return the new limit (see `Limit.update`).
-
-        Args:
-            rtt: Seconds the call took.
-            inflight: Calls running when it started, itself included.
-            dropped: Whether it failed with an overload.
-
-        Returns:
-            The new limit.
-        """
+        """Learn from one call that ended, and return the new limit (see `Limit.update`)."""
         estimate = self._estimate
         if dropped:
             # A dropped call's latency (often a quick refusal) says nothing

@@ -373,7 +373,9 @@ class Boom:
 EVENT_NAMES = {
     "resilience._retry": ("RetryScheduled", "RetriesExhausted"),
     "resilience._timeout": ("TimeoutExpired",),
-    "resilience._breaker": ("CallRejected", "CircuitOpened", "CircuitHalfOpened", "CircuitClosed"),
+    "resilience._breaker": ("CircuitOpened", "CircuitHalfOpened", "CircuitClosed"),
+    "resilience._gate": ("CallRejected",),  # every gate refuses through engine.refuse
+    "resilience._bulkhead": ("LimitChanged",),
 }
 
 
@@ -397,11 +399,14 @@ def policies(clock: FakeClock) -> dict[str, Any]:
             on=ValueError, trip=rs.SlowCallRate(0.5, slower_than=1.0, calls=10), clock=clock
         ),
         "pipeline": rs.compose(retry, breaker, timeout),
+        "bulkhead": rs.Bulkhead(max_concurrent=2, clock=clock),
     }
 
 
 @pytest.mark.usefixtures("no_event_may_be_built")
-@pytest.mark.parametrize("which", ["retry", "timeout", "breaker", "rate breaker", "pipeline"])
+@pytest.mark.parametrize(
+    "which", ["retry", "timeout", "breaker", "rate breaker", "pipeline", "bulkhead"]
+)
 def test_success_path_builds_no_event_and_logs_nothing_with_logging_installed(
     which: str, mode: Runner, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -140,6 +140,7 @@ ENGINE = {
     "describe_seconds",
     "emit",
     "pipeline_field",
+    "refuse",
     "relay",
     "rule_lines",
     "seconds_text",

@@ -64,7 +64,6 @@ import redis.exceptions
 import redis.retry
 
 from resilience import (
-    CallRejected,
     CircuitPermit,
     CircuitRejection,
     CircuitState,
@@ -89,6 +88,7 @@ from resilience.engine import (
     describe_seconds,
     emit,
     pipeline_field,
+    refuse,
     rule_lines,
     seconds_text,
     target_name,
@@ -1396,15 +1396,8 @@ class RetryAfterPause(GatePolicy):
             self._started(min(after, self.max_pause), fn)
 
     def _refuse(self, left: float, fn: object) -> NoReturn:
-        emit(
-            self.hooks,
-            CallRejected,
-            name=self.name,
-            target=None if fn is None else target_name(fn),
-            reason="paused",
-            retry_after=left,
-        )
-        raise PausedError(self.name, left)
+        error = PausedError(self.name, left)
+        refuse(self.hooks, error, name=self.name, target=fn, reason="paused", retry_after=left)
 
     # --- the gate (see resilience.engine.Gate): the engine waits and runs the call ----
 
