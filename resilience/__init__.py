@@ -31,6 +31,8 @@ from ._events import CircuitClosed as CircuitClosed
 from ._events import CircuitHalfOpened as CircuitHalfOpened
 from ._events import CircuitOpened as CircuitOpened
 from ._events import Event as Event
+from ._events import FallbackUsed as FallbackUsed
+from ._events import HedgeStarted as HedgeStarted
 from ._events import Hook as Hook
 from ._events import LimitChanged as LimitChanged
 from ._events import RetriesExhausted as RetriesExhausted
@@ -86,6 +88,8 @@ __all__ = [
     "ErrorClassifier",
     "Event",
     "FailureRate",
+    "FallbackUsed",
+    "HedgeStarted",
     "Hook",
     "InMemoryCircuitStore",
     "LatencySummary",

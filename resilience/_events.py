@@ -32,6 +32,8 @@ __all__ = [
     "CircuitHalfOpened",
     "CircuitOpened",
     "Event",
+    "FallbackUsed",
+    "HedgeStarted",
     "Hook",
     "LimitChanged",
     "RetriesExhausted",
@@ -447,6 +449,48 @@ class LimitChanged(Event):
         return f"{_label(self)}: limit {self.previous} -> {self.limit} ({self.reason})"
 
 
+@attrs.frozen(kw_only=True)
+class FallbackUsed(Event):
+    """
+    A `Fallback` answered instead of the call: the caller gets the fallback's value.
+
+    Logged at INFO: the caller got an answer, but not the one it asked for.
+
+    Attributes:
+        error: The failure the fallback replaced; `None` when it replaced a
+            refused result.
+        kind: The classifier's kind of that failure (``"rate_limit"``, ...), if any.
+    """
+
+    error: BaseException | None = None
+    kind: str | None = None
+
+    def message(self) -> str:
+        what = "a refused result" if self.error is None else type(self.error).__name__
+        return f"{_label(self)}: fallback used instead of {what}"
+
+
+@attrs.frozen(kw_only=True)
+class HedgeStarted(Event):
+    """
+    A `Hedge` started another copy of a call still running after *delay* seconds.
+
+    Logged at DEBUG: hedging is routine; count these with a `MetricsCollector`.
+
+    Attributes:
+        hedge: Which copy this is: 1 for the first hedge (the call itself is 0).
+        delay: Seconds the hedge waited before starting it.
+    """
+
+    level: ClassVar[int] = logging.DEBUG
+
+    hedge: int
+    delay: float
+
+    def message(self) -> str:
+        return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"
+
+
 def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
@@ -571,5 +615,7 @@ for _cls in (
     CircuitHalfOpened,
     CircuitClosed,
     LimitChanged,
+    FallbackUsed,
+    HedgeStarted,
 ):
     _cls.__module__ = "resilience"

@@ -28,6 +28,8 @@ PUBLIC = {
     "ErrorClassifier",
     "Event",
     "FailureRate",
+    "FallbackUsed",
+    "HedgeStarted",
     "Hook",
     "InMemoryCircuitStore",
     "LimitChanged",
