@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, assert_type
 
 import resilience as rs
+from resilience.engine import GatePolicy
 
 retry = rs.Retry(on=rs.transient)
 pipeline = rs.compose(retry, rs.Retry(on=ValueError))
@@ -127,3 +128,47 @@ def cap_types(maybe: float | None) -> None:
     assert_type(rs.deadline.cap(), float | None)
     assert_type(rs.deadline.cap(None), float | None)
     assert_type(rs.deadline.cap(maybe), float | None)
+
+
+# Gates on the engine keep signatures too: the Bulkhead, and a user's own gate.
+
+bulkhead = rs.Bulkhead(max_concurrent=4, max_queue=8)
+
+
+@bulkhead
+def limited(n: int, *, label: str = "") -> list[int]:
+    return [n]
+
+
+@bulkhead
+async def alimited(n: int) -> str:
+    return str(n)
+
+
+assert_type(limited(1, label="a"), list[int])
+assert_type(bulkhead.call(limited, 2), list[int])
+
+
+async def use_bulkhead() -> None:
+    assert_type(await alimited(3), str)
+    assert_type(await bulkhead.acall(alimited, 4), str)
+    async with bulkhead as entered:
+        assert_type(entered, rs.Bulkhead)
+
+
+class Counter(GatePolicy):
+    def admit(self, target: object, /) -> None:
+        return None
+
+
+counter = Counter()
+
+
+@counter
+def counted(text: str) -> int:
+    return len(text)
+
+
+assert_type(counted("abc"), int)
+with counter as held:
+    assert_type(held, Counter)
