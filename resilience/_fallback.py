@@ -340,11 +340,27 @@ class Fallback(PolicyMixin):
         answer = self._sync
         used = self._used
 
+        if not self.on.handles_results and direct:
+            # The hot path: the closure and a try, nothing else.
+
+            def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:
+                    verdict = classify(exc)
+                    if not verdict.retry:
+                        raise
+                    value = answer(0, exc, fn, args, kwargs)
+                    used(fn, exc, verdict)
+                    return value
+
+            return call
+
         if not self.on.handles_results:
 
             def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 try:
-                    return fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                    return inner(fn, args, kwargs)
                 except Exception as exc:
                     verdict = classify(exc)
                     if not verdict.retry:
@@ -382,13 +398,30 @@ class Fallback(PolicyMixin):
         answer = self._async
         used = self._used
 
+        if not self.on.handles_results and direct:
+
+            async def call(
+                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception as exc:
+                    verdict = classify(exc)
+                    if not verdict.retry:
+                        raise
+                    value = await answer(0, exc, fn, args, kwargs)
+                    used(fn, exc, verdict)
+                    return value
+
+            return call
+
         if not self.on.handles_results:
 
             async def run(
                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> Any:
                 try:
-                    return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+                    return await inner(fn, args, kwargs)
                 except Exception as exc:
                     verdict = classify(exc)
                     if not verdict.retry:
