@@ -51,6 +51,9 @@ from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
 from ._explain import Description as Description
+from ._hedge import Hedge as Hedge
+from ._hedge import HedgeDelay as HedgeDelay
+from ._hedge import PercentileDelay as PercentileDelay
 from ._metrics import LatencySummary as LatencySummary
 from ._metrics import MetricsCollector as MetricsCollector
 from ._metrics import MetricsSnapshot as MetricsSnapshot
@@ -89,6 +92,8 @@ __all__ = [
     "Event",
     "FailureRate",
     "FallbackUsed",
+    "Hedge",
+    "HedgeDelay",
     "HedgeStarted",
     "Hook",
     "InMemoryCircuitStore",
@@ -96,6 +101,7 @@ __all__ = [
     "LimitChanged",
     "MetricsCollector",
     "MetricsSnapshot",
+    "PercentileDelay",
     "Pipeline",
     "Policy",
     "PolicyMetrics",
@@ -126,6 +132,16 @@ __all__ = [
     "transient",
 ]
 
-for _name in ("Clock", "Policy", "Runner", "Shape", "Hook", "Attempt", "Attempts", "Retry"):
+for _name in (
+    "Clock",
+    "Policy",
+    "Runner",
+    "Shape",
+    "Hook",
+    "Attempt",
+    "Attempts",
+    "Retry",
+    "HedgeDelay",
+):
     globals()[_name].__module__ = "resilience"
 del _name
