@@ -51,6 +51,7 @@ from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
 from ._explain import Description as Description
+from ._fallback import Fallback as Fallback
 from ._hedge import Hedge as Hedge
 from ._hedge import HedgeDelay as HedgeDelay
 from ._hedge import PercentileDelay as PercentileDelay
@@ -91,6 +92,7 @@ __all__ = [
     "ErrorClassifier",
     "Event",
     "FailureRate",
+    "Fallback",
     "FallbackUsed",
     "Hedge",
     "HedgeDelay",

@@ -28,6 +28,7 @@ PUBLIC = {
     "ErrorClassifier",
     "Event",
     "FailureRate",
+    "Fallback",
     "FallbackUsed",
     "Hedge",
     "HedgeDelay",
