@@ -3,7 +3,8 @@ Success-path overhead of Retry against the peers, side by side in one run.
 
 Every retrying case is configured alike: 3 attempts, exponential backoff,
 retry on one exception type; the call always succeeds, so what is measured is
-the price of being ready to retry.
+the price of being ready to retry (with a retry budget: one lock-free count
+per call).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+import attrs
+
 import resilience as rs
 from benchmarks._harness import Case, awork, closure, main, passthrough, work
+from resilience._budget import RetryBudget, TokenBudget
 
 
 def with_tenacity(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,6 +60,8 @@ def cases() -> list[Case]:
         Case("wrapt FunctionWrapper", passthrough(work)),
         Case("rs.Retry", retry(work)),
         Case("rs.Retry, run once: retry.call(fn)", functools.partial(retry.call, work)),
+        Case("rs.Retry + RetryBudget", attrs.evolve(retry, budget=RetryBudget())(work)),
+        Case("rs.Retry + TokenBudget", attrs.evolve(retry, budget=TokenBudget())(work)),
     ]
     for peer, wrap in PEERS.items():
         try:
@@ -64,6 +70,13 @@ def cases() -> list[Case]:
             pass
     out.append(Case("async bare call", awork, is_async=True))
     out.append(Case("async rs.Retry", retry(awork), is_async=True))
+    out.append(
+        Case(
+            "async rs.Retry + RetryBudget",
+            attrs.evolve(retry, budget=RetryBudget())(awork),
+            is_async=True,
+        )
+    )
     for peer, wrap in PEERS.items():
         try:
             out.append(Case(f"async {peer}", wrap(awork), is_async=True))

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, final
 import attrs
 
 from . import backoff as _backoff
+from ._budget import Budget
 from ._classify import ErrorClassifier, Verdict, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
@@ -50,6 +51,15 @@ def _to_max_retry_after(value: object) -> float | None:
     return to_seconds(
         "max_retry_after", value, zero=True, none=True, inf=True, bound=">= 0 seconds or None"
     )
+
+
+def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, Budget):
+        raise TypeError(
+            "budget must be a Budget (first() and spend() -> bool: "
+            f"resilience.RetryBudget, resilience.TokenBudget) or None, "
+            f"got {type(value).__name__}: {value!r}"
+        )
 
 
 def _plural(n: int) -> str:
@@ -91,6 +101,11 @@ class Retry(PolicyMixin):
         hooks: Callables receiving this policy's events, before the global hooks.
         clock: Where time comes from. Default: the system clock.
         rng: The random source of the jitter. Default: a shared `random.Random`.
+        budget: A `Budget` shared with the other calls to the same dependency
+            (`resilience.RetryBudget`, `resilience.TokenBudget`): told of every
+            call's first attempt, and asked before every retry; when it refuses,
+            Retry gives up at once (reason ``"budget"``). Default: `None` (no
+            budget).
 
     Raises:
         TypeError: On an argument of the wrong type (an ``on`` that is not a
@@ -110,6 +125,7 @@ class Retry(PolicyMixin):
     rng: random.Random = attrs.field(
         default=_RNG, repr=False, eq=False, hash=False, validator=check_rng
     )
+    budget: Budget | None = attrs.field(default=None, validator=_check_budget)
     _pipeline: Any = pipeline_field()
 
     def __enter__(self) -> NoReturn:
@@ -128,6 +144,8 @@ class Retry(PolicyMixin):
             parts.append(f"max_retry_after={self.max_retry_after!r}")
         if self.name is not None:
             parts.append(f"name={self.name!r}")
+        if self.budget is not None:
+            parts.append(f"budget={self.budget!r}")
         return f"Retry({', '.join(parts)})"
 
     def describe(self) -> Description:
@@ -177,6 +195,11 @@ class Retry(PolicyMixin):
             details.append(
                 "never sleeps past a deadline: gives up when the next attempt would start after it"
             )
+            if self.budget is not None:
+                details.append(
+                    f"retry budget {self.budget!r}: each retry must be allowed by it; "
+                    "gives up at once when it is spent"
+                )
         return Description(
             title=f"{label}: up to {_plural(n)}",
             details=details,
@@ -214,6 +237,8 @@ class Retry(PolicyMixin):
     # --- binding (the policy protocol) -------------------------------------
 
     def _bind_sync(self, inner: Runner) -> Runner:
+        if self.budget is not None:
+            return self._bind_sync_budget(inner, self.budget)
         now = self.clock.now
         classify = self.on.classify
         results = self.on.handles_results
@@ -236,6 +261,34 @@ class Retry(PolicyMixin):
             # Retried outside the `except` block, so that later attempts' exceptions
             # do not carry the first one as their __context__: they did not happen
             # while handling it.
+            return slow(inner, fn, args, kwargs, start, failure, None)
+
+        return run
+
+    def _bind_sync_budget(self, inner: Runner, budget: Budget) -> Runner:
+        # `run` of _bind_sync, plus one call: the budget's `first`. A copy, so that
+        # a Retry without a budget does not pay even a test for one.
+        now = self.clock.now
+        first = budget.first
+        classify = self.on.classify
+        results = self.on.handles_results
+        direct = inner is CALL
+        slow = self._retry_sync
+
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            first()
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                failure: object = exc
+            else:
+                if not results:
+                    return result
+                verdict = classify(result)
+                if not verdict.retry:
+                    return result
+                return slow(inner, fn, args, kwargs, start, result, verdict)
             return slow(inner, fn, args, kwargs, start, failure, None)
 
         return run
@@ -271,6 +324,8 @@ class Retry(PolicyMixin):
             return result
 
     def _bind_async(self, inner: Runner) -> Runner:
+        if self.budget is not None:
+            return self._bind_async_budget(inner, self.budget)
         now = self.clock.now
         classify = self.on.classify
         results = self.on.handles_results
@@ -279,6 +334,33 @@ class Retry(PolicyMixin):
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
+            try:
+                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                failure: object = exc
+            else:
+                if not results:
+                    return result
+                verdict = classify(result)
+                if not verdict.retry:
+                    return result
+                return await slow(inner, fn, args, kwargs, start, result, verdict)
+            return await slow(inner, fn, args, kwargs, start, failure, None)
+
+        return run
+
+    def _bind_async_budget(self, inner: Runner, budget: Budget) -> Runner:
+        # `run` of _bind_async, plus the budget's `first` (see _bind_sync_budget).
+        now = self.clock.now
+        first = budget.first
+        classify = self.on.classify
+        results = self.on.handles_results
+        direct = inner is CALL
+        slow = self._retry_async
+
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = now()
+            first()
             try:
                 result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
             except Exception as exc:
@@ -338,8 +420,12 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         direct = inner is CALL
 
+        budget = self.budget
+
         def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
+            if budget is not None:
+                budget.first()
             call: _RetryCall | None = None
             it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             try:
@@ -388,8 +474,12 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         direct = inner is CALL
 
+        budget = self.budget
+
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
+            if budget is not None:
+                budget.first()
             call: _RetryCall | None = None
             it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             try:
@@ -572,6 +662,15 @@ class _RetryCall:
                     f"{seconds_text(delay)} s, would start after the deadline "
                     f"({seconds_text(max(left, 0.0))} s left)",
                 )
+        # Asked last: a retry that something else refuses costs the budget nothing.
+        budget = retry.budget
+        if budget is not None and not budget.spend():
+            self._give_up(
+                outcome,
+                "budget",
+                f"retry budget spent: gave up after {_plural(attempt)}, "
+                f"{budget!r} allows no retry now",
+            )
         emit(
             retry.hooks,
             RetryScheduled,
@@ -669,6 +768,8 @@ class Attempts:
     def __next__(self) -> Attempt:
         if self._number == 0:
             self._start = self._retry.clock.now()
+            if self._retry.budget is not None:
+                self._retry.budget.first()
         elif not self._done and self._delay > 0:
             self._retry.clock.sleep(self._delay)
         return self._next()
@@ -679,6 +780,8 @@ class Attempts:
     async def __anext__(self) -> Attempt:
         if self._number == 0:
             self._start = self._retry.clock.now()
+            if self._retry.budget is not None:
+                self._retry.budget.first()
         elif not self._done and self._delay > 0:
             await self._retry.clock.asleep(self._delay)
         try:
