@@ -12,6 +12,9 @@ from . import backoff as backoff
 from . import deadline as deadline
 from . import limits as limits
 from ._breaker import CircuitBreaker as CircuitBreaker
+from ._budget import Budget as Budget
+from ._budget import RetryBudget as RetryBudget
+from ._budget import TokenBudget as TokenBudget
 from ._bulkhead import Bulkhead as Bulkhead
 from ._circuit import CircuitPermit as CircuitPermit
 from ._circuit import CircuitRejection as CircuitRejection
@@ -74,6 +77,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Attempt",
     "Attempts",
+    "Budget",
     "Bulkhead",
     "BulkheadFullError",
     "CallRejected",
@@ -111,6 +115,7 @@ __all__ = [
     "ResilienceError",
     "RetriesExhausted",
     "Retry",
+    "RetryBudget",
     "RetryExhaustedError",
     "RetryScheduled",
     "Rule",
@@ -121,6 +126,7 @@ __all__ = [
     "Timeout",
     "TimeoutExceededError",
     "TimeoutExpired",
+    "TokenBudget",
     "Verdict",
     "add_hook",
     "backoff",
@@ -144,6 +150,9 @@ for _name in (
     "Attempts",
     "Retry",
     "HedgeDelay",
+    "Budget",
+    "RetryBudget",
+    "TokenBudget",
 ):
     globals()[_name].__module__ = "resilience"
 del _name

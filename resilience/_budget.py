@@ -35,7 +35,7 @@ class Budget(Protocol):
     `TokenBudget` are the two that ship; implement these two methods to write
     your own.
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
 
     def first(self) -> object:
@@ -115,7 +115,7 @@ class RetryBudget:
         ValueError: *ratio* is negative or not finite, *minimum* is negative,
             or *per* is not a finite number of seconds > 0.
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
 
     __slots__ = (
@@ -255,7 +255,7 @@ class TokenBudget:
         ValueError: *max_tokens* is below 1, or *token_ratio* is not a finite
             number > 0.
 
-    .. versionadded:: 0.3.0
+    .. versionadded:: 0.2.0
     """
 
     __slots__ = ("_count", "_lock", "_max", "_ratio", "_seen", "_tokens", "first")

@@ -297,7 +297,9 @@ class RetriesExhausted(Event):
             (the server asked for a wait beyond ``max_retry_after``),
             ``"stream_interrupted"`` (a stream failed with a retryable error after
             items had reached the caller, so it could not be restarted; the
-            caller gets `StreamInterruptedError`, chained to *error*), or
+            caller gets `StreamInterruptedError`, chained to *error*),
+            ``"budget"`` (the retry budget of ``Retry(budget=...)`` refused a
+            retry), or
             ``"not_retryable"`` (after at least one retry, an attempt failed in a
             way the classifier does not retry). Every `RetryScheduled` is
             followed by a success or by this event.

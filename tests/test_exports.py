@@ -10,6 +10,7 @@ import resilience as rs
 PUBLIC = {
     "Attempt",
     "Attempts",
+    "Budget",
     "Bulkhead",
     "BulkheadFullError",
     "CallRejected",
@@ -47,6 +48,7 @@ PUBLIC = {
     "ResilienceError",
     "RetriesExhausted",
     "Retry",
+    "RetryBudget",
     "RetryExhaustedError",
     "RetryScheduled",
     "Rule",
@@ -57,6 +59,7 @@ PUBLIC = {
     "Timeout",
     "TimeoutExceededError",
     "TimeoutExpired",
+    "TokenBudget",
     "Verdict",
     "add_hook",
     "backoff",
