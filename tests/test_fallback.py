@@ -11,8 +11,10 @@ chaining, explain, and bad configuration.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -705,3 +707,15 @@ def test_explain_says_what_falls_back_and_to_what() -> None:
     ]
     assert Fallback(on=Down, to=1).describe().sleeps == 0.0
     assert Fallback(on=Down, to=cheaper_model).describe().sleeps is None
+
+
+FALLBACK_DOC = Path(__file__).resolve().parent.parent / "docs" / "fallback.md"
+
+
+def test_the_docs_examples_run_as_written() -> None:
+    """Every python block of docs/fallback.md runs on its own, as a reader would paste it."""
+    blocks = re.findall(r"```python\n(.*?)```", FALLBACK_DOC.read_text(), re.DOTALL)
+    assert len(blocks) >= 5, "docs/fallback.md lost its examples"
+    for number, block in enumerate(blocks, 1):
+        namespace: dict[str, object] = {"__name__": f"fallback_doc_{number}"}
+        exec(compile(block, f"docs/fallback.md block {number}", "exec"), namespace)
