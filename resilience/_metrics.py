@@ -4,7 +4,7 @@ Metrics: a bounded, thread-safe, in-process collector that is a hook and a polic
 Three sources feed it, with different costs:
 
 - Failure-path counters (retries, give-ups, rejections, timeouts, circuit
-  transitions) come from events. The collector is a `Hook`
+  transitions, fallbacks used, hedges started) come from events. The collector is a `Hook`
   (``rs.add_hook(metrics)`` or ``hooks=[metrics]``): like any hook, it costs
   nothing until something fails.
 - Calls, outcomes and latency need the success path too, so the collector is
@@ -48,6 +48,8 @@ from ._events import (
     CircuitHalfOpened,
     CircuitOpened,
     Event,
+    FallbackUsed,
+    HedgeStarted,
     LimitChanged,
     RetriesExhausted,
     RetryScheduled,
@@ -171,6 +173,24 @@ class Sink(Protocol):
         """
         ...
 
+    def fallback(self, name: str, kind: str, /) -> None:
+        """
+        Count a fallback used (`resilience.FallbackUsed`) instead of a failure of *kind*.
+
+        *kind* is the classifier's kind of the failure replaced, ``"error"``
+        without one. A sink without this method (written before it existed)
+        is skipped.
+        """
+        ...
+
+    def hedge(self, name: str, /) -> None:
+        """
+        Count a hedge started (`resilience.HedgeStarted`).
+
+        A sink without this method (written before it existed) is skipped.
+        """
+        ...
+
 
 S = TypeVar("S", bound=Sink)
 
@@ -287,6 +307,18 @@ def _on_limit_changed(sink: Sink, event: Any) -> None:
         count(_label(event.name), event.reason)
 
 
+def _on_fallback(sink: Sink, event: Any) -> None:
+    count = getattr(sink, "fallback", None)  # a sink written before FallbackUsed has none
+    if count is not None:
+        count(_label(event.name), event.kind or "error")
+
+
+def _on_hedge(sink: Sink, event: Any) -> None:
+    count = getattr(sink, "hedge", None)  # a sink written before HedgeStarted has none
+    if count is not None:
+        count(_label(event.name))
+
+
 _HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     RetryScheduled: _on_retry,
     RetriesExhausted: _on_exhausted,
@@ -296,6 +328,8 @@ _HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     CircuitHalfOpened: _on_half_opened,
     CircuitClosed: _on_closed,
     LimitChanged: _on_limit_changed,
+    FallbackUsed: _on_fallback,
+    HedgeStarted: _on_hedge,
 }
 
 
@@ -317,11 +351,11 @@ class Observer(Generic[S]):
     As a policy (``rs.compose(observer, ...)``) it times every call and
     counts its outcome: a success, the classifier's kind of failure (or
     ``"error"``), a rejection, a cancellation. As a hook (``rs.add_hook``) it
-    counts retries, give-ups, rejections, timeouts, circuit transitions and
-    limit changes. Through `watch` it reports bulkheads' gauges, read when
-    asked (`_gauges`). A subclass builds its sink and calls
-    ``self._setup(sink, name, on, clock, results)`` in ``__init__``; `named`
-    copies share the sink and the watched objects.
+    counts retries, give-ups, rejections, timeouts, circuit transitions,
+    limit changes, fallbacks used and hedges started. Through `watch` it
+    reports bulkheads' gauges, read when asked (`_gauges`). A subclass builds
+    its sink and calls ``self._setup(sink, name, on, clock, results)`` in
+    ``__init__``; `named` copies share the sink and the watched objects.
     """
 
     __slots__ = ("_classify", "_clock", "_name", "_results", "_sink", "_watching")
@@ -433,7 +467,8 @@ class Observer(Generic[S]):
         """
         Count *event* (the `Hook` protocol): retries, give-ups, rejections, timeouts, and so on.
 
-        Also circuit transitions and adaptive limit changes (`LimitChanged`).
+        Also circuit transitions, adaptive limit changes (`LimitChanged`),
+        fallbacks used (`FallbackUsed`) and hedges started (`HedgeStarted`).
 
         Events are labelled by the ``name`` of the policy that emitted them.
         Other events are ignored.
@@ -660,6 +695,8 @@ class _Series:
     __slots__ = (
         "counts",
         "exhausted",
+        "fallbacks",
+        "hedges",
         "hi",
         "limit_changes",
         "lo",
@@ -692,6 +729,8 @@ class _Series:
         self.timeouts = 0
         self.transitions: dict[str, int] = {}
         self.limit_changes = 0
+        self.fallbacks = 0
+        self.hedges = 0
         if self.counts is not None:
             self.counts = [0] * _BUCKETS
 
@@ -781,6 +820,8 @@ class _Series:
                 circuit_state=self.state,
                 circuit_transitions=types.MappingProxyType(dict(sorted(self.transitions.items()))),
                 limit_changes=self.limit_changes,
+                fallbacks=self.fallbacks,
+                hedges=self.hedges,
                 in_flight=in_flight,
                 queued=queued,
                 limit=limit,
@@ -856,6 +897,16 @@ class _Store:
         series = self.get(name)
         with series.lock:
             series.limit_changes += 1
+
+    def fallback(self, name: str, kind: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.fallbacks += 1
+
+    def hedge(self, name: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.hedges += 1
 
 
 # --- snapshots ------------------------------------------------------------------
@@ -984,6 +1035,8 @@ class PolicyMetrics:
             `None` if none announced a transition.
         circuit_transitions: Transitions announced, by the state entered.
         limit_changes: `LimitChanged` events: an adaptive bulkhead limit moved.
+        fallbacks: `FallbackUsed` events: a `Fallback` answered instead of the call.
+        hedges: `HedgeStarted` events: a `Hedge` started another copy of a call.
         in_flight: Calls running now in the bulkheads watched under this name
             (`MetricsCollector.watch`), read when the snapshot was taken;
             `None` if none is watched (or all were garbage-collected).
@@ -1004,6 +1057,8 @@ class PolicyMetrics:
     circuit_transitions: Mapping[str, int]
     latency: LatencySummary
     limit_changes: int = 0
+    fallbacks: int = 0
+    hedges: int = 0
     in_flight: int | None = None
     queued: int | None = None
     limit: int | None = None
@@ -1020,6 +1075,8 @@ class PolicyMetrics:
             "circuit_state": self.circuit_state,
             "circuit_transitions": dict(self.circuit_transitions),
             "limit_changes": self.limit_changes,
+            "fallbacks": self.fallbacks,
+            "hedges": self.hedges,
             "in_flight": self.in_flight,
             "queued": self.queued,
             "limit": self.limit,
@@ -1075,9 +1132,9 @@ class MetricsCollector(Observer[_Store]):
 
     - As a hook (``rs.add_hook(metrics)``, or ``hooks=[metrics]`` on some
       policies) it counts failure-path events, labelled by the ``name`` of the
-      policy that emitted them: retries, give-ups, rejections, timeouts and
-      circuit transitions. Like every hook it costs nothing until something
-      fails.
+      policy that emitted them: retries, give-ups, rejections, timeouts,
+      circuit transitions, limit changes, fallbacks used and hedges started.
+      Like every hook it costs nothing until something fails.
     - As a policy in a pipeline (``rs.compose(metrics, retry, breaker)``) it
       times every call and counts its outcome, labelled by the collector's
       `name`. Outermost, it sees one call per logical call (retries

@@ -545,6 +545,71 @@ def test_a_global_hook_records_nothing_on_the_success_path() -> None:
     assert dict(metrics.snapshot().series) == {}
 
 
+def test_fallbacks_used_are_counted_by_the_fallbacks_name(mode: Runner) -> None:
+    """FallbackUsed counts under the name of the Fallback that answered; a success does not."""
+    metrics = rs.MetricsCollector()
+    fallback = rs.Fallback(on=ValueError, to=0, name="fb", hooks=[metrics])
+    rs.set_hooks([])
+    assert mode.run(fallback(mode.make(raiser(ValueError("boom"))))) == 0
+    assert mode.run(fallback(mode.make(raiser(ValueError("again"))))) == 0
+    assert mode.run(fallback(mode.make(lambda: 7))) == 7
+    with pytest.raises(KeyError):
+        mode.run(fallback(mode.make(raiser(KeyError("not handled")))))
+    m = metrics.snapshot()["fb"]
+    assert (m.fallbacks, m.hedges, m.retries, m.calls) == (2, 0, 0, 0)
+    assert metrics.snapshot().as_dict()["series"]["fb"]["fallbacks"] == 2
+
+
+def test_hedges_started_are_counted_by_the_hedges_name() -> None:
+    """HedgeStarted counts under the Hedge's name: delay=0 starts the one hedge at once."""
+    metrics = rs.MetricsCollector()
+    rs.add_hook(metrics)
+    hedge = rs.Hedge(delay=0.0, max_hedges=1, on=ValueError, name="h")
+    unnamed = rs.Hedge(delay=0.0, max_hedges=1, on=ValueError)
+
+    async def work() -> int:
+        await asyncio.sleep(0.001)
+        return 5
+
+    async def main() -> list[int]:
+        return [await hedge.acall(work), await hedge.acall(work), await unnamed.acall(work)]
+
+    with capture_events() as events:
+        assert asyncio.run(main()) == [5, 5, 5]
+    started = [e for e in events if isinstance(e, rs.HedgeStarted)]
+    assert [e.name for e in started] == ["h", "h", None]
+    snap = metrics.snapshot()
+    assert (snap["h"].hedges, snap["h"].fallbacks, snap["default"].hedges) == (2, 0, 1)
+    assert json.loads(json.dumps(snap.as_dict()))["series"]["h"]["hedges"] == 2
+
+
+def test_a_retry_budget_giving_up_counts_as_exhausted() -> None:
+    """Retry(budget=...) refusing a retry is one RetriesExhausted, reason "budget", counted."""
+    metrics = rs.MetricsCollector()
+    retry = rs.Retry(
+        on=ConnectionError,
+        attempts=5,
+        backoff=no_retry_waits(),
+        budget=rs.TokenBudget(max_tokens=1),
+        name="budgeted",
+        hooks=[metrics],
+        clock=FakeClock(),
+    )
+    calls = 0
+
+    def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError
+
+    with capture_events() as events, pytest.raises(ConnectionError):
+        retry.call(fail)
+    reasons = [e.reason for e in events if isinstance(e, rs.RetriesExhausted)]
+    assert (reasons, calls) == (["budget"], 1)
+    m = metrics.snapshot()["budgeted"]
+    assert (m.retries, m.retries_exhausted) == (0, 1)
+
+
 # --- snapshots and reset ----------------------------------------------------------
 
 
@@ -1070,7 +1135,7 @@ def test_watch_checks_its_argument() -> None:
 
 
 def test_a_sink_written_before_limit_changes_ignores_them() -> None:
-    """An Observer whose sink has no limit_changed() receives LimitChanged without failing."""
+    """A sink without limit_changed(), fallback() or hedge() receives those events unharmed."""
 
     class OldSink:
         def __init__(self) -> None:
@@ -1092,5 +1157,7 @@ def test_a_sink_written_before_limit_changes_ignores_them() -> None:
 
     observer = OldObserver()
     observer(rs.LimitChanged(name="b", limit=2, previous=1))
+    observer(rs.FallbackUsed(name="f", error=ValueError(), kind=None))
+    observer(rs.HedgeStarted(name="h", hedge=1, delay=0.0))
     observer(rs.RetryScheduled(name="r", attempt=1, delay=0.0, elapsed=0.0))
     assert observer._sink.retries == ["r"]

@@ -179,6 +179,44 @@ def test_events_feed_their_counters(otel: Reader) -> None:
     assert otel.points("resilience.timeouts") == {attrs_(policy="default", reason="total"): 1}
 
 
+def test_fallbacks_hedges_and_budget_give_ups_feed_their_counters(otel: Reader) -> None:
+    """Real Fallback, Hedge and Retry(budget=): counted by policy, kind and reason."""
+    metrics = OpenTelemetryMetrics(meter_provider=otel.provider)
+    rs.add_hook(metrics)
+    fallback = rs.Fallback(on=ValueError, to=0, name="fb")
+    transient = rs.Fallback(on=rs.transient, to=0, name="fb")
+    assert fallback.call(raiser(ValueError(SECRET))) == 0
+    assert fallback.call(raiser(ValueError())) == 0
+    assert transient.call(raiser(ConnectionError())) == 0
+    assert fallback.call(lambda: 1) == 1
+    hedge = rs.Hedge(delay=0.0, max_hedges=1, on=ValueError, name="h")
+
+    async def work() -> int:
+        await asyncio.sleep(0.001)
+        return 5
+
+    async def main() -> list[int]:
+        return [await hedge.acall(work) for _ in range(3)]
+
+    assert asyncio.run(main()) == [5, 5, 5]
+    retry = rs.Retry(
+        on=ConnectionError,
+        attempts=5,
+        backoff=rs.backoff.constant(0.0),
+        budget=rs.TokenBudget(max_tokens=1),
+        name="r",
+    )
+    with pytest.raises(ConnectionError):
+        retry.call(raiser(ConnectionError()))
+    assert otel.points("resilience.fallbacks") == {
+        attrs_(policy="fb", kind="error"): 2,
+        attrs_(policy="fb", kind="network"): 1,
+    }
+    assert otel.points("resilience.hedges") == {attrs_(policy="h"): 3}
+    assert otel.points("resilience.retries.exhausted") == {attrs_(policy="r", reason="budget"): 1}
+    assert otel.points("resilience.retries") == {}
+
+
 def test_circuit_transitions_and_the_state_gauge(otel: Reader) -> None:
     """Each transition counts by the state entered; the gauge shows 1 for the current state."""
     clock = FakeClock()
@@ -219,6 +257,8 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         rs.TimeoutExpired(timeout=1.0, idle=True),
         rs.CircuitOpened(reason="manual"),
         rs.LimitChanged(limit=2, previous=1),
+        rs.FallbackUsed(kind="server"),
+        rs.HedgeStarted(hedge=1, delay=0.5),
     ):
         metrics(event)
     bulkhead = metrics.watch(rs.Bulkhead(max_concurrent=1, overload=ValueError))
@@ -232,6 +272,8 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         "resilience.circuit.transitions": "{transition}",
         "resilience.circuit.state": "1",
         "resilience.bulkhead.limit_changes": "{change}",
+        "resilience.fallbacks": "{fallback}",
+        "resilience.hedges": "{hedge}",
         "resilience.bulkhead.in_flight": "{call}",
         "resilience.bulkhead.queued": "{call}",
         "resilience.bulkhead.limit": "{call}",

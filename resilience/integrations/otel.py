@@ -20,6 +20,8 @@ would double the SDK's cost, which dominates (several µs per measurement).
 | ``resilience.circuit.transitions`` | Counter | ``{transition}`` | policy, state, reason |
 | ``resilience.circuit.state`` | ObservableGauge | ``1`` | policy, state |
 | ``resilience.bulkhead.limit_changes`` | Counter | ``{change}`` | policy, reason |
+| ``resilience.fallbacks`` | Counter | ``{fallback}`` | policy, kind |
+| ``resilience.hedges`` | Counter | ``{hedge}`` | policy |
 | ``resilience.bulkhead.in_flight`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.queued`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.limit`` | ObservableGauge | ``{call}`` | policy |
@@ -70,6 +72,8 @@ INSTRUMENTS: Final = (
     "resilience.circuit.transitions",
     "resilience.circuit.state",
     "resilience.bulkhead.limit_changes",
+    "resilience.fallbacks",
+    "resilience.hedges",
     "resilience.bulkhead.in_flight",
     "resilience.bulkhead.queued",
     "resilience.bulkhead.limit",
@@ -164,7 +168,9 @@ class _Sink:
     __slots__ = (
         "duration",
         "exhausted_counter",
+        "fallbacks",
         "gauges",
+        "hedges",
         "limit_changes",
         "lock",
         "max_series",
@@ -219,6 +225,16 @@ class _Sink:
             unit="{change}",
             description="Times a bulkhead's adaptive limit moved, by reason.",
         )
+        self.fallbacks = meter.create_counter(
+            "resilience.fallbacks",
+            unit="{fallback}",
+            description="Calls a Fallback answered instead, by the kind of failure replaced.",
+        )
+        self.hedges = meter.create_counter(
+            "resilience.hedges",
+            unit="{hedge}",
+            description="Extra copies of slow calls a Hedge started.",
+        )
         # Where the gauges' callbacks read the watched bulkheads: set by the observer.
         self.gauges: Callable[[], Mapping[str, tuple[int, int, int]]] = _no_gauges
         for name, description, index in _GAUGES:
@@ -269,6 +285,12 @@ class _Sink:
     def limit_changed(self, name: str, reason: str, /) -> None:
         self.limit_changes.add(1, {POLICY: self.label(name), REASON: reason})
 
+    def fallback(self, name: str, kind: str, /) -> None:
+        self.fallbacks.add(1, {POLICY: self.label(name), KIND: kind})
+
+    def hedge(self, name: str, /) -> None:
+        self.hedges.add(1, {POLICY: self.label(name)})
+
     def _gauge(self, index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             return [
@@ -291,7 +313,10 @@ class _Sink:
 @final
 class OpenTelemetryMetrics(Observer[_Sink]):
     """
-    Report calls, outcomes, retries, rejections, timeouts, circuits and bulkheads to OpenTelemetry.
+    Report calls, outcomes, every policy's events and bulkheads' gauges to OpenTelemetry.
+
+    The events: retries, give-ups, rejections, timeouts, circuit
+    transitions, limit changes, fallbacks used and hedges started.
 
     Like `resilience.MetricsCollector`, it is both a `resilience.Hook`
     (``rs.add_hook(otel_metrics)``: failure-path events, labelled by the name
