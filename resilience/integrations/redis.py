@@ -1,11 +1,12 @@
 """
-Shared state for fleets: a Redis-backed circuit store and a shared Retry-After pause.
+Shared state for fleets: a Redis-backed circuit store, a shared Retry-After pause, a retry budget.
 
 When an application runs as many processes on many hosts, a breaker in each
 process learns on its own that an upstream is failing, and a 429 storm
 multiplies by the number of processes. With a `RedisStore`, the breakers of a
-fleet that share a ``name`` are **one circuit**, and a `RetryAfterPause` makes
-every caller wait out a ``Retry-After`` that one caller received.
+fleet that share a ``name`` are **one circuit**, a `RetryAfterPause` makes
+every caller wait out a ``Retry-After`` that one caller received, and a
+`RedisRetryBudget` caps the retries of the whole fleet.
 
 ```python
 import redis
@@ -48,13 +49,15 @@ Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn, final
 
 import attrs
@@ -75,6 +78,7 @@ from resilience import (
     Hook,
     InMemoryCircuitStore,
     RejectedError,
+    RetryBudget,
     SlowCallRate,
 )
 from resilience.deadline import remaining
@@ -107,6 +111,7 @@ __all__ = [
     "PauseStarted",
     "PausedError",
     "RedisCircuitStore",
+    "RedisRetryBudget",
     "RedisStore",
     "RetryAfterPause",
     "StoreRecovered",
@@ -135,14 +140,16 @@ _REDIS_ERRORS: Final = (redis.exceptions.RedisError, OSError)
 @attrs.frozen(kw_only=True)
 class StoreUnavailable(Event):
     """
-    Redis could not be reached: the circuit or pause named *name* fell back to *fallback*.
+    Redis could not be reached: the circuit, pause or budget named *name* fell back to *fallback*.
 
-    Emitted once per outage and per circuit (or pause), with the error that
-    revealed it. Logged at WARNING by the default hook.
+    Emitted once per outage and per circuit (or pause, or retry budget), with
+    the error that revealed it. Logged at WARNING by the default hook.
 
     Attributes:
         fallback: ``"local"``, ``"admit"`` or ``"reject"`` for a circuit (see
-            `RedisStore`); ``"local"`` for a pause (this process's own pauses only).
+            `RedisStore`); ``"local"`` for a pause (this process's own pauses
+            only) and for a `RedisRetryBudget` (a `resilience.RetryBudget` of
+            this process's own).
         error: The exception the Redis client raised.
     """
 
@@ -161,7 +168,7 @@ class StoreUnavailable(Event):
 @attrs.frozen(kw_only=True)
 class StoreRecovered(Event):
     """
-    Redis answered again: the circuit or pause named *name* uses the shared state again.
+    Redis answered again: the circuit, pause or budget named *name* uses the shared state again.
 
     Attributes:
         downtime: Seconds since the outage was noticed, on the policy's clock.
@@ -442,6 +449,75 @@ _LUA_PAUSE_READ: Final = """
 return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) or ''}
 """
 
+# A retry budget is one hash: h the newest bucket (an index: server µs / width),
+# f0..f9 the first attempts per bucket (fractions: they are spread over time),
+# r0..r9 the retries allowed per bucket. The key expires *per* after its last
+# write: by then every bucket it holds has left the window.
+# ARGV 1 first attempts counted by the caller since its previous call, 2 the
+# seconds (µs) they were counted over, 3 a bucket's width (µs), 4 ratio,
+# 5 minimum, 6 the key's time to live (ms). Replies {1 allowed or 0, the
+# retries allowed in the window, its first attempts (text)}.
+_LUA_BUDGET: Final = """
+local KEY, N = KEYS[1], 10
+local NEW, SPAN, W = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local RATIO, MINIMUM = tonumber(ARGV[4]), tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local index = math.floor(now / W)
+local fields = {'h'}
+for i = 0, N - 1 do fields[#fields + 1] = 'f' .. i end
+for i = 0, N - 1 do fields[#fields + 1] = 'r' .. i end
+local v = redis.call('HMGET', KEY, unpack(fields))
+local head = tonumber(v[1]) or index
+local f, r = {}, {}
+for i = 0, N - 1 do
+  f[i] = tonumber(v[i + 2]) or 0
+  r[i] = tonumber(v[i + 2 + N]) or 0
+end
+if index > head then
+  for b = head + 1, math.min(index, head + N) do
+    f[b % N] = 0
+    r[b % N] = 0
+  end
+  head = index
+end
+if NEW > 0 then
+  -- Spread evenly over (now - SPAN, now]; the share before the window is gone.
+  local start = math.max(now - SPAN, (head - N + 1) * W)
+  if index < head or SPAN <= 0 or start >= now then
+    f[head % N] = f[head % N] + NEW  -- the server's clock went back, or no span
+  else
+    local rate = NEW / SPAN
+    for b = math.floor(start / W), head do
+      local overlap = math.min(now, (b + 1) * W) - math.max(start, b * W)
+      if overlap > 0 then f[b % N] = f[b % N] + rate * overlap end
+    end
+  end
+end
+local firsts, retries = 0, 0
+for i = 0, N - 1 do
+  firsts = firsts + f[i]
+  retries = retries + r[i]
+end
+local allowed = 0
+-- A tiny tolerance: spread counts are sums of fractions.
+if retries + 1 <= MINIMUM + RATIO * firsts + 1e-9 then
+  allowed = 1
+  retries = retries + 1
+  r[head % N] = r[head % N] + 1
+end
+local out = {'h', string.format('%.0f', head)}
+for i = 0, N - 1 do
+  out[#out + 1] = 'f' .. i
+  out[#out + 1] = string.format('%.17g', f[i])
+  out[#out + 1] = 'r' .. i
+  out[#out + 1] = string.format('%.0f', r[i])
+end
+redis.call('HSET', KEY, unpack(out))
+redis.call('PEXPIRE', KEY, ARGV[6])
+return {allowed, retries, string.format('%.17g', firsts)}
+"""
+
 _STATES: Final = {"c": CLOSED, "o": OPEN, "h": HALF_OPEN, "i": ISOLATED}
 _FORCE_CODES: Final = {CLOSED: "c", OPEN: "o", ISOLATED: "i"}
 
@@ -647,6 +723,10 @@ class RedisStore:
     def pause_key(self, name: str) -> str:
         """Return the key that exists while the pause *name* lasts."""
         return f"{self.prefix}:pause:{{{name}}}"
+
+    def budget_key(self, name: str) -> str:
+        """Return the key of the hash holding the retry budget *name*'s window."""
+        return f"{self.prefix}:budget:{{{name}}}"
 
 
 # --- outage bookkeeping shared by circuits and pauses -----------------------------------
@@ -1467,10 +1547,217 @@ _PAUSE_FAST: Final = _PauseFast()
 _PASSED: Final = True  # the permit of every call through a pause
 
 
+# --- the fleet-wide retry budget ---------------------------------------------------------
+
+_NEVER: Final = object()  # what a budget's counter never returns
+
+# The window is 10 buckets of at least a millisecond on the server's clock (its key's
+# time to live is the window, in milliseconds).
+_SHORTEST_WINDOW: Final = 0.01
+
+
+def _feed(first: Callable[[], object], count: int) -> None:
+    """Call *first* *count* times, in C: first attempts handed to the local fallback."""
+    collections.deque(itertools.islice(iter(first, _NEVER), count), maxlen=0)
+
+
+@final
+class RedisRetryBudget:
+    """
+    A `resilience.RetryBudget` whose window is kept in Redis: one budget for the whole fleet.
+
+    Retries asked for by any process through a budget of the same *name* (and
+    store prefix) may add at most *ratio* of the first attempts of every
+    process, plus *minimum*, per *per* seconds. Pass it as a Retry's budget,
+    one per dependency, in every process:
+
+    ```python
+    budget = RedisRetryBudget(name="saas-api", store=fleet, ratio=0.1, minimum=10)
+    retry = rs.Retry(on=rs.transient, budget=budget)
+    ```
+
+    **Cost.** `first` (every call, the success path) is a local C-level
+    counter: no round trip, no lock. `spend` (each retry asked for, the
+    failure path) is one Lua script round trip: it adds the first attempts
+    this process counted since its previous `spend` to the shared window
+    (spread evenly over the time since then), then decides and counts the
+    retry, atomically, on the server's clock (``TIME``).
+
+    **Approximation.** First attempts reach Redis only when the process that
+    counted them next asks for a retry: a process whose calls all succeed
+    adds nothing to the shared window until one fails, so the fleet's window
+    may undercount the first attempts (it never overcounts them). The budget
+    then errs toward fewer retries; *minimum* is the floor. In a storm, every
+    process asks often and the count is nearly exact.
+
+    **Keys.** ``{prefix}:budget:{<name>}`` (`RedisStore.budget_key`), one hash of
+    10 buckets with a Redis Cluster hash tag on the name, expiring *per*
+    seconds after its last write (its buckets have all left the window by
+    then).
+
+    **Redis unreachable.** `spend` falls back to a local `resilience.RetryBudget`
+    with the same settings (this process's retries against this process's
+    first attempts, counted from the outage on), emits `StoreUnavailable`
+    (``fallback="local"``) once, tries Redis again every ``store.reconnect``
+    seconds and emits `StoreRecovered` when it answers. Redis is never the
+    reason a call fails.
+
+    Thread-safe; the round trip is made outside any lock. Configure the
+    budgets of one name alike everywhere: each process applies its own
+    *ratio* and *minimum* to the shared counts.
+
+    Args:
+        name: The budget's shared identity (no braces). Required.
+        store: The `RedisStore` holding it. Required.
+        ratio: Retries allowed per first attempt, a number >= 0. Default: 0.1.
+        minimum: Retries allowed per window whatever the traffic (fleet-wide),
+            an int >= 0. Default: 10.
+        per: The window, in seconds (or a `datetime.timedelta`), from 0.01 to
+            1e9. Default: 1.0.
+        hooks: Callables receiving this budget's events (`StoreUnavailable`,
+            `StoreRecovered`), before the global hooks.
+        clock: Where time comes from (the spreading of first attempts, the
+            fallback, the reconnect interval). Default: the system clock.
+
+    Raises:
+        TypeError: A parameter has the wrong type (*store* not a `RedisStore`,
+            *name* not a str).
+        ValueError: *name* is empty or has braces, *ratio* is negative or not
+            finite, *minimum* is negative, or *per* is out of range.
+
+    .. versionadded:: 0.2.0
+    """
+
+    __slots__ = (
+        "_args",
+        "_count",
+        "_hooks",
+        "_key",
+        "_last",
+        "_link",
+        "_local",
+        "_lock",
+        "_name",
+        "_now",
+        "_script",
+        "_seen",
+        "_store",
+        "first",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        store: RedisStore,
+        ratio: float = 0.1,
+        minimum: int = 10,
+        per: float | timedelta = 1.0,
+        hooks: Iterable[Hook] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._name = _check_name("retry budget", name)
+        if not isinstance(store, RedisStore):
+            raise TypeError(f"store must be a RedisStore, got {type(store).__name__}: {store!r}")
+        # The fallback checks ratio, minimum, per and clock (the errors name them).
+        local = RetryBudget(ratio=ratio, minimum=minimum, per=per, clock=clock)
+        seconds = local.per
+        if seconds < _SHORTEST_WINDOW:
+            raise ValueError(
+                f"per must be at least {_SHORTEST_WINDOW} seconds with a RedisStore "
+                f"(10 buckets of at least a millisecond on the server's clock), got {per!r}"
+            )
+        _bounded_seconds("per", seconds)
+        self._local = local
+        self._store = store
+        self._hooks = to_hooks(hooks)
+        self._now = clock.now
+        self._key = (store.budget_key(self._name),)
+        self._script = store.client.register_script(_LUA_BUDGET)
+        self._args = (
+            repr(seconds * 1e6 / 10),  # a bucket's width, µs
+            repr(local.ratio),
+            local.minimum,
+            math.ceil(seconds * 1000),  # the key's time to live, ms
+        )
+        self._link = _Link(self._name, self._hooks, self._now, store.reconnect)
+        self._lock = threading.Lock()
+        self._count = itertools.count()
+        # The success path: a bound C method, called without a lock.
+        self.first = self._count.__next__
+        self._seen = 0  # first attempts handed on so far (and own reads)
+        self._last = self._now()  # when they were last handed on
+
+    def __repr__(self) -> str:
+        local = self._local
+        return (
+            f"RedisRetryBudget(name={self._name!r}, ratio={local.ratio!r}, "
+            f"minimum={local.minimum!r}, per={local.per!r})"
+        )
+
+    @property
+    def name(self) -> str:
+        """The budget's shared identity."""
+        return self._name
+
+    @property
+    def store(self) -> RedisStore:
+        """The `RedisStore` holding it."""
+        return self._store
+
+    @property
+    def ratio(self) -> float:
+        """Retries allowed per first attempt."""
+        return self._local.ratio
+
+    @property
+    def minimum(self) -> int:
+        """Retries allowed per window whatever the traffic."""
+        return self._local.minimum
+
+    @property
+    def per(self) -> float:
+        """The window, in seconds."""
+        return self._local.per
+
+    def spend(self) -> bool:
+        """
+        Return whether a retry may happen now, fleet-wide, counting it if so (see `Budget.spend`).
+
+        One Lua script round trip (none while Redis is down, between reconnect attempts).
+        """
+        with self._lock:
+            now = self._now()
+            # next() counts this read too: `_seen` absorbs it.
+            total = next(self._count)
+            new = total - self._seen
+            self._seen = total + 1
+            span = max(now - self._last, 0.0)
+            self._last = max(now, self._last)
+        link = self._link
+        if link.skip(now):
+            return self._fallback(new)
+        epoch = link.epoch
+        try:
+            reply = self._script(keys=self._key, args=(new, f"{span * 1e6:.0f}", *self._args))
+            allowed = int(reply[0]) == 1
+        except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
+            link.lost(exc, "local")
+            return self._fallback(new)
+        link.answered(epoch)
+        return allowed
+
+    def _fallback(self, new: int) -> bool:
+        local = self._local
+        _feed(local.first, new)
+        return local.spend()
+
+
 for _cls in (
     RedisStore,
     RedisCircuitStore,
     RetryAfterPause,
+    RedisRetryBudget,
     PausedError,
     StoreUnavailable,
     StoreRecovered,
