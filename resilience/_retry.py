@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, NoReturn, final
+from typing import Any, ClassVar, NoReturn, final
 
 import attrs
 
@@ -29,7 +29,7 @@ from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 
-__all__ = ["Attempt", "Attempts", "Retry"]
+__all__ = ["Attempt", "Attempts", "Retry", "RetryKind"]
 
 _RNG = random.Random()
 
@@ -62,8 +62,125 @@ def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: obje
         )
 
 
+def _check_kind_attempts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        to_count("attempts", value)
+
+
+def _check_kind_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_backoff(instance, attribute, value)
+
+
+@final
+@attrs.frozen(kw_only=True, repr=False)
+class RetryKind:
+    """
+    What one kind of failure gets instead of the Retry's defaults; spelled `Retry.kind`.
+
+    ```python
+    rs.Retry(
+        on=rs.transient,
+        attempts=3,
+        per_kind={"rate_limit": rs.Retry.kind(attempts=6, backoff=rs.backoff.constant(5.0))},
+    )
+    ```
+
+    Args:
+        attempts: Total tries, the first included, when the failure is of this
+            kind. Default: `None` (the Retry's ``attempts``).
+        backoff: The delay before a retry after a failure of this kind. It
+            counts this kind's retries only: its ``attempt`` is 1 before the
+            first retry of this kind in a call, and its ``previous`` is what it
+            returned last in that call. Default: `None` (the Retry's
+            ``backoff``).
+
+    Raises:
+        TypeError: On ``attempts`` that is not an int, a ``backoff`` that is not
+            a `resilience.backoff.Backoff`.
+        ValueError: On ``attempts`` below 1, or neither argument given.
+    """
+
+    attempts: int | None = attrs.field(default=None, validator=_check_kind_attempts)
+    backoff: _backoff.Backoff | None = attrs.field(default=None, validator=_check_kind_backoff)
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts is None and self.backoff is None:
+            raise ValueError(
+                "Retry.kind() needs attempts= or backoff= (or both): "
+                "without either it changes nothing"
+            )
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.attempts is not None:
+            parts.append(f"attempts={self.attempts!r}")
+        if self.backoff is not None:
+            parts.append(f"backoff={self.backoff!r}")
+        return f"Retry.kind({', '.join(parts)})"
+
+
+def _to_per_kind(value: object) -> tuple[tuple[str, RetryKind], ...]:
+    """Turn ``per_kind=`` (a mapping, or pairs read back) into (kind, RetryKind) pairs by kind."""
+    shape = (
+        "per_kind must be a mapping of kinds (str, as the classifier's rules name them) "
+        "to Retry.kind(attempts=..., backoff=...)"
+    )
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, tuple) and all(
+        isinstance(pair, tuple) and len(pair) == 2 for pair in value
+    ):
+        items = list(value)  # read back from another Retry (attrs.evolve)
+    else:
+        raise TypeError(f"{shape}, got {type(value).__name__}: {value!r}")
+    for kind, settings in items:
+        if not isinstance(kind, str) or not kind:
+            raise TypeError(
+                f"per_kind keys must be kinds (non-empty str), got {type(kind).__name__}: {kind!r}"
+            )
+        if not isinstance(settings, RetryKind):
+            raise TypeError(
+                f"per_kind[{kind!r}] must be a Retry.kind(attempts=..., backoff=...), "
+                f"got {type(settings).__name__}: {settings!r}"
+            )
+    return tuple(sorted(items, key=lambda pair: pair[0]))
+
+
+def _check_per_kind(
+    instance: Retry, attribute: attrs.Attribute[Any], value: tuple[tuple[str, RetryKind], ...]
+) -> None:
+    # A kind that no retrying rule gives would never be used: most likely a typo.
+    known = {rule.kind for rule in instance.on.rules if rule.retry and rule.kind is not None}
+    for kind, _ in value:
+        if kind not in known:
+            listed = ", ".join(map(repr, sorted(known))) or "none"
+            raise ValueError(
+                f"per_kind names kind {kind!r}, which no retrying rule of on= gives "
+                f"(its kinds: {listed})"
+            )
+
+
 def _plural(n: int) -> str:
     return f"{n} attempt{'s' if n != 1 else ''}"
+
+
+def _largest(values: list[float], count: int) -> float:
+    return sum(sorted(values, reverse=True)[:count])
+
+
+def _sleep_lines(pairs: list[tuple[float, float]], n: int, *, numbered: bool) -> list[str]:
+    """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
+    lines = []
+    shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
+    for index, pair in enumerate(shown):
+        if pair is None:
+            lines.append("  ...")
+            continue
+        number = index + 2 if index < 4 or len(pairs) <= 6 else n
+        where = f"before attempt {number}" if numbered else f"its retry {number - 1}"
+        lines.append(f"  {where}: {span(*pair)}")
+    return lines
 
 
 @final
@@ -110,7 +227,8 @@ class Retry(PolicyMixin):
     Raises:
         TypeError: On an argument of the wrong type (an ``on`` that is not a
             classifier, ``attempts=1.5``, ...).
-        ValueError: On an out-of-range value (``attempts=0``, ...).
+        ValueError: On an out-of-range value (``attempts=0``, ...), or a
+            ``per_kind`` kind that no retrying rule of ``on`` gives.
 
     .. versionadded:: 0.1.0
     """
@@ -126,7 +244,13 @@ class Retry(PolicyMixin):
         default=_RNG, repr=False, eq=False, hash=False, validator=check_rng
     )
     budget: Budget | None = attrs.field(default=None, validator=_check_budget)
+    per_kind: tuple[tuple[str, RetryKind], ...] = attrs.field(
+        default=(), converter=_to_per_kind, validator=_check_per_kind
+    )
     _pipeline: Any = pipeline_field()
+
+    #: `RetryKind`: the settings of one kind, for ``per_kind=``.
+    kind: ClassVar[type[RetryKind]] = RetryKind
 
     def __enter__(self) -> NoReturn:
         raise TypeError(
@@ -146,6 +270,9 @@ class Retry(PolicyMixin):
             parts.append(f"name={self.name!r}")
         if self.budget is not None:
             parts.append(f"budget={self.budget!r}")
+        if self.per_kind:
+            kinds = ", ".join(f"{kind!r}: {settings!r}" for kind, settings in self.per_kind)
+            parts.append(f"per_kind={{{kinds}}}")
         return f"Retry({', '.join(parts)})"
 
     def describe(self) -> Description:
@@ -160,26 +287,59 @@ class Retry(PolicyMixin):
         n = self.max_attempts
         label = f"Retry {self.name!r}" if self.name is not None else "Retry"
         details = ["retries (first matching rule decides):", *rule_lines(self.on, "retry")]
-        pairs = backoff_bounds(self.backoff, n - 1)
-        sleeps: float | None = None
-        waits: float | None = None
-        if n == 1:
-            sleeps = waits = 0.0
+        # Each backoff counts its own retries (see _RetryCall): the default one
+        # serves every kind without a backoff of its own, up to the largest
+        # attempts among them; a kind's own serves that kind only.
+        top = max([n, *(s.attempts for _, s in self.per_kind if s.attempts is not None)])
+        shared = max(
+            [n, *(s.attempts for _, s in self.per_kind if s.backoff is None and s.attempts)]
+        )
+        pairs = backoff_bounds(self.backoff, shared - 1)
+        slots: list[list[tuple[float, float]] | None] = [pairs]
+        if top == 1:
+            pass
         elif pairs is None:
             details.append(f"backoff {self.backoff!r}: its sleeps are not known (not a builtin)")
-        else:
+        elif pairs:
             details.append(f"backoff {self.backoff!r}; sleeps:")
-            shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
-            for index, pair in enumerate(shown):
-                if pair is None:
-                    details.append("  ...")
-                    continue
-                number = index + 2 if index < 4 or len(pairs) <= 6 else n
-                details.append(f"  before attempt {number}: {span(*pair)}")
-            sleeps = sum(high for _, high in pairs)
-            details.append(f"  in total at most {seconds(sleeps)}")
+            details.extend(_sleep_lines(pairs, shared, numbered=not self.per_kind))
+        for kind, settings in self.per_kind:
+            own = settings.attempts if settings.attempts is not None else n
+            line = f"kind {kind!r}: up to {_plural(own)}"
+            if settings.backoff is None:
+                details.append(f"{line}; the backoff above")
+                continue
+            kind_pairs = backoff_bounds(settings.backoff, own - 1)
+            slots.append(kind_pairs)
+            if own == 1:
+                details.append(f"{line}; backoff {settings.backoff!r}, never used")
+            elif kind_pairs is None:
+                details.append(
+                    f"{line}; backoff {settings.backoff!r}: its sleeps are not known "
+                    "(not a builtin)"
+                )
+            else:
+                details.append(f"{line}; backoff {settings.backoff!r}; sleeps:")
+                details.extend(_sleep_lines(kind_pairs, own, numbered=False))
+        sleeps: float | None = None
+        waits: float | None = None
         cap = self.max_retry_after
-        if n > 1:
+        if top == 1:
+            sleeps = waits = 0.0
+        elif all(slot is not None for slot in slots):
+            # At most top - 1 retries, each sleeping one of these, each at most
+            # once: the largest top - 1 of them bound any call.
+            highs = [high for slot in slots if slot is not None for _, high in slot]
+            sleeps = _largest(highs, top - 1)
+            if self.per_kind:
+                details.append(
+                    f"sleeps in total at most {seconds(sleeps)} (the longest {top - 1} above)"
+                )
+            else:
+                details.append(f"  in total at most {seconds(sleeps)}")
+            if cap is not None:
+                waits = _largest([max(high, cap) for high in highs], top - 1)
+        if top > 1:
             if cap is None:
                 details.append(
                     "a Retry-After is a floor under each sleep, however long (only a "
@@ -190,8 +350,6 @@ class Retry(PolicyMixin):
                     f"a Retry-After is a floor under each sleep; one longer than "
                     f"{seconds(cap)} makes it give up at once"
                 )
-                if pairs is not None:
-                    waits = sum(max(high, cap) for _, high in pairs)
             details.append(
                 "never sleeps past a deadline: gives up when the next attempt would start after it"
             )
@@ -201,9 +359,9 @@ class Retry(PolicyMixin):
                     "gives up at once when it is spent"
                 )
         return Description(
-            title=f"{label}: up to {_plural(n)}",
+            title=f"{label}: up to {_plural(top)}",
             details=details,
-            attempts=n,
+            attempts=top,
             sleeps=sleeps,
             sleeps_retry_after=waits,
         )
@@ -555,17 +713,24 @@ def _interrupted(
 class _RetryCall:
     """The state of one retried call: created on its first failure, never shared."""
 
-    __slots__ = ("attempt", "delay", "fn", "limit", "retry", "start")
+    __slots__ = ("attempt", "cap", "delay", "fn", "kinds", "limit", "retries", "retry", "start")
 
     def __init__(self, retry: Retry, start: float, fn: object) -> None:
         self.retry = retry
         self.start = start
         self.fn = fn
         self.attempt = 1  # the number of the attempt whose outcome comes next
+        # The default backoff's state: the retries it scheduled, what it returned last.
+        self.retries = 0
         self.delay = 0.0
+        # The same for each kind with a backoff of its own, on its first retry.
+        self.kinds: dict[str, tuple[int, float]] | None = None
         limit = retry.max_attempts
+        cap = None
         if testing_state.enabled and testing_state.attempts is not None:
-            limit = min(limit, testing_state.attempts)
+            cap = testing_state.attempts
+            limit = min(limit, cap)
+        self.cap = cap
         self.limit = limit
 
     def _give_up(self, outcome: object, reason: str | None, note: str | None) -> NoReturn:
@@ -627,16 +792,43 @@ class _RetryCall:
                 "not_retryable" if attempt > 1 else None,
                 f"not retried: the classifier refused it, after {_plural(attempt)}",
             )
-        if attempt >= self.limit:
+        limit = self.limit
+        own: tuple[str, _backoff.Backoff] | None = None  # (kind, its backoff)
+        if retry.per_kind:
+            kind = verdict.kind
+            for name, settings in retry.per_kind:
+                if name == kind:
+                    if settings.attempts is not None:
+                        limit = settings.attempts
+                        if self.cap is not None:
+                            limit = min(limit, self.cap)
+                    if settings.backoff is not None:
+                        own = (name, settings.backoff)
+                    break
+        if attempt >= limit:
             self._give_up(outcome, "attempts", None)
-        delay = float(retry.backoff(attempt, self.delay, retry.rng))
+        # Each backoff counts its own retries: `attempt` is 1 before the first
+        # retry it schedules in this call, `previous` is what it returned last,
+        # before any Retry-After floor. Without per_kind, that is the call's count.
+        if own is None:
+            backoff = retry.backoff
+            number, previous = self.retries + 1, self.delay
+        else:
+            backoff = own[1]
+            number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
+            number += 1
+        delay = float(backoff(number, previous, retry.rng))
         if not (delay >= 0 and math.isfinite(delay)):
             raise ValueError(
-                f"backoff {retry.backoff!r} returned {delay!r} for attempt {attempt}; "
+                f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
                 "a delay must be a finite number >= 0"
             )
-        # The backoff's `previous` is what it returned, before any Retry-After floor.
-        self.delay = delay
+        if own is None:
+            self.retries, self.delay = number, delay
+        elif self.kinds is None:
+            self.kinds = {own[0]: (number, delay)}
+        else:
+            self.kinds[own[0]] = (number, delay)
         retry_after = verdict.retry_after
         if retry_after is not None:
             cap = retry.max_retry_after
