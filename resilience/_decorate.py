@@ -76,13 +76,28 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
     run = pipeline.runner(shape)
     wrapper: Any
     if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
-        wrapper = _closure(shape, run, fn)
+        wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, run, fn)
         functools.update_wrapper(wrapper, fn)
         setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
     else:
         wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))
         setattr(wrapper, _PROXY_MARK, _Info(pipeline, fn, wrapper))
     return wrapper  # type: ignore[no-any-return]
+
+
+def _own_closure(pipeline: Pipeline, fn: Callable[..., Any], shape: Shape) -> Any:
+    """
+    The wrapper a lone policy writes for *fn* itself (its optional ``closure``), or `None`.
+
+    A wrapper that calls a runner is two frames per call; a policy that can
+    apply itself to *fn* in one (`Fallback`: the call and a ``try``) offers
+    ``closure(fn, shape)``. Only for a pipeline of that one policy: stacked
+    policies fuse into one runner instead.
+    """
+    if len(pipeline.policies) != 1:
+        return None
+    make = getattr(pipeline.policies[0], "closure", None)
+    return None if make is None else make(fn, shape)
 
 
 def _closure(shape: Shape, run: Runner, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -23,7 +23,7 @@ import attrs
 from ._classify import ErrorClassifier, Verdict, to_classifier
 from ._events import FallbackUsed, Hook, emit
 from ._explain import Description, condition
-from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
+from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._streams import astep, relay
 from ._validate import check_name, to_hooks
 
@@ -332,6 +332,49 @@ class Fallback(PolicyMixin):
                     f"to: fallback {_show(target)} is async, and the function is not a "
                     "coroutine function: a sync call needs a sync fallback"
                 )
+
+    def closure(self, fn: Callable[..., Any], shape: Shape, /) -> Callable[..., Any] | None:
+        """
+        Return the one-frame wrapper of *fn* the decorator uses when this policy is alone.
+
+        The call and a ``try``, nothing else, for functions and coroutine
+        functions whose results need no judging; `None` otherwise (the
+        decorator then wraps the bound runner). Behaves as ``bind(CALL, shape)``.
+        """
+        if self.on.handles_results or shape is Shape.GEN or shape is Shape.AGEN:
+            return None
+        classify = self.on.classify
+        used = self._used
+        if shape is Shape.SYNC:
+            self._check_sync_targets()
+            answer = self._sync
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as exc:
+                    verdict = classify(exc)
+                    if not verdict.retry:
+                        raise
+                    value = answer(0, exc, fn, args, kwargs)
+                    used(fn, exc, verdict)
+                    return value
+
+            return wrapper
+        aanswer = self._async
+
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                verdict = classify(exc)
+                if not verdict.retry:
+                    raise
+                value = await aanswer(0, exc, fn, args, kwargs)
+                used(fn, exc, verdict)
+                return value
+
+        return awrapper
 
     def _bind_sync(self, inner: Runner) -> Runner:
         self._check_sync_targets()

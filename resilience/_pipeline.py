@@ -126,6 +126,12 @@ class Policy(Protocol):
     resilience.Description`` too, optionally, so that `Pipeline.explain` can
     say what it does and how it bounds a call; without it, the policy is shown
     by its repr and assumed to add neither runs nor time.
+
+    Optionally, ``closure(fn, shape)`` returns a wrapper that applies the
+    policy to the plain function *fn* in one frame (a coroutine function for
+    `Shape.ASYNC`), or `None`; the decorator uses it when the policy is alone,
+    instead of a wrapper calling the bound runner (two frames). It must behave
+    exactly as ``bind(CALL, shape)`` does.
     """
 
     def bind(self, inner: Runner, shape: Shape, /) -> Runner:

@@ -526,3 +526,92 @@ def test_the_system_clock_pickles_and_copies_as_itself() -> None:
         assert clone is SYSTEM_CLOCK
     assert SystemClock() is SYSTEM_CLOCK
     assert pickle.loads(pickle.dumps(rs.Timeout(3))) == rs.Timeout(3)
+
+
+# --- a lone policy's own closure ---------------------------------------------------------
+
+
+class Marked:
+    """A policy that tags results, through its runner or through its own closure."""
+
+    def __init__(self, offer: bool) -> None:
+        self.offer = offer
+        self.closures: list[Shape] = []
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        if shape is Shape.ASYNC:
+
+            async def arun(fn: Any, args: Any, kwargs: Any) -> Any:
+                return ("runner", await inner(fn, args, kwargs))
+
+            return arun
+
+        def run(fn: Any, args: Any, kwargs: Any) -> Any:
+            return ("runner", inner(fn, args, kwargs))
+
+        return run
+
+    def closure(self, fn: Any, shape: Shape, /) -> Any:
+        if not self.offer or shape is not Shape.SYNC:
+            return None
+        self.closures.append(shape)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return ("closure", fn(*args, **kwargs))
+
+        return wrapper
+
+
+def test_a_lone_policy_decorates_with_its_own_closure() -> None:
+    """One policy with closure(): the decorator uses it for plain functions; else the runner."""
+    policy = Marked(offer=True)
+
+    @rs.compose(policy)
+    def f(x: int) -> Any:
+        return x + 1
+
+    assert f(1) == ("closure", 2)
+    assert policy.closures == [Shape.SYNC]
+    assert f.__name__ == "f"  # still wrapped like any decorated function
+    called: Any = rs.compose(policy).call(lambda: 3)
+    assert called == ("runner", 3)  # call() runs the runner
+
+    async def g() -> Any:
+        return 4
+
+    assert asyncio.run(rs.compose(policy)(g)()) == ("runner", 4)  # closure() said None
+
+
+def test_a_closure_is_not_used_once_policies_are_stacked() -> None:
+    """Stacked decorators fuse into one runner: a policy's own closure is for it alone."""
+    inner, outer = Marked(offer=True), Marked(offer=True)
+
+    @rs.compose(outer)
+    @rs.compose(inner)
+    def f() -> Any:
+        return 1
+
+    assert f() == ("runner", ("runner", 1))
+    assert inner.closures == [Shape.SYNC]  # used when it decorated alone, then fused away
+    refused: Any = rs.compose(Marked(offer=False))(lambda: 0)()
+    assert refused == ("runner", 0)
+
+
+def test_fallback_alone_and_stacked_answers_the_same() -> None:
+    """Fallback's own closure and its runner give the same answers and events."""
+    fallback = rs.Fallback(on=ValueError, to=lambda exc, x: -x)
+
+    def boom(x: int) -> int:
+        if x < 0:
+            raise ValueError(x)
+        return x
+
+    alone = fallback(boom)
+    stacked = rs.Retry(on=KeyError)(fallback(boom))
+
+    def called(x: int) -> int:
+        return fallback.call(boom, x)
+
+    for decorated in (alone, stacked, called):
+        assert decorated(2) == 2
+        assert decorated(-3) == 3
