@@ -383,22 +383,6 @@ class Fallback(PolicyMixin):
         answer = self._sync
         used = self._used
 
-        if not self.on.handles_results and direct:
-            # The hot path: the closure and a try, nothing else.
-
-            def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                try:
-                    return fn(*args, **kwargs)
-                except Exception as exc:
-                    verdict = classify(exc)
-                    if not verdict.retry:
-                        raise
-                    value = answer(0, exc, fn, args, kwargs)
-                    used(fn, exc, verdict)
-                    return value
-
-            return call
-
         if not self.on.handles_results:
 
             def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -440,23 +424,6 @@ class Fallback(PolicyMixin):
         direct = inner is CALL
         answer = self._async
         used = self._used
-
-        if not self.on.handles_results and direct:
-
-            async def call(
-                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-            ) -> Any:
-                try:
-                    return await fn(*args, **kwargs)
-                except Exception as exc:
-                    verdict = classify(exc)
-                    if not verdict.retry:
-                        raise
-                    value = await answer(0, exc, fn, args, kwargs)
-                    used(fn, exc, verdict)
-                    return value
-
-            return call
 
         if not self.on.handles_results:
 
