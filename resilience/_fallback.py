@@ -382,25 +382,9 @@ class Fallback(PolicyMixin):
         direct = inner is CALL
         answer = self._sync
         used = self._used
+        results = self.on.handles_results
 
-        if not self.on.handles_results:
-
-            def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                try:
-                    return inner(fn, args, kwargs)
-                except Exception as exc:
-                    verdict = classify(exc)
-                    if not verdict.retry:
-                        raise
-                    value = answer(0, exc, fn, args, kwargs)
-                    used(fn, exc, verdict)
-                    return value
-
-            return run
-
-        def run_results(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Any:
+        def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             try:
                 result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             except Exception as exc:
@@ -410,6 +394,8 @@ class Fallback(PolicyMixin):
                 value = answer(0, exc, fn, args, kwargs)
                 used(fn, exc, verdict)
                 return value
+            if not results:
+                return result
             verdict = classify(result)
             if not verdict.retry:
                 return result
@@ -417,34 +403,16 @@ class Fallback(PolicyMixin):
             used(fn, result, verdict)
             return value
 
-        return run_results
+        return run
 
     def _bind_async(self, inner: Runner) -> Runner:
         classify = self.on.classify
         direct = inner is CALL
         answer = self._async
         used = self._used
+        results = self.on.handles_results
 
-        if not self.on.handles_results:
-
-            async def run(
-                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-            ) -> Any:
-                try:
-                    return await inner(fn, args, kwargs)
-                except Exception as exc:
-                    verdict = classify(exc)
-                    if not verdict.retry:
-                        raise
-                    value = await answer(0, exc, fn, args, kwargs)
-                    used(fn, exc, verdict)
-                    return value
-
-            return run
-
-        async def run_results(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Any:
+        async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             try:
                 result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
             except Exception as exc:
@@ -454,6 +422,8 @@ class Fallback(PolicyMixin):
                 value = await answer(0, exc, fn, args, kwargs)
                 used(fn, exc, verdict)
                 return value
+            if not results:
+                return result
             verdict = classify(result)
             if not verdict.retry:
                 return result
@@ -461,7 +431,7 @@ class Fallback(PolicyMixin):
             used(fn, result, verdict)
             return value
 
-        return run_results
+        return run
 
     # --- streams ---------------------------------------------------------------------
     #
