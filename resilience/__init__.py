@@ -38,6 +38,8 @@ from ._events import FallbackUsed as FallbackUsed
 from ._events import HedgeStarted as HedgeStarted
 from ._events import Hook as Hook
 from ._events import LimitChanged as LimitChanged
+from ._events import RateChanged as RateChanged
+from ._events import RateLimitWaited as RateLimitWaited
 from ._events import RetriesExhausted as RetriesExhausted
 from ._events import RetryScheduled as RetryScheduled
 from ._events import TimeoutExpired as TimeoutExpired
@@ -48,6 +50,7 @@ from ._events import remove_hook as remove_hook
 from ._events import set_hooks as set_hooks
 from ._exceptions import BulkheadFullError as BulkheadFullError
 from ._exceptions import CircuitOpenError as CircuitOpenError
+from ._exceptions import RateLimitedError as RateLimitedError
 from ._exceptions import RejectedError as RejectedError
 from ._exceptions import ResilienceError as ResilienceError
 from ._exceptions import RetryExhaustedError as RetryExhaustedError
@@ -67,6 +70,8 @@ from ._pipeline import Policy as Policy
 from ._pipeline import Runner as Runner
 from ._pipeline import Shape as Shape
 from ._pipeline import compose as compose
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimitPermit as RateLimitPermit
 from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry
@@ -111,6 +116,11 @@ __all__ = [
     "Pipeline",
     "Policy",
     "PolicyMetrics",
+    "RateChanged",
+    "RateLimitPermit",
+    "RateLimitWaited",
+    "RateLimitedError",
+    "RateLimiter",
     "RejectedError",
     "ResilienceError",
     "RetriesExhausted",

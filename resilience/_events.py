@@ -36,6 +36,8 @@ __all__ = [
     "HedgeStarted",
     "Hook",
     "LimitChanged",
+    "RateChanged",
+    "RateLimitWaited",
     "RetriesExhausted",
     "RetryScheduled",
     "TimeoutExpired",
@@ -452,6 +454,55 @@ class LimitChanged(Event):
 
 
 @attrs.frozen(kw_only=True)
+class RateLimitWaited(Event):
+    """
+    A `RateLimiter` made a call wait its turn: it runs after *delay* seconds.
+
+    Logged at DEBUG: pacing calls is what a rate limiter is for; count these
+    with a `MetricsCollector` (``rate_waits``).
+
+    Attributes:
+        delay: Seconds the call waits before it starts.
+        cost: The units it takes.
+    """
+
+    level: ClassVar[int] = logging.DEBUG
+
+    delay: float
+    cost: float
+
+    def message(self) -> str:
+        return f"{_label(self)}: waits {seconds_text(self.delay)} s for {self.cost:g} unit(s)"
+
+
+@attrs.frozen(kw_only=True)
+class RateChanged(Event):
+    """
+    An adaptive `RateLimiter` moved its rate: it now lets *rate* units through per window.
+
+    Logged at INFO: emitted when a rate-limit answer lowers the rate (the
+    server pushed back) and when successes have raised it back to its full
+    rate, not at each step in between.
+
+    Attributes:
+        rate: The new rate, units per the limiter's ``per``.
+        previous: The rate before.
+        reason: ``"rate_limit"``: a call's outcome was a rate-limit answer
+            (a 429); ``"recovered"``: successes raised it back to its full rate.
+    """
+
+    rate: float
+    previous: float
+    reason: str
+
+    def message(self) -> str:
+        return (
+            f"{_label(self)}: rate {self.previous:.6g} -> {self.rate:.6g} per window "
+            f"({self.reason})"
+        )
+
+
+@attrs.frozen(kw_only=True)
 class FallbackUsed(Event):
     """
     A `Fallback` answered instead of the call: the caller gets the fallback's value.
@@ -617,6 +668,8 @@ for _cls in (
     CircuitHalfOpened,
     CircuitClosed,
     LimitChanged,
+    RateLimitWaited,
+    RateChanged,
     FallbackUsed,
     HedgeStarted,
 ):

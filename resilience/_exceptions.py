@@ -6,6 +6,7 @@ ResilienceError                 base of everything below
   RejectedError                 a policy refused to run the call; nothing ran
     CircuitOpenError            .name, .retry_after (seconds until half-open)
     BulkheadFullError           .name, .limit, .waiting: no slot, no place in the queue
+    RateLimitedError            .name, .retry_after (seconds until the call would fit), .cost
   TimeoutExceededError          also a builtin TimeoutError; .timeout
   StreamInterruptedError        .partial: the items delivered before the failure
   RetryExhaustedError           the last outcome was a *result*; .last_result, .attempts
@@ -26,6 +27,7 @@ from typing import Any, final
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
+    "RateLimitedError",
     "RejectedError",
     "ResilienceError",
     "RetryExhaustedError",
@@ -109,6 +111,35 @@ class BulkheadFullError(RejectedError):
 
 
 @final
+class RateLimitedError(RejectedError):
+    """
+    The rate limiter *name* refused the call: it would not fit within the limit in time.
+
+    Raised at once, before anything runs, when the wait for room would last
+    longer than the limiter's ``max_wait`` or end at or after the current
+    deadline.
+
+    Attributes:
+        name: The limiter's name (``"<unnamed>"`` when it has none).
+        retry_after: Seconds until a call of this cost would be admitted at
+            once, if nobody else came first.
+        cost: The units the call asked for.
+    """
+
+    def __init__(self, name: str, retry_after: float, cost: float = 1.0) -> None:
+        self.name = name
+        self.retry_after: float | None = retry_after
+        self.cost = cost
+        units = f"{cost:g} unit{'' if cost == 1 else 's'}"
+        super().__init__(
+            f"rate limit {name!r} reached: {units} would fit in {seconds_text(retry_after)} s"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after, self.cost), self.__dict__)
+
+
+@final
 class TimeoutExceededError(ResilienceError, TimeoutError):
     """
     A deadline passed. Also a builtin `TimeoutError`, so ``except TimeoutError`` catches it.
@@ -172,6 +203,7 @@ for _cls in (
     RejectedError,
     CircuitOpenError,
     BulkheadFullError,
+    RateLimitedError,
     TimeoutExceededError,
     StreamInterruptedError,
     RetryExhaustedError,

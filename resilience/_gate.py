@@ -116,6 +116,12 @@ class Gate(Protocol):
         fast: The gate's `FastPath`, or `None`: then every call goes
             through `admit` and every success is reported.
         clock: The clock durations and time waits are measured on.
+        arguments: Whether `admit` receives the call's arguments: then the
+            engine calls ``admit(target, args, kwargs)`` for a call
+            (``args`` the tuple, ``kwargs`` the dict the function is called
+            with) and still ``admit(None)`` for a ``with`` block, so give
+            both parameters defaults. Read once, when the gate is bound;
+            a gate without the attribute receives no arguments.
     """
 
     @property
@@ -344,6 +350,15 @@ def _bounded(wait: Wait) -> float | None:
     return left if seconds is None or left < seconds else seconds
 
 
+_Call = tuple[tuple[Any, ...], dict[str, Any]]
+"""A call's ``(args, kwargs)``, for a gate that receives them."""
+
+
+def takes_arguments(gate: Gate) -> bool:
+    """Whether *gate* asks for the call's arguments in `Gate.admit` (read at bind time)."""
+    return bool(getattr(gate, "arguments", False))
+
+
 def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:
     """Wait out *wait* in sync code; return the permit the call runs with."""
     seconds, waiter = _bounded(wait), wait.waiter
@@ -400,23 +415,28 @@ def _ended(gate: Gate, wait: Wait, woken: bool, seconds: float | None, target: o
     return gate.on_expired(wait, target)
 
 
-def admit_sync(gate: Gate, target: object) -> Any:
-    """Return a permit for one call through *gate* in sync code: admitted, after a wait if asked."""
+def admit_sync(gate: Gate, target: object, call: _Call | None = None) -> Any:
+    """
+    Return a permit for one call through *gate* in sync code: admitted, after a wait if asked.
+
+    *call* is ``(args, kwargs)`` for a gate that receives the call's arguments
+    (`Gate`'s ``arguments``); `None` calls ``admit(target)`` alone.
+    """
     fast = gate.fast
     permit = None if fast is None else fast.ready
     if permit is None:
-        permit = gate.admit(target)
+        permit = gate.admit(target) if call is None else gate.admit(target, *call)  # type: ignore[call-arg]
         if type(permit) is Wait:
             permit = wait_sync(gate, permit, target)
     return permit
 
 
-async def admit_async(gate: Gate, target: object) -> Any:
+async def admit_async(gate: Gate, target: object, call: _Call | None = None) -> Any:
     """As `admit_sync`, waiting without blocking the event loop."""
     fast = gate.fast
     permit = None if fast is None else fast.ready
     if permit is None:
-        permit = gate.admit(target)
+        permit = gate.admit(target) if call is None else gate.admit(target, *call)  # type: ignore[call-arg]
         if type(permit) is Wait:
             permit = await wait_async(gate, permit, target)
     return permit
@@ -485,6 +505,7 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
     admit = gate.admit
     on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
     results = gate.results
+    arguments = takes_arguments(gate)
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -494,7 +515,7 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
         permit = fast.ready
         if permit is None:
             report = True
-            permit = admit(fn)
+            permit = admit(fn, args, kwargs) if arguments else admit(fn)
             if type(permit) is Wait:
                 permit = wait_sync(gate, permit, fn)
         start = now() if timed else 0.0
@@ -538,6 +559,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
     admit = gate.admit
     on_success, on_failure, on_cancel = gate.on_success, gate.on_failure, gate.on_cancel
     results = gate.results
+    arguments = takes_arguments(gate)
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -547,7 +569,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
         permit = fast.ready
         if permit is None:
             report = True
-            permit = admit(fn)
+            permit = admit(fn, args, kwargs) if arguments else admit(fn)
             if type(permit) is Wait:
                 permit = await wait_async(gate, permit, fn)
         start = now() if timed else 0.0
@@ -568,6 +590,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
 
 def _gen(gate: Gate, inner: Runner) -> Runner:
     on_success = gate.on_success
+    arguments = takes_arguments(gate)
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -575,7 +598,7 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
     # The call is admitted when the consumer asks for the first item, and its
     # outcome learnt when the stream ends.
     def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        permit = admit_sync(gate, fn)
+        permit = admit_sync(gate, fn, (args, kwargs) if arguments else None)
         start = now() if timed else None
         duration: float | None = None
         try:
@@ -603,6 +626,7 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
 
 def _agen(gate: Gate, inner: Runner) -> Runner:
     on_success = gate.on_success
+    arguments = takes_arguments(gate)
     direct = inner is CALL
     timed = gate.timed
     now = gate.clock.now
@@ -610,7 +634,7 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
     async def run(
         fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        permit = await admit_async(gate, fn)
+        permit = await admit_async(gate, fn, (args, kwargs) if arguments else None)
         start = now() if timed else None
         duration: float | None = None
         try:
@@ -709,6 +733,16 @@ class GatePolicy(PolicyMixin):
     def clock(self) -> Clock:
         """The clock of durations and time waits. Default: the system clock."""
         return SYSTEM_CLOCK
+
+    @property
+    def arguments(self) -> bool:
+        """
+        Whether `admit` receives the call's arguments (see `Gate`). Default: `False`.
+
+        When true, a call is admitted with ``admit(target, args, kwargs)`` and
+        a ``with`` block with ``admit(None)``.
+        """
+        return False
 
     def admit(self, target: object, /) -> Any:  # pragma: no cover - the subclass's
         raise NotImplementedError(f"{type(self).__name__} must implement admit(target)")

@@ -25,6 +25,7 @@ __all__ = [
     "check_clock",
     "check_name",
     "check_rng",
+    "to_amount",
     "to_count",
     "to_hooks",
     "to_seconds",
@@ -219,3 +220,41 @@ def check_rng(instance: object, attribute: attrs.Attribute[Any], value: object) 
             f"rng must be a random source such as random.Random(seed), "
             f"got {type(value).__name__}: {value!r}"
         )
+
+
+@overload
+def to_amount(name: str, value: object, *, zero: bool = ..., none: Literal[False] = ...) -> float: ...
+@overload
+def to_amount(name: str, value: object, *, zero: bool = ..., none: bool) -> float | None: ...
+
+
+def to_amount(name: str, value: object, *, zero: bool = False, none: bool = False) -> float | None:
+    """
+    Return the amount *value* (a rate, a cost: not a duration) as a float, or raise naming *name*.
+
+    A finite real number (not a `bool`), > 0 (or >= 0 with *zero*).
+
+    Args:
+        name: The parameter, as the caller spells it (the errors start with it).
+        value: What the caller passed.
+        zero: Accept 0. Default: `False` (> 0).
+        none: Accept `None`, returned as is. Default: `False`.
+
+    Raises:
+        TypeError: If *value* is not a real number (nor `None` when allowed).
+        ValueError: If it is NaN, infinite, negative, or zero where not allowed.
+    """
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        alternative = " or None" if none else ""
+        raise TypeError(
+            f"{name} must be a number{alternative}, got {type(value).__name__}: {value!r}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not (number > 0 or (zero and number == 0)) or number == math.inf:
+        raise ValueError(f"{name} must be a finite number {'>=' if zero else '>'} 0, got {value!r}")
+    return number if number else 0.0

@@ -376,6 +376,7 @@ EVENT_NAMES = {
     "resilience._breaker": ("CircuitOpened", "CircuitHalfOpened", "CircuitClosed"),
     "resilience._gate": ("CallRejected",),  # every gate refuses through engine.refuse
     "resilience._bulkhead": ("LimitChanged",),
+    "resilience._ratelimit": ("RateLimitWaited", "RateChanged"),
 }
 
 
@@ -400,12 +401,13 @@ def policies(clock: FakeClock) -> dict[str, Any]:
         ),
         "pipeline": rs.compose(retry, breaker, timeout),
         "bulkhead": rs.Bulkhead(max_concurrent=2, clock=clock),
+        "rate limiter": rs.RateLimiter(rate=100, per=1.0, adapt=rs.transient, clock=clock),
     }
 
 
 @pytest.mark.usefixtures("no_event_may_be_built")
 @pytest.mark.parametrize(
-    "which", ["retry", "timeout", "breaker", "rate breaker", "pipeline", "bulkhead"]
+    "which", ["retry", "timeout", "breaker", "rate breaker", "pipeline", "bulkhead", "rate limiter"]
 )
 def test_success_path_builds_no_event_and_logs_nothing_with_logging_installed(
     which: str, mode: Runner, caplog: pytest.LogCaptureFixture
