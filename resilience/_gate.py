@@ -515,7 +515,7 @@ def _sync(gate: Gate, inner: Runner) -> Runner:
         permit = fast.ready
         if permit is None:
             report = True
-            permit = admit(fn, args, kwargs) if arguments else admit(fn)
+            permit = admit(fn, args, kwargs) if arguments else admit(fn)  # type: ignore[call-arg]
             if type(permit) is Wait:
                 permit = wait_sync(gate, permit, fn)
         start = now() if timed else 0.0
@@ -569,7 +569,7 @@ def _async(gate: Gate, inner: Runner) -> Runner:
         permit = fast.ready
         if permit is None:
             report = True
-            permit = admit(fn, args, kwargs) if arguments else admit(fn)
+            permit = admit(fn, args, kwargs) if arguments else admit(fn)  # type: ignore[call-arg]
             if type(permit) is Wait:
                 permit = await wait_async(gate, permit, fn)
         start = now() if timed else 0.0

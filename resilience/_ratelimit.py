@@ -26,7 +26,7 @@ import numbers
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, NoReturn, final
+from typing import Any, Final, NoReturn, cast, final
 
 import attrs
 
@@ -35,7 +35,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RateChanged, RateLimitWaited, emit, log_ignored
 from ._exceptions import RateLimitedError
-from ._explain import Description, rule_lines, seconds
+from ._explain import Description, condition, seconds
 from ._gate import NO_RESULT, GatePolicy, Wait, refuse, wait_async, wait_sync
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_amount, to_hooks, to_seconds
@@ -69,6 +69,10 @@ def _to_burst(value: object) -> float | None:
     return to_amount("burst", value, none=True)
 
 
+def _default_burst(self: RateLimiter) -> float:
+    return self.rate
+
+
 def _to_cost(value: object) -> float | Callable[..., float]:
     if callable(value) and not isinstance(value, numbers.Real):
         return value
@@ -95,6 +99,12 @@ def _check_settle(instance: object, attribute: attrs.Attribute[Any], value: obje
 
 def _to_adapt(value: object) -> ErrorClassifier | None:
     return None if value is None else to_classifier(value, "adapt")
+
+
+def _rate_limit_lines(classifier: ErrorClassifier) -> list[str]:
+    """The rules whose verdict is a rate-limit answer (kind ``"rate_limit"``), one per line."""
+    rules = [f"  {condition(rule)}" for rule in classifier.rules if rule.kind == "rate_limit"]
+    return rules or ["  (no rule of kind 'rate_limit': the rate never moves)"]
 
 
 def _actual(name: str, value: object) -> float:
@@ -276,7 +286,9 @@ class RateLimiter(GatePolicy):
 
     rate: float = attrs.field(converter=_to_rate)
     per: float = attrs.field(default=60.0, converter=_to_per)
-    burst: float = attrs.field(default=None, converter=_to_burst)
+    burst: float = attrs.field(
+        default=attrs.Factory(_default_burst, takes_self=True), converter=_to_burst
+    )
     cost: float | Callable[..., float] = attrs.field(default=1, converter=_to_cost)
     settle: Callable[[Any], float] | None = attrs.field(
         default=None, validator=_check_settle, repr=False
@@ -292,7 +304,7 @@ class RateLimiter(GatePolicy):
     _pipeline: Any = pipeline_field()
 
     def __attrs_post_init__(self) -> None:
-        if self.burst is None:
+        if cast("float | None", self.burst) is None:  # burst=None said explicitly
             object.__setattr__(self, "burst", self.rate)
         fixed = not callable(self.cost)
         if fixed and self.cost > self.burst:  # type: ignore[operator]
@@ -371,7 +383,7 @@ class RateLimiter(GatePolicy):
             details += [
                 f"adaptive: a rate-limit answer lowers the rate (now {self.current_rate:g}), "
                 "successes raise it back; what counts (first matching rule decides):",
-                *rule_lines(self.adapt, "kind"),
+                *_rate_limit_lines(self.adapt),
             ]
         details.append(f"now: {self.available:g} units available")
         return Description(title=title, details=details, sleeps=self.max_wait)
@@ -465,7 +477,7 @@ class RateLimiter(GatePolicy):
 
     def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
         """A wait that cannot end before the deadline gives its units back, refused."""
-        permit: RateLimitPermit = wait.permit
+        permit = cast("RateLimitPermit", wait.permit)
         bucket = self._bucket
         with bucket.lock:
             self._refund(permit, permit.cost)
@@ -666,7 +678,7 @@ RateLimitPermit.__module__ = "resilience"
 
 @final
 class _Acquisition:
-    """``with limiter.acquire(cost) as permit:``: the block's units, waited for, then its outcome."""
+    """``with limiter.acquire(cost) as permit:``: the block's units, waited for; its outcome."""
 
     __slots__ = ("_cost", "_limiter", "_permit")
 
@@ -718,4 +730,3 @@ class _Acquisition:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
-
