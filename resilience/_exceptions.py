@@ -127,13 +127,19 @@ class RateLimitedError(RejectedError):
     """
 
     def __init__(self, name: str, retry_after: float, cost: float = 1.0) -> None:
+        # The message is formatted when asked for (`__str__`): a limiter refuses
+        # calls by the thousand under load, and most refusals are never printed.
+        # ``args`` is set by ``BaseException.__new__`` from the same arguments:
+        # no ``super().__init__`` to pay for.
         self.name = name
         self.retry_after: float | None = retry_after
         self.cost = cost
+
+    def __str__(self) -> str:
+        cost = self.cost
         units = f"{cost:g} unit{'' if cost == 1 else 's'}"
-        super().__init__(
-            f"rate limit {name!r} reached: {units} would fit in {seconds_text(retry_after)} s"
-        )
+        wait = seconds_text(self.retry_after or 0.0)
+        return f"rate limit {self.name!r} reached: {units} would fit in {wait} s"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.retry_after, self.cost), self.__dict__)

@@ -23,10 +23,11 @@ bound (see `RateLimiter`, "Exactness").
 from __future__ import annotations
 
 import numbers
+import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, NoReturn, cast, final
+from typing import Any, Final, NoReturn, Self, cast, final
 
 import attrs
 
@@ -37,7 +38,9 @@ from ._events import Hook, RateChanged, RateLimitWaited, emit, log_ignored
 from ._exceptions import RateLimitedError
 from ._explain import Description, condition, seconds
 from ._gate import NO_RESULT, GatePolicy, Wait, refuse, wait_async, wait_sync
-from ._pipeline import pipeline_field, target_name
+from ._gate import _enter as enter_block
+from ._gate import _exit as exit_block
+from ._pipeline import Shape, pipeline_field, target_name
 from ._validate import check_clock, check_name, to_amount, to_hooks, to_seconds
 
 __all__ = ["RateLimitPermit", "RateLimiter"]
@@ -163,30 +166,18 @@ class _Bucket:
     """
     The limiter's state, under one lock: the arrival time, in units, and how units map to time.
 
-    Units now are ``base + (clock - since) * scale``; an adaptive rate moves
-    *base* and *since* so that units stay continuous when *scale* changes.
+    Units now are ``(clock - origin) * scale``; an adaptive rate moves
+    *origin* with *scale* so that units stay continuous when the rate changes.
     """
 
-    __slots__ = (
-        "base",
-        "burst",
-        "generation",
-        "lock",
-        "max_cost",
-        "now",
-        "rate",
-        "scale",
-        "since",
-        "tat",
-    )
+    __slots__ = ("burst", "generation", "lock", "max_cost", "now", "origin", "rate", "scale", "tat")
 
     def __init__(self, rate: float, per: float, burst: float, cost: float, clock: Clock) -> None:
         self.lock = threading.Lock()
         self.now = clock.now
         self.rate = rate  # the current rate, units per `per`
         self.scale = rate / per  # units per second
-        self.since = self.now()
-        self.base = 0.0
+        self.origin = self.now()  # the clock's reading at 0 units
         self.tat = 0.0
         self.burst = burst
         self.max_cost = cost  # the largest cost reserved: bounds a refund out of turn
@@ -194,7 +185,7 @@ class _Bucket:
 
     def units(self) -> float:
         """Units now (lock held, or a snapshot)."""
-        return self.base + (self.now() - self.since) * self.scale
+        return (self.now() - self.origin) * self.scale
 
 
 @final
@@ -301,6 +292,7 @@ class RateLimiter(GatePolicy):
     _bucket: _Bucket = attrs.field(init=False, repr=False)
     _label: str = attrs.field(init=False, repr=False)
     _plain: bool = attrs.field(init=False, repr=False)
+    _fixed: float | None = attrs.field(init=False, repr=False)
     _pipeline: Any = pipeline_field()
 
     def __attrs_post_init__(self) -> None:
@@ -317,6 +309,7 @@ class RateLimiter(GatePolicy):
         object.__setattr__(self, "_bucket", bucket)
         object.__setattr__(self, "_label", self.name if self.name is not None else "<unnamed>")
         object.__setattr__(self, "_plain", self.settle is None and self.adapt is None)
+        object.__setattr__(self, "_fixed", self.cost if fixed else None)
 
     def __repr__(self) -> str:
         parts = [f"rate={self.rate:g}", f"per={self.per:g}"]
@@ -418,14 +411,40 @@ class RateLimiter(GatePolicy):
             TypeError: For a ``with`` block when *cost* is a callable (use
                 `acquire`).
         """
-        cost = self.cost
-        if callable(cost):
+        cost = self._fixed
+        if cost is None:
+            price = cast("Callable[..., float]", self.cost)
             if target is None:
                 raise TypeError(
                     "a RateLimiter whose cost is a callable over the call's arguments cannot "
                     "price a with-block: use `with limiter.acquire(cost):`"
                 )
-            return self._reserve(self._priced(cost(*args, **kwargs), "cost"), target, False)
+            return self._reserve(self._priced(price(*args, **kwargs), "cost"), target, False)
+        if self._plain:  # the common case, inlined: a call that fits takes its units
+            bucket = self._bucket
+            clock = bucket.now()  # read before the lock: a stale reading only admits less
+            lock = bucket.lock
+            lock.acquire()  # nothing below raises: no try/finally to pay for
+            now = (clock - bucket.origin) * bucket.scale
+            tat = bucket.tat
+            end = (tat if tat > now else now) + cost
+            start = end - bucket.burst
+            if start <= now + _SLACK:
+                bucket.tat = end
+                lock.release()
+                return _FREE
+            delay = (start - now) / bucket.scale
+            lock.release()
+            max_wait = self.max_wait
+            if max_wait is not None and delay > max_wait:  # refused: nothing to reserve
+                refuse(
+                    self.hooks,
+                    RateLimitedError(self._label, delay, cost),
+                    name=self.name,
+                    target=target,
+                    reason="rate_limited",
+                    retry_after=delay,
+                )
         return self._reserve(cost, target, False)
 
     def on_success(
@@ -483,7 +502,145 @@ class RateLimiter(GatePolicy):
             self._refund(permit, permit.cost)
         self._refuse(target, wait.seconds or 0.0, permit.cost)
 
+    def closure(self, fn: Callable[..., Any], shape: Shape) -> Callable[..., Any] | None:
+        """
+        The decorator's one-frame wrapper for *fn*, when this limiter decorates alone.
+
+        Only for a fixed cost with nothing to learn after the call (no
+        *settle*, no *adapt*), on functions and coroutine functions: a call
+        that fits takes its units under the lock and runs; any other goes
+        through the engine's runner, as ``bind(CALL, shape)`` would.
+        """
+        cost = self._fixed
+        if cost is None or not self._plain or shape not in (Shape.SYNC, Shape.ASYNC):
+            return None
+        bucket = self._bucket
+        lock, clock = bucket.lock, bucket.now
+        run = self._pipeline.runner(shape)
+
+        if shape is Shape.SYNC:
+
+            def limited(*args: Any, **kwargs: Any) -> Any:
+                reading = clock()  # before the lock: a stale reading only admits less
+                lock.acquire()  # nothing below raises: no try/finally to pay for
+                now = (reading - bucket.origin) * bucket.scale
+                tat = bucket.tat
+                end = (tat if tat > now else now) + cost
+                if end - bucket.burst <= now + _SLACK:
+                    bucket.tat = end
+                    lock.release()
+                    return fn(*args, **kwargs)
+                lock.release()
+                return run(fn, args, kwargs)
+
+            return limited
+
+        async def alimited(*args: Any, **kwargs: Any) -> Any:
+            reading = clock()
+            lock.acquire()
+            now = (reading - bucket.origin) * bucket.scale
+            tat = bucket.tat
+            end = (tat if tat > now else now) + cost
+            if end - bucket.burst <= now + _SLACK:
+                bucket.tat = end
+                lock.release()
+                return await fn(*args, **kwargs)
+            lock.release()
+            return await run(fn, args, kwargs)
+
+        return alimited
+
+    # A block learns nothing after it unless the limiter adapts (a block has no result
+    # to settle, and a block that started keeps its units whatever it raised): then
+    # ``with`` costs the admission alone. An adaptive limiter hands the block's
+    # outcome to the engine's bookkeeping, keyed by the frame as `GatePolicy` does.
+
+    def __enter__(self) -> Self:
+        """Take the block's units, waiting for room if need be; return the limiter."""
+        permit = self.admit(None)
+        if type(permit) is Wait:
+            permit = wait_sync(self, permit, None)
+        if self.adapt is not None:
+            enter_block(self, id(sys._getframe(1)), permit)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """An adaptive limiter learns the block's outcome; otherwise nothing to do."""
+        if self.adapt is not None:
+            exit_block(self, id(sys._getframe(1)), exc)
+
+    async def __aenter__(self) -> Self:
+        """As ``__enter__``, waiting without blocking the event loop."""
+        permit = self.admit(None)
+        if type(permit) is Wait:
+            permit = await wait_async(self, permit, None)
+        if self.adapt is not None:
+            enter_block(self, id(sys._getframe(1)), permit)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """As ``__exit__``, for ``async with``."""
+        if self.adapt is not None:
+            exit_block(self, id(sys._getframe(1)), exc)
+
     # --- the explicit form -----------------------------------------------------------
+
+    def try_acquire(self, cost: float | None = None) -> bool:
+        """
+        Take *cost* units if they fit now: never wait, never raise for want of room.
+
+        For code that sheds load itself (a queue consumer that leaves a
+        message for later): the question "may I go now?" answered in a
+        boolean. A refusal here is no refused call: no `CallRejected`.
+
+        Args:
+            cost: Units to take, a number >= 0. Default: `None`: the
+                limiter's own *cost* (which must then be a number).
+
+        Returns:
+            `True` if the units were taken, `False` if they do not fit now.
+
+        Raises:
+            TypeError: If *cost* is not a number, or is `None` while the
+                limiter's cost is a callable.
+            ValueError: If *cost* is negative or above *burst*.
+        """
+        units = self._fixed if cost is None else None
+        if units is None:
+            units = self._units(cost)
+        bucket = self._bucket
+        reading = bucket.now()
+        with bucket.lock:
+            now = (reading - bucket.origin) * bucket.scale
+            tat = bucket.tat
+            end = (tat if tat > now else now) + units
+            if end - bucket.burst <= now + _SLACK:
+                bucket.tat = end
+                if units > bucket.max_cost:
+                    bucket.max_cost = units
+                return True
+        return False
+
+    def _units(self, cost: float | None) -> float:
+        """What `acquire` and `try_acquire` take: *cost*, checked, or the limiter's own."""
+        if cost is not None:
+            return self._priced(cost, "cost")
+        if self._fixed is None:
+            raise TypeError(
+                "acquire() needs a cost: this limiter's cost is a callable over a call's "
+                "arguments, and a block has none"
+            )
+        return self._fixed
 
     def acquire(self, cost: float | None = None) -> _Acquisition:
         """
@@ -505,16 +662,7 @@ class RateLimiter(GatePolicy):
                 limiter's cost is a callable.
             ValueError: If *cost* is negative or above *burst* (it could never fit).
         """
-        if cost is None:
-            if callable(self.cost):
-                raise TypeError(
-                    "acquire() needs a cost: this limiter's cost is a callable over a call's "
-                    "arguments, and a block has none"
-                )
-            units = self.cost
-        else:
-            units = self._priced(cost, "cost")
-        return _Acquisition(self, units)
+        return _Acquisition(self, self._units(cost))
 
     # --- the slow paths -----------------------------------------------------------
 
@@ -532,7 +680,7 @@ class RateLimiter(GatePolicy):
         """Take *cost* units now, or reserve them and return a `Wait`; refuse if too late."""
         bucket = self._bucket
         with bucket.lock:
-            now = bucket.base + (bucket.now() - bucket.since) * bucket.scale
+            now = (bucket.now() - bucket.origin) * bucket.scale
             tat = bucket.tat
             if tat < now:
                 tat = now
@@ -557,7 +705,14 @@ class RateLimiter(GatePolicy):
                     bucket.max_cost = cost
                 reserved = RateLimitPermit(self, cost, end, start, bucket.generation)
         if too_late:
-            self._refuse(target, delay, cost)
+            refuse(
+                self.hooks,
+                RateLimitedError(self._label, delay, cost),
+                name=self.name,
+                target=target,
+                reason="rate_limited",
+                retry_after=delay,
+            )
         emit(
             self.hooks,
             RateLimitWaited,
@@ -619,10 +774,10 @@ class RateLimiter(GatePolicy):
         """Set the current rate (lock held), keeping units continuous."""
         bucket = self._bucket
         now = bucket.now()
-        bucket.base += (now - bucket.since) * bucket.scale
-        bucket.since = now
+        units = (now - bucket.origin) * bucket.scale
         bucket.rate = rate
-        bucket.scale = rate / self.per
+        bucket.scale = scale = rate / self.per
+        bucket.origin = now - units / scale
 
     def _lower(self, permit: RateLimitPermit, retry_after: float | None, target: object) -> None:
         """A rate-limit answer: lower the rate, once per answer of a call admitted since."""
