@@ -147,7 +147,10 @@ def build() -> list[Case]:
         Case("ours: decorated call, admitted", decorated),
         Case("ours: Retry success path (reference)", retried),
         Case("limits moving window hit, admitted", lambda: moving.hit(open_item, "b")),
-        Case("pyrate-limiter try_acquire, admitted", lambda: pyrate_open.try_acquire("b", 1, False)),
+        Case(
+            "pyrate-limiter try_acquire, admitted",
+            lambda: pyrate_open.try_acquire("b", 1, False),
+        ),
         Case("hand-written token bucket, refused", bucket_shut.acquire),
         Case("ours: try_acquire(), refused", ours_empty.try_acquire),
         Case("ours: admit(), refused", refused(lambda: ours_empty.admit(None)), setup=quiet),
