@@ -128,9 +128,7 @@ def build() -> list[Case]:
     fixed = limits.strategies.FixedWindowRateLimiter(limits.storage.MemoryStorage())
     fixed.hit(shut_item, "bench")
 
-    pyrate_open = pyrate_limiter.Limiter(
-        pyrate_limiter.Rate(10**9, pyrate_limiter.Duration.SECOND)
-    )
+    pyrate_open = pyrate_limiter.Limiter(pyrate_limiter.Rate(10**9, pyrate_limiter.Duration.SECOND))
     pyrate_shut = pyrate_limiter.Limiter(pyrate_limiter.Rate(1, pyrate_limiter.Duration.DAY))
     pyrate_shut.try_acquire("bench", blocking=False)
 
