@@ -51,6 +51,8 @@ from ._events import (
     FallbackUsed,
     HedgeStarted,
     LimitChanged,
+    RateChanged,
+    RateLimitWaited,
     RetriesExhausted,
     RetryScheduled,
     TimeoutExpired,
@@ -191,6 +193,22 @@ class Sink(Protocol):
         """
         ...
 
+    def rate_wait(self, name: str, seconds: float, /) -> None:
+        """
+        Count a call a rate limiter made wait, and for how long (`resilience.RateLimitWaited`).
+
+        A sink without this method (written before it existed) is skipped.
+        """
+        ...
+
+    def rate_changed(self, name: str, reason: str, /) -> None:
+        """
+        Count an adaptive rate limiter's rate moving (`resilience.RateChanged`), for *reason*.
+
+        A sink without this method (written before it existed) is skipped.
+        """
+        ...
+
 
 S = TypeVar("S", bound=Sink)
 
@@ -313,6 +331,18 @@ def _on_fallback(sink: Sink, event: Any) -> None:
         count(_label(event.name), event.kind or "error")
 
 
+def _on_rate_wait(sink: Sink, event: Any) -> None:
+    count = getattr(sink, "rate_wait", None)  # a sink written before RateLimitWaited has none
+    if count is not None:
+        count(_label(event.name), float(event.delay))
+
+
+def _on_rate_changed(sink: Sink, event: Any) -> None:
+    count = getattr(sink, "rate_changed", None)  # a sink written before RateChanged has none
+    if count is not None:
+        count(_label(event.name), event.reason)
+
+
 def _on_hedge(sink: Sink, event: Any) -> None:
     count = getattr(sink, "hedge", None)  # a sink written before HedgeStarted has none
     if count is not None:
@@ -330,6 +360,8 @@ _HANDLERS: Final[dict[type[Event], Callable[[Sink, Any], None]]] = {
     LimitChanged: _on_limit_changed,
     FallbackUsed: _on_fallback,
     HedgeStarted: _on_hedge,
+    RateLimitWaited: _on_rate_wait,
+    RateChanged: _on_rate_changed,
 }
 
 
@@ -702,6 +734,9 @@ class _Series:
         "lo",
         "lock",
         "outcomes",
+        "rate_changes",
+        "rate_waited",
+        "rate_waits",
         "rejections",
         "retries",
         "state",
@@ -731,6 +766,9 @@ class _Series:
         self.limit_changes = 0
         self.fallbacks = 0
         self.hedges = 0
+        self.rate_waits = 0
+        self.rate_waited = 0.0
+        self.rate_changes = 0
         if self.counts is not None:
             self.counts = [0] * _BUCKETS
 
@@ -822,6 +860,9 @@ class _Series:
                 limit_changes=self.limit_changes,
                 fallbacks=self.fallbacks,
                 hedges=self.hedges,
+                rate_waits=self.rate_waits,
+                rate_waited=self.rate_waited,
+                rate_changes=self.rate_changes,
                 in_flight=in_flight,
                 queued=queued,
                 limit=limit,
@@ -907,6 +948,17 @@ class _Store:
         series = self.get(name)
         with series.lock:
             series.hedges += 1
+
+    def rate_wait(self, name: str, seconds: float, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.rate_waits += 1
+            series.rate_waited += seconds
+
+    def rate_changed(self, name: str, reason: str, /) -> None:
+        series = self.get(name)
+        with series.lock:
+            series.rate_changes += 1
 
 
 # --- snapshots ------------------------------------------------------------------
@@ -1037,6 +1089,9 @@ class PolicyMetrics:
         limit_changes: `LimitChanged` events: an adaptive bulkhead limit moved.
         fallbacks: `FallbackUsed` events: a `Fallback` answered instead of the call.
         hedges: `HedgeStarted` events: a `Hedge` started another copy of a call.
+        rate_waits: `RateLimitWaited` events: calls a `RateLimiter` made wait.
+        rate_waited: The seconds those calls waited, in total.
+        rate_changes: `RateChanged` events: an adaptive rate limiter's rate moved.
         in_flight: Calls running now in the bulkheads watched under this name
             (`MetricsCollector.watch`), read when the snapshot was taken;
             `None` if none is watched (or all were garbage-collected).
@@ -1059,6 +1114,9 @@ class PolicyMetrics:
     limit_changes: int = 0
     fallbacks: int = 0
     hedges: int = 0
+    rate_waits: int = 0
+    rate_waited: float = 0.0
+    rate_changes: int = 0
     in_flight: int | None = None
     queued: int | None = None
     limit: int | None = None
@@ -1077,6 +1135,9 @@ class PolicyMetrics:
             "limit_changes": self.limit_changes,
             "fallbacks": self.fallbacks,
             "hedges": self.hedges,
+            "rate_waits": self.rate_waits,
+            "rate_waited": self.rate_waited,
+            "rate_changes": self.rate_changes,
             "in_flight": self.in_flight,
             "queued": self.queued,
             "limit": self.limit,

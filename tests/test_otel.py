@@ -259,6 +259,8 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         rs.LimitChanged(limit=2, previous=1),
         rs.FallbackUsed(kind="server"),
         rs.HedgeStarted(hedge=1, delay=0.5),
+        rs.RateLimitWaited(delay=0.25, cost=1.0),
+        rs.RateChanged(rate=8.0, previous=10.0, reason="rate_limit"),
     ):
         metrics(event)
     bulkhead = metrics.watch(rs.Bulkhead(max_concurrent=1, overload=ValueError))
@@ -274,6 +276,8 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         "resilience.bulkhead.limit_changes": "{change}",
         "resilience.fallbacks": "{fallback}",
         "resilience.hedges": "{hedge}",
+        "resilience.rate_limit.waits": "s",
+        "resilience.rate_limit.rate_changes": "{change}",
         "resilience.bulkhead.in_flight": "{call}",
         "resilience.bulkhead.queued": "{call}",
         "resilience.bulkhead.limit": "{call}",

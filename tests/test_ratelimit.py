@@ -623,3 +623,42 @@ def test_available_counts_back_up_to_the_burst(rate: float) -> None:
     assert r.available == pytest.approx(rate / 2)
     clock.advance(100.0)
     assert r.available == pytest.approx(rate)
+
+
+# --- 6. metrics ---------------------------------------------------------------------------
+
+
+def test_metrics_count_waits_seconds_waited_refusals_and_rate_changes() -> None:
+    """A MetricsCollector hooked globally: rate_waits, rate_waited, rejections, rate_changes."""
+    collector = rs.MetricsCollector()
+    rs.add_hook(collector)
+    r = limiter(rate=4, burst=1, max_wait=0.3, name="rpm", adapt=rs.transient)
+    r.call(Work())  # at once
+    r.call(Work())  # waits 0.25 s
+    r.admit(None)  # reserves the next 0.25 s
+    with pytest.raises(rs.RateLimitedError):
+        r.call(Work())  # would wait 0.5 s
+    r.clock.advance(1.0)  # type: ignore[attr-defined]
+    with pytest.raises(Boom):
+        r.call(Work(error=Boom("429")))  # not a rate-limit answer: no change
+    seen = collector.snapshot()["rpm"]
+    assert (seen.rate_waits, seen.rate_waited, seen.rejections, seen.rate_changes) == (
+        2,
+        pytest.approx(0.5),
+        1,
+        0,
+    )
+    assert collector.snapshot().as_dict()["series"]["rpm"]["rate_waits"] == 2
+
+
+def test_try_acquire_takes_units_only_if_they_fit_and_refuses_silently() -> None:
+    """True while units last, then False: no wait, no exception, no CallRejected."""
+    r = limiter(rate=2, burst=2)
+    with capture_events() as events:
+        assert [r.try_acquire() for _ in range(3)] == [True, True, False]
+        assert r.try_acquire(0) is True
+    assert events == []
+    r.clock.advance(1.0)  # type: ignore[attr-defined]
+    assert r.try_acquire(2) is True
+    with pytest.raises(ValueError, match="cost must be <= burst"):
+        r.try_acquire(3)

@@ -22,6 +22,8 @@ would double the SDK's cost, which dominates (several µs per measurement).
 | ``resilience.bulkhead.limit_changes`` | Counter | ``{change}`` | policy, reason |
 | ``resilience.fallbacks`` | Counter | ``{fallback}`` | policy, kind |
 | ``resilience.hedges`` | Counter | ``{hedge}`` | policy |
+| ``resilience.rate_limit.waits`` | Histogram | ``s`` | policy |
+| ``resilience.rate_limit.rate_changes`` | Counter | ``{change}`` | policy, reason |
 | ``resilience.bulkhead.in_flight`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.queued`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.limit`` | ObservableGauge | ``{call}`` | policy |
@@ -74,6 +76,8 @@ INSTRUMENTS: Final = (
     "resilience.bulkhead.limit_changes",
     "resilience.fallbacks",
     "resilience.hedges",
+    "resilience.rate_limit.waits",
+    "resilience.rate_limit.rate_changes",
     "resilience.bulkhead.in_flight",
     "resilience.bulkhead.queued",
     "resilience.bulkhead.limit",
@@ -175,6 +179,8 @@ class _Sink:
         "lock",
         "max_series",
         "names",
+        "rate_changes",
+        "rate_waits",
         "recorders",
         "rejections",
         "retries",
@@ -235,6 +241,16 @@ class _Sink:
             unit="{hedge}",
             description="Extra copies of slow calls a Hedge started.",
         )
+        self.rate_waits = meter.create_histogram(
+            "resilience.rate_limit.waits",
+            unit="s",
+            description="How long a RateLimiter made each call it could not admit at once wait.",
+        )
+        self.rate_changes = meter.create_counter(
+            "resilience.rate_limit.rate_changes",
+            unit="{change}",
+            description="Times an adaptive RateLimiter's rate moved, by reason.",
+        )
         # Where the gauges' callbacks read the watched bulkheads: set by the observer.
         self.gauges: Callable[[], Mapping[str, tuple[int, int, int]]] = _no_gauges
         for name, description, index in _GAUGES:
@@ -290,6 +306,12 @@ class _Sink:
 
     def hedge(self, name: str, /) -> None:
         self.hedges.add(1, {POLICY: self.label(name)})
+
+    def rate_wait(self, name: str, seconds: float, /) -> None:
+        self.rate_waits.record(seconds, {POLICY: self.label(name)})
+
+    def rate_changed(self, name: str, reason: str, /) -> None:
+        self.rate_changes.add(1, {POLICY: self.label(name), REASON: reason})
 
     def _gauge(self, index: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
