@@ -642,12 +642,8 @@ def test_metrics_count_waits_seconds_waited_refusals_and_rate_changes() -> None:
     with pytest.raises(Boom):
         r.call(Work(error=Boom("429")))  # not a rate-limit answer: no change
     seen = collector.snapshot()["rpm"]
-    assert (seen.rate_waits, seen.rate_waited, seen.rejections, seen.rate_changes) == (
-        2,
-        pytest.approx(0.5),
-        1,
-        0,
-    )
+    assert (seen.rate_waits, seen.rejections, seen.rate_changes) == (2, 1, 0)
+    assert seen.rate_waited == pytest.approx(0.5)
     assert collector.snapshot().as_dict()["series"]["rpm"]["rate_waits"] == 2
 
 
