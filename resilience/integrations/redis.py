@@ -1766,3 +1766,6 @@ for _cls in (
 ):
     _cls.__module__ = __name__
 del _cls
+
+# The fleet-wide rate limiter lives in a module of its own; it is part of this namespace.
+from ._redis_limiter import RedisRateLimiter as RedisRateLimiter  # noqa: E402

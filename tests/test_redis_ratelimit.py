@@ -1,0 +1,253 @@
+"""RedisRateLimiter against a real redis-server: one rate limit for every process (issue #12)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import resilience as rs
+from resilience.testing import FakeClock, capture_events
+
+from .redis_server import RedisServer, free_port, make_client
+from .threads import join_all
+
+pytest.importorskip("redis", reason="the redis package is not installed")
+
+import redis
+
+from resilience.integrations.redis import (
+    RedisRateLimiter,
+    RedisStore,
+    StoreRecovered,
+    StoreUnavailable,
+)
+
+pytest_plugins = ["tests.redis_fixtures"]
+
+KEY = "resilience:ratelimit:{llm}"
+
+
+@pytest.fixture
+def other(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A second client of the session's server: another "process" (the fixture flushed it)."""
+    connection = make_client(redis_server.url)
+    yield connection
+    connection.close()
+
+
+def limiter(
+    client: redis.Redis, clock: FakeClock | None = None, *, store: Any = None, **options: Any
+) -> RedisRateLimiter:
+    options.setdefault("name", "llm")
+    options.setdefault("rate", 5)
+    options.setdefault("per", 600.0)  # 2 minutes per unit: nothing comes back during a test
+    return RedisRateLimiter(store=store or RedisStore(client), clock=clock or FakeClock(), **options)
+
+
+def take(r: RedisRateLimiter, n: int) -> int:
+    """Ask *n* times through ``call``; return how many calls ran."""
+    ran = 0
+    for _ in range(n):
+        try:
+            r.call(lambda: None)
+        except rs.RateLimitedError:
+            continue
+        ran += 1
+    return ran
+
+
+def commands(client: redis.Redis) -> int:
+    """Scripts the server has run so far (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return sum(
+        int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
+def test_two_processes_share_one_bucket(client: redis.Redis, other: redis.Redis) -> None:
+    """burst=5, max_wait=0: five calls in all, whichever process asks; then both are refused."""
+    a = limiter(client, max_wait=0)
+    b = limiter(other, max_wait=0)
+    assert take(a, 3) == 3
+    assert take(b, 4) == 2
+    with pytest.raises(rs.RateLimitedError) as info:
+        a.call(lambda: None)
+    assert info.value.retry_after == pytest.approx(120.0, abs=0.1)  # 600 s / 5 per unit
+
+
+def test_waiters_across_processes_reserve_slots_in_turn(
+    client: redis.Redis, other: redis.Redis
+) -> None:
+    """Once the bucket is empty, each caller anywhere waits one interval more than the last."""
+    clock = FakeClock()
+    a = limiter(client, clock, burst=1, rate=10, per=10.0)
+    b = limiter(other, clock, burst=1, rate=10, per=10.0)
+    with capture_events() as events:
+        a.call(lambda: None)
+        waits = [r.admit(None) for r in (b, a, b)]
+    assert [w.seconds for w in waits] == pytest.approx([1.0, 2.0, 3.0], abs=0.01)
+    delays = [e.delay for e in events if isinstance(e, rs.RateLimitWaited)]
+    assert delays == pytest.approx([1.0, 2.0, 3.0], abs=0.01)
+
+
+def test_one_round_trip_per_call(client: redis.Redis) -> None:
+    """Each call is one script on the server; nothing else is sent."""
+    r = limiter(client, rate=1000)
+    r.call(lambda: None)  # loads the script (EVALSHA answered NOSCRIPT, then EVAL)
+    before = commands(client)
+    for _ in range(10):
+        r.call(lambda: None)
+    assert commands(client) == before + 10
+
+
+def test_the_key_is_namespaced_and_expires_once_the_bucket_is_full(client: redis.Redis) -> None:
+    """One string, a hash tag on the name, living until its bucket would be full again."""
+    r = limiter(client, store=RedisStore(client, prefix="billing"), rate=60, per=60.0, burst=60)
+    r.call(lambda: None)
+    assert client.keys() == [b"billing:ratelimit:{llm}"]
+    assert client.type("billing:ratelimit:{llm}") == b"string"
+    assert 1_000 <= client.pttl("billing:ratelimit:{llm}") <= 2_000  # one unit's second + 1 s
+
+
+def test_a_cancelled_waiter_gives_its_units_back_to_the_fleet(client: redis.Redis) -> None:
+    """The last reservation, cancelled while it waits: the shared arrival time is as before."""
+    r = limiter(client, clock=rs.engine.SYSTEM_CLOCK, burst=1)  # type: ignore[arg-type]
+    r.call(lambda: None)
+    before = client.get(KEY)
+
+    async def main() -> None:
+        task = asyncio.create_task(r.acall(asyncio.sleep, 0))
+        while client.get(KEY) == before:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert float(client.get(KEY)) == pytest.approx(float(before))
+
+
+def test_threads_of_two_processes_never_take_more_than_the_bucket(
+    client: redis.Redis, other: redis.Redis
+) -> None:
+    """8 threads through two limiter objects, max_wait=0: exactly the burst overall."""
+    a = limiter(client, max_wait=0, burst=25, rate=25)
+    b = limiter(other, max_wait=0, burst=25, rate=25)
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def worker(r: RedisRateLimiter) -> None:
+        n = take(r, 20)
+        with lock:
+            ran.append(n)
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in (a, b) * 4]
+    for thread in threads:
+        thread.start()
+    join_all(threads)
+    assert sum(ran) == 25
+
+
+def test_a_deadline_refuses_a_wait_that_would_end_after_it(client: redis.Redis) -> None:
+    """Inside a Timeout of 1 s, a wait of 2 minutes is refused, and nothing is reserved."""
+    clock = FakeClock()
+    r = limiter(client, clock, burst=1)
+    r.call(lambda: None)
+    stamp = client.get(KEY)
+    with pytest.raises(rs.RateLimitedError), rs.Timeout(1.0, clock=clock):
+        r.call(lambda: None)
+    assert client.get(KEY) == stamp
+
+
+def test_decorates_coroutines_too(client: redis.Redis) -> None:
+    """An async function: admitted, then refused once the bucket is empty."""
+    r = limiter(client, max_wait=0, burst=1)
+
+    @r
+    async def ask() -> str:
+        return "ok"
+
+    assert asyncio.run(ask()) == "ok"
+    with pytest.raises(rs.RateLimitedError):
+        asyncio.run(ask())
+
+
+# --- Redis unreachable -----------------------------------------------------------------------
+
+
+def test_redis_down_falls_back_to_a_local_share_and_recovers(own_server: RedisServer) -> None:
+    """share=0.4 of burst 5: two calls locally; one StoreUnavailable; StoreRecovered later."""
+    clock = FakeClock()
+    client = make_client(own_server.url)
+    r = limiter(client, clock, store=RedisStore(client, reconnect=5.0), max_wait=0, share=0.4)
+    assert take(r, 1) == 1  # Redis
+    own_server.kill()
+    with capture_events() as events:
+        assert take(r, 5) == 2  # this process alone: 0.4 x 5
+    lost = [e for e in events if isinstance(e, StoreUnavailable)]
+    assert [(e.name, e.fallback) for e in lost] == [("llm", "local")]
+    own_server.start(own_server.port)
+    clock.advance(5.0)
+    with capture_events() as events:
+        assert take(r, 5) == 5  # a fresh shared bucket on the restarted server
+    assert [type(e) for e in events if isinstance(e, StoreRecovered)] == [StoreRecovered]
+
+
+@pytest.mark.parametrize(("fallback", "ran"), [("admit", 5), ("reject", 0)])
+def test_redis_unreachable_admit_or_reject(
+    redis_server: RedisServer, fallback: str, ran: int
+) -> None:
+    """Nothing listens: every call is admitted, or refused; no Redis error escapes."""
+    client = make_client(f"redis://127.0.0.1:{free_port()}/0")
+    r = limiter(client, fallback=fallback, hooks=[lambda e: None])
+    assert take(r, 5) == ran
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_settings_repr_and_explain(client: redis.Redis) -> None:
+    """Its settings, a repr without the client, explain() saying it is fleet-wide."""
+    store = RedisStore(client)
+    r = RedisRateLimiter(name="llm", store=store, rate=500, burst=50, max_wait=2.0)
+    assert (r.name, r.store, r.rate, r.per, r.burst, r.max_wait, r.fallback, r.share) == (
+        "llm",
+        store,
+        500.0,
+        60.0,
+        50.0,
+        2.0,
+        "local",
+        1.0,
+    )
+    assert repr(r) == "RedisRateLimiter(name='llm', rate=500, per=60, burst=50, fallback='local')"
+    assert "for the whole fleet" in r.explain()
+    assert "one Redis round trip per call" in r.explain()
+    assert RedisRateLimiter.__module__ == "resilience.integrations.redis"
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"name": ""}, ValueError, "needs a name"),
+        ({"name": "a{b}"}, ValueError, "name must not contain braces"),
+        ({"store": "redis"}, TypeError, "store must be a RedisStore"),
+        ({"rate": 0}, ValueError, "rate must be a finite number > 0"),
+        ({"per": -1}, ValueError, "per must be"),
+        ({"cost": 50}, ValueError, r"cost must be <= burst"),
+        ({"fallback": "open"}, ValueError, "fallback must be 'local', 'admit' or 'reject'"),
+        ({"share": 0}, ValueError, r"share must be in \(0, 1\]"),
+        ({"share": "1"}, TypeError, "share must be a number"),
+        ({"max_wait": -1}, ValueError, "max_wait"),
+    ],
+)
+def test_bad_configuration_names_the_parameter(
+    client: redis.Redis, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    arguments: dict[str, Any] = {"name": "llm", "store": RedisStore(client), "rate": 5, **options}
+    with pytest.raises(error, match=match):
+        RedisRateLimiter(**arguments)
