@@ -12,6 +12,7 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
+from .forms import until
 from .redis_server import RedisServer, free_port, make_client
 from .threads import join_all
 
@@ -45,7 +46,8 @@ def limiter(
     options.setdefault("name", "llm")
     options.setdefault("rate", 5)
     options.setdefault("per", 600.0)  # 2 minutes per unit: nothing comes back during a test
-    return RedisRateLimiter(store=store or RedisStore(client), clock=clock or FakeClock(), **options)
+    store = store or RedisStore(client)
+    return RedisRateLimiter(store=store, clock=clock or FakeClock(), **options)
 
 
 def take(r: RedisRateLimiter, n: int) -> int:
@@ -121,14 +123,16 @@ def test_a_cancelled_waiter_gives_its_units_back_to_the_fleet(client: redis.Redi
 
     async def main() -> None:
         task = asyncio.create_task(r.acall(asyncio.sleep, 0))
-        while client.get(KEY) == before:
-            await asyncio.sleep(0.001)
+        await until(lambda: client.get(KEY) != before)  # its slot is reserved: it waits
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
-    assert float(client.get(KEY)) == pytest.approx(float(before))
+    after = client.get(KEY)
+    assert isinstance(after, bytes)
+    assert isinstance(before, bytes)
+    assert float(after) == pytest.approx(float(before))
 
 
 def test_threads_of_two_processes_never_take_more_than_the_bucket(
