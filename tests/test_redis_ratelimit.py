@@ -255,3 +255,13 @@ def test_bad_configuration_names_the_parameter(
     arguments: dict[str, Any] = {"name": "llm", "store": RedisStore(client), "rate": 5, **options}
     with pytest.raises(error, match=match):
         RedisRateLimiter(**arguments)
+
+
+def test_the_fleet_docs_example_runs(redis_server: RedisServer, client: redis.Redis) -> None:
+    """docs/fleet.md's rate-limit block, as written, against the session's server."""
+    from .test_ratelimit_docs import example
+
+    ns = example("fleet.md", "fleet-rate-limit", REDIS_URL=redis_server.url)
+    assert ns["answer"] == "HELLO"
+    assert client.exists("resilience:ratelimit:{saas-api-rpm}") == 1
+    assert ns["rpm"].share == 0.25
