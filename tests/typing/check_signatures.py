@@ -172,3 +172,34 @@ def counted(text: str) -> int:
 assert_type(counted("abc"), int)
 with counter as held:
     assert_type(held, Counter)
+
+
+# The RateLimiter keeps signatures; its explicit form yields a permit.
+
+limiter = rs.RateLimiter(rate=60, per=60.0, cost=lambda prompt, max_tokens=256: max_tokens)
+
+
+@limiter
+def paced(prompt: str, max_tokens: int = 256) -> dict[str, int]:
+    return {"max_tokens": max_tokens}
+
+
+@limiter
+async def apaced(prompt: str) -> bytes:
+    return prompt.encode()
+
+
+assert_type(paced("hi", max_tokens=3), dict[str, int])
+assert_type(limiter.call(paced, "hi"), dict[str, int])
+assert_type(limiter.try_acquire(3), bool)
+with limiter.acquire(10) as permit:
+    assert_type(permit, rs.RateLimitPermit)
+    permit.settle(8)
+
+
+async def use_limiter() -> None:
+    assert_type(await apaced("x"), bytes)
+    async with limiter.acquire(5) as apermit:
+        assert_type(apermit, rs.RateLimitPermit)
+    async with rs.RateLimiter(rate=1) as entered:
+        assert_type(entered, rs.RateLimiter)
