@@ -170,7 +170,18 @@ class _Bucket:
     *origin* with *scale* so that units stay continuous when the rate changes.
     """
 
-    __slots__ = ("burst", "generation", "lock", "max_cost", "now", "origin", "rate", "scale", "tat")
+    __slots__ = (
+        "burst",
+        "generation",
+        "last",
+        "lock",
+        "max_cost",
+        "now",
+        "origin",
+        "rate",
+        "scale",
+        "tat",
+    )
 
     def __init__(self, rate: float, per: float, burst: float, cost: float, clock: Clock) -> None:
         self.lock = threading.Lock()
@@ -182,6 +193,7 @@ class _Bucket:
         self.burst = burst
         self.max_cost = cost  # the largest cost reserved: bounds a refund out of turn
         self.generation = 0
+        self.last: RateLimitPermit | None = None  # the last reservation made with a permit
 
     def units(self) -> float:
         """Units now (lock held, or a snapshot)."""
@@ -217,9 +229,9 @@ class RateLimiter(GatePolicy):
     ``burst + rate <= limit``; a server that refills a bucket of *limit*
     units continuously, as LLM APIs do, is matched by ``rate=limit``.) Units
     given back by a caller that was not the last to reserve are returned only
-    as far as this bound allows for the calls already scheduled (at most the
-    units that were still ahead of now, and at most *burst* less the largest
-    cost reserved); the rest is forfeited, never lent. A `settle` above the
+    as far as this bound allows for the calls already scheduled (at most what
+    its own call still held ahead of now, and at most *burst* less the
+    largest cost reserved); the rest is forfeited, never lent. A `settle` above the
     estimate is a debt that the next callers wait out: the window in which
     the call ran may exceed the bound by the shortfall, the long-run rate
     does not. Times are rounded to ``1e-9`` units.
@@ -492,14 +504,14 @@ class RateLimiter(GatePolicy):
         with bucket.lock:
             waiting = bucket.units() < permit.start - _SLACK
             if waiting:
-                self._refund(permit, permit.cost)
+                self._refund(permit, permit.cost, False)
 
     def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
         """A wait that cannot end before the deadline gives its units back, refused."""
         permit = cast("RateLimitPermit", wait.permit)
         bucket = self._bucket
         with bucket.lock:
-            self._refund(permit, permit.cost)
+            self._refund(permit, permit.cost, False)
         self._refuse(target, wait.seconds or 0.0, permit.cost)
 
     def closure(self, fn: Callable[..., Any], shape: Shape) -> Callable[..., Any] | None:
@@ -692,7 +704,8 @@ class RateLimiter(GatePolicy):
                     return _FREE
                 if cost > bucket.max_cost:
                     bucket.max_cost = cost
-                return RateLimitPermit(self, cost, end, now, bucket.generation)
+                bucket.last = admitted = RateLimitPermit(self, cost, end, now, bucket.generation)
+                return admitted
             delay = (start - now) / bucket.scale
             max_wait = self.max_wait
             too_late = max_wait is not None and delay > max_wait
@@ -703,7 +716,7 @@ class RateLimiter(GatePolicy):
                 bucket.tat = end
                 if cost > bucket.max_cost:
                     bucket.max_cost = cost
-                reserved = RateLimitPermit(self, cost, end, start, bucket.generation)
+                bucket.last = reserved = RateLimitPermit(self, cost, end, start, bucket.generation)
         if too_late:
             refuse(
                 self.hooks,
@@ -723,22 +736,26 @@ class RateLimiter(GatePolicy):
         )
         return Wait(delay, reserved)
 
-    def _refund(self, permit: RateLimitPermit, units: float) -> None:
+    def _refund(self, permit: RateLimitPermit, units: float, ran: bool) -> None:
         """
         Give *units* of *permit* back (lock held): all of them if nobody reserved after it.
 
-        Otherwise the calls scheduled after it keep their times, and giving
-        back more than the units still ahead of now, or more than *burst* less
-        the largest cost reserved, could let the next callers start beside
-        them beyond the bound: what is above that is forfeited.
+        Otherwise the calls scheduled after it keep their times, and the units
+        can come back only as far as the bucket would have been ahead of now
+        anyway: a call that *ran* from its start for its (settled) cost keeps
+        the arrival time at least at ``start + cost``; a waiter that never ran,
+        at ``start - cost`` (where the reservation before it ended). Nor more
+        than *burst* less the largest cost reserved, or the next callers could
+        start beside the ones already scheduled beyond the bound. The rest is
+        forfeited, never lent (the property tests hold every interval to it).
         """
         bucket = self._bucket
-        if permit.end == bucket.tat:
+        if bucket.last is permit and permit.end == bucket.tat:
             bucket.tat -= units
             permit.end -= units
             return
-        ahead = permit.end - bucket.units()
-        back = min(units, ahead, bucket.burst - bucket.max_cost)
+        floor = permit.start + (permit.cost if ran else -permit.cost)
+        back = min(units, floor - bucket.units(), bucket.burst - bucket.max_cost)
         if back > 0:
             bucket.tat -= back
 
@@ -758,7 +775,7 @@ class RateLimiter(GatePolicy):
                     now = bucket.units()
                     bucket.tat = max(bucket.tat, now) + extra
             elif extra < 0:
-                self._refund(permit, -extra)
+                self._refund(permit, -extra, True)
 
     def _refuse(self, target: object, delay: float, cost: float) -> NoReturn:
         refuse(

@@ -15,7 +15,7 @@ import asyncio
 import threading
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import resilience as rs
@@ -55,6 +55,20 @@ operations = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
+@example(  # issue #12: a call settled twice below its estimate, behind a waiter
+    rate=1,
+    per=1.0,
+    extra_burst=0,
+    max_wait=None,
+    ops=[
+        ("call", 2, 0.0),
+        ("call", 2, 0.0),
+        ("settle", 0, 0.5),
+        ("call", 1, 0.0),
+        ("settle", 0, 0.5),
+        ("call", 1, 0.0),
+    ],
+)
 @given(
     rate=st.integers(1, 10),
     per=st.sampled_from([1.0, 2.5, 60.0]),
