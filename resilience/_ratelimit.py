@@ -22,6 +22,7 @@ bound (see `RateLimiter`, "Exactness").
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 import threading
@@ -173,9 +174,12 @@ class _Bucket:
     __slots__ = (
         "burst",
         "generation",
+        "horizon",
         "last",
+        "lent",
         "lock",
         "max_cost",
+        "min_cost",
         "now",
         "origin",
         "rate",
@@ -192,8 +196,14 @@ class _Bucket:
         self.tat = 0.0
         self.burst = burst
         self.max_cost = cost  # the largest cost reserved: bounds a refund out of turn
+        self.min_cost = cost or math.inf  # the smallest cost reserved or settled: likewise
         self.generation = 0
         self.last: RateLimitPermit | None = None  # the last reservation made with a permit
+        # Units given back out of turn, while calls reserved before them are still
+        # ahead: together they must fit the bounds a single refund does. Forgotten
+        # once now passes *horizon*, the arrival time before the first of them.
+        self.lent = 0.0
+        self.horizon = -math.inf
 
     def units(self) -> float:
         """Units now (lock held, or a snapshot)."""
@@ -640,6 +650,8 @@ class RateLimiter(GatePolicy):
                 bucket.tat = end
                 if units > bucket.max_cost:
                     bucket.max_cost = units
+                if units < bucket.min_cost:
+                    bucket.min_cost = units
                 return True
         return False
 
@@ -704,6 +716,8 @@ class RateLimiter(GatePolicy):
                     return _FREE
                 if cost > bucket.max_cost:
                     bucket.max_cost = cost
+                if cost < bucket.min_cost:
+                    bucket.min_cost = cost
                 bucket.last = admitted = RateLimitPermit(self, cost, end, now, bucket.generation)
                 return admitted
             delay = (start - now) / bucket.scale
@@ -716,6 +730,8 @@ class RateLimiter(GatePolicy):
                 bucket.tat = end
                 if cost > bucket.max_cost:
                     bucket.max_cost = cost
+                if cost < bucket.min_cost:
+                    bucket.min_cost = cost
                 bucket.last = reserved = RateLimitPermit(self, cost, end, start, bucket.generation)
         if too_late:
             refuse(
@@ -744,20 +760,30 @@ class RateLimiter(GatePolicy):
         can come back only as far as the bucket would have been ahead of now
         anyway: a call that *ran* from its start for its (settled) cost keeps
         the arrival time at least at ``start + cost``; a waiter that never ran,
-        at ``start - cost`` (where the reservation before it ended). Nor more
+        at ``start - cost`` plus the smallest cost (where the call reserved
+        before it ended, at the earliest). Nor more
         than *burst* less the largest cost reserved, or the next callers could
-        start beside the ones already scheduled beyond the bound. The rest is
-        forfeited, never lent (the property tests hold every interval to it).
+        start beside the ones already scheduled beyond the bound; refunds out
+        of turn count together against both while the calls scheduled before
+        them are ahead. The rest is forfeited (the property tests hold every
+        interval to the bound).
         """
         bucket = self._bucket
         if bucket.last is permit and permit.end == bucket.tat:
             bucket.tat -= units
             permit.end -= units
             return
-        floor = permit.start + (permit.cost if ran else -permit.cost)
-        back = min(units, floor - bucket.units(), bucket.burst - bucket.max_cost)
+        now = bucket.units()
+        if now >= bucket.horizon:
+            bucket.lent = 0.0
+        floor = permit.start + (permit.cost if ran else bucket.min_cost - permit.cost)
+        lent = bucket.lent
+        back = min(units, floor - now - lent, bucket.burst - bucket.max_cost - lent)
         if back > 0:
+            if bucket.tat > bucket.horizon:
+                bucket.horizon = bucket.tat
             bucket.tat -= back
+            bucket.lent = lent + back
 
     def _settle(self, permit: RateLimitPermit, actual: float) -> None:
         """Charge (a debt later callers wait out) or refund the difference to the estimate."""
@@ -767,6 +793,8 @@ class RateLimiter(GatePolicy):
         with bucket.lock:
             extra = actual - permit.cost
             permit.cost = actual
+            if actual < bucket.min_cost:
+                bucket.min_cost = actual
             if extra > 0:
                 if permit.end == bucket.tat:
                     bucket.tat += extra
