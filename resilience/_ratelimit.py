@@ -35,7 +35,7 @@ import attrs
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
-from ._events import Hook, RateChanged, RateLimitWaited, emit, log_ignored
+from ._events import Hook, RateChanged, RateLimitWaited, emit, get_hooks, log_ignored
 from ._exceptions import RateLimitedError
 from ._explain import Description, condition, seconds
 from ._gate import NO_RESULT, GatePolicy, Wait, refuse, wait_async, wait_sync
@@ -459,14 +459,17 @@ class RateLimiter(GatePolicy):
             lock.release()
             max_wait = self.max_wait
             if max_wait is not None and delay > max_wait:  # refused: nothing to reserve
-                refuse(
-                    self.hooks,
-                    RateLimitedError(self._label, delay, cost),
-                    name=self.name,
-                    target=target,
-                    reason="rate_limited",
-                    retry_after=delay,
-                )
+                error = RateLimitedError(self._label, delay, cost)
+                if self.hooks or get_hooks():  # refuse() would build no event otherwise
+                    refuse(
+                        self.hooks,
+                        error,
+                        name=self.name,
+                        target=target,
+                        reason="rate_limited",
+                        retry_after=delay,
+                    )
+                raise error
         return self._reserve(cost, target, False)
 
     def on_success(
@@ -539,17 +542,19 @@ class RateLimiter(GatePolicy):
         bucket = self._bucket
         lock, clock = bucket.lock, bucket.now
         run = self._pipeline.runner(shape)
+        # Without adapt, the clock's conversion to units never changes: constants here.
+        # A call fits when the arrival time is at most *headroom* units ahead of now.
+        origin, scale = bucket.origin, bucket.scale
+        headroom = bucket.burst - cost + _SLACK
 
         if shape is Shape.SYNC:
 
             def limited(*args: Any, **kwargs: Any) -> Any:
-                reading = clock()  # before the lock: a stale reading only admits less
+                now = (clock() - origin) * scale  # before the lock: a stale reading admits less
                 lock.acquire()  # nothing below raises: no try/finally to pay for
-                now = (reading - bucket.origin) * bucket.scale
                 tat = bucket.tat
-                end = (tat if tat > now else now) + cost
-                if end - bucket.burst <= now + _SLACK:
-                    bucket.tat = end
+                if tat <= now + headroom:
+                    bucket.tat = (tat if tat > now else now) + cost
                     lock.release()
                     return fn(*args, **kwargs)
                 lock.release()
@@ -558,13 +563,11 @@ class RateLimiter(GatePolicy):
             return limited
 
         async def alimited(*args: Any, **kwargs: Any) -> Any:
-            reading = clock()
+            now = (clock() - origin) * scale
             lock.acquire()
-            now = (reading - bucket.origin) * bucket.scale
             tat = bucket.tat
-            end = (tat if tat > now else now) + cost
-            if end - bucket.burst <= now + _SLACK:
-                bucket.tat = end
+            if tat <= now + headroom:
+                bucket.tat = (tat if tat > now else now) + cost
                 lock.release()
                 return await fn(*args, **kwargs)
             lock.release()
