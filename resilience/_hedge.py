@@ -33,6 +33,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
 from ._explain import Description, rule_lines, seconds
+from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
 
@@ -482,7 +483,7 @@ class Hedge(PolicyMixin):
             text = f"the hedged call failed and no hedge was started{label}"
         if stopped_by_deadline and started <= self.max_hedges:
             text += ": the next hedge would have started after the deadline"
-        last.add_note(f"resilience: {text}")
+        set_note(last, self, text)
         raise last
 
 

@@ -25,6 +25,7 @@ from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import Description, backoff_bounds, rule_lines, seconds, span
+from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
@@ -754,7 +755,7 @@ class _RetryCall:
         )
         if error is not None:
             if self.attempt > 1 or reason is not None:
-                error.add_note(f"resilience: {text}")
+                set_note(error, retry, text)
             raise error
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 

@@ -81,6 +81,34 @@ def test_gives_up_with_the_last_exception_unchanged_and_noted(mode: Runner) -> N
     assert flaky.calls == 3
 
 
+def test_an_exception_raised_again_carries_one_note(mode: Runner) -> None:
+    """#18.5: the same exception object given up on by many calls keeps one note of this Retry."""
+    clock = FakeClock()
+    same = ValueError("always")
+
+    def fails() -> None:
+        raise same
+
+    retry = make_retry(clock, attempts=2)(mode.make(fails))
+    for _ in range(3):
+        with pytest.raises(ValueError, match="always"):
+            mode.run(retry)
+    assert same.__notes__ == ["resilience: gave up after 2 attempts over 1 s"]
+
+
+def test_nested_retries_each_leave_their_note(mode: Runner) -> None:
+    """#18.5: one note per Retry: an outer Retry does not replace the inner one's note."""
+    clock = FakeClock()
+    inner = make_retry(clock, attempts=2, name="inner")
+    outer = make_retry(clock, attempts=2, name="outer")
+    with pytest.raises(ValueError, match="3") as info:
+        mode.run(outer(inner(mode.make(Flaky(*(ValueError(str(i)) for i in range(4)))))))
+    assert [note.split(" (")[-1] for note in info.value.__notes__] == [
+        "retry 'inner')",
+        "retry 'outer')",
+    ]
+
+
 def test_later_failures_do_not_chain_the_first_as_context(mode: Runner) -> None:
     """Attempts after the first run outside its except block: no false __context__."""
     clock = FakeClock()
