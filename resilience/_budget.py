@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from datetime import timedelta
 from typing import Final, Protocol, final, runtime_checkable
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._fork import fork_safe_lock
 from ._validate import to_count, to_seconds
 
 __all__ = ["Budget", "RetryBudget", "TokenBudget"]
@@ -147,7 +147,7 @@ class RetryBudget:
         self._per = to_seconds("per", per)
         self._clock = _check_clock(clock)
         self._width = self._per / _BUCKETS
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__
@@ -264,7 +264,7 @@ class TokenBudget:
         self._max = to_count("max_tokens", max_tokens)
         self._ratio = _to_ratio("token_ratio", token_ratio, zero=False)
         self._tokens = float(self._max)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__

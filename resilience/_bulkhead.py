@@ -12,7 +12,6 @@ each call's duration and overload verdict move the limit.
 from __future__ import annotations
 
 import collections
-import threading
 from typing import Any, NoReturn, final
 
 import attrs
@@ -22,6 +21,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._events import Hook, LimitChanged, emit, log_ignored
 from ._exceptions import BulkheadFullError
 from ._explain import Description, rule_lines, seconds
+from ._fork import fork_safe_lock
 from ._gate import NO_RESULT, GatePolicy, Wait, Waiter, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
@@ -70,7 +70,7 @@ class _Slots:
     __slots__ = ("adaptive", "debt", "free", "limit", "lock", "queue")
 
     def __init__(self, max_concurrent: int | Limit) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.queue: collections.deque[Wait] = collections.deque()
         if isinstance(max_concurrent, int):
             self.adaptive: Limit | None = None

@@ -18,12 +18,12 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import attrs
 
+from ._fork import fork_safe_lock
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -625,7 +625,7 @@ class InMemoryCircuitStore:
     )
 
     def __init__(self, breaker: CircuitBreaker) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._now = breaker.clock.now
         self._rng = breaker.rng
         self._reset_timeout = breaker.reset_timeout

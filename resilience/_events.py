@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import attrs
 
 from ._exceptions import seconds_text
+from ._fork import fork_safe_lock
 
 __all__ = [
     "CallRejected",
@@ -518,7 +518,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.hooks: tuple[Hook, ...] = (log_event,)
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
 
 
 _registry = _Registry()

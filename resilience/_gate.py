@@ -37,6 +37,7 @@ from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit
 from ._exceptions import RejectedError
+from ._fork import fork_safe_lock
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
 
@@ -200,7 +201,7 @@ class Waiter:
     _GONE: Final = 2
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._state = self._WAITING
         self._event: threading.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

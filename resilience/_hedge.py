@@ -33,6 +33,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
 from ._explain import Description, rule_lines, seconds
+from ._fork import fork_safe_lock
 from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
@@ -134,7 +135,7 @@ class PercentileDelay:
     min_samples: int | None = attrs.field(default=None, validator=_check_min_samples)
     _order: collections.deque[float] = attrs.field(init=False)
     _sorted: list[float] = attrs.field(init=False, factory=list)
-    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _lock: threading.Lock = attrs.field(init=False, factory=fork_safe_lock)
     _need: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:

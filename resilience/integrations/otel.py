@@ -41,7 +41,6 @@ imports this module.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, final
 
@@ -50,7 +49,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 import resilience as rs
 from resilience import Clock, transient
-from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, to_count
+from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, fork_safe_lock, to_count
 
 __all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
 
@@ -131,7 +130,7 @@ class _Recorder:
             "rejected": {POLICY: name, OUTCOME: "rejected"},
             "cancelled": {POLICY: name, OUTCOME: "cancelled"},
         }
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def _failure(self, kind: str) -> dict[str, str]:
         attributes = self._kinds.get(kind)
@@ -184,7 +183,7 @@ class _Sink:
     )
 
     def __init__(self, meter: otel.Meter, max_series: int) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.max_series = max_series
         self.names: set[str] = set()
         self.recorders: dict[str, _Recorder] = {}

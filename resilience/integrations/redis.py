@@ -55,7 +55,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn, final
@@ -91,6 +90,7 @@ from resilience.engine import (
     check_clock,
     describe_seconds,
     emit,
+    fork_safe_lock,
     pipeline_field,
     refuse,
     rule_lines,
@@ -761,7 +761,7 @@ class _Link:
         self._hooks = hooks
         self._now = now
         self._reconnect = reconnect
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._down = False
         self._epoch = 0
         self._since = 0.0
@@ -900,8 +900,8 @@ class RedisCircuitStore:
             math.ceil(config.probe_lease * 1e6),
             breaker.half_open_max_calls,
         )
-        self._lock = threading.Lock()
-        self._fetch = threading.Lock()  # one refresh in flight per process
+        self._lock = fork_safe_lock()
+        self._fetch = fork_safe_lock()  # one refresh in flight per process
         self._link = _Link(name, breaker.hooks, self._now, config.reconnect)
         self._local = InMemoryCircuitStore(breaker) if config.fallback == "local" else None
         conditions = breaker.trip
@@ -1274,7 +1274,7 @@ class _Pause:
         self._read = store.client.register_script(_LUA_PAUSE_READ)
         self._refresh = store.refresh
         self._link = _Link(owner.name, owner.hooks, self._now, store.reconnect)
-        self._fetch = threading.Lock()
+        self._fetch = fork_safe_lock()
         self._until = -math.inf  # on this process's clock
         self._id = ""  # the pause _until belongs to ("" for one kept only here)
         # The last pause seen to end on this process's clock: read again (its key
@@ -1681,7 +1681,7 @@ class RedisRetryBudget:
             math.ceil(seconds * 1000),  # the key's time to live, ms
         )
         self._link = _Link(self._name, self._hooks, self._now, store.reconnect)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__
