@@ -12,10 +12,25 @@ it is on, policies wait zero seconds (and cap their attempts, when asked to).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from typing import Protocol, final, runtime_checkable
+from typing import Final, Protocol, final, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_enabled", "testing_state"]
+__all__ = [
+    "LONGEST_WAIT",
+    "SYSTEM_CLOCK",
+    "Clock",
+    "SystemClock",
+    "testing_enabled",
+    "testing_state",
+]
+
+LONGEST_WAIT: Final = threading.TIMEOUT_MAX
+"""
+Seconds: the longest wait the platform's time functions hold (about 292 years
+on Linux, 49 days on Windows). `time.sleep` and lock timeouts overflow beyond;
+a wait that long gives up (or refuses) at once instead: it could never end.
+"""
 
 
 @runtime_checkable

@@ -299,7 +299,9 @@ class RetriesExhausted(Event):
             items had reached the caller, so it could not be restarted; the
             caller gets `StreamInterruptedError`, chained to *error*),
             ``"budget"`` (the retry budget of ``Retry(budget=...)`` refused a
-            retry), or
+            retry), ``"too_long"`` (the next attempt lies further off than any
+            wait can last, past what the platform's time functions hold: a
+            backoff of 1e10 s, a Retry-After in the year 9999), or
             ``"not_retryable"`` (after at least one retry, an attempt failed in a
             way the classifier does not retry). Every `RetryScheduled` is
             followed by a success or by this event.

@@ -14,7 +14,7 @@ import random
 import re
 import types
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, final
 
 import attrs
 
@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Description",
+    "Sleeps",
     "backoff_bounds",
     "describe",
     "explain",
+    "largest",
     "rule_lines",
     "seconds",
     "worst_case",
@@ -250,16 +252,57 @@ def _is_builtin(backoff: object) -> bool:
     return jitter in _JITTERS or isinstance(jitter, _backoff.proportional)
 
 
-def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> list[tuple[float, float]] | None:
+@final
+class Sleeps(NamedTuple):
+    """
+    The (shortest, longest) sleep before each retry of a backoff, in a size independent of them.
+
+    *pairs* holds the first retries' bounds, computed one by one; every retry
+    after them, up to *retries*, sleeps as the last of *pairs*.
+    """
+
+    pairs: list[tuple[float, float]]
+    retries: int
+
+    def first(self, count: int) -> list[tuple[float, float]]:
+        """The bounds of the first *count* retries (at most *retries*)."""
+        return self.pairs[:count]
+
+    def last(self) -> tuple[float, float]:
+        """The bounds of the last retry."""
+        return self.pairs[-1]
+
+    def longest(self) -> list[tuple[float, int]]:
+        """Each retry's longest sleep, as (seconds, how many retries sleep that long at most)."""
+        if not self.pairs:
+            return []
+        extra = self.retries - len(self.pairs)
+        return [(high, 1) for _, high in self.pairs] + [(self.pairs[-1][1], extra)]
+
+
+def largest(values: Iterable[tuple[float, int]], count: int) -> float:
+    """The sum of the *count* largest values, each given as (value, how many times)."""
+    total = 0.0
+    for value, times in sorted(values, reverse=True):
+        if count <= 0:
+            break
+        taken = min(times, count)
+        total += value * taken
+        count -= taken
+    return total
+
+
+def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> Sleeps | None:
     """
     Return the (shortest, longest) sleep before each of *retries* retries, or `None` if unknown.
 
     Exact for the builtin curves and jitters: each builtin jitter grows with
     its random draw (and with the previous delay), so pinning the draw to 0
-    and to 1 gives the bounds. A backoff of your own is not guessed at.
+    and to 1 gives the bounds. A backoff of your own is not guessed at. The
+    cost does not grow past `_EXACT_RETRIES` retries, however many there are.
     """
     if not _is_builtin(backoff) or retries < 1:
-        return [] if retries < 1 else None
+        return Sleeps([], 0) if retries < 1 else None
     low_rng, high_rng = _Pinned(0.0), _Pinned(1.0)
     pairs: list[tuple[float, float]] = []
     low = high = 0.0
@@ -267,11 +310,10 @@ def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> list[tuple[float,
         low = float(backoff(attempt, low, low_rng))
         high = float(backoff(attempt, high, high_rng))
         pairs.append((low, high))
-    if retries > _EXACT_RETRIES:
-        if isinstance(backoff, _backoff.linear) and backoff.max is None and backoff.step > 0:
-            return None  # still growing: not worth a closed form here
-        pairs.extend([pairs[-1]] * (retries - _EXACT_RETRIES))
-    return pairs
+    growing = isinstance(backoff, _backoff.linear) and backoff.max is None and backoff.step > 0
+    if retries > _EXACT_RETRIES and growing:
+        return None  # still growing: not worth a closed form here
+    return Sleeps(pairs, retries)
 
 
 def span(low: float, high: float) -> str:

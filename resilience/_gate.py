@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, Self, final
 
-from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit
 from ._exceptions import RejectedError
@@ -337,12 +337,17 @@ def _bounded(wait: Wait) -> float | None:
     """*wait*'s seconds, bounded by the current deadline (negative: the deadline has passed)."""
     seconds = wait.seconds
     deadline = DEADLINE.get()
-    if deadline is None:
-        return seconds
-    left = time_left(deadline)
-    if wait.waiter is None:
-        return seconds if seconds is not None and seconds < left else -1.0
-    return left if seconds is None or left < seconds else seconds
+    if deadline is not None:
+        left = time_left(deadline)
+        if wait.waiter is None:
+            seconds = seconds if seconds is not None and seconds < left else -1.0
+        else:
+            seconds = left if seconds is None or left < seconds else seconds
+    if seconds is not None and seconds > LONGEST_WAIT:
+        # Longer than any wait can last (the platform's time functions overflow):
+        # a time wait could never end, so it expires now; a queue wait has no limit.
+        return -1.0 if wait.waiter is None else None
+    return seconds
 
 
 def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:

@@ -20,11 +20,11 @@ import attrs
 from . import backoff as _backoff
 from ._budget import Budget
 from ._classify import ErrorClassifier, Verdict, to_classifier
-from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import Description, backoff_bounds, rule_lines, seconds, span
+from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
 from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
@@ -166,19 +166,16 @@ def _plural(n: int) -> str:
     return f"{n} attempt{'s' if n != 1 else ''}"
 
 
-def _largest(values: list[float], count: int) -> float:
-    return sum(sorted(values, reverse=True)[:count])
-
-
-def _sleep_lines(pairs: list[tuple[float, float]], n: int, *, numbered: bool) -> list[str]:
+def _sleep_lines(sleeps: Sleeps, n: int, *, numbered: bool) -> list[str]:
     """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
     lines = []
-    shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
+    many = sleeps.retries > 6
+    shown = [*sleeps.first(4), None, sleeps.last()] if many else sleeps.first(6)
     for index, pair in enumerate(shown):
         if pair is None:
             lines.append("  ...")
             continue
-        number = index + 2 if index < 4 or len(pairs) <= 6 else n
+        number = index + 2 if index < 4 or not many else n
         where = f"before attempt {number}" if numbered else f"its retry {number - 1}"
         lines.append(f"  {where}: {span(*pair)}")
     return lines
@@ -296,12 +293,12 @@ class Retry(PolicyMixin):
             [n, *(s.attempts for _, s in self.per_kind if s.backoff is None and s.attempts)]
         )
         pairs = backoff_bounds(self.backoff, shared - 1)
-        slots: list[list[tuple[float, float]] | None] = [pairs]
+        slots: list[Sleeps | None] = [pairs]
         if top == 1:
             pass
         elif pairs is None:
             details.append(f"backoff {self.backoff!r}: its sleeps are not known (not a builtin)")
-        elif pairs:
+        elif pairs.retries:
             details.append(f"backoff {self.backoff!r}; sleeps:")
             details.extend(_sleep_lines(pairs, shared, numbered=not self.per_kind))
         for kind, settings in self.per_kind:
@@ -330,8 +327,8 @@ class Retry(PolicyMixin):
         elif all(slot is not None for slot in slots):
             # At most top - 1 retries, each sleeping one of these, each at most
             # once: the largest top - 1 of them bound any call.
-            highs = [high for slot in slots if slot is not None for _, high in slot]
-            sleeps = _largest(highs, top - 1)
+            highs = [high for slot in slots if slot is not None for high in slot.longest()]
+            sleeps = largest(highs, top - 1)
             if self.per_kind:
                 details.append(
                     f"sleeps in total at most {seconds(sleeps)} (the longest {top - 1} above)"
@@ -339,7 +336,7 @@ class Retry(PolicyMixin):
             else:
                 details.append(f"  in total at most {seconds(sleeps)}")
             if cap is not None:
-                waits = _largest([max(high, cap) for high in highs], top - 1)
+                waits = largest([(max(high, cap), times) for high, times in highs], top - 1)
         if top > 1:
             if cap is None:
                 details.append(
@@ -844,6 +841,13 @@ class _RetryCall:
             delay = max(delay, retry_after)
         if testing_state.enabled:
             delay = 0.0
+        elif delay > LONGEST_WAIT:
+            self._give_up(
+                outcome,
+                "too_long",
+                f"gave up after {_plural(attempt)}: the next attempt, in "
+                f"{seconds_text(delay)} s, is further off than any wait can last",
+            )
         deadline = DEADLINE.get()
         if deadline is not None:
             left = time_left(deadline)

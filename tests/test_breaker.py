@@ -218,6 +218,16 @@ def test_bad_configuration_fails_at_construction(
         (lambda: rs.FailureRate(0.5, seconds=0), ValueError, "seconds must be .* > 0, got 0.0"),
         (lambda: rs.FailureRate(0.5, seconds=-5), ValueError, "seconds must be .* got -5.0"),
         (lambda: rs.FailureRate(0.5, seconds=False), TypeError, "seconds must be a number"),
+        (  # #18.4: a window this narrow divided by zero on every call
+            lambda: rs.FailureRate(0.5, seconds=5e-324),
+            ValueError,
+            r"seconds must be at least 1e-06 seconds .*got 5e-324",
+        ),
+        (  # #18.4: an OverflowError that did not name calls
+            lambda: rs.FailureRate(0.5, calls=10**60),
+            ValueError,
+            r"calls must be <= 10000000 \(the window keeps a byte per call\), got 1000",
+        ),
         (
             lambda: rs.FailureRate(0.5, calls=10, minimum_calls=0),
             ValueError,

@@ -690,6 +690,19 @@ def test_a_sync_wait_ends_at_the_deadline_of_a_timeout_block(max_wait: float | N
     assert b.call(work) == "done"
 
 
+def test_a_max_wait_longer_than_any_clock_holds_waits_until_served() -> None:
+    """#18.4: max_wait=1e10 (past what lock timeouts hold) waits for a slot, no OverflowError."""
+    b = bulkhead(1, max_queue=1, max_wait=1e10)
+    work = Work()
+    with b:
+        queued = Background(lambda: b.call(work))
+        give_up = time.monotonic() + WAIT
+        while state(b) != (1, 1) and not queued.done:
+            assert time.monotonic() < give_up, "the call never queued"
+            time.sleep(0.001)  # waiting for another thread to queue: not a backoff under test
+    assert queued.result() == "done"
+
+
 def test_a_wait_ends_at_the_deadline_of_a_timeout_around_the_bulkhead() -> None:
     """compose(Timeout(0.02), bulkhead): the queue wait is bounded by the Timeout's deadline."""
     b = bulkhead(1, max_queue=1)

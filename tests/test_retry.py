@@ -214,6 +214,45 @@ def test_retry_after_beyond_max_gives_up_at_once(mode: Runner) -> None:
     assert "more than max_retry_after=10 s" in info.value.__notes__[0]
 
 
+class HeaderRetryAfter(Exception):
+    """A 503 whose response says Retry-After in its header, as an HTTP client's error does."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"503, Retry-After: {value}")
+        self.status_code = 503
+        self.headers = {"Retry-After": value}
+
+
+_TOO_LONG = {
+    "constant(1e10)": (backoff.constant(1e10), "a"),
+    "Retry-After in year 9999": (backoff.constant(1.0), "Fri, 31 Dec 9999 23:59:59 GMT"),
+    "Retry-After 1e20 s": (backoff.constant(1.0), "99999999999999999999"),
+}
+
+
+@pytest.mark.parametrize("case", list(_TOO_LONG))
+def test_a_wait_longer_than_any_clock_holds_gives_up_at_once(mode: Runner, case: str) -> None:
+    """#18.4: a delay past what time functions hold gives up at once with the real failure."""
+    clock = FakeClock()
+    curve, header = _TOO_LONG[case]
+    retry = rs.Retry(on=rs.transient, backoff=curve, max_retry_after=None, clock=clock)
+    failure = HeaderRetryAfter(header)
+    with capture_events() as events, pytest.raises(HeaderRetryAfter) as info:
+        mode.run(retry(mode.make(Flaky(failure, failure))))
+    assert info.value is failure
+    assert clock.sleeps == []
+    assert [getattr(event, "reason", None) for event in events] == ["too_long"]
+
+
+def test_a_wait_longer_than_any_clock_holds_raises_no_overflow_on_the_real_clock() -> None:
+    """#18.4: with the system clock, backoff.constant(1e10) gives up instead of OverflowError."""
+    retry = rs.Retry(on=ValueError, backoff=backoff.constant(1e10))
+    failure = ValueError("the real one")
+    with pytest.raises(ValueError, match="the real one") as info:
+        retry.call(Flaky(failure, failure))
+    assert info.value is failure
+
+
 def test_never_sleeps_past_the_deadline(mode: Runner) -> None:
     """If the next delay would cross the deadline, Retry gives up now with the last failure."""
     clock = FakeClock()
