@@ -62,10 +62,21 @@ class Budget(Protocol):
         ...
 
 
+# Counts meet floats (ratios, fractions of calls): beyond 2**53 they lose units.
+_MOST: Final = 2**53
+_FLOATS: Final = "counted in floats"
+# A window is 10 buckets indexed by now / (per / 10): narrower ones divide by zero.
+_SHORTEST: Final = 1e-6
+_BUCKETED: Final = "the window is 10 buckets of per / 10"
+
+
 def _to_ratio(name: str, value: object, *, zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: not finite, said as such
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
         bound = ">= 0" if zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
@@ -143,8 +154,8 @@ class RetryBudget:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._ratio = _to_ratio("ratio", ratio, zero=True)
-        self._minimum = to_count("minimum", minimum, minimum=0)
-        self._per = to_seconds("per", per)
+        self._minimum = to_count("minimum", minimum, minimum=0, maximum=_MOST, why=_FLOATS)
+        self._per = to_seconds("per", per, minimum=_SHORTEST, why=_BUCKETED)
         self._clock = _check_clock(clock)
         self._width = self._per / _BUCKETS
         self._lock = fork_safe_lock()
@@ -261,7 +272,7 @@ class TokenBudget:
     __slots__ = ("_count", "_lock", "_max", "_ratio", "_seen", "_tokens", "first")
 
     def __init__(self, *, max_tokens: int = 10, token_ratio: float = 0.1) -> None:
-        self._max = to_count("max_tokens", max_tokens)
+        self._max = to_count("max_tokens", max_tokens, maximum=_MOST, why=_FLOATS)
         self._ratio = _to_ratio("token_ratio", token_ratio, zero=False)
         self._tokens = float(self._max)
         self._lock = fork_safe_lock()

@@ -25,7 +25,7 @@ from ._fork import fork_safe_lock
 from ._gate import NO_RESULT, GatePolicy, Wait, Waiter, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
-from .limits import Limit
+from .limits import _MOST_CONCURRENT, Limit
 
 __all__ = ["Bulkhead"]
 
@@ -33,7 +33,9 @@ __all__ = ["Bulkhead"]
 def _to_max_concurrent(value: object) -> int | Limit:
     if isinstance(value, Limit) and not isinstance(value, type):
         return value
-    return to_count("max_concurrent", value)
+    return to_count(
+        "max_concurrent", value, maximum=_MOST_CONCURRENT, why="a bulkhead keeps a token per slot"
+    )
 
 
 def _to_max_queue(value: object) -> int:

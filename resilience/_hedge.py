@@ -65,19 +65,25 @@ class HedgeDelay(Protocol):
         ...
 
 
+_LONGEST_WINDOW: Final = 10**7
+
+
 def _to_percentile(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"percentile must be a number in (0, 100], got {type(value).__name__}: {value!r}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: out of range, said as such
+        number = math.inf
     if not 0 < number <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {value!r}")
     return number
 
 
 def _check_window(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    to_count("window", value)
+    to_count("window", value, maximum=_LONGEST_WINDOW, why="the window keeps every sample")
 
 
 def _to_initial(value: object) -> float:
