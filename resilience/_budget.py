@@ -123,8 +123,8 @@ class RetryBudget:
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *ratio* is negative or not finite, *minimum* is negative,
-            or *per* is not a finite number of seconds > 0.
+        ValueError: *ratio* is negative or not finite, *minimum* is negative
+            or above 2**53, or *per* is not a finite number of seconds >= 1e-6.
 
     .. versionadded:: 0.2.0
     """
@@ -263,7 +263,7 @@ class TokenBudget:
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *max_tokens* is below 1, or *token_ratio* is not a finite
+        ValueError: *max_tokens* is below 1 or above 2**53, or *token_ratio* is not a finite
             number > 0.
 
     .. versionadded:: 0.2.0

@@ -158,7 +158,7 @@ class Bulkhead(GatePolicy):
     bulkhead:``.
 
     Args:
-        max_concurrent: How many calls may run at once: a count (>= 1), or an
+        max_concurrent: How many calls may run at once: a count (1 to 10**6), or an
             adaptive `resilience.limits.Limit`, which this bulkhead then owns.
             Required.
         max_queue: How many callers may wait for a slot. Default: 0 (none:

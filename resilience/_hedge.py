@@ -122,7 +122,7 @@ class PercentileDelay:
 
     Args:
         percentile: Which percentile, in (0, 100]. 100 is the slowest in the window.
-        window: How many recent durations it keeps. Default: 100.
+        window: How many recent durations it keeps, at most 10**7. Default: 100.
         initial: Seconds to wait until it has enough samples. Default: 0.5.
         min_samples: Durations needed before the percentile is used, at most
             *window*. Default: `None`: ``min(window, 20)``.

@@ -240,7 +240,8 @@ class AIMD(_Bounded):
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *minimum* or *maximum* is below 1, *maximum* is below
+        ValueError: *minimum* or *maximum* is below 1 (or a count above
+            10**6: a bulkhead keeps a token per slot), *maximum* is below
             *minimum*, *initial* is outside ``[minimum, maximum]``, *backoff*
             is not in ``(0, 1)``, or *timeout* is not a finite number of
             seconds > 0.
@@ -397,7 +398,8 @@ class Gradient(_Bounded):
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: A count is below 1, *maximum* is below *minimum*,
+        ValueError: A count is below 1 (or *initial*, *minimum*, *maximum*
+            above 10**6, *long_window* above 10**15), *maximum* is below *minimum*,
             *initial* is outside ``[minimum, maximum]``, or a ratio is out
             of its range (NaN included).
 
