@@ -116,6 +116,98 @@ def target_name(fn: object) -> str:
     return type(fn).__name__
 
 
+# --- call / acall: the wrong kind of callable ---------------------------------------
+#
+# ``call`` reads ``fn.__code__.co_flags`` (a bound method and a wrapt proxy show
+# their function's): a function without these flags is a sync function, and
+# that test is all its success path pays. Anything else (a flag, or no code of
+# its own: a builtin, a partial, a callable object) gets the slow look below.
+# ``acall`` cannot tell in advance: a sync lambda may return a coroutine, so
+# what it runs without the coroutine flag is judged by its result.
+
+_COROUTINE = inspect.CO_COROUTINE
+_STREAM = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+_NOT_SYNC = _COROUTINE | _STREAM | inspect.CO_ITERABLE_COROUTINE
+# Enum members are looked up through their class on every access: the runner
+# caches are read with these on every `call` / `acall`.
+_SYNC = Shape.SYNC
+_ASYNC = Shape.ASYNC
+
+
+def _kind(shape: Shape) -> str:
+    return f"{'an' if shape is Shape.AGEN else 'a'} {shape.value}"
+
+
+def _refuse(
+    owner: object, method: str, fn: object, shape: Shape | None, why: str = ""
+) -> TypeError:
+    """The TypeError for ``owner.<method>(fn)``: *fn* is not callable, or of *shape*."""
+    policy = type(owner).__name__
+    if shape is None:
+        return TypeError(f"{policy}.{method}() runs callables, got {type(fn).__name__}: {fn!r}")
+    runs = "sync functions" if method == "call" else "coroutine functions"
+    name = target_name(fn)
+    if shape is Shape.ASYNC:
+        advice = f"use await {policy}.acall({name}, ...)"
+    elif shape is Shape.SYNC:
+        advice = f"use {policy}.call({name}, ...)"
+    else:
+        advice = "decorate it, so that the policies cover its iteration"
+    return TypeError(
+        f"{policy}.{method}() runs {runs}, and {name} is {_kind(shape)}{why}: {advice}"
+    )
+
+
+def check_sync(owner: object, fn: object) -> None:
+    """Raise the TypeError that ``owner.call(fn)`` deserves, unless *fn* is a sync callable."""
+    if type(fn) is types.BuiltinFunctionType:
+        return
+    if not callable(fn):
+        raise _refuse(owner, "call", fn, None)
+    shape = shape_of(fn)
+    if shape is not Shape.SYNC:
+        raise _refuse(owner, "call", fn, shape)
+
+
+class NotAwaitable(BaseException):
+    """
+    Raised through the policies by `awaitable_only`'s copy: none handles or counts it.
+
+    A sync function given to ``acall`` has run, and neither succeeded nor
+    failed; ``acall`` raises the TypeError this carries instead.
+    """
+
+
+def awaitable_only(owner: object, fn: Callable[..., Any], flags: int) -> Callable[..., Any]:
+    """
+    Return *fn* for ``owner.acall(fn)``, or a copy that refuses a result that is not awaitable.
+
+    *flags* are ``fn.__code__.co_flags`` (0 when it has none), without the
+    coroutine flag. The copy raises `NotAwaitable` holding the TypeError.
+
+    Raises:
+        TypeError: If *fn* is not callable, or is a (async) generator function.
+    """
+    if not flags or (flags & _STREAM and not flags & inspect.CO_ITERABLE_COROUTINE):
+        if not callable(fn):
+            raise _refuse(owner, "acall", fn, None)
+        shape = shape_of(fn)
+        if shape is Shape.ASYNC:
+            return fn
+        if shape is not Shape.SYNC:
+            raise _refuse(owner, "acall", fn, shape)
+
+    def awaitable(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if type(result) is types.CoroutineType or inspect.isawaitable(result):
+            return result
+        why = f" (it returned {type(result).__name__}, not an awaitable)"
+        raise NotAwaitable(_refuse(owner, "acall", fn, Shape.SYNC, why))
+
+    awaitable.__qualname__ = target_name(fn)  # events and notes name the caller's function
+    return awaitable
+
+
 @runtime_checkable
 class Policy(Protocol):
     """
@@ -215,14 +307,39 @@ class Pipeline:
         return decorate(self, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` once under the pipeline (sync functions)."""
-        run = self._runners.get(Shape.SYNC) or self.runner(Shape.SYNC)
+        """
+        Run ``fn(*args, **kwargs)`` once under the pipeline (sync functions).
+
+        Raises:
+            TypeError: If *fn* is not callable, or is a coroutine or (async)
+                generator function (``acall`` runs the first; decorate the others).
+        """
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
+        run = self._runners.get(_SYNC) or self.runner(_SYNC)
         return run(fn, args, kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions)."""
-        run = self._runners.get(Shape.ASYNC) or self.runner(Shape.ASYNC)
-        return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        """
+        Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions).
+
+        *fn* may be any callable returning an awaitable (``lambda: fetch(url)``).
+
+        Raises:
+            TypeError: If *fn* is not callable, is an (async) generator function,
+                or returns what cannot be awaited (once run, and counted by no
+                policy: ``call`` runs sync functions).
+        """
+        code = getattr(fn, "__code__", None)
+        flags = 0 if code is None else code.co_flags  # 0: no code of its own
+        if not flags & _COROUTINE:
+            fn = awaitable_only(self, fn, flags)
+        run = self._runners.get(_ASYNC) or self.runner(_ASYNC)
+        try:
+            return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        except NotAwaitable as exc:
+            raise exc.args[0] from None
 
     def explain(self) -> str:
         """
@@ -343,17 +460,42 @@ class PolicyMixin:
         return decorate(self._pipeline, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` once under this policy (sync functions)."""
+        """
+        Run ``fn(*args, **kwargs)`` once under this policy (sync functions).
+
+        Raises:
+            TypeError: If *fn* is not callable, or is a coroutine or (async)
+                generator function (``acall`` runs the first; decorate the others).
+        """
         # Pipeline.call inlined: one frame and one packing of the arguments less.
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
         pipeline = self._pipeline
-        run = pipeline._runners.get(Shape.SYNC) or pipeline.runner(Shape.SYNC)
+        run = pipeline._runners.get(_SYNC) or pipeline.runner(_SYNC)
         return run(fn, args, kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions)."""
+        """
+        Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions).
+
+        *fn* may be any callable returning an awaitable (``lambda: fetch(url)``).
+
+        Raises:
+            TypeError: If *fn* is not callable, is an (async) generator function,
+                or returns what cannot be awaited (once run, and counted by no
+                policy: ``call`` runs sync functions).
+        """
+        code = getattr(fn, "__code__", None)
+        flags = 0 if code is None else code.co_flags  # 0: no code of its own
+        if not flags & _COROUTINE:
+            fn = awaitable_only(self, fn, flags)
         pipeline = self._pipeline
-        run = pipeline._runners.get(Shape.ASYNC) or pipeline.runner(Shape.ASYNC)
-        return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        run = pipeline._runners.get(_ASYNC) or pipeline.runner(_ASYNC)
+        try:
+            return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        except NotAwaitable as exc:
+            raise exc.args[0] from None
 
     def explain(self) -> str:
         """Return a readable description of this policy and its worst case (`Pipeline.explain`)."""
