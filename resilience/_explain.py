@@ -20,6 +20,7 @@ import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Rule
+from ._exceptions import seconds_text
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ _EXACT_RETRIES: Final = 10_000
 
 
 def seconds(value: float) -> str:
-    """Return *value* as ``"1.5 s"`` (six significant digits)."""
-    return f"{value:.6g} s"
+    """Return *value* as ``"1.5 s"`` (six significant digits, no exponent)."""
+    return f"{seconds_text(value, 6)} s"
 
 
 # --- descriptions ---------------------------------------------------------------
@@ -278,7 +279,7 @@ def span(low: float, high: float) -> str:
     """Return ``"0.75-1.25 s"``, or ``"1 s"`` when both ends are equal."""
     if low == high:
         return seconds(high)
-    return f"{low:.6g}-{seconds(high)}"
+    return f"{seconds_text(low, 6)}-{seconds(high)}"
 
 
 # --- explain ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._classify import ErrorClassifier, to_classifier
+from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
@@ -275,7 +275,7 @@ class Hedge(PolicyMixin):
 
     delay: float | HedgeDelay = attrs.field(converter=_to_delay)
     max_hedges: int = attrs.field(default=1, validator=_check_max_hedges)
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock)

@@ -22,11 +22,12 @@ import enum
 import inspect
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, final, runtime_checkable
+from typing import Any, Protocol, Self, TypeVar, final, runtime_checkable
 
 import attrs
 from typing_extensions import ParamSpec
 
+from ._classify import REQUIRED, ErrorClassifier
 from ._explain import explain, worst_case
 
 __all__ = [
@@ -273,7 +274,21 @@ class Pipeline:
         self._runners: dict[Shape, Runner] = {}
 
     def __repr__(self) -> str:
-        return f"compose({', '.join(map(repr, self.policies))})"
+        # A classifier shared by several policies (Retry and a breaker on
+        # rs.transient) is shown once, where it first appears.
+        shown: dict[str, str] = {}
+        parts = []
+        for policy in self.policies:
+            text = repr(policy)
+            on = getattr(policy, "on", None)
+            if isinstance(on, ErrorClassifier):
+                full = repr(on)
+                if full in shown:
+                    text = text.replace(full, f"<the same as {shown[full]}'s>")
+                else:
+                    shown[full] = type(policy).__name__
+            parts.append(text)
+        return f"compose({', '.join(parts)})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Pipeline):
@@ -417,6 +432,43 @@ def pipeline_field() -> Any:
     )
 
 
+def undecorated(policy: str, example: str, fn: object) -> TypeError:
+    """
+    The TypeError for a policy class used as a decorator without its arguments.
+
+    Args:
+        policy: The class, as users write it (``"resilience.Retry"``).
+        example: Its arguments in the advice (``"on=..."``).
+        fn: What it was given (the decorated function).
+    """
+    return TypeError(
+        f"{policy} was given the function {getattr(fn, '__name__', None) or target_name(fn)}: "
+        "to decorate, make the policy "
+        f"first, as in @{policy}({example}), not @{policy}"
+    )
+
+
+def _positional(cls: type, args: tuple[Any, ...]) -> None:
+    """Raise the TypeError for *args* given to *cls*, unless its ``__init__`` takes some."""
+    code = getattr(cls.__init__, "__code__", None)  # type: ignore[misc]
+    if code is None or code.co_argcount > 1 or code.co_flags & inspect.CO_VARARGS:
+        return  # its own checks judge the positional arguments
+    defaults = cls.__init__.__kwdefaults__ or {}  # type: ignore[misc]
+    names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    required = [n for n in names if defaults.get(n, REQUIRED["default"]) is REQUIRED["default"]]
+    example = ", ".join(f"{name}=..." for name in required) or "..."
+    policy = (
+        cls.__qualname__ if cls.__module__ == "__main__" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    if len(args) == 1 and isinstance(args[0], types.FunctionType | types.MethodType):
+        raise undecorated(policy, example, args[0])
+    raise TypeError(
+        f"{policy} takes keyword arguments only, as in {policy}({example}); got "
+        f"{len(args)} positional argument{'' if len(args) == 1 else 's'} "
+        f"({', '.join(target_name(arg) for arg in args)})"
+    )
+
+
 class PolicyMixin:
     """
     Gives a policy the three surfaces of a one-policy pipeline: decorator, `call`, `acall`.
@@ -427,6 +479,14 @@ class PolicyMixin:
     """
 
     __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Keyword-only policies (all of ours but Timeout) given a positional
+        # argument: most often ``@Retry`` without parentheses. Copies and
+        # unpickling come through here without arguments.
+        if args:
+            _positional(cls, args)
+        return super().__new__(cls)
 
     @property
     def _pipeline(self) -> Pipeline:

@@ -19,7 +19,7 @@ import attrs
 
 from . import backoff as _backoff
 from ._budget import Budget
-from ._classify import ErrorClassifier, Verdict, to_classifier
+from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
@@ -233,7 +233,7 @@ class Retry(PolicyMixin):
     .. versionadded:: 0.1.0
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
     backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
     max_retry_after: float | None = attrs.field(default=60.0, converter=_to_max_retry_after)

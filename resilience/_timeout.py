@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import types
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, final
@@ -30,9 +31,17 @@ import attrs
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
-from ._exceptions import TimeoutExceededError
+from ._exceptions import TimeoutExceededError, seconds_text
 from ._explain import Description, seconds
-from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
+from ._pipeline import (
+    CALL,
+    PolicyMixin,
+    Runner,
+    Shape,
+    pipeline_field,
+    target_name,
+    undecorated,
+)
 from ._streams import astep, step
 from ._validate import check_clock, check_name, to_hooks, to_seconds
 
@@ -43,6 +52,9 @@ __all__ = ["Timeout"]
 
 
 def _to_seconds(value: float | datetime.timedelta) -> float:
+    given: object = value  # what @Timeout without parentheses gives: the function
+    if isinstance(given, types.FunctionType | types.MethodType):
+        raise undecorated("resilience.Timeout", "10.0", given)
     return to_seconds("seconds", value)
 
 
@@ -224,11 +236,13 @@ class Timeout(PolicyMixin):
         if self.name is not None:
             what = f"{what} (timeout {self.name!r})"
         if before:
-            text = f"{what} not started: its deadline of {limit:.6g} s had already passed"
+            text = (
+                f"{what} not started: its deadline of {seconds_text(limit, 6)} s had already passed"
+            )
         elif idle:
-            text = f"{what}: no item arrived within the idle timeout of {limit:.6g} s"
+            text = f"{what}: no item arrived within the idle timeout of {seconds_text(limit, 6)} s"
         else:
-            text = f"{what} timed out after {limit:.6g} s"
+            text = f"{what} timed out after {seconds_text(limit, 6)} s"
         return TimeoutExceededError(limit, text)
 
     # --- entering a deadline ------------------------------------------------------

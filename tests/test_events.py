@@ -261,7 +261,7 @@ def test_every_event_is_frozen_and_public(cls: type[rs.Event]) -> None:
 def test_circuit_opened_says_how_long_calls_are_rejected() -> None:
     """The opening's message says how long calls will be rejected."""
     assert rs.CircuitOpened(name="api", reason="failures", retry_after=60.0).message() == (
-        "'api': circuit opened (failures); rejecting calls for 60 s"
+        "'api': circuit opened (failure threshold reached); rejecting calls for 60 s"
     )
     assert (
         rs.CircuitOpened(name="api", reason="isolated")
