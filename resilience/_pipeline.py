@@ -28,7 +28,7 @@ import attrs
 from typing_extensions import ParamSpec
 
 from ._classify import REQUIRED, ErrorClassifier
-from ._explain import explain, worst_case
+from ._explain import explain, timeline, worst_case
 
 __all__ = [
     "CALL",
@@ -373,6 +373,22 @@ class Pipeline:
         """
         return explain(self.policies)
 
+    def timeline(self) -> str:
+        """
+        Return the worst case of one call drawn as a timeline (the end of `explain`).
+
+        One row per attempt and per wait, along one time axis: each attempt
+        runs to the limit of the policies inside the Retry (its timeout), each
+        wait to its longest, with its jitter marked; the deadline of the
+        policies outside the Retry cuts the schedule where Retry would give
+        up. ASCII, at most 78 columns.
+
+        Returns:
+            Plain text, lines separated by ``"\\n"``; empty when no policy
+            waits between runs (no Retry, or one whose sleeps are not known).
+        """
+        return "\n".join(timeline(self.policies))
+
     def worst_case(self, call: float | None = None, *, retry_after: bool = True) -> float | None:
         """
         Return an upper bound, in seconds, on a call through the pipeline.
@@ -560,3 +576,7 @@ class PolicyMixin:
     def explain(self) -> str:
         """Return a readable description of this policy and its worst case (`Pipeline.explain`)."""
         return self._pipeline.explain()
+
+    def timeline(self) -> str:
+        """Return the worst case of a call through this policy, drawn (`Pipeline.timeline`)."""
+        return self._pipeline.timeline()

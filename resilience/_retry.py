@@ -364,6 +364,8 @@ class Retry(PolicyMixin):
             attempts=top,
             sleeps=sleeps,
             sleeps_retry_after=waits,
+            # Kinds of their own interleave as failures come: no one order to draw.
+            waits=None if self.per_kind or not pairs else pairs,
         )
 
     def attempts(self) -> Attempts:
