@@ -464,10 +464,15 @@ def undecorated(policy: str, example: str, fn: object) -> TypeError:
     )
 
 
+_POSITIONAL: set[type] = set()
+"""Policy classes whose ``__init__`` takes positional arguments (`Timeout`): not looked at again."""
+
+
 def _positional(cls: type, args: tuple[Any, ...]) -> None:
     """Raise the TypeError for *args* given to *cls*, unless its ``__init__`` takes some."""
     code = getattr(cls.__init__, "__code__", None)  # type: ignore[misc]
     if code is None or code.co_argcount > 1 or code.co_flags & inspect.CO_VARARGS:
+        _POSITIONAL.add(cls)
         return  # its own checks judge the positional arguments
     defaults = cls.__init__.__kwdefaults__ or {}  # type: ignore[misc]
     names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
@@ -500,7 +505,7 @@ class PolicyMixin:
         # Keyword-only policies (all of ours but Timeout) given a positional
         # argument: most often ``@Retry`` without parentheses. Copies and
         # unpickling come through here without arguments.
-        if args:
+        if args and cls not in _POSITIONAL:
             _positional(cls, args)
         return super().__new__(cls)
 
