@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 import pytest
 
 import resilience as rs
+from resilience.engine import SYSTEM_CLOCK
 from resilience.testing import set_testing
 from tests.docs_blocks import DOCS, python_blocks, run_page, text_blocks
 
@@ -80,3 +83,94 @@ def test_the_explanation_pages_print_what_they_show(
 ) -> None:
     """The explanation pages' examples run and print their text blocks, verbatim."""
     assert _printed(page, capsys) == "".join(text_blocks(page))
+
+
+# --- migration guides: the peers' code and ours, run side by side -------------
+
+
+@pytest.mark.parametrize(
+    "page", ["migrate-tenacity.md", "migrate-stamina.md", "migrate-backoff.md"]
+)
+def test_a_migration_guides_before_and_after_sleep_alike(
+    page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer's decorator and its translation make the same attempts and the same sleeps."""
+    import logging
+
+    import stamina
+
+    rs.set_hooks(())
+    stamina.instrumentation.set_on_retry_hooks([])
+    monkeypatch.setattr(logging.getLogger("backoff"), "disabled", True)
+    peer: list[float] = []
+    ours: list[float] = []
+    monkeypatch.setattr(time, "sleep", peer.append)  # tenacity, stamina and backoff sleep so
+    monkeypatch.setattr(type(SYSTEM_CLOCK), "sleep", staticmethod(ours.append))
+    try:
+        namespace = run_page(page)
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(None)
+    assert {"get_before", "get_after"} <= namespace.keys()  # each asserted its "data"
+    assert peer == ours == [1.0, 2.0, 4.0]
+
+
+def test_the_breaker_migration_shows_the_real_outcomes(capsys: pytest.CaptureFixture[str]) -> None:
+    """pybreaker, circuitbreaker and rs.CircuitBreaker produce the outcomes the page shows."""
+    assert _printed("migrate-pybreaker.md", capsys) == text_blocks("migrate-pybreaker.md")[0]
+
+
+class _State:
+    """The part of tenacity's RetryCallState its waits read."""
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
+
+def test_the_tenacity_name_map_translates_waits_exactly() -> None:
+    """wait_fixed, wait_exponential and wait_incrementing map onto the curves the page names."""
+    import tenacity
+
+    rng = random.Random(0)
+    pairs: list[tuple[Any, Any]] = [
+        (tenacity.wait_fixed(3), rs.backoff.constant(3.0)),
+        (
+            tenacity.wait_exponential(multiplier=0.5, max=10, exp_base=3),
+            rs.backoff.exponential(initial=0.5, max=10.0, multiplier=3.0, jitter=rs.backoff.none),
+        ),
+        (tenacity.wait_incrementing(2, 3, 10), rs.backoff.linear(2.0, step=3.0, max=10.0)),
+    ]
+    for theirs, mine in pairs:
+        for n in range(1, 8):
+            assert theirs(_State(n)) == pytest.approx(mine(n, 0.0, rng))
+
+
+def test_the_tenacity_name_map_keeps_wait_randoms_range() -> None:
+    """wait_random(a, b) and its translation draw from the same interval."""
+    low, high = 1.0, 3.0
+    mine = rs.backoff.constant(
+        (low + high) / 2, jitter=rs.backoff.proportional((high - low) / (low + high))
+    )
+    draws = [mine(1, 0.0, random.Random(seed)) for seed in range(2000)]
+    assert low <= min(draws) < low + 0.05
+    assert high - 0.05 < max(draws) <= high
+
+
+def test_the_exclusion_rules_of_the_maps_retry_and_count_as_they_say() -> None:
+    """retry_if_not_exception_type and pybreaker's exclude translate to these verdicts."""
+    not_key_error = rs.Rule(exception=KeyError, retry=False) | rs.Rule(exception=Exception)
+    assert not not_key_error.classify(KeyError("k")).retry
+    assert not_key_error.classify(ConnectionError()).retry
+    exclude = rs.Rule(exception=KeyError, trip=False) | rs.Rule(exception=Exception)
+    assert not exclude.classify(KeyError("k")).trip
+    assert exclude.classify(ConnectionError()).trip
+
+
+def test_the_backoff_name_map_translates_expo_exactly() -> None:
+    """backoff.expo(base, factor, max_value) yields the delays of the exponential the map names."""
+    import backoff
+
+    expo = backoff.expo(base=3, factor=0.5, max_value=10)
+    next(expo)  # backoff primes its generators and discards the first value
+    rng = random.Random(0)
+    mine = rs.backoff.exponential(initial=0.5, max=10.0, multiplier=3.0, jitter=rs.backoff.none)
+    assert [next(expo) for _ in range(6)] == [mine(n, 0.0, rng) for n in range(1, 7)]
