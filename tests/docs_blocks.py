@@ -11,15 +11,16 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def python_blocks(page: str) -> list[str]:
     """Return the ```python blocks of ``docs/<page>``, in order (indented ones included)."""
-    return _blocks(page, "python")
+    return fenced(page, "python")
 
 
 def text_blocks(page: str) -> list[str]:
     """Return the ```text blocks of ``docs/<page>`` (the outputs a page shows), in order."""
-    return _blocks(page, "text")
+    return fenced(page, "text")
 
 
-def _blocks(page: str, language: str) -> list[str]:
+def fenced(page: str, language: str) -> list[str]:
+    """Return the blocks of ``docs/<page>`` fenced as *language* (```json, ...), in order."""
     text = (DOCS / page).read_text()
     blocks = []
     pattern = rf"^( *)```{language}\n(.*?)^\1```"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 import resilience as rs
 from resilience.engine import SYSTEM_CLOCK
 from resilience.testing import set_testing
-from tests.docs_blocks import DOCS, python_blocks, run_page, text_blocks
+from tests.docs_blocks import DOCS, fenced, python_blocks, run_page, text_blocks
 
 
 def test_the_tutorial_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +80,7 @@ def test_the_retry_after_page_runs() -> None:
     assert run_page("retry-after.md")["sleeps_for"]("5") == [5.0]
 
 
-@pytest.mark.parametrize("page", ["deadlines.md", "breaker-states.md"])
+@pytest.mark.parametrize("page", ["deadlines.md", "breaker-states.md", "explain.md"])
 def test_the_explanation_pages_print_what_they_show(
     page: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,3 +177,66 @@ def test_the_backoff_name_map_translates_expo_exactly() -> None:
     rng = random.Random(0)
     mine = rs.backoff.exponential(initial=0.5, max=10.0, multiplier=3.0, jitter=rs.backoff.none)
     assert [next(expo) for _ in range(6)] == [mine(n, 0.0, rng) for n in range(1, 7)]
+
+
+# --- getting started, and the pages split out of observability.md ----------------
+
+
+def test_the_getting_started_examples_run() -> None:
+    """Every python block of getting-started.md runs as written, in order."""
+    rs.set_hooks(())
+    namespace = run_page("getting-started.md")
+    assert namespace["clock"].sleeps == [2.0, 2.0]
+    assert namespace["status"] == "connected"
+
+
+def test_the_metrics_pages_run_and_show_the_real_snapshot() -> None:
+    """metrics.md runs; metrics-snapshots.md's JSON is its scenario's snapshot, exactly."""
+    rs.set_hooks(())
+    run_page("metrics.md")
+    rs.set_hooks(())
+    namespace = run_page("metrics-snapshots.md")
+    shown = json.loads(fenced("metrics-snapshots.md", "json")[0])
+    assert shown == namespace["metrics"].snapshot().as_dict()
+
+
+def test_the_opentelemetry_example_reports_its_call() -> None:
+    """opentelemetry.md's pipeline records its call on the SDK's reader."""
+    namespace = run_page("opentelemetry.md")
+    data = namespace["reader"].get_metrics_data()
+    names = {
+        metric.name
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert "resilience.call.duration" in names
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put the root and the resilience loggers back as they were."""
+    root, ours = logging.getLogger(), logging.getLogger("resilience")
+    saved = (root.handlers[:], root.level, ours.handlers[:], ours.filters[:], ours.level)
+    yield
+    root.handlers[:], ours.handlers[:], ours.filters[:] = saved[0], saved[2], saved[3]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[4])
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_the_logging_page_logs_openings_as_json_and_drops_rejections(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """logging.md's set-up, run as written, logs a circuit opening as JSON and no rejection."""
+    run_page("logging.md")
+    breaker = rs.CircuitBreaker(on=ConnectionError, name="api", failure_threshold=1)
+
+    def down() -> None:
+        raise ConnectionError("refused")
+
+    for _ in range(2):
+        with pytest.raises((ConnectionError, rs.CircuitOpenError)):
+            breaker.call(down)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    assert [line["resilience_event"] for line in lines] == ["CircuitOpened"]
