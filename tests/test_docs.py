@@ -20,13 +20,13 @@ from tests.docs_blocks import DOCS, fenced, python_blocks, run_page, text_blocks
 
 
 def test_the_tutorial_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    """Both parts of the tutorial run in one session on the emulator, and print what they say."""
+    """The tutorial's three parts run in one session on the emulator, and print it all."""
     rs.set_hooks(())  # its give-ups would log WARNINGs
     namespace: dict[str, Any] = {}
     try:
         with set_testing(True):  # the retries' sleeps: none
-            run_page("tutorial.md", namespace)
-            run_page("tutorial-profile.md", namespace)
+            for page in ["tutorial.md", "tutorial-limits.md", "tutorial-profile.md"]:
+                run_page(page, namespace)
     finally:
         if "emu" in namespace:
             namespace["emu"].stop()
