@@ -184,6 +184,20 @@ def test_the_backoff_name_map_translates_expo_exactly() -> None:
 # --- getting started, and the pages split out of observability.md ----------------
 
 
+def test_the_composition_examples_run() -> None:
+    """composition.md's decorators, runs and full stack work as written."""
+    rs.set_hooks(())
+    with set_testing(True):  # the full stack's retries: no sleeps
+        namespace = run_page("composition.md")
+    assert namespace["create_job"]({"job_type": "chat"}) == {"job_id": "job-1", "job_type": "chat"}
+    assert namespace["metrics"].snapshot()["answer"].outcomes == {"network": 1}
+
+
+def test_the_home_pages_example_runs() -> None:
+    """index.md's example decorates as written."""
+    assert callable(run_page("index.md")["create_job"])
+
+
 def test_the_getting_started_examples_run() -> None:
     """Every python block of getting-started.md runs as written, in order."""
     rs.set_hooks(())
