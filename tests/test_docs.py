@@ -193,6 +193,13 @@ def test_the_composition_examples_run() -> None:
     assert namespace["metrics"].snapshot()["answer"].outcomes == {"network": 1}
 
 
+def test_the_testing_pages_examples_run() -> None:
+    """testing.md's fake clock, testing switch and event capture work as written."""
+    rs.set_hooks(())
+    namespace = run_page("testing.md")
+    assert namespace["clock"].sleeps == [2.0, 2.0, 2.0, 2.0]  # connect, then always_down
+
+
 def test_the_home_pages_example_runs() -> None:
     """index.md's example decorates as written."""
     assert callable(run_page("index.md")["create_job"])
