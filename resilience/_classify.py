@@ -707,7 +707,7 @@ class _Required:
         return "REQUIRED"
 
 
-REQUIRED: Final[dict[str, Any]] = {"default": _Required()}
+REQUIRED: Final[Mapping[str, Any]] = types.MappingProxyType({"default": _Required()})
 """``attrs.field(converter=to_classifier, **REQUIRED)``: a policy's required ``on``.
 
 Left out, ``on`` gets this default at run time, which `to_classifier` refuses
