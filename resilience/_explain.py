@@ -361,7 +361,7 @@ def timeline(policies: tuple[Policy, ...]) -> list[str]:
     The first policy whose `Description` has *waits* (a Retry) sets the
     schedule: its runs each take what the policies inside it allow at most
     (their `worst_case`), its waits their longest, and the limits of the
-    policies outside it make the deadline. ASCII, at most 80 columns; no lines
+    policies outside it make the deadline. ASCII, at most 78 columns; no lines
     when no policy has waits.
     """
     found = [describe(policy)[0] for policy in policies]
