@@ -28,6 +28,7 @@ import attrs
 from typing_extensions import ParamSpec
 
 from ._classify import REQUIRED, ErrorClassifier
+from ._events import redact
 from ._explain import explain, timeline, worst_case
 
 __all__ = [
@@ -145,7 +146,8 @@ def _refuse(
     """The TypeError for ``owner.<method>(fn)``: *fn* is not callable, or of *shape*."""
     policy = type(owner).__name__
     if shape is None:
-        return TypeError(f"{policy}.{method}() runs callables, got {type(fn).__name__}: {fn!r}")
+        shown = redact(repr(fn))  # a string given by mistake may be a key
+        return TypeError(f"{policy}.{method}() runs callables, got {type(fn).__name__}: {shown}")
     runs = "sync functions" if method == "call" else "coroutine functions"
     name = target_name(fn)
     if shape is Shape.ASYNC:

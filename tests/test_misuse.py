@@ -124,6 +124,13 @@ def test_call_refuses_what_is_not_callable() -> None:
     assert str(info.value) == "Retry.call() runs callables, got int: 42"
 
 
+def test_call_does_not_echo_a_key_given_by_mistake() -> None:
+    """retry.call("sk-...") says it got a str without showing the key."""
+    with pytest.raises(TypeError) as info:
+        rs.Retry(on=Exception).call("sk-abcdefghijklmnop")  # type: ignore[arg-type]
+    assert str(info.value) == "Retry.call() runs callables, got str: 'sk-***'"
+
+
 def test_acall_refuses_what_is_not_callable() -> None:
     """await pipeline.acall(42) says what it got."""
     with pytest.raises(TypeError) as info:
