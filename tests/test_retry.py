@@ -448,6 +448,52 @@ def test_async_attempts_loop() -> None:
     assert clock.sleeps == [1.0]
 
 
+def test_async_with_attempt_retries_the_block() -> None:
+    """`async with attempt:` inside `async for` retries the block (issue #15)."""
+    clock = FakeClock()
+    flaky = Flaky(ValueError(), ValueError())
+    numbers = []
+
+    async def main() -> object:
+        async for attempt in make_retry(clock).attempts():
+            async with attempt:
+                numbers.append(attempt.number)
+                await asyncio.sleep(0)
+                return flaky()
+        raise AssertionError("unreachable")
+
+    assert asyncio.run(main()) == "ok"
+    assert (numbers, clock.sleeps) == ([1, 2, 3], [1.0, 1.0])
+
+
+def test_async_with_attempt_raises_the_last_failure_noted() -> None:
+    """`async with attempt:` lets the last failure out of the block, noted (issue #15)."""
+    flaky = Flaky(ValueError("1"), ValueError("2"), ValueError("3"))
+
+    async def main() -> None:
+        async for attempt in make_retry(FakeClock()).attempts():
+            async with attempt:
+                flaky()
+
+    with pytest.raises(ValueError, match="3") as info:
+        asyncio.run(main())
+    assert info.value.__notes__[0].startswith("resilience: gave up after 3 attempts")
+
+
+def test_async_with_attempt_lets_unmatched_errors_through() -> None:
+    """A failure the classifier refuses leaves `async with attempt:` at once (issue #15)."""
+    flaky = Flaky(KeyError("k"))
+
+    async def main() -> None:
+        async for attempt in make_retry(FakeClock()).attempts():
+            async with attempt:
+                flaky()
+
+    with pytest.raises(KeyError):
+        asyncio.run(main())
+    assert flaky.calls == 1
+
+
 def test_attempts_loop_lets_cancellation_through() -> None:
     """KeyboardInterrupt inside an attempt leaves the loop untouched."""
     flaky = Flaky(KeyboardInterrupt())
