@@ -35,7 +35,7 @@ _running_loop = asyncio.get_running_loop
 def _sniff() -> str:
     """The async library running this thread, by `sniffio`; a `RuntimeError` if it cannot say."""
     try:
-        import sniffio  # noqa: PLC0415 - only outside asyncio: never at import
+        import sniffio  # only outside asyncio: never at import
     except ImportError:
         raise RuntimeError(
             "no running asyncio event loop, and sniffio (installed with trio and anyio) "
