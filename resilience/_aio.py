@@ -27,7 +27,16 @@ import sys
 from types import ModuleType, TracebackType
 from typing import Any, Protocol, final
 
-__all__ = ["Wakeup", "checkpoint", "library", "require_asyncio", "sleep", "timeout", "wakeup"]
+__all__ = [
+    "Wakeup",
+    "checkpoint",
+    "library",
+    "outer_cancellation",
+    "require_asyncio",
+    "sleep",
+    "timeout",
+    "wakeup",
+]
 
 _running_loop = asyncio.get_running_loop
 
@@ -169,6 +178,24 @@ def timeout(seconds: float) -> Timeout:
     except RuntimeError:
         return _TrioTimeout(_trio(), seconds)
     return asyncio.timeout_at(loop.time() + seconds)
+
+
+async def outer_cancellation() -> None:
+    """
+    Deliver now the cancellation of an enclosing anyio cancel scope, if it was cancelled.
+
+    A Timeout awaits this on its expiry path. On asyncio, anyio delivers a
+    cancellation lazily: it does not cancel a task whose wait something else
+    (our deadline) has already cancelled, and tries again at its next step.
+    When both fire in one step, only ours has reached the task; this
+    checkpoint lets anyio's through, so that an outer cancellation stays a
+    cancellation as it does under asyncio and trio. Nothing happens when
+    anyio was never imported (it is not imported here) or no scope of it
+    was cancelled.
+    """
+    anyio = sys.modules.get("anyio")
+    if anyio is not None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 # --- waking a task from another thread -------------------------------------------------

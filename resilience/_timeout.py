@@ -325,6 +325,7 @@ class Timeout(PolicyMixin):
             await cm.__aexit__(exc_type, exc, tb)
         except TimeoutError as error:
             if cm is not None and _fired(cm, error):
+                await _aio.outer_cancellation()
                 raise self._error(scope.deadline, None) from _cancellation(error)
             raise
         finally:
@@ -436,6 +437,7 @@ class Timeout(PolicyMixin):
                         return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
                 except TimeoutError as exc:
                     if _fired(cm, exc):
+                        await _aio.outer_cancellation()
                         raise error(deadline, fn) from _cancellation(exc)
                     raise
             finally:
@@ -543,6 +545,7 @@ class Timeout(PolicyMixin):
                         return
                     except TimeoutError as exc:
                         if cm is not _NO_SCOPE and _fired(cm, exc):
+                            await _aio.outer_cancellation()
                             raise error(deadline, fn, idle=idle) from _cancellation(exc)
                         raise
                     finally:

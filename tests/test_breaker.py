@@ -797,9 +797,9 @@ def test_count_window_forgets_the_oldest_calls() -> None:
     breaker = make(FakeClock(), trip=rs.FailureRate(0.5, calls=4))
     fn = breaker(body)
     for kind in ("boom", "ok", "ok", "ok", "ok", "boom"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert state(breaker) is rs.CircuitState.CLOSED  # the first failure left the window
-    outcome(Runner(False), fn, "boom")
+    outcome(Runner(None), fn, "boom")
     assert state(breaker) is rs.CircuitState.OPEN
 
 
@@ -808,7 +808,7 @@ def test_ignored_errors_are_not_calls_in_the_window() -> None:
     breaker = make(FakeClock(), trip=rs.FailureRate(1.0, calls=3))
     fn = breaker(body)
     for kind in ("boom", "other", "boom", "other", "boom"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert state(breaker) is rs.CircuitState.OPEN
 
 
@@ -954,7 +954,7 @@ def test_the_clock_is_read_only_when_slow_calls_are_detected() -> None:
     breaker = rs.CircuitBreaker(on=Boom, clock=clock, failure_threshold=100)
     fn = breaker(body)
     for kind in ("ok", "boom", "other", "ok"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert clock.reads == 0
 
 
@@ -1152,11 +1152,11 @@ def test_rejections_say_which_state_refused() -> None:
     breaker = open_then_half_open(clock)
     probe = start(breaker(held))
     with capture_events() as events:
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         finish(probe, Boom())
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         breaker.isolate()
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
     assert [e.reason for e in events if isinstance(e, rs.CallRejected)] == [
         "circuit_half_open",
         "circuit_open",
@@ -1169,7 +1169,7 @@ def test_a_reopening_probe_says_so() -> None:
     clock = FakeClock()
     breaker = open_then_half_open(clock)
     with capture_events() as events:
-        outcome(Runner(False), breaker(body), "boom")
+        outcome(Runner(None), breaker(body), "boom")
     assert [(type(e).__name__, getattr(e, "reason", None)) for e in events] == [
         ("CircuitHalfOpened", None),
         ("CircuitOpened", "half_open_failure"),
@@ -1198,7 +1198,7 @@ def test_hooks_run_outside_the_lock() -> None:
 
     def cycle() -> None:
         trip(breaker, 1)
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         clock.advance(10)
         breaker.call(body)
         breaker.isolate()
