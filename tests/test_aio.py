@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
@@ -146,3 +148,15 @@ def test_outside_any_async_library_the_error_says_so() -> None:
     coroutine = rs.Timeout(1.0).acall(checkpoint)
     with pytest.raises(RuntimeError, match="not in an async task"):
         coroutine.send(None)
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "trio-anyio.md"
+
+
+def test_the_docs_examples_run_as_written() -> None:
+    """Every python block of docs/trio-anyio.md runs on its own, as a reader would paste it."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(blocks) >= 3, "docs/trio-anyio.md lost its examples"
+    for number, block in enumerate(blocks, 1):
+        namespace: dict[str, object] = {"__name__": f"trio_anyio_doc_{number}"}
+        exec(compile(block, f"docs/trio-anyio.md block {number}", "exec"), namespace)

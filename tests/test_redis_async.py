@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,3 +236,15 @@ def test_a_slow_redis_never_holds_the_event_loop(url: str) -> None:
     sleeper.close()
     assert result == "ok"
     assert during >= 5, f"the loop ticked {during} times while Redis was slow"
+
+
+FLEET_DOC = Path(__file__).resolve().parent.parent / "docs" / "fleet.md"
+
+
+def test_the_fleet_pages_async_example_runs_as_written() -> None:
+    """The python block of docs/fleet.md's "Async code" section builds (it connects on use)."""
+    section = FLEET_DOC.read_text().split("## Async code", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    namespace: dict[str, object] = {"__name__": "fleet_doc_async"}
+    exec(compile(block, "docs/fleet.md, Async code", "exec"), namespace)
+    assert isinstance(namespace["apause"], AsyncRetryAfterPause)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -265,3 +267,15 @@ def test_an_async_stream_span_ends_with_the_stream(
     assert run_async(main) == [1]
     [span] = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "tracing.md"
+
+
+def test_the_docs_examples_run_as_written() -> None:
+    """Every python block of docs/tracing.md runs on its own, as a reader would paste it."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert len(blocks) >= 2, "docs/tracing.md lost its examples"
+    for number, block in enumerate(blocks, 1):
+        namespace: dict[str, object] = {"__name__": f"tracing_doc_{number}"}
+        exec(compile(block, f"docs/tracing.md block {number}", "exec"), namespace)
