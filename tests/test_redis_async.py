@@ -248,3 +248,14 @@ def test_the_fleet_pages_async_example_runs_as_written() -> None:
     namespace: dict[str, object] = {"__name__": "fleet_doc_async"}
     exec(compile(block, "docs/fleet.md, Async code", "exec"), namespace)
     assert isinstance(namespace["apause"], AsyncRetryAfterPause)
+
+
+def test_under_trio_the_async_pause_says_it_needs_asyncio() -> None:
+    """redis.asyncio needs asyncio: under trio the first round trip is a clear RuntimeError."""
+    store = AsyncRedisStore.from_url("redis://127.0.0.1:1/0")  # never reached
+
+    async def main() -> None:
+        await apause(store).acall(ok)
+
+    with pytest.raises(RuntimeError, match=r"redis\.asyncio, which runs under asyncio only"):
+        run_async(main, "trio")
