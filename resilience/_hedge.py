@@ -28,6 +28,7 @@ from typing import Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
 
+from . import _aio
 from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
@@ -37,6 +38,10 @@ from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
 
 __all__ = ["Hedge", "HedgeDelay", "PercentileDelay"]
+
+_ASYNCIO_ONLY: Final = (
+    "it races copies of the call as asyncio tasks; trio would need a nursery from the caller"
+)
 
 MAX_HEDGES: Final = 10
 """The most extra copies a Hedge may start: more is a load multiplier, not a hedge."""
@@ -244,7 +249,9 @@ class Hedge(PolicyMixin):
 
     A `Hedge` is configuration: immutable, hashable, safe to share. Only
     coroutine functions can be hedged (use it as a decorator, through
-    `acall`, or in `resilience.compose`).
+    `acall`, or in `resilience.compose`), and only under asyncio (anyio on
+    its asyncio backend included): under trio a call raises a `RuntimeError`
+    that says so.
 
     Args:
         delay: When to start each hedge: seconds after the previous copy
@@ -363,7 +370,10 @@ class Hedge(PolicyMixin):
         race = self._race
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            loop = running_loop()
+            try:
+                loop = running_loop()
+            except RuntimeError:  # under trio: say so, rather than "no running event loop"
+                loop = _aio.require_asyncio("Hedge", _ASYNCIO_ONLY)
             if fixed:
                 d, start = fixed_delay, 0.0
             else:

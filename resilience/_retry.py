@@ -380,7 +380,7 @@ class Retry(PolicyMixin):
                 do_it()
 
         async for attempt in retry.attempts():
-            with attempt:
+            async with attempt:  # or `with attempt:`: the same
                 await do_it()
         ```
 
@@ -885,6 +885,9 @@ class Attempt:
     """
     One attempt of a block retried with `Retry.attempts`: a context manager.
 
+    Use it with ``with attempt:``, or ``async with attempt:`` in async code;
+    both record the block's outcome the same way.
+
     Attributes:
         number: 1 for the first attempt, 2 for the first retry, and so on.
     """
@@ -926,6 +929,20 @@ class Attempt:
                 return False  # propagate the original from the with block, noted
             raise
         return True  # suppressed: the loop sleeps and yields the next attempt
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same bookkeeping as `with attempt:` (nothing here awaits: the sleep
+        # before the next attempt belongs to the loop's __anext__). Spelled for
+        # tenacity users, who write `async with attempt:` (issue #15).
+        return self.__exit__(exc_type, exc, tb)
 
 
 @final

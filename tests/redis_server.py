@@ -101,6 +101,9 @@ class RedisServer:
                     str(self.directory),
                     "--daemonize",
                     "no",
+                    # DEBUG SLEEP makes a slow Redis (the async store's tests).
+                    "--enable-debug-command",
+                    "local",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

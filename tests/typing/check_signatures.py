@@ -78,6 +78,13 @@ for attempt in retry.attempts():
     with attempt:
         assert_type(attempt.number, int)
 
+
+async def attempts_async() -> None:
+    async for attempt in retry.attempts():
+        async with attempt as entered:
+            assert_type(entered, rs.Attempt)
+
+
 # Wrong arguments are still caught after decoration:
 fetch(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 fetch("x", retries=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
