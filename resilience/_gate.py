@@ -25,7 +25,6 @@ A gate holds decisions only. This module owns, once for every gate:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import sys
 import threading
@@ -33,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, Self, final
 
+from . import _aio
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit
@@ -187,14 +187,14 @@ class Waiter:
     its queue, and later calls `wake` with the permit for that caller. The
     engine waits for it without holding the gate's lock: on a
     `threading.Event` in sync code, on a future of the caller's event loop in
-    async code (woken thread-safely).
+    async code (an event of its trio run under trio; woken thread-safely).
 
     A waiter is woken at most once, and a caller that gave up (timed out or
     cancelled) cannot be woken: `wake` then returns `False` and the gate
     offers the permit to the next caller.
     """
 
-    __slots__ = ("_event", "_future", "_lock", "_loop", "_state", "permit")
+    __slots__ = ("_event", "_lock", "_state", "_wakeup", "permit")
 
     _WAITING: Final = 0
     _WOKEN: Final = 1
@@ -204,8 +204,7 @@ class Waiter:
         self._lock = fork_safe_lock()
         self._state = self._WAITING
         self._event: threading.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._future: asyncio.Future[None] | None = None
+        self._wakeup: _aio.Wakeup | None = None
         self.permit: Any = None
         """The permit `wake` handed over (`None` until then)."""
 
@@ -232,18 +231,15 @@ class Waiter:
                 return False
             self._state = self._WOKEN
             self.permit = permit
-            event, loop, future = self._event, self._loop, self._future
+            event, wakeup = self._event, self._wakeup
         if event is not None:
             event.set()
-        if future is not None:
-            assert loop is not None
-            try:
-                loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # the waiting task's loop is closed: it is gone
-                with self._lock:
-                    self._state = self._GONE
-                    self.permit = None
-                return False
+        if wakeup is not None and not wakeup.set():
+            # The waiting task's loop (or trio run) is over: it is gone.
+            with self._lock:
+                self._state = self._GONE
+                self.permit = None
+            return False
         return True
 
     def _give_up(self) -> bool:
@@ -264,26 +260,12 @@ class Waiter:
 
     async def _await(self, seconds: float | None) -> bool:
         """Wait, without blocking the loop, until woken or *seconds* pass; return whether woken."""
-        loop = asyncio.get_running_loop()
+        wakeup = _aio.wakeup()
         with self._lock:
             if self._state == self._WOKEN:
                 return True
-            future = self._future = loop.create_future()
-            self._loop = loop
-        if seconds is None:
-            await future
-            return True
-        try:
-            async with asyncio.timeout(seconds):
-                await future
-        except TimeoutError:
-            return False
-        return True
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            self._wakeup = wakeup
+        return await wakeup.wait(seconds)
 
 
 @final

@@ -28,7 +28,8 @@ from typing import Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._classify import ErrorClassifier, to_classifier
+from . import _aio
+from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
@@ -39,6 +40,10 @@ from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
 
 __all__ = ["Hedge", "HedgeDelay", "PercentileDelay"]
+
+_ASYNCIO_ONLY: Final = (
+    "it races copies of the call as asyncio tasks; trio would need a nursery from the caller"
+)
 
 MAX_HEDGES: Final = 10
 """The most extra copies a Hedge may start: more is a load multiplier, not a hedge."""
@@ -252,7 +257,9 @@ class Hedge(PolicyMixin):
 
     A `Hedge` is configuration: immutable, hashable, safe to share. Only
     coroutine functions can be hedged (use it as a decorator, through
-    `acall`, or in `resilience.compose`).
+    `acall`, or in `resilience.compose`), and only under asyncio (anyio on
+    its asyncio backend included): under trio a call raises a `RuntimeError`
+    that says so.
 
     Args:
         delay: When to start each hedge: seconds after the previous copy
@@ -283,7 +290,7 @@ class Hedge(PolicyMixin):
 
     delay: float | HedgeDelay = attrs.field(converter=_to_delay)
     max_hedges: int = attrs.field(default=1, validator=_check_max_hedges)
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock)
@@ -371,7 +378,10 @@ class Hedge(PolicyMixin):
         race = self._race
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            loop = running_loop()
+            try:
+                loop = running_loop()
+            except RuntimeError:  # under trio: say so, rather than "no running event loop"
+                loop = _aio.require_asyncio("Hedge", _ASYNCIO_ONLY)
             if fixed:
                 d, start = fixed_delay, 0.0
             else:

@@ -19,7 +19,7 @@ import attrs
 
 from . import backoff as _backoff
 from ._budget import Budget
-from ._classify import ErrorClassifier, Verdict, to_classifier
+from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
@@ -231,7 +231,7 @@ class Retry(PolicyMixin):
     .. versionadded:: 0.1.0
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
     backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
     max_retry_after: float | None = attrs.field(default=60.0, converter=_to_max_retry_after)
@@ -362,6 +362,9 @@ class Retry(PolicyMixin):
             attempts=top,
             sleeps=sleeps,
             sleeps_retry_after=waits,
+            # Kinds of their own interleave as failures come: no one order to draw.
+            # The exact ones: past them the timeline repeats the last, as the backoff does.
+            waits=None if self.per_kind or pairs is None or not pairs.retries else pairs.pairs,
         )
 
     def attempts(self) -> Attempts:
@@ -376,7 +379,7 @@ class Retry(PolicyMixin):
                 do_it()
 
         async for attempt in retry.attempts():
-            with attempt:
+            async with attempt:  # or `with attempt:`: the same
                 await do_it()
         ```
 
@@ -888,6 +891,9 @@ class Attempt:
     """
     One attempt of a block retried with `Retry.attempts`: a context manager.
 
+    Use it with ``with attempt:``, or ``async with attempt:`` in async code;
+    both record the block's outcome the same way.
+
     Attributes:
         number: 1 for the first attempt, 2 for the first retry, and so on.
     """
@@ -929,6 +935,20 @@ class Attempt:
                 return False  # propagate the original from the with block, noted
             raise
         return True  # suppressed: the loop sleeps and yields the next attempt
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same bookkeeping as `with attempt:` (nothing here awaits: the sleep
+        # before the next attempt belongs to the loop's __anext__). Spelled for
+        # tenacity users, who write `async with attempt:` (issue #15).
+        return self.__exit__(exc_type, exc, tb)
 
 
 @final

@@ -15,11 +15,11 @@ assert clock.sleeps == [0.1, 0.2]
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import final
 
+from . import _aio
 from ._clock import testing_state
 from ._events import Event, add_hook, remove_hook
 from ._fork import fork_safe_lock
@@ -78,7 +78,7 @@ class FakeClock:
     async def asleep(self, seconds: float, /) -> None:
         """Record the sleep, advance time by *seconds*, and yield to the loop once."""
         self.sleep(seconds)
-        await asyncio.sleep(0)
+        await _aio.checkpoint()
 
 
 @final

@@ -129,6 +129,7 @@ class RedisServer:
                     str(self.directory),
                     "--daemonize",
                     "no",
+                    # DEBUG SLEEP makes a slow Redis (the async store's tests, #18).
                     *_debug_options(self.binary),
                 ],
                 stdout=log,

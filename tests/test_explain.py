@@ -324,8 +324,8 @@ def test_explaining_costs_the_same_for_any_attempt_count(attempts: int) -> None:
     assert f"runs of the function: at most {attempts}" in text
 
 
-def test_the_observability_page_shows_the_real_output() -> None:
-    """docs/observability.md's explain() example is this pipeline's output, verbatim."""
+def test_the_explain_page_shows_the_real_output() -> None:
+    """docs/explain.md's explain() example is this pipeline's output, verbatim."""
     pipeline = rs.compose(
         rs.Retry(
             on=rs.transient,
@@ -338,5 +338,5 @@ def test_the_observability_page_shows_the_real_output() -> None:
         rs.CircuitBreaker(on=rs.transient, name="api", failure_threshold=5),
         rs.Timeout(10.0, name="attempt"),
     )
-    docs = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+    docs = Path(__file__).resolve().parent.parent / "docs" / "explain.md"
     assert f"```text\n{pipeline.explain()}\n```" in docs.read_text()

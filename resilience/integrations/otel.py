@@ -35,6 +35,10 @@ Attribute keys are ``resilience.policy``, ``resilience.outcome``,
 are policy names and fixed vocabularies, never exception messages, URLs,
 headers or arguments.
 
+Traces: `OpenTelemetryTracing` (a hook) adds every policy's events to the
+current span, and its ``spans()`` policy opens a child span per call or attempt
+(see ``_otel_trace.py`` and ``docs/tracing.md``).
+
 Needs the ``otel`` extra (``opentelemetry-api``); importing `resilience` never
 imports this module.
 """
@@ -51,7 +55,14 @@ import resilience as rs
 from resilience import Clock, transient
 from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, fork_safe_lock, to_count
 
-__all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
+__all__ = [
+    "ATTRIBUTES",
+    "DURATION_BUCKETS",
+    "INSTRUMENTS",
+    "OpenTelemetryMetrics",
+    "OpenTelemetryTracing",
+    "TracingSpans",
+]
 
 POLICY: Final = "resilience.policy"
 OUTCOME: Final = "resilience.outcome"
@@ -374,3 +385,7 @@ class OpenTelemetryMetrics(Observer[_Sink]):
 
     def __repr__(self) -> str:
         return f"OpenTelemetryMetrics(name={self._name!r})"
+
+
+# Traces, in a module of their own; imported last (a one-line re-export).
+from ._otel_trace import OpenTelemetryTracing, TracingSpans  # noqa: E402

@@ -108,6 +108,8 @@ if TYPE_CHECKING:
     from resilience import CircuitBreaker
 
 __all__ = [
+    "AsyncRedisStore",
+    "AsyncRetryAfterPause",
     "CallDelayed",
     "PauseStarted",
     "PausedError",
@@ -1856,3 +1858,7 @@ for _cls in (
 ):
     _cls.__module__ = __name__
 del _cls
+
+
+# The redis.asyncio twins, in a module of their own; imported last (they use the above).
+from ._redis_async import AsyncRedisStore, AsyncRetryAfterPause  # noqa: E402
