@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Final, Protocol, TypeVar, cast, final
 
 import attrs
 
@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("resilience")
+# A library's top logger gets a NullHandler: without one, Python's last-resort
+# handler prints our WARNINGs to stderr when the application configured no
+# logging. An application that configures logging (a handler on the root or on
+# this logger) sees every record as before.
+logger.addHandler(logging.NullHandler())
 
 
 class Hook(Protocol):
@@ -116,6 +121,11 @@ def _error_text(error: BaseException) -> str:
     except Exception:  # a broken __str__ must not break the hook
         text = ""
     return _shorten(redact(text))
+
+
+def describe_text(error: BaseException) -> str:
+    """The message of *error*, redacted of what looks like a credential, cut to 200 characters."""
+    return _error_text(error)
 
 
 def _describe_error(error: BaseException | None) -> str | None:
@@ -493,6 +503,71 @@ class HedgeStarted(Event):
         return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"
 
 
+@final
+class _Audience:
+    """
+    Whether anyone reads a record of the ``resilience`` logger: a cache of the handlers it meets.
+
+    A record reaches the handlers of this logger and, while ``propagate`` holds,
+    of its parents; with none at all, Python's last-resort handler prints it.
+    Only `logging.NullHandler` instances read nothing. What was found is kept
+    with a copy of the handler lists it was found in (this logger's and the
+    root's) and trusted while they compare equal, which costs a few identity
+    checks; levels are asked of `logging.Logger.isEnabledFor`, which logging
+    caches and clears itself.
+    """
+
+    __slots__ = ("any", "key", "real")
+
+    def __init__(self) -> None:
+        self.key: object = None
+        self.any = False  # a handler, of any kind, on the way up
+        self.real = False  # a handler that is not a NullHandler
+
+
+_audience = _Audience()
+
+
+def _scan() -> tuple[bool, bool]:
+    found = real = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if type(handler) is not logging.NullHandler:
+                real = True
+        if not current.propagate:
+            break
+        current = current.parent
+    return found, real
+
+
+def heard(level: int) -> bool:
+    """
+    Return whether a record at *level* from the ``resilience`` logger reaches a handler
+    that writes somewhere (not a `logging.NullHandler`): what `log_event` would log.
+
+    Cheap: the logger's own level cache, and identity checks of the handler lists.
+    """
+    if not logger.isEnabledFor(level):
+        return False
+    root = logging.root
+    audience = _audience
+    if logger.parent is root:
+        key = (logger.handlers, logger.propagate, root.handlers)
+        if audience.key != key:
+            found, real = _scan()
+            audience.any, audience.real = found, real
+            audience.key = (list(logger.handlers), logger.propagate, list(root.handlers))
+        found, real = audience.any, audience.real
+    else:  # a hand-made hierarchy: no cache
+        found, real = _scan()
+    if real:
+        return True
+    last = logging.lastResort
+    return not found and last is not None and level >= last.level
+
+
 def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
@@ -507,18 +582,27 @@ def log_event(event: Event, /) -> None:
     handler, no level.
     """
     level = type(event).level
-    if logger.isEnabledFor(level):
+    if heard(level):
         logger.log(level, "%s", event.message(), extra=event.fields())
 
 
 class _Registry:
     """Global hooks: a tuple swapped under a lock, read without one."""
 
-    __slots__ = ("hooks", "lock")
+    __slots__ = ("hooks", "lock", "logs_only")
 
     def __init__(self) -> None:
         self.hooks: tuple[Hook, ...] = (log_event,)
         self.lock = threading.Lock()
+        # Whether the hooks are `log_event` alone: then an event is built only
+        # if its record would reach a handler (`heard`).
+        self.logs_only = True
+
+    def swap(self, hooks: tuple[Hook, ...]) -> tuple[Hook, ...]:
+        """Install *hooks*; return the previous ones. Called with `lock` held."""
+        old, self.hooks = self.hooks, hooks
+        self.logs_only = len(hooks) == 1 and hooks[0] is log_event
+        return old
 
 
 _registry = _Registry()
@@ -549,8 +633,7 @@ def set_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
     with _registry.lock:
-        old, _registry.hooks = _registry.hooks, new
-    return old
+        return _registry.swap(new)
 
 
 def add_hook(hook: Hook) -> None:
@@ -558,7 +641,7 @@ def add_hook(hook: Hook) -> None:
     if not callable(hook):
         raise TypeError(f"hook must be a callable taking an event, got {hook!r}")
     with _registry.lock:
-        _registry.hooks = (*_registry.hooks, hook)
+        _registry.swap((*_registry.hooks, hook))
 
 
 def remove_hook(hook: Hook) -> None:
@@ -573,10 +656,26 @@ def remove_hook(hook: Hook) -> None:
         if hook not in hooks:
             raise ValueError(f"hook {hook!r} is not installed")
         hooks.remove(hook)
-        _registry.hooks = tuple(hooks)
+        _registry.swap(tuple(hooks))
 
 
 E = TypeVar("E", bound=Event)
+
+
+def listening(local: tuple[Hook, ...], cls: type[Event], /) -> bool:
+    """
+    Return whether an event of type *cls* would reach anyone: a hook of the policy's
+    own (*local*), a global hook other than `log_event`, or a logging handler.
+
+    `emit` asks it first; a caller whose event fields cost something to compute
+    (a name, a clock read) asks it before computing them.
+    """
+    if local:
+        return True
+    registry = _registry
+    if registry.logs_only:
+        return heard(cls.level)
+    return bool(registry.hooks)
 
 
 def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
@@ -588,9 +687,14 @@ def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
     carries the hook's own failure, redacted, with its traceback, but not the
     caller's exception that the hook may have been raised while handling).
     """
+    if not local:
+        registry = _registry
+        if registry.logs_only:
+            if not heard(cls.level):
+                return
+        elif not registry.hooks:
+            return
     glob = _registry.hooks
-    if not local and not glob:
-        return
     event = cls(**fields)
     handling = sys.exception()  # the caller's failure, if emitted while handling one
     for hook in (*local, *glob) if local else glob:

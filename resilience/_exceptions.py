@@ -4,7 +4,8 @@ The exceptions `resilience` raises, a small tree:
 ```text
 ResilienceError                 base of everything below
   RejectedError                 a policy refused to run the call; nothing ran
-    CircuitOpenError            .name, .retry_after (seconds until half-open)
+    CircuitOpenError            .name, .retry_after (seconds until half-open), .failure_type,
+                                .failure_message (what opened it)
     BulkheadFullError           .name, .limit, .waiting: no slot, no place in the queue
   TimeoutExceededError          also a builtin TimeoutError; .timeout
   StreamInterruptedError        .partial: the items delivered before the failure
@@ -58,20 +59,54 @@ class CircuitOpenError(RejectedError):
     """
     The circuit breaker *name* is open and rejected the call without running it.
 
+    Its message says for how long, and what opened the circuit when the
+    breaker's store knows: ``circuit 'api' is open; retry after 42 s; opened by
+    ConnectionError: connection refused``.
+
     Attributes:
         name: The breaker's name.
         retry_after: Seconds until the breaker lets a probe through, or `None`
             when that is unknown (an isolated breaker).
+        failure_type: The type name of the failure that opened the circuit
+            (``"ConnectionError"``; for a refused result, its type), or `None`
+            when not known (opened by hand, or by another process).
+        failure_message: That failure's message, redacted of what looks like a
+            credential and cut to 200 characters (``""`` when it has none), or
+            `None` with *failure_type*. Text only: the exception itself, whose
+            traceback would keep its frames alive, is not kept.
     """
 
-    def __init__(self, name: str, retry_after: float | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        retry_after: float | None,
+        failure_type: str | None = None,
+        failure_message: str | None = None,
+    ) -> None:
+        # The message is made when read (`__str__`): rejections are the hot
+        # path of an outage, and most are never printed.
         self.name = name
         self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {seconds_text(retry_after)} s"
-        super().__init__(f"circuit {name!r} is open{when}")
+        self.failure_type = failure_type
+        self.failure_message = failure_message
+
+    def __str__(self) -> str:
+        retry_after = self.retry_after
+        text = f"circuit {self.name!r} is open"
+        if retry_after is not None:
+            text += f"; retry after {seconds_text(retry_after)} s"
+        if self.failure_type is not None:
+            text += f"; opened by {self.failure_type}"
+            if self.failure_message:
+                text += f": {self.failure_message}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"CircuitOpenError({str(self)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after), self.__dict__)
+        # The arguments it was made with (`args`); the fields come back with `__dict__`.
+        return (type(self), self.args, self.__dict__)
 
 
 @final
