@@ -390,7 +390,19 @@ class CircuitBreaker(GatePolicy):
         self, permit: CircuitPermit, error: Exception, duration: float | None, target: object, /
     ) -> None:
         """Record the exception *error*: a failure if the classifier trips on it, else nothing."""
-        self._judge(permit, error, duration, target, None)
+        store = self._store
+        try:
+            verdict = self.on.classify(error)
+        except BaseException:
+            store.on_ignored(permit)
+            raise
+        if verdict.trip:
+            transitions = store.on_failure(permit, duration)
+            if transitions:
+                _note_opening(store, transitions, error, verdict)
+                self._announce(transitions, target)
+        else:
+            store.on_ignored(permit)
 
     def _judge(
         self,
@@ -522,8 +534,12 @@ class CircuitBreaker(GatePolicy):
 
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 permit = store.ready
-                if permit is None:
-                    permit = breaker.admit(fn)
+                if permit is None:  # `admit`, inlined: a rejection is the outage's hot path
+                    permit = store.acquire()
+                    if type(permit) is CircuitRejection:
+                        raise breaker._rejection(permit, fn)
+                    if permit.transitions:
+                        breaker._announce(permit.transitions, fn)
                 try:
                     result = fn(*args, **kwargs)
                 except Exception as exc:

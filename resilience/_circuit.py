@@ -821,7 +821,7 @@ class InMemoryCircuitStore:
             left = period.until - self._now()
             if left > 0:
                 return CircuitRejection(OPEN, left, period.cause)
-        with self._locked():
+        with self._lock or self._locked():
             state = self._state
             transitions = NO_TRANSITIONS
             period = self._period
@@ -864,7 +864,7 @@ class InMemoryCircuitStore:
         """Record a success (see `CircuitStore`)."""
         if permit is self.settled:
             return NO_TRANSITIONS  # the hot path: nothing to write
-        with self._locked():
+        with self._lock or self._locked():
             if permit is self.ready:
                 self._failures = 0
                 if not self._windows:
@@ -887,7 +887,7 @@ class InMemoryCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`)."""
-        with self._locked():
+        with self._lock or self._locked():
             if permit is self.ready:
                 self._failures += 1
                 self.settled = None
@@ -905,7 +905,7 @@ class InMemoryCircuitStore:
         """Release a permit without an outcome (see `CircuitStore`)."""
         if permit.token is None:
             return NO_TRANSITIONS  # a closed-state permit holds no place
-        with self._locked():
+        with self._lock or self._locked():
             if self._probe(permit) is not None:
                 period = self._period
                 assert period is not None
@@ -920,14 +920,14 @@ class InMemoryCircuitStore:
         Called by the breaker after an outcome it counted opened the circuit;
         ignored unless the circuit is open. Optional in a `CircuitStore`.
         """
-        with self._locked():
+        with self._lock or self._locked():
             period = self._period
             if self._state is OPEN and period is not None:
                 period.cause = failure
 
     def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
         """Move the circuit by hand (see `CircuitStore`)."""
-        with self._locked():
+        with self._lock or self._locked():
             current = self._state
             if state is CLOSED:
                 return NO_TRANSITIONS if current is CLOSED else self._enter_closed("manual")
@@ -951,14 +951,14 @@ class InMemoryCircuitStore:
 
     def reset(self) -> tuple[CircuitTransition, ...]:
         """Return to the initial state (see `CircuitStore`)."""
-        with self._locked():
+        with self._lock or self._locked():
             was_closed = self._state is CLOSED
             transitions = self._enter_closed("reset")
             return NO_TRANSITIONS if was_closed else transitions
 
     def snapshot(self) -> tuple[CircuitState, float | None]:
         """Return the state and the seconds until half-open (see `CircuitStore`)."""
-        with self._locked():
+        with self._lock or self._locked():
             state = self._state
             period = self._period
             if state is OPEN and period is not None:

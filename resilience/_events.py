@@ -549,7 +549,13 @@ def heard(level: int) -> bool:
 
     Cheap: the logger's own level cache, and identity checks of the handler lists.
     """
-    if not logger.isEnabledFor(level):
+    if logger.disabled:
+        return False
+    try:  # logging's own cache of isEnabledFor, cleared by logging on any level change
+        enabled = logger._cache[level]  # type: ignore[attr-defined]
+    except KeyError:
+        enabled = logger.isEnabledFor(level)
+    if not enabled:
         return False
     root = logging.root
     audience = _audience
