@@ -51,7 +51,7 @@ def unconfigured_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
+def records_made() -> Iterator[list[logging.LogRecord]]:
     """Every LogRecord created, by any logger."""
     made: list[logging.LogRecord] = []
     factory = logging.getLogRecordFactory()
@@ -61,9 +61,8 @@ def records_made(monkeypatch: pytest.MonkeyPatch) -> list[logging.LogRecord]:
         made.append(record)
         return record
 
-    monkeypatch.setattr(logging, "getLogRecordFactory", lambda: counting)
     logging.setLogRecordFactory(counting)
-    yield made  # type: ignore[misc]
+    yield made
     logging.setLogRecordFactory(factory)
 
 
@@ -99,7 +98,7 @@ def test_a_retry_nobody_hears_builds_no_event(monkeypatch: pytest.MonkeyPatch) -
             raise AssertionError(f"an event was built: {fields}")
 
         monkeypatch.setattr("resilience._retry.RetryScheduled.__init__", built)
-        calls = iter([Refused("a"), Refused("b"), "ok"])
+        calls: Iterator[Exception | str] = iter([Refused("a"), Refused("b"), "ok"])
 
         def flaky() -> str:
             item = next(calls)
@@ -288,7 +287,7 @@ def test_a_probe_that_returns_after_its_lease_changes_nothing() -> None:
         refuse()
     assert breaker.state is rs.CircuitState.HALF_OPEN  # not reopened by a probe that expired
     assert breaker.call(str) == ""
-    assert breaker.state is rs.CircuitState.CLOSED
+    assert breaker.state is rs.CircuitState.CLOSED  # type: ignore[comparison-overlap]
 
 
 def test_the_default_lease_is_the_redis_stores() -> None:
