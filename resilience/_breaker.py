@@ -44,9 +44,10 @@ from ._events import (
     CircuitHalfOpened,
     CircuitOpened,
     Hook,
+    _registry,
     describe_text,
     emit,
-    listening,
+    heard,
 )
 from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
@@ -466,7 +467,9 @@ class CircuitBreaker(GatePolicy):
             error = CircuitOpenError(label, retry_after)
         else:
             error = CircuitOpenError(label, retry_after, cause[0], cause[1])
-        if listening(self.hooks, CallRejected):
+        hooks = self.hooks
+        # `listening`, inlined for the common case: only the log hook, and nobody hears it.
+        if hooks or not _registry.logs_only or heard(CallRejected.level):
             rejected(
                 self.hooks,
                 error,

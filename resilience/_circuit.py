@@ -680,6 +680,7 @@ class InMemoryCircuitStore:
         "_now",
         "_period",
         "_state",
+        "_threshold",
         "_windows",
         "ready",
         "settled",
@@ -690,6 +691,8 @@ class InMemoryCircuitStore:
         # thousands of breakers (per tenant, per model) cost little each.
         self._breaker = breaker
         self._now = breaker.clock.now
+        # Read on every counted failure (copied: one hop less than the breaker).
+        self._threshold = breaker.failure_threshold
         self._lease = probe_lease if probe_lease == 60.0 else _to_probe_lease(probe_lease)
         self._lock: threading.Lock | None = None
         self._state = CLOSED
@@ -765,7 +768,7 @@ class InMemoryCircuitStore:
         return (CircuitTransition(OPEN, reason, delay),)
 
     def _tripped(self) -> str | None:
-        threshold = self._breaker.failure_threshold
+        threshold = self._threshold
         if threshold is not None and self._failures >= threshold:
             return "failures"
         for window in self._windows:
@@ -892,7 +895,7 @@ class InMemoryCircuitStore:
                 self._failures += 1
                 self.settled = None
                 if not self._windows:
-                    threshold = self._breaker.failure_threshold
+                    threshold = self._threshold
                     if threshold is not None and self._failures >= threshold:
                         return self._enter_open(self._now(), "failures")
                     return NO_TRANSITIONS

@@ -545,6 +545,15 @@ class Rule:
 # --- classifiers ---------------------------------------------------------------
 
 
+class _TypeVerdicts(dict[type, "Verdict | None"]):
+    """A classifier's cache of verdicts by exception type: a copy or a pickle starts empty."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_TypeVerdicts, ())
+
+
 def _to_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     value: object = rules  # checked at runtime, whatever the annotation says
     if isinstance(value, Rule):
@@ -588,11 +597,21 @@ class ErrorClassifier:
     handles_results: bool = attrs.field(init=False, eq=False)
     # The rules that can match a result (those without exception=), in order.
     _result_rules: tuple[Rule, ...] = attrs.field(init=False, eq=False)
+    # Verdicts by exception type, for exceptions that carry no HTTP details, when
+    # every rule decides by type alone (no message=, no predicate but the
+    # builtin third-party ones; a status= cannot match such an exception).
+    # None when a rule looks at more than the type.
+    _by_type: _TypeVerdicts | None = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         result_rules = tuple(rule for rule in self.rules if rule.exception is None)
         object.__setattr__(self, "_result_rules", result_rules)
         object.__setattr__(self, "handles_results", bool(result_rules))
+        by_type = all(
+            rule.message is None and (rule.when is None or type(rule.when) is _ThirdParty)
+            for rule in self.rules
+        )
+        object.__setattr__(self, "_by_type", _TypeVerdicts() if by_type else None)
 
     def classify(self, outcome: object) -> Verdict:
         """
@@ -623,43 +642,52 @@ class ErrorClassifier:
             if last is not None and last[0] is outcome and last[1] is self:
                 _last = None  # read once: the slot keeps no exception alive longer
                 return last[2]
-            verdict = self._classify_exception(outcome)
+            cls = type(outcome)
+            plain = _PLAIN_TYPES_SEEN.get(cls)
+            if plain is None:
+                plain = _plain_type(cls)
+            # Its own attributes, usually none (or __notes__), may still carry some.
+            own = outcome.__dict__
+            http = not plain or (bool(own) and not _HTTP_NAMES.isdisjoint(own))
+            by_type = self._by_type
+            if by_type is not None and not http:
+                verdict = by_type.get(cls)
+                if verdict is not None:
+                    return verdict
+            status = status_of(outcome) if http else None
+            text: str | None = None
+            for rule in self.rules:
+                types = rule.exception
+                if types is not None and not isinstance(outcome, types):
+                    continue
+                statuses = rule._statuses
+                if statuses is not None and (status is None or status not in statuses):
+                    continue
+                message = rule.message
+                if message is not None:
+                    if text is None:
+                        text = _exception_text(outcome)
+                    if isinstance(message, str):
+                        if message not in text:
+                            continue
+                    elif message.search(text) is None:
+                        continue
+                when = rule.when
+                if when is not None and not when(outcome):
+                    continue
+                verdict = rule._verdict
+                if http:
+                    verdict = _matched(verdict, status, retry_after_of(outcome))
+                break
+            else:
+                verdict = _unmatched(status, retry_after_of(outcome)) if http else SUCCESS
+            if by_type is not None and not http and len(by_type) < 256:
+                by_type[cls] = verdict  # decided by the type alone (bounded)
             _last = (outcome, self, verdict)
             return verdict
         if isinstance(outcome, BaseException):
             return SUCCESS
         return self._classify_result(outcome)
-
-    def _classify_exception(self, outcome: Exception) -> Verdict:
-        plain = _PLAIN_TYPES_SEEN.get(type(outcome))
-        if plain is None:
-            plain = _plain_type(type(outcome))
-        # Its own attributes, usually none (or __notes__), may still carry some.
-        own = outcome.__dict__
-        http = not plain or (bool(own) and not _HTTP_NAMES.isdisjoint(own))
-        status = status_of(outcome) if http else None
-        text: str | None = None
-        for rule in self.rules:
-            types = rule.exception
-            if types is not None and not isinstance(outcome, types):
-                continue
-            statuses = rule._statuses
-            if statuses is not None and (status is None or status not in statuses):
-                continue
-            message = rule.message
-            if message is not None:
-                if text is None:
-                    text = _exception_text(outcome)
-                if isinstance(message, str):
-                    if message not in text:
-                        continue
-                elif message.search(text) is None:
-                    continue
-            when = rule.when
-            if when is not None and not when(outcome):
-                continue
-            return _matched(rule._verdict, status, retry_after_of(outcome) if http else None)
-        return _unmatched(status, retry_after_of(outcome) if http else None)
 
     def _classify_result(self, outcome: object) -> Verdict:
         # Exact builtins (None, int, str, dict, ...) carry no HTTP details.

@@ -22,7 +22,7 @@ PEP 678 notes (``__notes__``) and any other attribute set on them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 __all__ = [
     "BulkheadFullError",
@@ -76,37 +76,59 @@ class CircuitOpenError(RejectedError):
             traceback would keep its frames alive, is not kept.
     """
 
-    def __init__(
-        self,
-        name: str,
-        retry_after: float | None,
-        failure_type: str | None = None,
-        failure_message: str | None = None,
-    ) -> None:
-        # The message is made when read (`__str__`): rejections are the hot
-        # path of an outage, and most are never printed.
-        self.name = name
-        self.retry_after = retry_after
-        self.failure_type = failure_type
-        self.failure_message = failure_message
+    # No __init__: the fields are read from `args`, which the exception keeps
+    # itself, and the message is made when read (`__str__`). A rejection is the
+    # hot path of an outage, and most are never printed. Pickling and copying
+    # keep `args`, and `__dict__` for any attribute set later.
+    args: tuple[Any, ...]
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            name: str,
+            retry_after: float | None,
+            failure_type: str | None = None,
+            failure_message: str | None = None,
+            /,
+        ) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until the breaker lets a probe through; `None` when unknown."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def failure_type(self) -> str | None:
+        """The type name of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[2] if len(args) > 2 else None
+
+    @property
+    def failure_message(self) -> str | None:
+        """The message of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[3] if len(args) > 3 else None
 
     def __str__(self) -> str:
         retry_after = self.retry_after
         text = f"circuit {self.name!r} is open"
         if retry_after is not None:
             text += f"; retry after {seconds_text(retry_after)} s"
-        if self.failure_type is not None:
-            text += f"; opened by {self.failure_type}"
+        failure_type = self.failure_type
+        if failure_type is not None:
+            text += f"; opened by {failure_type}"
             if self.failure_message:
                 text += f": {self.failure_message}"
         return text
 
     def __repr__(self) -> str:
         return f"CircuitOpenError({str(self)!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The arguments it was made with (`args`); the fields come back with `__dict__`.
-        return (type(self), self.args, self.__dict__)
 
 
 @final

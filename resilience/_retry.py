@@ -22,7 +22,7 @@ from ._budget import Budget
 from ._classify import ErrorClassifier, Verdict, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
-from ._events import Hook, RetriesExhausted, RetryScheduled, emit, listening
+from ._events import Hook, RetriesExhausted, RetryScheduled, _registry, emit, heard, listening
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import Description, backoff_bounds, rule_lines, seconds, span
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
@@ -419,7 +419,12 @@ class Retry(PolicyMixin):
             # Retried outside the `except` block, so that later attempts' exceptions
             # do not carry the first one as their __context__: they did not happen
             # while handling it.
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -447,7 +452,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return slow(inner, fn, args, kwargs, start, result, verdict)
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -466,21 +476,24 @@ class Retry(PolicyMixin):
         results = self.on.handles_results
         sleep = self.clock.sleep
         direct = inner is CALL
-        while True:
-            delay = call.failed(outcome, verdict)  # raises when giving up
-            if delay > 0:
-                sleep(delay)
-            try:
-                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)  # raises when giving up
+                if delay > 0:
+                    sleep(delay)
+                try:
+                    result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     def _bind_async(self, inner: Runner) -> Runner:
         if self.budget is not None:
@@ -504,7 +517,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -531,7 +549,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -550,21 +573,24 @@ class Retry(PolicyMixin):
         results = self.on.handles_results
         asleep = self.clock.asleep
         direct = inner is CALL
-        while True:
-            delay = call.failed(outcome, verdict)
-            if delay > 0:
-                await asleep(delay)
-            try:
-                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)
+                if delay > 0:
+                    await asleep(delay)
+                try:
+                    result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     # --- streams ------------------------------------------------------------------
     #
@@ -757,7 +783,10 @@ class _RetryCall:
         if error is not None:
             if self.attempt > 1 or reason is not None:
                 error.add_note(f"resilience: {text}")
-            raise error
+            try:
+                raise error
+            finally:  # its traceback holds this frame: no cycle through our locals
+                error = outcome = None
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 
     def failed(self, outcome: object, verdict: Verdict | None) -> float:
@@ -805,8 +834,10 @@ class _RetryCall:
                 backoff = own[1]
                 number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
                 number += 1
-            delay = float(backoff(number, previous, retry.rng))
-            if not (delay >= 0 and math.isfinite(delay)):
+            delay = backoff(number, previous, retry.rng)
+            if type(delay) is not float:
+                delay = float(delay)
+            if not 0.0 <= delay < math.inf:  # NaN fails too
                 raise ValueError(
                     f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
                     "a delay must be a finite number >= 0"
@@ -851,7 +882,8 @@ class _RetryCall:
                     f"retry budget spent: gave up after {_plural(attempt)}, "
                     f"{budget!r} allows no retry now",
                 )
-            if listening(retry.hooks, RetryScheduled):
+            # `listening`, inlined for the common case: only the log hook, unheard.
+            if retry.hooks or not _registry.logs_only or heard(RetryScheduled.level):
                 self._scheduled(outcome, verdict, attempt, delay)
             self.attempt = attempt + 1
             return delay
@@ -865,6 +897,7 @@ class _RetryCall:
                 and error.__context__ is None
             ):
                 error.__context__ = outcome
+            outcome = None  # the traceback holds this frame: no cycle through it
             raise
 
     def _scheduled(self, outcome: object, verdict: Verdict, attempt: int, delay: float) -> None:
