@@ -20,10 +20,9 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, ParamSpec, TypeVar, final
 
 import attrs
-from typing_extensions import ParamSpec
 
 from ._circuit import (
     CircuitPermit,

@@ -11,9 +11,15 @@ it is on, policies wait zero seconds (and cap their attempts, when asked to).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+
+from ._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_enabled", "testing_state"]
 

@@ -64,15 +64,17 @@ class Hook(Protocol):
 # A quoted value: 'x', "x", b'x' (escapes included), on one line.
 _QUOTED: Final = r"""b?(?P<quote>["'])(?:\\.|(?!(?P=quote))[^\\\r\n])*(?P=quote)"""
 
+# Patterns as text: `re` compiles them on the first redaction (and caches
+# them), not at `import resilience`; most processes never redact anything.
 _SECRETS: Final = (
     # API keys of the OpenAI / LiteLLM shape, also glued after "_" ("token_sk-...").
-    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    (r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}", "sk-***"),
     # An Authorization or Proxy-Authorization header, any case: its whole value
     # (scheme and credentials), in a repr ('authorization': '...', a list or a
     # tuple of pairs) or in text ("Authorization: Digest a=1, b=2" to the end
     # of the line).
     (
-        re.compile(
+        (
             r"(?i)\b(?P<key>(?:proxy-)?authorization"
             r"(?:[\"']\s*[:=,]\s*|[ \t]*[:=][ \t]*))"
             rf"(?:{_QUOTED}|[\[(][^\])\r\n]*[\])]?|\S[^\r\n]*)"
@@ -81,11 +83,11 @@ _SECRETS: Final = (
     ),
     # A credential after an authorization scheme: "Bearer <token>", "Basic <base64>".
     # (Schemes are case-insensitive, but "basic" and "token" are also words.)
-    (re.compile(r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}"), r"\1\2***"),
+    (r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}", r"\1\2***"),
     # Secret-like fields, in headers, query strings, JSON or reprs: api_key=..., "password": "...".
     # A quoted value is blanked whole, an unquoted one up to a separator.
     (
-        re.compile(
+        (
             r"(?i)\b(?P<key>(?:(?:x-)?api[_-]?key|access[_-]?token|client[_-]?secret|secret"
             r"|password)[\"']?\s*[:=]\s*)"
             rf"(?:{_QUOTED}|[^\s\"',;&)}}\]]+)"
@@ -107,7 +109,7 @@ def redact(text: str) -> str:
     ``password``-like fields.
     """
     for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+        text = re.sub(pattern, replacement, text)
     return text
 
 

@@ -25,20 +25,25 @@ A gate holds decisions only. This module owns, once for every gate:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final, NoReturn, Protocol, Self, final
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, final
 
 from ._clock import SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit, listening
 from ._exceptions import RejectedError
+from ._lazy import lazy_module
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = [
     "NO_RESULT",

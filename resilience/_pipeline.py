@@ -22,10 +22,9 @@ import enum
 import inspect
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, final, runtime_checkable
+from typing import Any, ParamSpec, Protocol, TypeVar, final, runtime_checkable
 
 import attrs
-from typing_extensions import ParamSpec
 
 from ._explain import explain, worst_case
 

@@ -437,3 +437,25 @@ def test_a_decorated_function_costs_at_most_a_closure_and_200_bytes() -> None:
         return fn
 
     assert bytes_per(decorated) <= plain + 200
+
+
+# --- issue 19 item 5: import time ----------------------------------------------------------
+
+
+def test_import_resilience_leaves_what_the_success_path_does_not_need() -> None:
+    """Issue 19: asyncio, wrapt and the rarely used policies load on first use, and still work."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resilience as rs\n"
+        "lazy = ['asyncio', 'wrapt', 'typing_extensions', 'resilience.limits',\n"
+        "        'resilience._bulkhead', 'resilience._fallback', 'resilience._hedge',\n"
+        "        'resilience._metrics']\n"
+        "print([m for m in lazy if m in sys.modules])\n"
+        "print(rs.Bulkhead.__module__, rs.limits.__name__, 'Hedge' in dir(rs))\n"
+        "import asyncio\n"
+        "print(asyncio.run(rs.Timeout(1.0).acall(asyncio.sleep, 0, 'ok')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "resilience resilience.limits True", "ok"]
