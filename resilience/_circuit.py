@@ -269,7 +269,7 @@ class CircuitPermit:
 
     Attributes:
         token: The store's own data about the permit (the in-memory store keeps
-            the half-open period a probe belongs to); the breaker never reads it.
+            a probe's lease); the breaker never reads it.
         transitions: State changes that admitting the call made (an open
             circuit becoming half-open), for the breaker to announce.
     """
@@ -598,6 +598,10 @@ _FIRST: Final = CircuitPermit()
 apart from the others of its own store only, so stores may share it."""
 
 
+_LEASE: Final = 60.0
+"""The default probe_lease, in seconds: the Redis store's."""
+
+
 def _to_probe_lease(value: object) -> float:
     return to_seconds("probe_lease", value, expected=_A_DURATION, shown="seconds")
 
@@ -619,9 +623,10 @@ class _Lease:
 class _Period:
     """What an in-memory circuit keeps once it has opened: made at its first opening."""
 
-    __slots__ = ("cause", "delay", "leases", "opens", "probes", "successes", "until")
+    __slots__ = ("cause", "delay", "lease", "leases", "opens", "probes", "successes", "until")
 
-    def __init__(self) -> None:
+    def __init__(self, lease: float) -> None:
+        self.lease = lease  # seconds a probe holds its place (the store's probe_lease)
         self.until = 0.0  # when the open period ends (OPEN)
         self.opens = 0  # openings since the circuit last closed
         self.delay = 0.0  # the last open period, in seconds
@@ -675,7 +680,6 @@ class InMemoryCircuitStore:
         "__weakref__",
         "_breaker",
         "_failures",
-        "_lease",
         "_lock",
         "_now",
         "_period",
@@ -693,11 +697,13 @@ class InMemoryCircuitStore:
         self._now = breaker.clock.now
         # Read on every counted failure (copied: one hop less than the breaker).
         self._threshold = breaker.failure_threshold
-        self._lease = probe_lease if probe_lease == 60.0 else _to_probe_lease(probe_lease)
         self._lock: threading.Lock | None = None
         self._state = CLOSED
         self._failures = 0  # consecutive failures while closed
-        self._period: _Period | None = None
+        # Made at the first opening; now only to keep a probe_lease of one's own.
+        self._period: _Period | None = (
+            None if probe_lease == _LEASE else _Period(_to_probe_lease(probe_lease))
+        )
         self._windows = tuple(trip_window(c) for c in breaker.trip)
         # The permit of the current closed period (its identity tells periods
         # apart); None whenever the circuit is not closed.
@@ -741,7 +747,7 @@ class InMemoryCircuitStore:
     ) -> tuple[CircuitTransition, ...]:
         period = self._period
         if period is None:
-            period = self._period = _Period()
+            period = self._period = _Period(_LEASE)
         opens = period.opens + 1
         breaker = self._breaker
         reset = breaker.reset_timeout
@@ -851,7 +857,7 @@ class InMemoryCircuitStore:
                     period.leases = leases = alive
                 if period.probes > 0:
                     period.probes -= 1
-                    lease = _Lease(now + self._lease)
+                    lease = _Lease(now + period.lease)
                     leases.append(lease)
                     return CircuitPermit(lease, transitions)
                 return CircuitRejection(HALF_OPEN, None, period.cause)

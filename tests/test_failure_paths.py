@@ -392,11 +392,14 @@ def test_a_failed_probe_becomes_the_cause() -> None:
 
 
 def bytes_per(make: Callable[[int], object], count: int = 10_000) -> float:
+    """Bytes traced per object made by *make* (the list that keeps them is made before)."""
+    kept: list[object] = [None] * count
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        kept = [make(n) for n in range(count)]
+        for n in range(count):
+            kept[n] = make(n)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
@@ -459,3 +462,14 @@ def test_import_resilience_leaves_what_the_success_path_does_not_need() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["[]", "resilience resilience.limits True", "ok"]
+
+
+def test_the_breaker_docs_lease_example_runs_as_written() -> None:
+    """docs/breaker.md's example of leased probes and of the opening's cause runs as is."""
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "breaker.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.DOTALL)
+    [block] = [b for b in blocks if "probe_lease" in b]
+    exec(compile(block, "docs/breaker.md (leased probes)", "exec"), {"__name__": "breaker_doc"})
