@@ -519,10 +519,12 @@ class _Audience:
     caches and clears itself.
     """
 
-    __slots__ = ("any", "key", "real")
+    __slots__ = ("any", "mine", "propagate", "real", "roots")
 
     def __init__(self) -> None:
-        self.key: object = None
+        self.mine: list[logging.Handler] | None = None  # this logger's handlers, as scanned
+        self.roots: list[logging.Handler] | None = None  # the root's
+        self.propagate = True
         self.any = False  # a handler, of any kind, on the way up
         self.real = False  # a handler that is not a NullHandler
 
@@ -561,15 +563,19 @@ def heard(level: int) -> bool:
         return False
     root = logging.root
     audience = _audience
-    if logger.parent is root:
-        key = (logger.handlers, logger.propagate, root.handlers)
-        if audience.key != key:
-            found, real = _scan()
-            audience.any, audience.real = found, real
-            audience.key = (list(logger.handlers), logger.propagate, list(root.handlers))
+    if (
+        logger.handlers == audience.mine
+        and root.handlers == audience.roots
+        and logger.propagate is audience.propagate
+        and logger.parent is root
+    ):
         found, real = audience.any, audience.real
-    else:  # a hand-made hierarchy: no cache
+    else:
         found, real = _scan()
+        if logger.parent is root:  # else a hand-made hierarchy: no cache
+            audience.mine, audience.roots = list(logger.handlers), list(root.handlers)
+            audience.propagate = logger.propagate
+            audience.any, audience.real = found, real
     if real:
         return True
     last = logging.lastResort
