@@ -20,10 +20,13 @@ measured in the same run with the same loop:
     python benchmarks/bench_failures.py --fast     # quicker, less precise
     python benchmarks/bench_failures.py --quick    # no pyperf: timeit, for a smoke run
     python benchmarks/bench_failures.py --rounds 30   # no pyperf: cases interleaved
+    python benchmarks/bench_failures.py --rounds 30 --cpu   # the same, in CPU time
 
 ``--rounds N`` runs every case once per round, in turn, N rounds, and keeps
 each case's best round: on a loaded machine (other work, frequency changes)
 the cases share the same moments, and the best round is the least disturbed.
+``--cpu`` times them in this thread's CPU time (`time.thread_time`), which
+other processes on the machine disturb less than wall-clock time.
 
 Every case catches what it raises with the same ``try``/``except``, so the
 loop is the same for all.
@@ -32,6 +35,7 @@ loop is the same for all.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -197,9 +201,25 @@ def cases() -> list[Case]:
     return out
 
 
-def interleaved(all_cases: list[Case], rounds: int, loops: int = 20_000) -> dict[str, float]:
+def cpu_timer(case: Case) -> Callable[[int], float]:
+    """``timer(loops)`` in this thread's CPU time (sync cases only)."""
+    fn = case.fn
+
+    def timer(loops: int) -> float:
+        start = time.thread_time()
+        for _ in range(loops):
+            fn()
+        return time.thread_time() - start
+
+    return timer
+
+
+def interleaved(
+    all_cases: list[Case], rounds: int, loops: int = 20_000, *, cpu: bool = False
+) -> dict[str, float]:
     """Best seconds per call of each case over *rounds* rounds, the cases taking turns."""
-    timers = {case.name: timer_of(case) for case in all_cases if case.setup is None}
+    make = cpu_timer if cpu else timer_of
+    timers = {case.name: make(case) for case in all_cases if case.setup is None}
     best = dict.fromkeys(timers, float("inf"))
     for _ in range(rounds):
         for name, timer in timers.items():
@@ -207,7 +227,8 @@ def interleaved(all_cases: list[Case], rounds: int, loops: int = 20_000) -> dict
     # A case with a setup changes the process (the hooks): measured last, alone.
     for case in all_cases:
         if case.setup is not None:
-            timer = timer_of(case)
+            case.setup()
+            timer = make(case)
             best[case.name] = min(timer(loops) / loops for _ in range(rounds))
     return best
 
@@ -220,8 +241,10 @@ REFERENCES = (
 
 if __name__ == "__main__" and "--rounds" in sys.argv:
     count = int(sys.argv[sys.argv.index("--rounds") + 1])
-    print(f"Failure paths: best of {count} interleaved rounds, cost per call\n")
-    print(table(interleaved(cases(), count), REFERENCES))
+    cpu = "--cpu" in sys.argv
+    clock = "CPU time" if cpu else "wall-clock time"
+    print(f"Failure paths: best of {count} interleaved rounds, cost per call ({clock})\n")
+    print(table(interleaved(cases(), count, cpu=cpu), REFERENCES))
 elif __name__ == "__main__":
     main(
         cases(),
