@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Final, Protocol, TypeVar, cast, final
+from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import attrs
 
@@ -505,31 +505,23 @@ class HedgeStarted(Event):
         return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"
 
 
-@final
-class _Audience:
-    """
-    Whether anyone reads a record of the ``resilience`` logger: a cache of the handlers it meets.
-
-    A record reaches the handlers of this logger and, while ``propagate`` holds,
-    of its parents; with none at all, Python's last-resort handler prints it.
-    Only `logging.NullHandler` instances read nothing. What was found is kept
-    with a copy of the handler lists it was found in (this logger's and the
-    root's) and trusted while they compare equal, which costs a few identity
-    checks; levels are asked of `logging.Logger.isEnabledFor`, which logging
-    caches and clears itself.
-    """
-
-    __slots__ = ("any", "mine", "propagate", "real", "roots")
-
-    def __init__(self) -> None:
-        self.mine: list[logging.Handler] | None = None  # this logger's handlers, as scanned
-        self.roots: list[logging.Handler] | None = None  # the root's
-        self.propagate = True
-        self.any = False  # a handler, of any kind, on the way up
-        self.real = False  # a handler that is not a NullHandler
-
-
-_audience = _Audience()
+# Whether anyone reads a record of the ``resilience`` logger: a cache of the
+# handlers it meets. A record reaches the handlers of this logger and, while
+# ``propagate`` holds, of its parents; with none at all, Python's last-resort
+# handler prints it. Only `logging.NullHandler` instances read nothing. What
+# was found is kept with copies of the handler lists it was found in (this
+# logger's and the root's) and trusted while they compare equal, a few
+# identity checks; levels are asked of logging's own isEnabledFor cache,
+# which logging clears itself. One tuple, replaced whole: (this logger's
+# handlers, the root's, propagate, a handler of any kind found, a handler
+# that is not a NullHandler found).
+_audience: tuple[list[logging.Handler] | None, list[logging.Handler] | None, bool, bool, bool] = (
+    None,
+    None,
+    True,
+    False,
+    False,
+)
 
 
 def _scan() -> tuple[bool, bool]:
@@ -557,25 +549,28 @@ def heard(level: int) -> bool:
         return False
     try:  # logging's own cache of isEnabledFor, cleared by logging on any level change
         enabled = logger._cache[level]  # type: ignore[attr-defined]
-    except KeyError:
+    except (KeyError, AttributeError):
         enabled = logger.isEnabledFor(level)
     if not enabled:
         return False
+    global _audience
     root = logging.root
-    audience = _audience
-    if (
-        logger.handlers == audience.mine
-        and root.handlers == audience.roots
-        and logger.propagate is audience.propagate
+    mine, roots, propagate, found, real = _audience
+    if not (
+        logger.handlers == mine
+        and root.handlers == roots
+        and logger.propagate is propagate
         and logger.parent is root
     ):
-        found, real = audience.any, audience.real
-    else:
         found, real = _scan()
         if logger.parent is root:  # else a hand-made hierarchy: no cache
-            audience.mine, audience.roots = list(logger.handlers), list(root.handlers)
-            audience.propagate = logger.propagate
-            audience.any, audience.real = found, real
+            _audience = (
+                list(logger.handlers),
+                list(root.handlers),
+                logger.propagate,
+                found,
+                real,
+            )
     if real:
         return True
     last = logging.lastResort
