@@ -31,6 +31,10 @@ _MARK = "__resilience__"
 # (which may be frozen, slotted, a builtin, or simply not ours to change),
 # except names starting with "_self_", which wrapt keeps on the proxy itself.
 _PROXY_MARK = "_self_resilience"
+# What a closure copies from the function it wraps: functools' list, and the
+# defaults, which code and tools read (a wrapper taking *args, **kwargs never
+# uses them itself: setting them changes no call).
+_ASSIGNED = (*functools.WRAPPER_ASSIGNMENTS, "__defaults__", "__kwdefaults__")
 
 
 @final
@@ -73,14 +77,14 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
         raise TypeError(f"a policy decorates callables, got {type(fn).__name__}: {fn!r}")
     pipeline, fn = _fused(pipeline, fn)
     shape = shape_of(fn)
-    run = pipeline.runner(shape)
     wrapper: Any
     if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
-        wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, run, fn)
-        functools.update_wrapper(wrapper, fn)
+        # A policy's own closure needs no runner: none is bound (nor kept by the pipeline).
+        wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, pipeline.runner(shape), fn)
+        functools.update_wrapper(wrapper, fn, assigned=_ASSIGNED)
         setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
     else:
-        wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))
+        wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, pipeline.runner(shape)))
         setattr(wrapper, _PROXY_MARK, _Info(pipeline, fn, wrapper))
     return wrapper  # type: ignore[no-any-return]
 

@@ -4,7 +4,8 @@ The exceptions `resilience` raises, a small tree:
 ```text
 ResilienceError                 base of everything below
   RejectedError                 a policy refused to run the call; nothing ran
-    CircuitOpenError            .name, .retry_after (seconds until half-open)
+    CircuitOpenError            .name, .retry_after (seconds until half-open), .failure_type,
+                                .failure_message (what opened it)
     BulkheadFullError           .name, .limit, .waiting: no slot, no place in the queue
     RateLimitedError            .name, .retry_after (seconds until the call would fit), .cost
   TimeoutExceededError          also a builtin TimeoutError; .timeout
@@ -21,8 +22,9 @@ PEP 678 notes (``__notes__``) and any other attribute set on them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 __all__ = [
     "BulkheadFullError",
@@ -37,14 +39,20 @@ __all__ = [
 ]
 
 
-def seconds_text(value: float) -> str:
+def seconds_text(value: float, digits: int = 3) -> str:
     """
-    Format a duration for a message: three significant digits, never an exponent
-    for the values messages meet (``0.25``, ``3.2``, ``1400``, not ``1.4e+03``).
+    Format a duration for a message: *digits* significant digits, never an exponent.
+
+    ``0.25``, ``3.2``, ``1400`` (not ``1.4e+03``), ``0.0000134`` (not
+    ``1.34e-05``); nothing below a nanosecond (``0``).
     """
-    if 1000 <= abs(value) < 1e15:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    if decimals <= 0:
         return f"{value:.0f}"
-    return f"{value:.3g}"
+    text = f"{value:.{min(decimals, 9)}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 class ResilienceError(Exception):
@@ -60,20 +68,76 @@ class CircuitOpenError(RejectedError):
     """
     The circuit breaker *name* is open and rejected the call without running it.
 
+    Its message says for how long, and what opened the circuit when the
+    breaker's store knows: ``circuit 'api' is open; retry after 42 s; opened by
+    ConnectionError: connection refused``.
+
     Attributes:
         name: The breaker's name.
         retry_after: Seconds until the breaker lets a probe through, or `None`
             when that is unknown (an isolated breaker).
+        failure_type: The type name of the failure that opened the circuit
+            (``"ConnectionError"``; for a refused result, its type), or `None`
+            when not known (opened by hand, or by another process).
+        failure_message: That failure's message, redacted of what looks like a
+            credential and cut to 200 characters (``""`` when it has none), or
+            `None` with *failure_type*. Text only: the exception itself, whose
+            traceback would keep its frames alive, is not kept.
     """
 
-    def __init__(self, name: str, retry_after: float | None) -> None:
-        self.name = name
-        self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {seconds_text(retry_after)} s"
-        super().__init__(f"circuit {name!r} is open{when}")
+    # No __init__: the fields are read from `args`, which the exception keeps
+    # itself, and the message is made when read (`__str__`). A rejection is the
+    # hot path of an outage, and most are never printed. Pickling and copying
+    # keep `args`, and `__dict__` for any attribute set later.
+    args: tuple[Any, ...]
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after), self.__dict__)
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            name: str,
+            retry_after: float | None,
+            failure_type: str | None = None,
+            failure_message: str | None = None,
+            /,
+        ) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until the breaker lets a probe through; `None` when unknown."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def failure_type(self) -> str | None:
+        """The type name of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[2] if len(args) > 2 else None
+
+    @property
+    def failure_message(self) -> str | None:
+        """The message of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[3] if len(args) > 3 else None
+
+    def __str__(self) -> str:
+        retry_after = self.retry_after
+        text = f"circuit {self.name!r} is open"
+        if retry_after is not None:
+            text += f"; retry after {seconds_text(retry_after)} s"
+        failure_type = self.failure_type
+        if failure_type is not None:
+            text += f"; opened by {failure_type}"
+            if self.failure_message:
+                text += f": {self.failure_message}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"CircuitOpenError({str(self)!r})"
 
 
 @final
@@ -156,7 +220,7 @@ class TimeoutExceededError(ResilienceError, TimeoutError):
 
     def __init__(self, timeout: float, message: str | None = None) -> None:
         self.timeout = timeout
-        super().__init__(message or f"timed out after {timeout:.6g} s")
+        super().__init__(message or f"timed out after {seconds_text(timeout, 6)} s")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.timeout, str(self)), self.__dict__)

@@ -19,12 +19,13 @@ import attrs
 
 from . import backoff as _backoff
 from ._budget import Budget
-from ._classify import ErrorClassifier, Verdict, to_classifier
-from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
+from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
-from ._events import Hook, RetriesExhausted, RetryScheduled, emit
+from ._events import Hook, RetriesExhausted, RetryScheduled, _registry, emit, heard, listening
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import Description, backoff_bounds, rule_lines, seconds, span
+from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
+from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
@@ -165,19 +166,16 @@ def _plural(n: int) -> str:
     return f"{n} attempt{'s' if n != 1 else ''}"
 
 
-def _largest(values: list[float], count: int) -> float:
-    return sum(sorted(values, reverse=True)[:count])
-
-
-def _sleep_lines(pairs: list[tuple[float, float]], n: int, *, numbered: bool) -> list[str]:
+def _sleep_lines(sleeps: Sleeps, n: int, *, numbered: bool) -> list[str]:
     """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
     lines = []
-    shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
+    many = sleeps.retries > 6
+    shown = [*sleeps.first(4), None, sleeps.last()] if many else sleeps.first(6)
     for index, pair in enumerate(shown):
         if pair is None:
             lines.append("  ...")
             continue
-        number = index + 2 if index < 4 or len(pairs) <= 6 else n
+        number = index + 2 if index < 4 or not many else n
         where = f"before attempt {number}" if numbered else f"its retry {number - 1}"
         lines.append(f"  {where}: {span(*pair)}")
     return lines
@@ -233,7 +231,7 @@ class Retry(PolicyMixin):
     .. versionadded:: 0.1.0
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
     backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
     max_retry_after: float | None = attrs.field(default=60.0, converter=_to_max_retry_after)
@@ -295,12 +293,12 @@ class Retry(PolicyMixin):
             [n, *(s.attempts for _, s in self.per_kind if s.backoff is None and s.attempts)]
         )
         pairs = backoff_bounds(self.backoff, shared - 1)
-        slots: list[list[tuple[float, float]] | None] = [pairs]
+        slots: list[Sleeps | None] = [pairs]
         if top == 1:
             pass
         elif pairs is None:
             details.append(f"backoff {self.backoff!r}: its sleeps are not known (not a builtin)")
-        elif pairs:
+        elif pairs.retries:
             details.append(f"backoff {self.backoff!r}; sleeps:")
             details.extend(_sleep_lines(pairs, shared, numbered=not self.per_kind))
         for kind, settings in self.per_kind:
@@ -329,8 +327,8 @@ class Retry(PolicyMixin):
         elif all(slot is not None for slot in slots):
             # At most top - 1 retries, each sleeping one of these, each at most
             # once: the largest top - 1 of them bound any call.
-            highs = [high for slot in slots if slot is not None for _, high in slot]
-            sleeps = _largest(highs, top - 1)
+            highs = [high for slot in slots if slot is not None for high in slot.longest()]
+            sleeps = largest(highs, top - 1)
             if self.per_kind:
                 details.append(
                     f"sleeps in total at most {seconds(sleeps)} (the longest {top - 1} above)"
@@ -338,7 +336,7 @@ class Retry(PolicyMixin):
             else:
                 details.append(f"  in total at most {seconds(sleeps)}")
             if cap is not None:
-                waits = _largest([max(high, cap) for high in highs], top - 1)
+                waits = largest([(max(high, cap), times) for high, times in highs], top - 1)
         if top > 1:
             if cap is None:
                 details.append(
@@ -364,6 +362,9 @@ class Retry(PolicyMixin):
             attempts=top,
             sleeps=sleeps,
             sleeps_retry_after=waits,
+            # Kinds of their own interleave as failures come: no one order to draw.
+            # The exact ones: past them the timeline repeats the last, as the backoff does.
+            waits=None if self.per_kind or pairs is None or not pairs.retries else pairs.pairs,
         )
 
     def attempts(self) -> Attempts:
@@ -378,7 +379,7 @@ class Retry(PolicyMixin):
                 do_it()
 
         async for attempt in retry.attempts():
-            with attempt:
+            async with attempt:  # or `with attempt:`: the same
                 await do_it()
         ```
 
@@ -419,7 +420,12 @@ class Retry(PolicyMixin):
             # Retried outside the `except` block, so that later attempts' exceptions
             # do not carry the first one as their __context__: they did not happen
             # while handling it.
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -447,7 +453,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return slow(inner, fn, args, kwargs, start, result, verdict)
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -465,21 +476,25 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         results = self.on.handles_results
         sleep = self.clock.sleep
-        while True:
-            delay = call.failed(outcome, verdict)  # raises when giving up
-            if delay > 0:
-                sleep(delay)
-            try:
-                result = inner(fn, args, kwargs)
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        direct = inner is CALL
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)  # raises when giving up
+                if delay > 0:
+                    sleep(delay)
+                try:
+                    result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     def _bind_async(self, inner: Runner) -> Runner:
         if self.budget is not None:
@@ -503,7 +518,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -530,7 +550,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -548,21 +573,25 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         results = self.on.handles_results
         asleep = self.clock.asleep
-        while True:
-            delay = call.failed(outcome, verdict)
-            if delay > 0:
-                await asleep(delay)
-            try:
-                result = await inner(fn, args, kwargs)
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        direct = inner is CALL
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)
+                if delay > 0:
+                    await asleep(delay)
+                try:
+                    result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     # --- streams ------------------------------------------------------------------
     #
@@ -737,7 +766,7 @@ class _RetryCall:
         retry = self.retry
         elapsed = retry.clock.now() - self.start
         error = outcome if isinstance(outcome, BaseException) else None
-        if reason is not None:
+        if reason is not None and listening(retry.hooks, RetriesExhausted):
             emit(
                 retry.hooks,
                 RetriesExhausted,
@@ -754,8 +783,11 @@ class _RetryCall:
         )
         if error is not None:
             if self.attempt > 1 or reason is not None:
-                error.add_note(f"resilience: {text}")
-            raise error
+                set_note(error, retry, text)
+            try:
+                raise error
+            finally:  # its traceback holds this frame: no cycle through our locals
+                error = outcome = None
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 
     def failed(self, outcome: object, verdict: Verdict | None) -> float:
@@ -766,7 +798,103 @@ class _RetryCall:
         for a result) when Retry gives up.
         """
         try:
-            return self._decide(outcome, verdict)
+            retry = self.retry
+            if verdict is None:
+                verdict = retry.on.classify(outcome)
+            attempt = self.attempt
+            if not verdict.retry:
+                # After a retry, an event closes what RetryScheduled opened; a first
+                # failure that is not retryable is none of Retry's business.
+                self._give_up(
+                    outcome,
+                    "not_retryable" if attempt > 1 else None,
+                    f"not retried: the classifier refused it, after {_plural(attempt)}",
+                )
+            limit = self.limit
+            own: tuple[str, _backoff.Backoff] | None = None  # (kind, its backoff)
+            if retry.per_kind:
+                kind = verdict.kind
+                for name, settings in retry.per_kind:
+                    if name == kind:
+                        if settings.attempts is not None:
+                            limit = settings.attempts
+                            if self.cap is not None:
+                                limit = min(limit, self.cap)
+                        if settings.backoff is not None:
+                            own = (name, settings.backoff)
+                        break
+            if attempt >= limit:
+                self._give_up(outcome, "attempts", None)
+            # Each backoff counts its own retries: `attempt` is 1 before the first
+            # retry it schedules in this call, `previous` is what it returned last,
+            # before any Retry-After floor. Without per_kind, that is the call's count.
+            if own is None:
+                backoff = retry.backoff
+                number, previous = self.retries + 1, self.delay
+            else:
+                backoff = own[1]
+                number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
+                number += 1
+            delay = backoff(number, previous, retry.rng)
+            if type(delay) is not float:
+                delay = float(delay)
+            if not 0.0 <= delay < math.inf:  # NaN fails too
+                raise ValueError(
+                    f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
+                    "a delay must be a finite number >= 0"
+                )
+            if own is None:
+                self.retries, self.delay = number, delay
+            elif self.kinds is None:
+                self.kinds = {own[0]: (number, delay)}
+            else:
+                self.kinds[own[0]] = (number, delay)
+            retry_after = verdict.retry_after
+            if retry_after is not None:
+                cap = retry.max_retry_after
+                if cap is not None and retry_after > cap:
+                    self._give_up(
+                        outcome,
+                        "retry_after",
+                        f"gave up after {_plural(attempt)}: the server asked to retry after "
+                        f"{seconds_text(retry_after)} s, more than "
+                        f"max_retry_after={seconds_text(cap)} s",
+                    )
+                delay = max(delay, retry_after)
+            if testing_state.enabled:
+                delay = 0.0
+            elif delay > LONGEST_WAIT:
+                self._give_up(
+                    outcome,
+                    "too_long",
+                    f"gave up after {_plural(attempt)}: the next attempt, in "
+                    f"{seconds_text(delay)} s, is further off than any wait can last",
+                )
+            deadline = DEADLINE.get()
+            if deadline is not None:
+                left = time_left(deadline)
+                if delay >= left:
+                    self._give_up(
+                        outcome,
+                        "deadline",
+                        f"gave up after {_plural(attempt)}: the next attempt, in "
+                        f"{seconds_text(delay)} s, would start after the deadline "
+                        f"({seconds_text(max(left, 0.0))} s left)",
+                    )
+            # Asked last: a retry that something else refuses costs the budget nothing.
+            budget = retry.budget
+            if budget is not None and not budget.spend():
+                self._give_up(
+                    outcome,
+                    "budget",
+                    f"retry budget spent: gave up after {_plural(attempt)}, "
+                    f"{budget!r} allows no retry now",
+                )
+            # `listening`, inlined for the common case: only the log hook, unheard.
+            if retry.hooks or not _registry.logs_only or heard(RetryScheduled.level):
+                self._scheduled(outcome, verdict, attempt, delay)
+            self.attempt = attempt + 1
+            return delay
         except BaseException as error:
             # A classifier, backoff or hook of the user's that raised: the failure it
             # was judging is chained, never lost. (The runners call this outside
@@ -777,92 +905,11 @@ class _RetryCall:
                 and error.__context__ is None
             ):
                 error.__context__ = outcome
+            outcome = None  # the traceback holds this frame: no cycle through it
             raise
 
-    def _decide(self, outcome: object, verdict: Verdict | None) -> float:
+    def _scheduled(self, outcome: object, verdict: Verdict, attempt: int, delay: float) -> None:
         retry = self.retry
-        if verdict is None:
-            verdict = retry.on.classify(outcome)
-        attempt = self.attempt
-        if not verdict.retry:
-            # After a retry, an event closes what RetryScheduled opened; a first
-            # failure that is not retryable is none of Retry's business.
-            self._give_up(
-                outcome,
-                "not_retryable" if attempt > 1 else None,
-                f"not retried: the classifier refused it, after {_plural(attempt)}",
-            )
-        limit = self.limit
-        own: tuple[str, _backoff.Backoff] | None = None  # (kind, its backoff)
-        if retry.per_kind:
-            kind = verdict.kind
-            for name, settings in retry.per_kind:
-                if name == kind:
-                    if settings.attempts is not None:
-                        limit = settings.attempts
-                        if self.cap is not None:
-                            limit = min(limit, self.cap)
-                    if settings.backoff is not None:
-                        own = (name, settings.backoff)
-                    break
-        if attempt >= limit:
-            self._give_up(outcome, "attempts", None)
-        # Each backoff counts its own retries: `attempt` is 1 before the first
-        # retry it schedules in this call, `previous` is what it returned last,
-        # before any Retry-After floor. Without per_kind, that is the call's count.
-        if own is None:
-            backoff = retry.backoff
-            number, previous = self.retries + 1, self.delay
-        else:
-            backoff = own[1]
-            number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
-            number += 1
-        delay = float(backoff(number, previous, retry.rng))
-        if not (delay >= 0 and math.isfinite(delay)):
-            raise ValueError(
-                f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
-                "a delay must be a finite number >= 0"
-            )
-        if own is None:
-            self.retries, self.delay = number, delay
-        elif self.kinds is None:
-            self.kinds = {own[0]: (number, delay)}
-        else:
-            self.kinds[own[0]] = (number, delay)
-        retry_after = verdict.retry_after
-        if retry_after is not None:
-            cap = retry.max_retry_after
-            if cap is not None and retry_after > cap:
-                self._give_up(
-                    outcome,
-                    "retry_after",
-                    f"gave up after {_plural(attempt)}: the server asked to retry after "
-                    f"{seconds_text(retry_after)} s, more than "
-                    f"max_retry_after={seconds_text(cap)} s",
-                )
-            delay = max(delay, retry_after)
-        if testing_state.enabled:
-            delay = 0.0
-        deadline = DEADLINE.get()
-        if deadline is not None:
-            left = time_left(deadline)
-            if delay >= left:
-                self._give_up(
-                    outcome,
-                    "deadline",
-                    f"gave up after {_plural(attempt)}: the next attempt, in "
-                    f"{seconds_text(delay)} s, would start after the deadline "
-                    f"({seconds_text(max(left, 0.0))} s left)",
-                )
-        # Asked last: a retry that something else refuses costs the budget nothing.
-        budget = retry.budget
-        if budget is not None and not budget.spend():
-            self._give_up(
-                outcome,
-                "budget",
-                f"retry budget spent: gave up after {_plural(attempt)}, "
-                f"{budget!r} allows no retry now",
-            )
         emit(
             retry.hooks,
             RetryScheduled,
@@ -874,14 +921,15 @@ class _RetryCall:
             error=outcome if isinstance(outcome, BaseException) else None,
             kind=verdict.kind,
         )
-        self.attempt = attempt + 1
-        return delay
 
 
 @final
 class Attempt:
     """
     One attempt of a block retried with `Retry.attempts`: a context manager.
+
+    Use it with ``with attempt:``, or ``async with attempt:`` in async code;
+    both record the block's outcome the same way.
 
     Attributes:
         number: 1 for the first attempt, 2 for the first retry, and so on.
@@ -924,6 +972,20 @@ class Attempt:
                 return False  # propagate the original from the with block, noted
             raise
         return True  # suppressed: the loop sleeps and yields the next attempt
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same bookkeeping as `with attempt:` (nothing here awaits: the sleep
+        # before the next attempt belongs to the loop's __anext__). Spelled for
+        # tenacity users, who write `async with attempt:` (issue #15).
+        return self.__exit__(exc_type, exc, tb)
 
 
 @final

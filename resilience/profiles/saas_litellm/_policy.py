@@ -16,7 +16,6 @@ The pipeline of one request is ``compose(retry, breaker, translate, timeout)``:
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Final, Literal, TypeAlias, final
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import attrs
 
 import resilience as rs
+from resilience.engine import fork_safe_lock
 
 from ._classify import classifier, translate_exception
 from ._endpoints import ENDPOINTS, Endpoint, EndpointMap
@@ -95,7 +95,7 @@ def breaker(name: str = "saas-litellm", **overrides: Any) -> rs.CircuitBreaker:
 
 
 _REGISTRY: dict[tuple[str, object], rs.CircuitBreaker] = {}
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = fork_safe_lock()
 
 
 def _origin(url: str) -> str:
