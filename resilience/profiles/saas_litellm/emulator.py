@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import http.server
 import json
@@ -55,7 +56,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, final
 
 import attrs
@@ -443,6 +444,8 @@ class Emulator:
         self._requests = 0
         self._by_route: collections.Counter[str] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
         self._database_down = False
         self._recovering = False
         self._llm_calls_since_start = 0
@@ -527,6 +530,22 @@ class Emulator:
                 self._recovering = True
             self._database_down = bool(down)
 
+    def settle(self, timeout: float = 10.0) -> bool:
+        """
+        Wait until no provider call is in flight, so that `stats` counts them all.
+
+        A client that gave up on a call (a timeout) does not stop the server:
+        the call is recorded, and paid, when the provider answers.
+
+        Args:
+            timeout: Seconds to wait at most. Default: 10.0.
+
+        Returns:
+            Whether every call had ended within *timeout*.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def stats(self) -> Stats:
         """Return what happened so far."""
         with self._lock:
@@ -564,22 +583,29 @@ class Emulator:
 
     # --- decisions (under the lock) ----------------------------------------------------
 
-    def _fault(self, route: str, key: str) -> str:
+    def _fault(self, route: str, key: str) -> tuple[str, str]:
+        """Return the fault of a request, and the key of its other dice (latencies, causes).
+
+        Both depend on the route, *key* (the workflow) and the request's rank
+        among that workflow's requests of the route: never on what other
+        requests are doing, nor on whether an earlier one is still running.
+        """
         with self._lock:
             self._requests += 1
             self._by_route[route] += 1
+            self._counters[(route, key)] += 1
+            n = self._counters[(route, key)]
+            draw = f"{route}|{key}|{n}"
             for name in (route, "*"):
                 queue = self._scripts.get(name)
                 if queue:
                     fault = queue.popleft()
                     if fault != "ok":
                         self._faults[fault] += 1
-                    return fault
-            self._counters[(route, key)] += 1
-            n = self._counters[(route, key)]
+                    return fault, draw
         if not self.rates:
-            return "ok"
-        dice = random.Random(f"{self.seed}|{route}|{key}|{n}").random()
+            return "ok", draw
+        dice = random.Random(f"{self.seed}|{draw}").random()
         for fault in FAULTS:
             if fault == "ok" or (fault in _STREAM_FAULTS and route not in _STREAM_ROUTES):
                 continue
@@ -588,9 +614,22 @@ class Emulator:
                 if dice < rate:
                     with self._lock:
                         self._faults[fault] += 1
-                    return fault
+                    return fault, draw
                 dice -= rate
-        return "ok"
+        return "ok", draw
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        """Mark a provider call in flight, for `settle`."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.notify_all()
 
     def _latency(self, key: str) -> float:
         rng = random.Random(f"{self.seed}|latency|{key}")
@@ -1006,10 +1045,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._json(405, {"detail": "Method Not Allowed"}, [("allow", route_method)])
             return
         key = self._fault_key(route, param, body)
-        fault = emulator._fault(route, key)
+        fault, draw = emulator._fault(route, key)
         values = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         try:
-            self._serve(emulator, route, param, body, values, fault, key)
+            self._serve(emulator, route, param, body, values, fault, draw)
         except _Abort:
             pass
 
@@ -1296,18 +1335,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Make the provider call and record it; return the answer, or the failure (``str(e)``).
 
         *priced*: the call's cost is recorded (llm-call); create-and-call records 0.0.
+        *key*: the request's dice.
         """
-        n = len(job.calls)
+        with emulator._working():
+            return self._provider_call(emulator, job, data, fault, key, priced=priced)
+
+    def _provider_call(
+        self,
+        emulator: Emulator,
+        job: _Job,
+        data: dict[str, Any],
+        fault: str,
+        key: str,
+        *,
+        priced: bool,
+    ) -> dict[str, Any] | str:
         if fault == "transient_500":
             # The server retried the provider (3 attempts, each with the SDK's own) first.
-            seconds, cause = emulator._failure(f"{key}|{n}")
+            seconds, cause = emulator._failure(key)
             if seconds > 0 and self.server.stopping.wait(seconds):
                 raise _Abort
             error = f"500: Failed to call provider API: {cause}"
         elif fault == "permanent_500":
             error = _CREDENTIALS
         else:
-            latency = emulator._latency(f"{key}|{n}")
+            latency = emulator._latency(key)
             if latency > 0 and self.server.stopping.wait(latency):
                 raise _Abort
             content = _reply(data)
@@ -1546,11 +1598,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fault == "stream_bug":
             # Today's server: the provider answers in full, then the server
             # fails to read it and says so in-band; the call is stored failed.
-            latency = emulator._latency(f"{key}|{len(job.calls)}")
-            if latency > 0 and self.server.stopping.wait(latency):
-                raise _Abort
-            with emulator._lock:
-                job.calls.append(_failed_call(data, _STREAM_BUG, paid=True))
+            with emulator._working():
+                latency = emulator._latency(key)
+                if latency > 0 and self.server.stopping.wait(latency):
+                    raise _Abort
+                with emulator._lock:
+                    job.calls.append(_failed_call(data, _STREAM_BUG, paid=True))
             if single:
                 self._fail(emulator, job, _STREAM_BUG)
             self._chunk(self._event({"error": _STREAM_BUG}, provider=False))
