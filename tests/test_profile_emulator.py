@@ -404,3 +404,13 @@ def test_bad_configuration_is_refused() -> None:
         Emulator(rates={"slow": 0.6, "drop": 0.6})
     assert set(ROUTES) >= {"create", "llm-call", "complete"}
     assert "ok" in FAULTS
+
+
+def test_provider_requests_count_the_servers_own_retries(raw: Raw, emu: Emulator) -> None:
+    """An answered call is one provider request; a provider failure nine (3 x 3); a
+    missing credential none."""
+    job_id = raw.job()
+    emu.script("llm-call", "ok", "transient_500", "permanent_500")
+    for _ in range(3):
+        raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT)
+    assert emu.stats().provider_requests == 1 + 9

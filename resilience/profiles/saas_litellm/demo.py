@@ -164,6 +164,7 @@ class Result:
             stats.duplicate_paid_calls,
             stats.open_jobs,
             stats.requests,
+            stats.provider_requests,
             self.trips,
         )
 
@@ -633,6 +634,10 @@ def table(plain: Result, profile: Result) -> str:
         assert result.stats is not None
         return "-" if result.remote else f"{result.stats.requests}"
 
+    def upstream(result: Result) -> str:
+        assert result.stats is not None
+        return "-" if result.remote else f"{result.stats.provider_requests}"
+
     rows: list[tuple[str, str, str]] = [
         ("", "plain (docs' helpers)", "profile"),
         ("workflows succeeded", f"{plain.succeeded}", f"{profile.succeeded}"),
@@ -645,6 +650,7 @@ def table(plain: Result, profile: Result) -> str:
         ),
         ("jobs never completed", f"{plain.stats.open_jobs}", f"{profile.stats.open_jobs}"),
         ("requests sent", requests_sent(plain), requests_sent(profile)),
+        ("provider requests (upstream)", upstream(plain), upstream(profile)),
         ("breaker trips", f"{plain.trips}", f"{profile.trips}"),
         ("", "", ""),
         (
@@ -794,9 +800,10 @@ def run(
         out.write(
             f"\n  The counts depend on the seed only; the latencies and the run time ({seconds})"
             "\n  on the machine. The plain run crashes on plain-text and HTML error bodies and "
-            "on in-band\n  stream errors, retries timed-out paid calls (duplicates), and gives "
-            "LLM calls the 10 s its\n  substring lookup finds. The profile's jobs never "
-            "completed are orphans of retried creates\n  (never charged). Its table: "
+            "on in-band\n  stream errors, retries timed-out paid calls (duplicates) and "
+            "provider failures the server\n  has already tried 9 times (provider requests), "
+            "and gives LLM calls the 10 s its substring\n  lookup finds. The profile's jobs "
+            "never completed are orphans of retried creates (never\n  charged). Its table: "
             "python -m resilience explain saas-litellm\n"
         )
     else:

@@ -136,6 +136,7 @@ _CREDENTIALS: Final = (
     "500: No provider credentials configured for openai. "
     "Please add credentials in the admin dashboard."
 )
+_PROVIDER_TRIES: Final = 9  # a provider failure: the server's 3 attempts x the SDK's 3
 _STREAM_BUG: Final = "'Response' object does not support the asynchronous context manager protocol"
 _HTML: Final = (
     "<html>\r\n<head><title>{status} {phrase}</title></head>\r\n<body>\r\n"
@@ -241,6 +242,10 @@ class Stats:
         credits_charged: Credits deducted, summed over every ``complete``
             (the server charges a job again on its third ``complete``).
         faults: Faults injected, by name.
+        provider_requests: Requests the server sent its provider: one per
+            call the provider answered, nine per provider failure (the
+            server's 3 attempts, each with the provider SDK's 3), none when
+            the server has no credentials for it.
     """
 
     requests: int
@@ -251,6 +256,7 @@ class Stats:
     open_jobs: int
     credits_charged: int
     faults: dict[str, int]
+    provider_requests: int = 0
 
 
 class _Job:
@@ -445,6 +451,7 @@ class Emulator:
         self._by_route: collections.Counter[str] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
         self._in_flight = 0
+        self._provider_requests = 0
         self._idle = threading.Condition(self._lock)
         self._database_down = False
         self._recovering = False
@@ -561,6 +568,7 @@ class Emulator:
                 ),
                 credits_charged=sum(t["credits_amount"] for t in self._transactions),
                 faults=dict(self._faults),
+                provider_requests=self._provider_requests,
             )
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -1356,6 +1364,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if seconds > 0 and self.server.stopping.wait(seconds):
                 raise _Abort
             error = f"500: Failed to call provider API: {cause}"
+            with emulator._lock:
+                emulator._provider_requests += _PROVIDER_TRIES
         elif fault == "permanent_500":
             error = _CREDENTIALS
         else:
@@ -1366,6 +1376,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             call = _call(data, content, int(latency * 1000), priced=priced)
             with emulator._lock:
                 job.calls.append(call)
+                emulator._provider_requests += 1
             return {
                 "call_id": call["call_id"],
                 "response": {"content": content, "finish_reason": "stop"},
@@ -1604,6 +1615,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     raise _Abort
                 with emulator._lock:
                     job.calls.append(_failed_call(data, _STREAM_BUG, paid=True))
+                    emulator._provider_requests += 1
             if single:
                 self._fail(emulator, job, _STREAM_BUG)
             self._chunk(self._event({"error": _STREAM_BUG}, provider=False))
