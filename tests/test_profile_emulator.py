@@ -414,3 +414,19 @@ def test_provider_requests_count_the_servers_own_retries(raw: Raw, emu: Emulator
     for _ in range(3):
         raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT)
     assert emu.stats().provider_requests == 1 + 9
+
+
+def test_a_provider_outage_lasts_for_the_workflow(raw: Raw, emu: Emulator) -> None:
+    """provider_outage fails the route for the rest of the workflow, each time after the
+    server's nine provider requests; another workflow is served."""
+    job_id = raw.job()
+    emu.script("llm-call", "provider_outage")
+    details = [
+        raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT).json()["detail"] for _ in range(3)
+    ]
+    assert all(d.startswith("LLM call failed: 500: Failed to call provider API: ") for d in details)
+    other = raw("POST", "/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"})
+    answer = raw("POST", f"/api/jobs/{other.json()['job_id']}/llm-call", json=CHAT)
+    assert answer.status_code == 200
+    stats = emu.stats()
+    assert (stats.faults["provider_outage"], stats.provider_requests) == (3, 3 * 9 + 1)

@@ -88,6 +88,8 @@ FAULTS: Final = {
     "insufficient_credits": "403 'Insufficient credits' (the docs' promise; today's server never)",
     "transient_500": "LLM routes: 500 'LLM call failed: ... Connection error.' after the "
     "server's 3-9 s of retries; others: plain 500",
+    "provider_outage": "LLM routes: as transient_500, and so is every later request of the "
+    "same workflow to the route (a provider down for a while); others: plain 500",
     "permanent_500": "LLM routes: 500 'No provider credentials configured'; others: plain 500",
     "plain_500": "plain-text 500 'Internal Server Error' (database down); connection then closed",
     "bad_gateway": "the app does the work, a gateway answers 502 with an HTML page",
@@ -447,6 +449,7 @@ class Emulator:
             collections.deque
         )
         self._counters: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._outages: set[tuple[str, str]] = set()
         self._requests = 0
         self._by_route: collections.Counter[str] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
@@ -604,12 +607,17 @@ class Emulator:
             self._counters[(route, key)] += 1
             n = self._counters[(route, key)]
             draw = f"{route}|{key}|{n}"
+            if (route, key) in self._outages:
+                self._faults["provider_outage"] += 1
+                return "provider_outage", draw
             for name in (route, "*"):
                 queue = self._scripts.get(name)
                 if queue:
                     fault = queue.popleft()
                     if fault != "ok":
                         self._faults[fault] += 1
+                    if fault == "provider_outage":
+                        self._outages.add((route, key))
                     return fault, draw
         if not self.rates:
             return "ok", draw
@@ -622,6 +630,8 @@ class Emulator:
                 if dice < rate:
                     with self._lock:
                         self._faults[fault] += 1
+                        if fault == "provider_outage":
+                            self._outages.add((route, key))
                     return fault, draw
                 dice -= rate
         return "ok", draw
@@ -1054,6 +1064,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         key = self._fault_key(route, param, body)
         fault, draw = emulator._fault(route, key)
+        if fault == "provider_outage":
+            fault = "transient_500"  # that lasts: see Emulator._fault
         values = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         try:
             self._serve(emulator, route, param, body, values, fault, draw)
