@@ -51,7 +51,15 @@ from ._events import (
 from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
 from ._gate import NO_RESULT, FastPath, GatePolicy, rejected
-from ._pipeline import _COROUTINE, _NOT_SYNC, Pipeline, PolicyMixin, Shape, target_name
+from ._pipeline import (
+    _COROUTINE,
+    _NOT_SYNC,
+    Pipeline,
+    PolicyMixin,
+    Shape,
+    check_sync,
+    target_name,
+)
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 from .backoff import Backoff
 
@@ -484,8 +492,9 @@ class CircuitBreaker(GatePolicy):
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` once through the breaker (sync functions)."""
         code = getattr(fn, "__code__", None)
-        if not self._direct or code is None or code.co_flags & _NOT_SYNC:
-            # The general path, which also refuses what is not a sync function.
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
+        if not self._direct:
             return PolicyMixin.call(self, fn, *args, **kwargs)
         store: Any = self._store
         permit = store.ready
