@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, NoReturn, Self, cast, final
@@ -35,10 +34,11 @@ import attrs
 from ._classify import ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
-from ._events import Hook, RateChanged, RateLimitWaited, emit, get_hooks, log_ignored
+from ._events import Hook, RateChanged, RateLimitWaited, emit, log_ignored
 from ._exceptions import RateLimitedError
 from ._explain import Description, condition, seconds
-from ._gate import NO_RESULT, GatePolicy, Wait, refuse, wait_async, wait_sync
+from ._fork import fork_safe_lock
+from ._gate import NO_RESULT, GatePolicy, Wait, refuse, rejected, wait_async, wait_sync
 from ._gate import _enter as enter_block
 from ._gate import _exit as exit_block
 from ._pipeline import Shape, pipeline_field, target_name
@@ -188,7 +188,7 @@ class _Bucket:
     )
 
     def __init__(self, rate: float, per: float, burst: float, cost: float, clock: Clock) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.now = clock.now
         self.rate = rate  # the current rate, units per `per`
         self.scale = rate / per  # units per second
@@ -459,17 +459,14 @@ class RateLimiter(GatePolicy):
             lock.release()
             max_wait = self.max_wait
             if max_wait is not None and delay > max_wait:  # refused: nothing to reserve
-                error = RateLimitedError(self._label, delay, cost)
-                if self.hooks or get_hooks():  # refuse() would build no event otherwise
-                    refuse(
-                        self.hooks,
-                        error,
-                        name=self.name,
-                        target=target,
-                        reason="rate_limited",
-                        retry_after=delay,
-                    )
-                raise error
+                raise rejected(
+                    self.hooks,
+                    RateLimitedError(self._label, delay, cost),
+                    name=self.name,
+                    target=target,
+                    reason="rate_limited",
+                    retry_after=delay,
+                )
         return self._reserve(cost, target, False)
 
     def on_success(
