@@ -114,6 +114,7 @@ __all__ = [
     "PauseStarted",
     "PausedError",
     "RedisCircuitStore",
+    "RedisRateLimiter",
     "RedisRetryBudget",
     "RedisStore",
     "RetryAfterPause",
