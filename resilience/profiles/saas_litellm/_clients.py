@@ -152,17 +152,30 @@ def _close_on_release(raw: Any) -> None:
     raw.release_conn = close_then_release
 
 
+def _cap(timeout: Any, limit: float | None) -> Any:
+    """Lower a requests timeout (seconds, or (connect, read)) to *limit*."""
+    if limit is None:
+        return timeout
+    if timeout is None:
+        return limit
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return tuple(limit if part is None or part > limit else part for part in timeout)
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return limit if timeout > limit else timeout
+    return timeout  # a urllib3 Timeout object: the caller's own business
+
+
 @functools.cache
 def _adapter_class() -> type[Any]:
-    from resilience.integrations.requests import ResilientAdapter, _cap
+    import requests.adapters
 
-    class ProfileAdapter(ResilientAdapter):
+    class ProfileAdapter(requests.adapters.HTTPAdapter):
         """The requests adapter of `session`: the pipeline by endpoint and model alias."""
 
-        __attrs__ = [*ResilientAdapter.__attrs__, "_opts"]  # noqa: RUF012
+        __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "_opts"]  # noqa: RUF012
 
         def __init__(self, opts: Options, **kwargs: Any) -> None:
-            super().__init__(None, check=_check_requests, **kwargs)
+            super().__init__(**kwargs)
             self._opts = opts
 
         def send(
@@ -199,7 +212,7 @@ def _adapter_class() -> type[Any]:
 
                 requests.utils.rewind_body(request)  # a file body, read by a previous attempt
             # Inside the pipeline a deadline is always in force: the endpoint's Timeout.
-            response = super(ResilientAdapter, self).send(
+            response = super().send(
                 request,
                 stream=stream,
                 timeout=_cap(timeout, rs.deadline.remaining()),
