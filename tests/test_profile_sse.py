@@ -248,7 +248,7 @@ def test_in_band_error_status_is_never_none(event: str, status: int) -> None:
 
 
 def test_the_servers_stream_bug_is_permanent_and_said_plainly() -> None:
-    """Issue 17.6: the server's broken llm-call-stream: a clear StreamError, unretried, uncounted."""
+    """Issue 17.6: the server's broken llm-call-stream: clear StreamError, unretried, uncounted."""
     body = json.dumps({"error": SERVER_STREAM_BUG}).encode()
     with pytest.raises(saas.StreamError) as caught:
         list(saas.iter_sse(_fake_stream([b"data: " + body + b"\n\n"])))
