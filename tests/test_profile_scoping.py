@@ -58,8 +58,8 @@ def test_a_lower_case_status_filter_is_refused_before_sending(
     """Issue 17.1: GET /api/teams/{id}/jobs?status=completed (a plain-text 500 every time) is
     refused client-side, however often, and sends nothing; jobs keep working.
 
-    The emulator has no team routes yet (row E18): the upper-case filter, which the
-    client lets through, gets its 404 here and the server's answer there.
+    The upper-case filter is sent: an emulator without the team routes (row E18, not
+    yet merged when this was written) answers it 404, one with them its list.
     """
     api = scoped(kind, emu, clock)
     try:
@@ -67,8 +67,13 @@ def test_a_lower_case_status_filter_is_refused_before_sending(
             with pytest.raises(ValueError, match="status filter must be upper case"):
                 api.get("/api/teams/acme-corp/jobs", params={"status": "completed"})
         assert emu.stats().requests == 0
-        with pytest.raises(saas.APIError):
-            api.get("/api/teams/acme-corp/jobs", params={"status": "COMPLETED"})
+        try:
+            status = api.get(
+                "/api/teams/acme-corp/jobs", params={"status": "COMPLETED"}
+            ).status_code
+        except saas.NotFoundError as missing:  # an answer all the same: it was sent
+            status = missing.status
+        assert status in (200, 404)
         job_id = api.create_job()
         assert api.get(f"/api/jobs/{job_id}").json()["job_id"] == job_id
     finally:

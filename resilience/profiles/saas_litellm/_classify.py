@@ -278,8 +278,10 @@ def _raw(kind: str, sent: bool | None) -> Callable[[BaseException], bool]:
     return predicate
 
 
-def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
+def _build(retry_ambiguous: bool, *, results: bool = True) -> rs.ErrorClassifier:
+    """The table; with *results* false, status rules match exceptions only (see `for_clients`)."""
     raw_not_sent = _raw("any", False)
+    on: type[Exception] | None = None if results else Exception
     return rs.ErrorClassifier(
         [
             # After HTTP 200: never retried (the content may have been paid for).
@@ -291,17 +293,19 @@ def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
             rs.Rule(exception=APIConnectionError, when=_not_sent, kind="network"),
             rs.Rule(exception=APIConnectionError, retry=retry_ambiguous, kind="network"),
             # Statuses: typed errors, raw responses, raw HTTPError / HTTPStatusError.
-            rs.Rule(status=429, kind="rate_limit"),
-            rs.Rule(status=500, when=_permanent, retry=False, trip=False, kind="server"),
+            rs.Rule(status=429, kind="rate_limit", exception=on),
+            rs.Rule(
+                status=500, when=_permanent, retry=False, trip=False, kind="server", exception=on
+            ),
             # The server already tried the provider up to 9 times (see LLM_CALL_FAILED).
-            rs.Rule(status=500, when=_provider_failed, retry=False, kind="server"),
+            rs.Rule(status=500, when=_provider_failed, retry=False, kind="server", exception=on),
             # Any other 500 of a non-idempotent endpoint is ambiguous: the server may
             # have paid the provider, then failed to store the answer.
-            rs.Rule(status=500, retry=retry_ambiguous, kind="server"),
-            rs.Rule(status=503, kind="server"),
-            rs.Rule(status=(502, 504), retry=retry_ambiguous, kind="server"),
-            rs.Rule(status=range(500, 600), retry=False, trip=False, kind="server"),
-            rs.Rule(status=range(400, 500), retry=False, trip=False, kind="client"),
+            rs.Rule(status=500, retry=retry_ambiguous, kind="server", exception=on),
+            rs.Rule(status=503, kind="server", exception=on),
+            rs.Rule(status=(502, 504), retry=retry_ambiguous, kind="server", exception=on),
+            rs.Rule(status=range(500, 600), retry=False, trip=False, kind="server", exception=on),
+            rs.Rule(status=range(400, 500), retry=False, trip=False, kind="client", exception=on),
             # Raw transport exceptions of the user's own calls.
             rs.Rule(exception=Exception, when=raw_not_sent, kind="network"),
             rs.Rule(
@@ -322,6 +326,17 @@ def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
 
 _IDEMPOTENT: Final = _build(True)
 _NON_IDEMPOTENT: Final = _build(False)
+_CLIENTS: Final = (_build(False, results=False), _build(True, results=False))
+
+
+def for_clients(idempotent: bool) -> rs.ErrorClassifier:
+    """
+    The table for the profile's own clients: the same verdicts, never reading a result.
+
+    The clients raise a typed error for every answer >= 400, so what an attempt
+    returns is always a success: Retry need not classify it.
+    """
+    return _CLIENTS[idempotent]
 
 
 def classifier(idempotent: bool = True) -> rs.ErrorClassifier:

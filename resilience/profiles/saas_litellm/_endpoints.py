@@ -16,6 +16,7 @@ built once per map), so its cost does not grow with the map.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Final, final
@@ -79,27 +80,41 @@ class Endpoint:
     duplicate: str = attrs.field(default="", eq=False)
     paid: bool = attrs.field(default=False, kw_only=True)
     _segments: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    # Precomputed for matching: (index from the end, literal) and (index, name).
+    _literals: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
+    _params: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         segments = () if self.template == "*" else tuple(self.template.strip("/").split("/"))
         object.__setattr__(self, "_segments", segments)
+        count = len(segments)
+        literals = []
+        params = []
+        for n, segment in enumerate(segments):
+            if segment.startswith("{") and segment.endswith("}"):
+                params.append((n - count, segment[1:-1]))
+            else:
+                literals.append((n - count, segment))
+        # The last segment first: it differs most between rows.
+        object.__setattr__(self, "_literals", tuple(reversed(literals)))
+        object.__setattr__(self, "_params", tuple(params))
 
     def _match(self, method: str, parts: list[str]) -> dict[str, str] | None:
         if self.method != "*" and self.method != method:
             return None
         if self.template == "*":
             return {}
-        segments = self._segments
-        if len(parts) < len(segments):
+        if len(parts) < len(self._segments):
             return None
-        params: dict[str, str] = {}
-        for pattern, part in zip(segments, parts[len(parts) - len(segments) :], strict=True):
-            if pattern.startswith("{") and pattern.endswith("}"):
-                if not part:
-                    return None
-                params[pattern[1:-1]] = part
-            elif pattern != part:
+        for at, literal in self._literals:
+            if parts[at] != literal:
                 return None
+        params: dict[str, str] = {}
+        for at, name in self._params:
+            part = parts[at]
+            if not part:
+                return None
+            params[name] = part
         return params
 
     def _specificity(self) -> tuple[bool, int, int, bool]:
@@ -113,6 +128,25 @@ def _to_rows(rows: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
         if not isinstance(row, Endpoint):
             raise TypeError(f"endpoints must be Endpoint rows, got {type(row).__name__}: {row!r}")
     return found
+
+
+def _fast_path(path_or_url: str) -> str:
+    """`_path_of` without `urlsplit` for the common forms: a bare path, an http(s) URL."""
+    if path_or_url[:1] == "/" and path_or_url[:2] != "//":
+        start = 0
+    else:
+        scheme = path_or_url.find("://")
+        start = -1 if scheme <= 0 else path_or_url.find("/", scheme + 3)
+        if start == -1:
+            return _path_of(path_or_url)
+    query = path_or_url.find("?")
+    fragment = path_or_url.find("#")
+    if query == -1 and fragment == -1:
+        return path_or_url[start:] if start else path_or_url
+    if -1 < query < start or -1 < fragment < start:
+        return _path_of(path_or_url)  # a query or fragment before any path
+    end = min(at for at in (query, fragment) if at != -1)
+    return path_or_url[start:end] or "/"
 
 
 def _path_of(path_or_url: str) -> str:
@@ -143,6 +177,9 @@ class EndpointMap:
     # for any other last segment. Catch-all copies per method are cached too.
     _by_last: dict[str, tuple[Endpoint, ...]] = attrs.field(init=False, repr=False, eq=False)
     _any: dict[str, Endpoint] = attrs.field(init=False, repr=False, eq=False)
+    _by_method: dict[tuple[str, str], tuple[Endpoint, ...]] = attrs.field(
+        init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
         ordered = tuple(sorted(self.rows, key=lambda row: row._specificity(), reverse=True))
@@ -163,6 +200,13 @@ class EndpointMap:
             )
         object.__setattr__(self, "_by_last", by_last)
         object.__setattr__(self, "_any", {})
+        object.__setattr__(self, "_by_method", {})
+
+    def _candidates(self, method: str, last: str) -> tuple[Endpoint, ...]:
+        rows = tuple(row for row in self._by_last[last] if row.method in ("*", method))
+        if len(self._by_method) < 1024:  # methods are few; a bound all the same
+            self._by_method[(method, last)] = rows
+        return rows
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.rows)
@@ -181,21 +225,17 @@ class EndpointMap:
         method = _upper(method)
         if not isinstance(path_or_url, str):
             raise TypeError(f"path_or_url must be a str, got {type(path_or_url).__name__}")
-        if (
-            path_or_url[:1] == "/"
-            and path_or_url[:2] != "//"
-            and "?" not in path_or_url
-            and "#" not in path_or_url
-        ):
-            path = path_or_url  # a bare path: nothing to split off
-        else:
-            path = _path_of(path_or_url)
+        path = _fast_path(path_or_url)
         if "%" in path:
             parts = [unquote(part) for part in path.strip("/").split("/")]
         else:
             parts = path.strip("/").split("/")
-        by_last = self._by_last
-        candidates = by_last.get(parts[-1]) or by_last[""]
+        last = parts[-1]
+        if last not in self._by_last:
+            last = ""  # no row ends in it (a job id): the rows ending in a parameter
+        candidates = self._by_method.get((method, last))
+        if candidates is None:
+            candidates = self._candidates(method, last)
         for row in candidates:
             params = row._match(method, parts)
             if params is None:
@@ -267,7 +307,14 @@ def _check_status_filter(path_or_url: str, method: str, template: str) -> None:
 _QUERY_CHECKS: Final = {"/api/teams/{team_id}/jobs": _check_status_filter}
 
 
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
 def _check_job_id(job_id: str, method: str, template: str) -> None:
+    if _CANONICAL_UUID.fullmatch(job_id) is not None:
+        return  # the usual form; uuid.UUID takes others too (braces, no hyphens, urn:)
     try:
         uuid.UUID(job_id)
     except ValueError:

@@ -35,7 +35,7 @@ import attrs
 
 import resilience as rs
 
-from ._classify import classifier, translate_exception
+from ._classify import classifier, for_clients, translate_exception
 from ._endpoints import ENDPOINTS, Endpoint, EndpointMap, family_of
 from ._errors import APITimeoutError, redact
 
@@ -607,6 +607,7 @@ class Options:
     endpoints: EndpointMap = attrs.field(default=ENDPOINTS, validator=_check_endpoints)
     clock: rs.Clock | None = attrs.field(default=None, eq=False)
     _retries: tuple[rs.Retry, rs.Retry] = attrs.field(init=False, repr=False, eq=False)
+    _client_retries: tuple[rs.Retry, rs.Retry] = attrs.field(init=False, repr=False, eq=False)
     # (method, row, origin, model, seconds) -> pipeline; filled as requests come.
     _cache: dict[tuple[Any, ...], rs.Pipeline] = attrs.field(
         init=False, repr=False, eq=False, factory=dict
@@ -614,18 +615,23 @@ class Options:
 
     def __attrs_post_init__(self) -> None:
         extra: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
-        retries = tuple(
-            rs.Retry(
-                on=classifier(idempotent),
-                attempts=self.attempts,
-                backoff=self.backoff,
-                max_retry_after=self.max_retry_after,
-                name="saas-litellm",
-                **extra,
+
+        def retries(classify: Callable[[bool], rs.ErrorClassifier]) -> tuple[rs.Retry, rs.Retry]:
+            unsafe, safe = (
+                rs.Retry(
+                    on=classify(idempotent),
+                    attempts=self.attempts,
+                    backoff=self.backoff,
+                    max_retry_after=self.max_retry_after,
+                    name="saas-litellm",
+                    **extra,
+                )
+                for idempotent in (False, True)
             )
-            for idempotent in (False, True)
-        )
-        object.__setattr__(self, "_retries", retries)
+            return unsafe, safe
+
+        object.__setattr__(self, "_retries", retries(classifier))
+        object.__setattr__(self, "_client_retries", retries(for_clients))
 
     def retry(self, idempotent: bool) -> rs.Retry:
         """Return the Retry for an endpoint (ambiguous failures retried when *idempotent*)."""
@@ -679,19 +685,27 @@ class Options:
         """Return the pipeline of a request the clients send: *body* names an LLM call's model."""
         found = self.endpoints.match(method, url)
         model = _model_of(body) if found.paid else None
-        return self._pipeline(method, url, found, model, found.timeout)
+        return self._pipeline(method, url, found, model, found.timeout, clients=True)
 
     def _pipeline(
-        self, method: str, url: str, found: Endpoint, model: str | None, seconds: float
+        self,
+        method: str,
+        url: str,
+        found: Endpoint,
+        model: str | None,
+        seconds: float,
+        *,
+        clients: bool = False,
     ) -> rs.Pipeline:
         template = found.template
         # A row's family is its template's; a catch-all's, its path's (the path is then kept).
         where = template if template != "*" else (_path(url) or "/")
-        key = (method, where, _origin(url), model, seconds)
+        key = (method, where, _origin(url), model, seconds, clients)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        policies: list[Any] = [self.retry(found.idempotent)]
+        idempotent = found.idempotent or self.retry_ambiguous
+        policies: list[Any] = [(self._client_retries if clients else self._retries)[idempotent]]
         if found.paid:
             bulkhead = self.bulkhead_of(url)
             if bulkhead is not None:
