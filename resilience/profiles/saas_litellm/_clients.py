@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import resilience as rs
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
-from ._policy import Options, options
+from ._policy import Options, _model_of, options
 
 if TYPE_CHECKING:
     import httpx
@@ -52,16 +52,8 @@ other path raises.
 """
 
 
-def _label(attempt: Any, method: str, url: str) -> Any:
+def _label(attempt: Any, name: str) -> Any:
     """*attempt* under the name ``"METHOD /path"``: its target in events and errors."""
-    path = url.partition("://")[2] if "://" in url else url
-    cut = path.find("/")
-    path = path[cut:] if cut != -1 else "/"
-    for mark in "?#":
-        at = path.find(mark)
-        if at != -1:
-            path = path[:at]
-    name = f"{method} {path or '/'}"
 
     def run(*args: Any) -> Any:
         return attempt(*args)
@@ -189,13 +181,16 @@ def _adapter_class() -> type[Any]:
         ) -> requests.Response:
             method = request.method or "GET"
             url = request.url or ""
-            pipeline = self._opts.for_request(method, url, request.body)
-            attempt = _label(self._send_once, method, url)
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(request.body) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
             try:
                 return pipeline.call(attempt, request, stream, timeout, verify, cert, proxies)  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
-                    raise _waited_out(exc, method, attempt.__name__.partition(" ")[2]) from exc
+                    raise _waited_out(exc, method, path) from exc
                 raise
 
         def _send_once(
@@ -332,18 +327,17 @@ def _closing_streams() -> tuple[type[Any], type[Any]]:
     return ClosingStream, AsyncClosingStream
 
 
-def _reads_whole(response: httpx.Response) -> bool:
-    """Whether the body is read inside the attempt: every answer but an event stream."""
-    content_type: str = response.headers.get("content-type", "")
-    return not content_type.lower().startswith("text/event-stream")
+def _check_httpx(response: httpx.Response, stream: bool) -> None:
+    """Raise the typed error of a failed answer; read the body of any other but a stream's.
 
-
-def _check_httpx(response: httpx.Response) -> None:
+    *stream*: the endpoint answers with events (its row says so): its body is read
+    by the caller, event by event, after the attempt.
+    """
     if response.status_code < 400:
         # httpx reads the body after the transport returns, outside the pipeline:
         # read it here, so that a connection dropped mid-body is this attempt's
         # failure, classified and retried like any other.
-        if _reads_whole(response):
+        if not stream:
             response.read()
         return
     network = response.extensions.get("network_stream")
@@ -353,9 +347,9 @@ def _check_httpx(response: httpx.Response) -> None:
     raise_for_response(response)
 
 
-async def _acheck_httpx(response: httpx.Response) -> None:
+async def _acheck_httpx(response: httpx.Response, stream: bool) -> None:
     if response.status_code < 400:
-        if _reads_whole(response):  # see _check_httpx
+        if not stream:  # see _check_httpx
             await response.aread()
         return
     network = response.extensions.get("network_stream")
@@ -424,21 +418,26 @@ def _transports() -> tuple[type[Any], type[Any]]:
             own = _request_timeouts(request)
             method = request.method
             url = str(request.url)
-            pipeline = self._opts.for_request(method, url, _body_of(request))
-            attempt = _label(self._send_once, method, url)
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(_body_of(request)) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
             try:
-                return pipeline.call(attempt, request, own)  # type: ignore[no-any-return]
+                return pipeline.call(attempt, request, own, found.stream)  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
-                    raise _waited_out(exc, method, attempt.__name__.partition(" ")[2]) from exc
+                    raise _waited_out(exc, method, path) from exc
                 raise
 
-        def _send_once(self, request: httpx.Request, own: dict[str, Any] | None) -> httpx.Response:
+        def _send_once(
+            self, request: httpx.Request, own: dict[str, Any] | None, stream: bool
+        ) -> httpx.Response:
             _set_timeouts(request, own)
             response = self._transport.handle_request(request)
             response.request = request  # as the client will: lets the checks name it
             try:
-                _check_httpx(response)
+                _check_httpx(response, stream)
             except BaseException:
                 response.close()
                 raise
@@ -458,16 +457,24 @@ def _transports() -> tuple[type[Any], type[Any]]:
             own = _request_timeouts(request)
             method = request.method
             url = str(request.url)
-            pipeline = self._opts.for_request(method, url, _body_of(request))
-            attempt = _label(self._send_once, method, url)
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(_body_of(request)) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
             left = rs.deadline.remaining()
             try:
                 if left is None:
-                    return await pipeline.acall(attempt, request, own, None)
-                return await self._before_deadline(pipeline, attempt, request, own, left)
+                    response: httpx.Response = await pipeline.acall(
+                        attempt, request, own, found.stream, None
+                    )
+                    return response
+                return await self._before_deadline(
+                    pipeline, attempt, request, own, found.stream, left
+                )
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
-                    raise _waited_out(exc, method, attempt.__name__.partition(" ")[2]) from exc
+                    raise _waited_out(exc, method, path) from exc
                 raise
 
         async def _before_deadline(
@@ -476,6 +483,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             attempt: Any,
             request: httpx.Request,
             own: dict[str, Any] | None,
+            stream: bool,
             left: float,
         ) -> httpx.Response:
             # An enclosing deadline: end the call DEADLINE_MARGIN before it, so that
@@ -485,7 +493,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             scope = asyncio.timeout(left - DEADLINE_MARGIN)
             try:
                 async with scope:
-                    return await pipeline.acall(attempt, request, own, sent)
+                    return await pipeline.acall(attempt, request, own, stream, sent)
             except TimeoutError as exc:
                 if not (scope.expired() and type(exc) is TimeoutError):
                     raise
@@ -502,7 +510,11 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 ) from exc
 
         async def _send_once(
-            self, request: httpx.Request, own: dict[str, Any] | None, sent: _Sent | None
+            self,
+            request: httpx.Request,
+            own: dict[str, Any] | None,
+            stream: bool,
+            sent: _Sent | None,
         ) -> httpx.Response:
             _set_timeouts(request, own)
             if sent is not None:
@@ -510,7 +522,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             response = await self._transport.handle_async_request(request)
             response.request = request
             try:
-                await _acheck_httpx(response)
+                await _acheck_httpx(response, stream)
             except BaseException:
                 await response.aclose()
                 raise

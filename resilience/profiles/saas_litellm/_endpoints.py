@@ -83,6 +83,7 @@ class Endpoint:
     # Precomputed for matching: (index from the end, literal) and (index, name).
     _literals: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
     _params: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
+    _count: int = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         segments = () if self.template == "*" else tuple(self.template.strip("/").split("/"))
@@ -98,6 +99,7 @@ class Endpoint:
         # The last segment first: it differs most between rows.
         object.__setattr__(self, "_literals", tuple(reversed(literals)))
         object.__setattr__(self, "_params", tuple(params))
+        object.__setattr__(self, "_count", count)
 
     def _match(self, method: str, parts: list[str]) -> dict[str, str] | None:
         if self.method != "*" and self.method != method:
@@ -222,7 +224,17 @@ class EndpointMap:
             ValueError: If a ``{job_id}`` segment is not a UUID, or nothing
                 matches (a map without catch-all rows).
         """
-        method = _upper(method)
+        return self.lookup(method, path_or_url)[0]
+
+    def lookup(self, method: str, path_or_url: str) -> tuple[Endpoint, str]:
+        """
+        Return the endpoint of a request and the request's path (see `match`).
+
+        Raises:
+            ValueError: As `match`.
+        """
+        if type(method) is not str or not method.isupper():
+            method = _upper(method)
         if not isinstance(path_or_url, str):
             raise TypeError(f"path_or_url must be a str, got {type(path_or_url).__name__}")
         path = _fast_path(path_or_url)
@@ -236,28 +248,36 @@ class EndpointMap:
         candidates = self._by_method.get((method, last))
         if candidates is None:
             candidates = self._candidates(method, last)
+        count = len(parts)
         for row in candidates:
-            params = row._match(method, parts)
-            if params is None:
+            if count < row._count:
                 continue
-            if params:
-                job_id = params.get("job_id")
-                if job_id is not None:
-                    _check_job_id(job_id, method, row.template)
-            check = _QUERY_CHECKS.get(row.template)
-            if check is not None:
-                check(path_or_url, method, row.template)
-            if row.method == "*":
-                found = self._any.get(method)
-                if found is None or found.template != row.template:
-                    found = attrs.evolve(
-                        row, method=method, idempotent=method in IDEMPOTENT_METHODS
-                    )
-                    if len(self._any) < 64:
-                        self._any[method] = found
-                return found
-            return row
+            for at, literal in row._literals:
+                if parts[at] != literal:
+                    break
+            else:
+                for at, name in row._params:
+                    part = parts[at]
+                    if not part:
+                        break
+                    if name == "job_id":
+                        _check_job_id(part, method, row.template)
+                else:
+                    return self._found(row, method, path_or_url), path
         raise ValueError(f"no endpoint matches {method} {path}")
+
+    def _found(self, row: Endpoint, method: str, path_or_url: str) -> Endpoint:
+        check = _QUERY_CHECKS.get(row.template)
+        if check is not None:
+            check(path_or_url, method, row.template)
+        if row.method != "*":
+            return row
+        found = self._any.get(method)
+        if found is None or found.template != row.template:
+            found = attrs.evolve(row, method=method, idempotent=method in IDEMPOTENT_METHODS)
+            if len(self._any) < 64:
+                self._any[method] = found
+        return found
 
     def scaled(self, factor: float) -> EndpointMap:
         """

@@ -169,12 +169,8 @@ def _origin(url: str) -> str:
     sep = url.find("://")
     if sep == -1:
         return ""
-    cut = len(url)
-    for mark in "/?#":
-        at = url.find(mark, sep + 3)
-        if at != -1 and at < cut:
-            cut = at
-    prefix = url[:cut]
+    cut = url.find("/", sep + 3)
+    prefix = url if cut == -1 else url[:cut]  # a "?" or "#" in it: urlsplit tells, below
     found = _ORIGINS.get(prefix)
     if found is None:
         parts = urlsplit(prefix)
@@ -681,10 +677,8 @@ class Options:
         seconds = found.timeout if timeout is None else min(found.timeout, float(timeout))
         return self._pipeline(method, url, found, model if found.paid else None, seconds)
 
-    def for_request(self, method: str, url: str, body: object) -> rs.Pipeline:
-        """Return the pipeline of a request the clients send: *body* names an LLM call's model."""
-        found = self.endpoints.match(method, url)
-        model = _model_of(body) if found.paid else None
+    def for_client(self, method: str, url: str, found: Endpoint, model: str | None) -> rs.Pipeline:
+        """Return the pipeline of a request the clients send (its endpoint found already)."""
         return self._pipeline(method, url, found, model, found.timeout, clients=True)
 
     def _pipeline(
