@@ -72,9 +72,11 @@ def _in_process(loops: int, inner: int) -> dict[str, list[float]]:
     requests.adapters.HTTPAdapter.send = canned  # type: ignore[method-assign]
     mock = httpx.MockTransport(handler)
     url = "http://api.example.com"
-    plain_httpx = httpx.Client(base_url=url, transport=mock)
+    auth = {"Authorization": f"Bearer {KEY}"}  # the plain clients send the key too
+    plain_httpx = httpx.Client(base_url=url, transport=mock, headers=auth)
     prof_httpx = saas.client(url, KEY, transport=mock)
     plain_requests = requests.Session()
+    plain_requests.headers.update(auth)
     prof_requests = saas.session(url, KEY)
     get, llm = f"/api/jobs/{JOB}", f"/api/jobs/{JOB}/llm-call"
 
@@ -99,7 +101,7 @@ def _in_process(loops: int, inner: int) -> dict[str, list[float]]:
     times["async GET job: profile"] = []
 
     async def async_round() -> tuple[float, float]:
-        plain = httpx.AsyncClient(base_url=url, transport=mock)
+        plain = httpx.AsyncClient(base_url=url, transport=mock, headers=auth)
         prof = saas.async_client(url, KEY, transport=mock)
         out = []
         for client in (plain, prof):

@@ -364,20 +364,23 @@ _PARTS: Final = ("connect", "read", "write", "pool")
 
 def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
     """The request's own timeouts, checked; its extensions made its own to update per attempt."""
-    current = request.extensions.get("timeout")
-    if isinstance(current, dict):
-        for part in _PARTS:
-            value = current.get(part)
-            if value is not None and not (value > 0):
+    extensions = request.extensions
+    current = extensions.get("timeout")
+    request.extensions = dict(extensions)
+    if not isinstance(current, dict):
+        return None
+    unset = True
+    for part in _PARTS:
+        value = current.get(part)
+        if value is not None:
+            unset = False
+            if not (value > 0):
                 # httpx would time out at once: through the pipeline, a failure of the
                 # server, retried and counted. Refused before anything is sent.
                 raise ValueError(
                     f"timeout must be a number of seconds > 0 or None, got {part}={value!r}"
                 )
-    else:
-        current = None
-    request.extensions = dict(request.extensions)
-    return current
+    return None if unset else current
 
 
 def _set_timeouts(request: httpx.Request, own: dict[str, Any] | None) -> None:

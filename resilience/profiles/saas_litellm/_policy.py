@@ -251,6 +251,9 @@ def breaker_for(
     Returns:
         The shared `resilience.CircuitBreaker`, made with `breaker` on first
         use, named ``"saas-litellm <origin> <family>"`` (and ``model=<alias>``).
+        It counts the exceptions of the table (what the profile's clients and
+        `raise_for_response` raise), not returned responses: in your own
+        calls, raise for a failed answer.
 
     Raises:
         ValueError: On an unknown *scope*.
@@ -313,7 +316,9 @@ def _shared_locked(
         if model is not None:
             name += f" model={redact(model, 80)!r}"
         extra: dict[str, Any] = {} if clock is None else {"clock": clock}
-        found = _REGISTRY[key] = breaker(name, **extra)
+        # Exceptions only: the clients raise for every failed answer, and so does
+        # raise_for_response in one's own calls; a returned response is not judged.
+        found = _REGISTRY[key] = breaker(name, on=for_clients(True), **extra)
     return found
 
 
