@@ -12,7 +12,7 @@ from resilience.profiles import saas_litellm as saas
 from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
-from .emulator_helpers import CHAT, Client
+from .emulator_helpers import CHAT, Client, Unresponsive
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -294,3 +294,44 @@ def test_a_trailing_slash_redirect_is_followed_by_every_client(api: Client, emu:
     assert answer.json()["status"] == "PENDING"
     stats = emu.stats()
     assert (stats.by_route["create"], stats.jobs) == (1, 1)
+
+
+def test_async_timeout_while_connecting_is_an_unsent_timeout(unresponsive: Unresponsive) -> None:
+    """Issue 17.4: an enclosing async deadline that ends a connect raises APITimeoutError with
+    request_sent=False (httpcore's trace: the request's headers never started)."""
+
+    async def main() -> saas.APITimeoutError:
+        url = f"http://127.0.0.1:{unresponsive.port}"
+        async with saas.async_client(url, "sk-" + "a" * 32, breaker=None, attempts=1) as api:
+            with pytest.raises(saas.APITimeoutError) as caught:
+                async with rs.Timeout(0.3):
+                    await api.post("/api/jobs/create", json={"team_id": "t", "job_type": "t"})
+            return caught.value
+
+    error = asyncio.run(main())
+    assert error.request_sent is False
+
+
+def test_a_cancellation_inside_a_deadline_stays_a_cancellation(emu: Emulator) -> None:
+    """Issue 17.4: the async client turns only its deadline into APITimeoutError: a task
+    cancelled while an enclosing deadline still runs ends with CancelledError."""
+
+    async def main() -> None:
+        async with saas.async_client(emu.url, emu.virtual_key, breaker=None) as api:
+            answer = await api.post(
+                "/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"}
+            )
+            job_id = answer.json()["job_id"]
+            emu.script("get", "slow")
+
+            async def call() -> None:
+                async with rs.Timeout(30.0):
+                    await api.get(f"/api/jobs/{job_id}")
+
+            task = asyncio.create_task(call())
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())

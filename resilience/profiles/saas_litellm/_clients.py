@@ -500,17 +500,24 @@ def _transports() -> tuple[type[Any], type[Any]]:
             except TimeoutError as exc:
                 if not (scope.expired() and type(exc) is TimeoutError):
                     raise
-                path = attempt.__name__.partition(" ")[2]
-                if sent.value:
-                    message = "no answer before the deadline; the server may still complete it"
-                else:
-                    message = "timed out before the request was sent"
-                raise APITimeoutError(
-                    f"{message} ({request.method} {path})",
-                    method=request.method,
-                    path=path,
-                    request_sent=sent.value,
-                ) from exc
+                raise _deadline_error(request.method, attempt, sent.value) from exc
+            except asyncio.CancelledError as exc:
+                # A loop late by more than the margin runs both timers at once: ours,
+                # then the enclosing Timeout's, whose cancellation then reaches here.
+                # Exactly that one cancel pending, its deadline passed: the enclosing
+                # Timeout's own; it lets an exception other than CancelledError pass.
+                # Any other cancellation (one more request) propagates.
+                task = asyncio.current_task()
+                remaining = rs.deadline.remaining()
+                if (
+                    scope.expired()
+                    and task is not None
+                    and task.cancelling() == 1
+                    and remaining is not None
+                    and remaining <= 0
+                ):
+                    raise _deadline_error(request.method, attempt, sent.value) from exc
+                raise
 
         async def _send_once(
             self,
@@ -535,6 +542,17 @@ def _transports() -> tuple[type[Any], type[Any]]:
             await self._transport.aclose()
 
     return ProfileTransport, AsyncProfileTransport
+
+
+def _deadline_error(method: str, attempt: Any, sent: bool) -> APITimeoutError:
+    path = attempt.__name__.partition(" ")[2]
+    if sent:
+        message = "no answer before the deadline; the server may still complete it"
+    else:
+        message = "timed out before the request was sent"
+    return APITimeoutError(
+        f"{message} ({method} {path})", method=method, path=path, request_sent=sent
+    )
 
 
 class _Sent:
