@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
 from .emulator_helpers import CHAT, Client, Unresponsive
+from .test_profile_sse import _fake_stream
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -335,3 +339,42 @@ def test_a_cancellation_inside_a_deadline_stays_a_cancellation(emu: Emulator) ->
                 await task
 
     asyncio.run(main())
+
+
+PROFILE_DOC = Path(__file__).resolve().parent.parent / "docs" / "profile-saas-litellm.md"
+
+
+def _doc_block(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", PROFILE_DOC.read_text(), re.DOTALL)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"docs/profile-saas-litellm.md lost its {marker!r} example"
+    return found[0]
+
+
+def test_the_docs_breaker_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-route breakers example of docs/profile-saas-litellm.md runs as a reader pastes it."""
+    block = _doc_block('jobs = saas.breaker_for(f"{api_url}/api/jobs/create")')
+    exec(compile(block, "docs/profile-saas-litellm.md", "exec"), {"__name__": "doc"})
+    expected = "saas-litellm https://saas-litellm.example.com llm model='gpt-4o-mini'"
+    assert capsys.readouterr().out.strip() == expected
+
+
+def test_the_docs_stream_breaker_example_counts_an_in_band_error() -> None:
+    """The docs' stream read under the model's breaker: an in-band error counts toward it."""
+    block = _doc_block("with saas.breaker_for(url, model=")
+    url = f"https://doc.example.com/api/jobs/{JOB}/llm-call-stream"
+    chat = {**CHAT, "model": "doc-model"}
+    body = json.dumps({"error": "500: Failed to call provider API: Connection error."})
+    response = _fake_stream([b"data: " + body.encode() + b"\n\n"])
+    namespace = {"saas": saas, "url": url, "chat": chat, "response": response}
+    with pytest.raises(saas.StreamError):
+        exec(compile(block, "docs/profile-saas-litellm.md", "exec"), namespace)
+    breaker = saas.breaker_for(url, model="doc-model")
+    assert breaker.state is rs.CircuitState.CLOSED
+    for _ in range(saas.FAILURE_THRESHOLD - 1):
+        with pytest.raises(saas.StreamError):
+            exec(
+                compile(block, "docs/profile-saas-litellm.md", "exec"),
+                {**namespace, "response": _fake_stream([b"data: " + body.encode() + b"\n\n"])},
+            )
+    assert breaker.state is rs.CircuitState.OPEN
