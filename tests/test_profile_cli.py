@@ -120,3 +120,15 @@ def test_explain_names_no_private_predicate_nor_placeholder_id() -> None:
         assert private not in text
     assert "APITimeoutError if the request was never sent" in text
     assert "POST /api/jobs/{job_id}/llm-call" in text
+
+
+def test_command_line_explain_help_describes_its_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16.3: `python -m resilience explain --help` says what PROFILE is and which exist."""
+    with pytest.raises(SystemExit) as done:
+        main(["explain", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "PROFILE" in out
+    assert "the profile to explain: saas-litellm" in out
