@@ -84,10 +84,12 @@ def _in_process(loops: int, inner: int) -> dict[str, list[float]]:
     get, llm = f"/api/jobs/{JOB}", f"/api/jobs/{JOB}/llm-call"
 
     def sync_case(client: Any, path: str, paid: bool, absolute: bool) -> Any:
+        # A plain requests call passes a timeout, as the API's docs do (httpx has its own).
         target = url + path if absolute else path
+        extra = {"timeout": 10.0} if absolute else {}
         if paid:
-            return lambda: client.post(target, json=CHAT)
-        return lambda: client.get(target)
+            return lambda: client.post(target, json=CHAT, **extra)
+        return lambda: client.get(target, **extra)
 
     cases: dict[str, Any] = {  # name -> a zero-argument callable
         "httpx GET job: plain": sync_case(plain_httpx, get, False, False),
@@ -155,6 +157,8 @@ def _loopback(
     }
     path = f"/api/jobs/{job}"
     rates: dict[str, list[float]] = {name: [] for name in clients}
+    # A plain requests call passes a timeout, as the API's docs do (httpx has its own).
+    extra: dict[str, dict[str, float]] = {"requests: plain": {"timeout": 10.0}}
     for client, absolute in clients.values():
         for _ in range(20):
             client.get(url + path if absolute else path).raise_for_status()
@@ -162,9 +166,10 @@ def _loopback(
     for _ in range(inner):
         for name, (client, absolute) in clients.items():
             target = url + path if absolute else path
+            more = extra.get(name, {})
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(requests_per):
-                client.get(target)
+                client.get(target, **more)
             rates[name].append(requests_per / (time.perf_counter() - t0))
             cpu[f"{name} cpu"].append((time.process_time() - c0) / requests_per)
     return {**rates, **cpu}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import resilience as rs
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
-from ._policy import Options, _model_of, options
+from ._policy import Options, _model_of, deadline_passed, options
 
 if TYPE_CHECKING:
     import httpx
@@ -186,6 +186,9 @@ def _adapter_class() -> type[Any]:
             model = _model_of(request.body) if found.paid else None
             pipeline = opts.for_client(method, url, found, model)
             attempt = _label(self._send_once, f"{method} {path}")
+            left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
             try:
                 return pipeline.call(attempt, request, stream, timeout, verify, cert, proxies)  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
@@ -360,6 +363,7 @@ async def _acheck_httpx(response: httpx.Response, stream: bool) -> None:
 
 
 _PARTS: Final = ("connect", "read", "write", "pool")
+_UNSET: Final = dict.fromkeys(_PARTS)
 
 
 def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
@@ -367,8 +371,8 @@ def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
     extensions = request.extensions
     current = extensions.get("timeout")
     request.extensions = dict(extensions)
-    if not isinstance(current, dict):
-        return None
+    if current == _UNSET or not isinstance(current, dict):
+        return None  # the profile's clients have no timeout of their own: the usual case
     unset = True
     for part in _PARTS:
         value = current.get(part)
@@ -426,6 +430,9 @@ def _transports() -> tuple[type[Any], type[Any]]:
             model = _model_of(_body_of(request)) if found.paid else None
             pipeline = opts.for_client(method, url, found, model)
             attempt = _label(self._send_once, f"{method} {path}")
+            left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
             try:
                 return pipeline.call(attempt, request, own, found.stream)  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
@@ -466,6 +473,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             pipeline = opts.for_client(method, url, found, model)
             attempt = _label(self._send_once, f"{method} {path}")
             left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
             try:
                 if left is None:
                     response: httpx.Response = await pipeline.acall(

@@ -404,6 +404,16 @@ def _where(fn: object, method: str, path: str) -> tuple[str, str]:
     return method, path
 
 
+def deadline_passed(method: str, path: str) -> APITimeoutError:
+    """The error of a request not sent because its deadline had passed."""
+    return APITimeoutError(
+        f"timed out before the request was sent: the deadline had passed ({method} {path})",
+        method=method,
+        path=path,
+        request_sent=False,
+    )
+
+
 def _typed(exc: Exception, method: str, path: str, fn: object = None) -> Exception:
     method, path = _where(fn, method, path)
     typed = translate_exception(exc, method, path)
@@ -421,6 +431,9 @@ class _Translate:
 
     method: str
     path: str
+    # Whether each attempt checks the deadline first (not for the clients, which
+    # check once before the pipeline: Retry never starts an attempt past it).
+    check: bool = True
 
     def describe(self) -> rs.Description:
         """Say what the policy does, for `resilience.Pipeline.explain`."""
@@ -442,19 +455,15 @@ class _Translate:
             # rather than let the Timeout's "not started" read as a lost answer.
             left = remaining()
             if left is not None and left <= 0:
-                where_method, where_path = _where(fn, method, path)
-                raise APITimeoutError(
-                    f"timed out before the request was sent: the deadline had passed "
-                    f"({where_method} {where_path})",
-                    method=where_method,
-                    path=where_path,
-                    request_sent=False,
-                )
+                raise deadline_passed(*_where(fn, method, path))
+
+        check = self.check
 
         if shape is rs.Shape.SYNC:
 
             def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                check_deadline(fn)
+                if check:
+                    check_deadline(fn)
                 try:
                     return inner(fn, args, kwargs)
                 except Exception as exc:
@@ -469,7 +478,8 @@ class _Translate:
             async def arun(
                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> Any:
-                check_deadline(fn)
+                if check:
+                    check_deadline(fn)
                 try:
                     return await inner(fn, args, kwargs)
                 except Exception as exc:
@@ -712,7 +722,7 @@ class Options:
         chosen = self.breaker_of(url, model=model, found=found)
         if chosen is not None:
             policies.append(chosen)
-        policies.append(_Translate(method, where))
+        policies.append(_Translate(method, where, check=not clients))
         policies.append(_timeout_policy(seconds, self.clock))  # type: ignore[arg-type]
         built = rs.compose(*policies)
         if len(self._cache) < 4096:
