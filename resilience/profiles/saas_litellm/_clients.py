@@ -238,9 +238,11 @@ def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Sessio
 
     Requests take paths relative to *base_url* or absolute URLs; each one runs
     through `pipeline`: the endpoint's timeout (a per-call ``timeout=`` lowers
-    it), retries per the table with Retry-After as a floor, and the server's
-    breaker. A failed final answer raises the typed `APIError`; a job id
-    that is not a UUID raises `ValueError` before anything is sent::
+    it), retries per the table with Retry-After as a floor, the breaker of
+    its route family (of its model, for an LLM call), and for a paid call
+    the server's paid-call bulkhead. It follows redirects, each hop through
+    its own pipeline. A failed final answer raises the typed `APIError`; a
+    job id that is not a UUID raises `ValueError` before anything is sent::
 
         api = saas.session("https://api.example.com", VIRTUAL_KEY)
         job = api.post("/api/jobs/create", json={"team_id": "acme", "job_type": "chat"}).json()
@@ -250,10 +252,9 @@ def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Sessio
         virtual_key: The team's virtual key (``sk-...``); sent as a bearer
             token, never shown in errors or reprs.
         **settings: `Options` settings (``attempts``, ``backoff``,
-            ``max_retry_after``, ``retry_ambiguous``, ``breaker``,
-            ``endpoints``, ``clock``); anything else goes to the
-            `resilience.integrations.requests.ResilientAdapter`
-            (``pool_maxsize``, ...).
+            ``max_retry_after``, ``retry_ambiguous``, ``breaker``, ``paid_calls``,
+            ``endpoints``, ``clock``); anything else goes to its
+            `requests.adapters.HTTPAdapter` (``pool_maxsize``, ...).
 
     Returns:
         A `resilience.integrations.requests.Session`.
@@ -608,10 +609,10 @@ def client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Client:
     """
     Return an `httpx.Client` for the SaaS LiteLLM API with the profile applied.
 
-    The same behaviour as `session`, through a
-    `resilience.integrations.httpx.ResilientTransport`. The client has no
-    default timeout of its own: the endpoint map decides, and a per-call
-    ``timeout=`` lowers it.
+    The same behaviour as `session`, through a transport of the profile's
+    own. The client has no default timeout of its own: the endpoint map
+    decides, and a per-call ``timeout=`` lowers it. It follows redirects
+    (``follow_redirects=False`` to refuse them), as `session` does.
 
     Args:
         base_url: The API's URL.
@@ -642,9 +643,10 @@ def async_client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Asyn
     """
     Return an `httpx.AsyncClient` for the SaaS LiteLLM API with the profile applied.
 
-    The same behaviour as `client`, through a
-    `resilience.integrations.httpx.AsyncResilientTransport`: the endpoint's
-    `resilience.Timeout` cancels an attempt at its deadline.
+    The same behaviour as `client`: the endpoint's `resilience.Timeout`
+    cancels an attempt at its deadline, and a call under an enclosing
+    deadline (``async with rs.Timeout(...)``) ends just before it with
+    `APITimeoutError`, as in the sync clients.
 
     Args:
         base_url: The API's URL.

@@ -590,8 +590,10 @@ class Options:
         max_retry_after: Seconds; a longer ``Retry-After`` makes Retry give
             up at once. Default: 60.0. `None`: no limit.
         retry_ambiguous: Retry ambiguous failures (read timeouts, connections
-            dropped after sending, 502/504) on non-idempotent endpoints too,
-            accepting duplicate paid calls. Default: `False`.
+            dropped after sending, a 500 other than ``LLM call failed``, a
+            plain-text one included, 502/504) on non-idempotent endpoints too,
+            accepting duplicate paid calls. ``LLM call failed: ...`` is never
+            retried. Default: `False`.
         breaker: A `resilience.CircuitBreaker` to use for every request,
             ``"per-route"`` for the shared ones of the request's route family
             and model alias (`breaker_for`), ``"per-base-url"`` for the single
