@@ -318,7 +318,10 @@ def _shared_locked(
         extra: dict[str, Any] = {} if clock is None else {"clock": clock}
         # Exceptions only: the clients raise for every failed answer, and so does
         # raise_for_response in one's own calls; a returned response is not judged.
-        found = _REGISTRY[key] = breaker(name, on=for_clients(True), **extra)
+        # The classifier of the family's Retry (both trip alike): one verdict can
+        # serve both.
+        on = for_clients(family != "llm")
+        found = _REGISTRY[key] = breaker(name, on=on, **extra)
     return found
 
 
