@@ -263,7 +263,9 @@ class EndpointMap:
                     if name == "job_id":
                         _check_job_id(part, method, row.template)
                 else:
-                    return self._found(row, method, path_or_url), path
+                    if row.method == "*" or row.template in _QUERY_CHECKS:
+                        return self._found(row, method, path_or_url), path
+                    return row, path
         raise ValueError(f"no endpoint matches {method} {path}")
 
     def _found(self, row: Endpoint, method: str, path_or_url: str) -> Endpoint:

@@ -699,6 +699,11 @@ class Options:
 
     def for_client(self, method: str, url: str, found: Endpoint, model: str | None) -> rs.Pipeline:
         """Return the pipeline of a request the clients send (its endpoint found already)."""
+        template = found.template
+        if template != "*":  # the usual case, looked up here (see _pipeline)
+            cached = self._cache.get((method, template, _origin(url), model, found.timeout, True))
+            if cached is not None:
+                return cached
         return self._pipeline(method, url, found, model, found.timeout, clients=True)
 
     def _pipeline(
