@@ -49,6 +49,7 @@ it is reported against the CircuitBreaker case measured in the same tree.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import importlib.util
 import json
@@ -60,7 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -104,9 +105,28 @@ BUILTIN = (
     BREAKER,
     "async CircuitBreaker",
     "Retry",
+    "async Retry",
     "Timeout",
+    "async Timeout",
     "compose(Retry, CircuitBreaker, Timeout)",
 )
+
+YIELD_EVERY = 100
+
+
+def _yielding(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """Await *fn*, letting the loop run once every `YIELD_EVERY` calls (see bench_timeout)."""
+    count = 0
+
+    async def call() -> Any:
+        nonlocal count
+        count += 1
+        if count == YIELD_EVERY:
+            count = 0
+            await asyncio.sleep(0)
+        return await fn()
+
+    return call
 
 
 def build(name: str) -> harness.Case:
@@ -128,8 +148,12 @@ def build(name: str) -> harness.Case:
         return case(name, breaker()(awork), is_async=True)
     if name == "Retry":
         return case(name, rs.Retry(on=ConnectionError, attempts=3)(work))
+    if name == "async Retry":
+        return case(name, rs.Retry(on=ConnectionError, attempts=3)(awork), is_async=True)
     if name == "Timeout":
         return case(name, rs.Timeout(10.0)(work))
+    if name == "async Timeout":
+        return case(name, _yielding(rs.Timeout(10.0)(awork)), is_async=True)
     if name == "compose(Retry, CircuitBreaker, Timeout)":
         pipeline = rs.compose(
             rs.Retry(on=ConnectionError),

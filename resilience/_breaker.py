@@ -35,7 +35,7 @@ from ._circuit import (
     SlowCallRate,
     to_conditions,
 )
-from ._classify import ErrorClassifier, to_classifier
+from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import (
     CircuitClosed,
@@ -180,7 +180,7 @@ class CircuitBreaker(GatePolicy):
     .. versionadded:: 0.1.0
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     name: str | None = attrs.field(default=None, validator=check_name)
     trip: tuple[FailureRate | SlowCallRate, ...] = attrs.field(default=(), converter=to_conditions)
     failure_threshold: int | None = attrs.field(

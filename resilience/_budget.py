@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from datetime import timedelta
 from typing import Final, Protocol, final, runtime_checkable
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._fork import fork_safe_lock
 from ._validate import to_count, to_seconds
 
 __all__ = ["Budget", "RetryBudget", "TokenBudget"]
@@ -62,10 +62,21 @@ class Budget(Protocol):
         ...
 
 
+# Counts meet floats (ratios, fractions of calls): beyond 2**53 they lose units.
+_MOST: Final = 2**53
+_FLOATS: Final = "counted in floats"
+# A window is 10 buckets indexed by now / (per / 10): narrower ones divide by zero.
+_SHORTEST: Final = 1e-6
+_BUCKETED: Final = "the window is 10 buckets of per / 10"
+
+
 def _to_ratio(name: str, value: object, *, zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: not finite, said as such
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
         bound = ">= 0" if zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
@@ -112,8 +123,8 @@ class RetryBudget:
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *ratio* is negative or not finite, *minimum* is negative,
-            or *per* is not a finite number of seconds > 0.
+        ValueError: *ratio* is negative or not finite, *minimum* is negative
+            or above 2**53, or *per* is not a finite number of seconds >= 1e-6.
 
     .. versionadded:: 0.2.0
     """
@@ -143,11 +154,11 @@ class RetryBudget:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._ratio = _to_ratio("ratio", ratio, zero=True)
-        self._minimum = to_count("minimum", minimum, minimum=0)
-        self._per = to_seconds("per", per)
+        self._minimum = to_count("minimum", minimum, minimum=0, maximum=_MOST, why=_FLOATS)
+        self._per = to_seconds("per", per, minimum=_SHORTEST, why=_BUCKETED)
         self._clock = _check_clock(clock)
         self._width = self._per / _BUCKETS
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__
@@ -252,7 +263,7 @@ class TokenBudget:
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *max_tokens* is below 1, or *token_ratio* is not a finite
+        ValueError: *max_tokens* is below 1 or above 2**53, or *token_ratio* is not a finite
             number > 0.
 
     .. versionadded:: 0.2.0
@@ -261,10 +272,10 @@ class TokenBudget:
     __slots__ = ("_count", "_lock", "_max", "_ratio", "_seen", "_tokens", "first")
 
     def __init__(self, *, max_tokens: int = 10, token_ratio: float = 0.1) -> None:
-        self._max = to_count("max_tokens", max_tokens)
+        self._max = to_count("max_tokens", max_tokens, maximum=_MOST, why=_FLOATS)
         self._ratio = _to_ratio("token_ratio", token_ratio, zero=False)
         self._tokens = float(self._max)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__

@@ -12,7 +12,6 @@ each call's duration and overload verdict move the limit.
 from __future__ import annotations
 
 import collections
-import threading
 from typing import Any, NoReturn, final
 
 import attrs
@@ -22,10 +21,11 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._events import Hook, LimitChanged, emit, log_ignored
 from ._exceptions import BulkheadFullError
 from ._explain import Description, rule_lines, seconds
+from ._fork import fork_safe_lock
 from ._gate import NO_RESULT, GatePolicy, Wait, Waiter, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
-from .limits import Limit
+from .limits import _MOST_CONCURRENT, Limit
 
 __all__ = ["Bulkhead"]
 
@@ -33,7 +33,9 @@ __all__ = ["Bulkhead"]
 def _to_max_concurrent(value: object) -> int | Limit:
     if isinstance(value, Limit) and not isinstance(value, type):
         return value
-    return to_count("max_concurrent", value)
+    return to_count(
+        "max_concurrent", value, maximum=_MOST_CONCURRENT, why="a bulkhead keeps a token per slot"
+    )
 
 
 def _to_max_queue(value: object) -> int:
@@ -70,7 +72,7 @@ class _Slots:
     __slots__ = ("adaptive", "debt", "free", "limit", "lock", "queue")
 
     def __init__(self, max_concurrent: int | Limit) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.queue: collections.deque[Wait] = collections.deque()
         if isinstance(max_concurrent, int):
             self.adaptive: Limit | None = None
@@ -156,7 +158,7 @@ class Bulkhead(GatePolicy):
     bulkhead:``.
 
     Args:
-        max_concurrent: How many calls may run at once: a count (>= 1), or an
+        max_concurrent: How many calls may run at once: a count (1 to 10**6), or an
             adaptive `resilience.limits.Limit`, which this bulkhead then owns.
             Required.
         max_queue: How many callers may wait for a slot. Default: 0 (none:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import attrs
 
+from ._fork import fork_safe_lock
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -78,8 +78,22 @@ _A_DURATION: Final = "a number of seconds or a timedelta"
 """What a trip condition's durations must be, as their TypeError says."""
 
 
+# A time window is 10 buckets indexed by now / (seconds / 10): narrower ones
+# divide by zero or overflow. A count window keeps a byte per call.
+_SHORTEST_WINDOW: Final = 1e-6
+_LONGEST_COUNT: Final = 10**7
+
+
 def _to_window(value: object) -> float | None:
-    return to_seconds("seconds", value, none=True, expected=_A_DURATION, shown="seconds")
+    return to_seconds(
+        "seconds",
+        value,
+        none=True,
+        expected=_A_DURATION,
+        shown="seconds",
+        minimum=_SHORTEST_WINDOW,
+        why="a time window is 10 buckets of seconds / 10",
+    )
 
 
 def _to_slower_than(value: object) -> float:
@@ -101,7 +115,7 @@ def _window_fields(cls: str, rate: object, calls: object, seconds: object, minim
             f"(the last N seconds), got calls={calls!r}, seconds={seconds!r}"
         )
     if calls is not None:
-        to_count("calls", calls)
+        to_count("calls", calls, maximum=_LONGEST_COUNT, why="the window keeps a byte per call")
     to_count("minimum_calls", minimum)
     if calls is not None and minimum > calls:  # type: ignore[operator]
         raise ValueError(
@@ -148,7 +162,8 @@ class FailureRate:
         TypeError: If a parameter has the wrong type (``bool`` is not a
             number), or not exactly one of *calls* and *seconds* is given.
         ValueError: If *rate* is outside (0, 1], *calls* or *minimum_calls* is
-            below 1, *seconds* is not > 0, or *minimum_calls* > *calls*.
+            below 1, *calls* above 10**7, *seconds* below 1e-6, or
+            *minimum_calls* > *calls*.
 
     .. versionadded:: 0.1.0
     """
@@ -193,8 +208,8 @@ class SlowCallRate:
         TypeError: If a parameter has the wrong type, or not exactly one of
             *calls* and *seconds* is given.
         ValueError: If *rate* is outside (0, 1], *slower_than* is negative,
-            *calls* or *minimum_calls* is below 1, *seconds* is not > 0, or
-            *minimum_calls* > *calls*.
+            *calls* or *minimum_calls* is below 1, *calls* above 10**7,
+            *seconds* below 1e-6, or *minimum_calls* > *calls*.
 
     .. versionadded:: 0.1.0
     """
@@ -625,7 +640,7 @@ class InMemoryCircuitStore:
     )
 
     def __init__(self, breaker: CircuitBreaker) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._now = breaker.clock.now
         self._rng = breaker.rng
         self._reset_timeout = breaker.reset_timeout

@@ -697,6 +697,25 @@ def _matched(verdict: Verdict, status: int | None, retry_after: float | None) ->
 _ON_TYPES = "an ErrorClassifier, an exception type or tuple of them, a Rule, or a predicate"
 
 
+@final
+class _Required:
+    """The default of a required ``on=`` at run time: `to_classifier` says what to pass."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final[Mapping[str, Any]] = types.MappingProxyType({"default": _Required()})
+"""``attrs.field(converter=to_classifier, **REQUIRED)``: a policy's required ``on``.
+
+Left out, ``on`` gets this default at run time, which `to_classifier` refuses
+with its own message instead of Python's "missing 1 required keyword-only
+argument". Type checkers see no ``default=`` in the call, so ``on`` stays
+required for them."""
+
+
 def to_classifier(on: object, name: str = "on") -> ErrorClassifier:
     """
     Convert a policy's ``on=`` argument to an `ErrorClassifier`.
@@ -736,9 +755,10 @@ def to_classifier(on: object, name: str = "on") -> ErrorClassifier:
                     f"got a tuple holding {type(item).__name__}: {item!r}"
                 )
         return ErrorClassifier((Rule(exception=_to_exception_types(on, name)),))
-    if on is None:
+    if on is None or isinstance(on, _Required):
+        got = "None" if on is None else "nothing"
         raise TypeError(
-            f"{name} must be {_ON_TYPES}; got None (there is no default: say what is "
+            f"{name} must be {_ON_TYPES}; got {got} (there is no default: say what is "
             f"worth handling, for example {name}=resilience.transient)"
         )
     if callable(on):

@@ -3,7 +3,8 @@ Time, injectable: the `Clock` protocol, the system clock, and the testing switch
 
 Every policy that reads time or sleeps takes ``clock=``. The default,
 `SYSTEM_CLOCK`, reads `time.monotonic` and sleeps with `time.sleep` /
-`asyncio.sleep`; `resilience.testing.FakeClock` is the virtual one.
+`asyncio.sleep` (`trio.sleep` under trio); `resilience.testing.FakeClock` is
+the virtual one.
 
 `testing_state` is the switch that `resilience.testing.set_testing` flips: while
 it is on, policies wait zero seconds (and cap their attempts, when asked to).
@@ -11,11 +12,27 @@ it is on, policies wait zero seconds (and cap their attempts, when asked to).
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
-from typing import Protocol, final, runtime_checkable
+from typing import Final, Protocol, final, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "testing_enabled", "testing_state"]
+from . import _aio
+
+__all__ = [
+    "LONGEST_WAIT",
+    "SYSTEM_CLOCK",
+    "Clock",
+    "SystemClock",
+    "testing_enabled",
+    "testing_state",
+]
+
+LONGEST_WAIT: Final = threading.TIMEOUT_MAX
+"""
+Seconds: the longest wait the platform's time functions hold (about 292 years
+on Linux, 49 days on Windows). `time.sleep` and lock timeouts overflow beyond;
+a wait that long gives up (or refuses) at once instead: it could never end.
+"""
 
 
 @runtime_checkable
@@ -43,7 +60,7 @@ class Clock(Protocol):
 @final
 class SystemClock:
     """
-    The real clock: `time.monotonic`, `time.sleep` and `asyncio.sleep`.
+    The real clock: `time.monotonic`, `time.sleep`, and `asyncio.sleep` or `trio.sleep`.
 
     Use the shared instance `SYSTEM_CLOCK`; there is nothing to configure.
     There is only ever that one: ``SystemClock()`` returns it, and pickling or
@@ -67,8 +84,8 @@ class SystemClock:
     sleep = staticmethod(time.sleep)
 
     async def asleep(self, seconds: float, /) -> None:
-        """Suspend the calling task for *seconds* with `asyncio.sleep`."""
-        await asyncio.sleep(seconds)
+        """Suspend the calling task for *seconds* with `asyncio.sleep` (`trio.sleep` under trio)."""
+        await _aio.sleep(seconds)
 
     def __repr__(self) -> str:
         return "SYSTEM_CLOCK"

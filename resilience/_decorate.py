@@ -31,6 +31,10 @@ _MARK = "__resilience__"
 # (which may be frozen, slotted, a builtin, or simply not ours to change),
 # except names starting with "_self_", which wrapt keeps on the proxy itself.
 _PROXY_MARK = "_self_resilience"
+# What a closure copies from the function it wraps: functools' list, and the
+# defaults, which code and tools read (a wrapper taking *args, **kwargs never
+# uses them itself: setting them changes no call).
+_ASSIGNED = (*functools.WRAPPER_ASSIGNMENTS, "__defaults__", "__kwdefaults__")
 
 
 @final
@@ -77,7 +81,7 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
     wrapper: Any
     if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
         wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, run, fn)
-        functools.update_wrapper(wrapper, fn)
+        functools.update_wrapper(wrapper, fn, assigned=_ASSIGNED)
         setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
     else:
         wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))

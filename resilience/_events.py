@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import attrs
 
 from ._exceptions import seconds_text
+from ._fork import fork_safe_lock
 
 __all__ = [
     "CallRejected",
@@ -257,6 +257,40 @@ def _label(event: Event) -> str:
     return " ".join(repr(p) for p in parts) or "call"
 
 
+# What a reason code (as fields, log keys and metrics keep it) says in a message.
+_SAYS: Final = {
+    # RetriesExhausted
+    "attempts": "no attempts left",
+    "deadline": "the next attempt would start after the deadline",
+    "retry_after": "the server asked for a longer wait than max_retry_after",
+    "stream_interrupted": "the stream had already delivered items",
+    "budget": "the retry budget allows no retry now",
+    "not_retryable": "the last failure is not one to retry",
+    # CallRejected
+    "circuit_open": "the circuit is open",
+    "circuit_half_open": "the circuit is half-open and its probes are running",
+    "circuit_isolated": "the circuit is isolated",
+    "bulkhead_full": "the bulkhead is full",
+    "paused": "a shared pause is in force",
+    # CircuitOpened, CircuitClosed
+    "failures": "failure threshold reached",
+    "failure_rate": "failure rate over its limit",
+    "slow_calls": "slow-call rate over its limit",
+    "half_open_failure": "a probe failed",
+    "manual": "by hand",
+    "isolated": "isolated",
+    "probes_succeeded": "the probes succeeded",
+    "reset": "reset",
+    # LimitChanged
+    "overload": "after an overload",
+    "sample": "after a sample",
+}
+
+
+def _says(reason: str) -> str:
+    return _SAYS.get(reason) or reason.replace("_", " ")
+
+
 @attrs.frozen(kw_only=True)
 class RetryScheduled(Event):
     """
@@ -299,7 +333,9 @@ class RetriesExhausted(Event):
             items had reached the caller, so it could not be restarted; the
             caller gets `StreamInterruptedError`, chained to *error*),
             ``"budget"`` (the retry budget of ``Retry(budget=...)`` refused a
-            retry), or
+            retry), ``"too_long"`` (the next attempt lies further off than any
+            wait can last, past what the platform's time functions hold: a
+            backoff of 1e10 s, a Retry-After in the year 9999), or
             ``"not_retryable"`` (after at least one retry, an attempt failed in a
             way the classifier does not retry). Every `RetryScheduled` is
             followed by a success or by this event.
@@ -316,8 +352,9 @@ class RetriesExhausted(Event):
     def message(self) -> str:
         cause = _describe_error(self.error) or "a refused result"
         return (
-            f"{_label(self)}: gave up after {self.attempts} attempt(s) over "
-            f"{seconds_text(self.elapsed)} s ({self.reason}); last failure: {cause}"
+            f"{_label(self)}: gave up after {self.attempts} "
+            f"attempt{'' if self.attempts == 1 else 's'} over {seconds_text(self.elapsed)} s "
+            f"({_says(self.reason)}); last failure: {cause}"
         )
 
 
@@ -374,7 +411,7 @@ class CallRejected(Event):
     retry_after: float | None = None
 
     def message(self) -> str:
-        return f"{_label(self)}: call rejected ({self.reason})"
+        return f"{_label(self)}: call rejected ({_says(self.reason)})"
 
 
 @attrs.frozen(kw_only=True)
@@ -399,7 +436,7 @@ class CircuitOpened(Event):
             if self.retry_after is None
             else f"for {seconds_text(self.retry_after)} s"
         )
-        return f"{_label(self)}: circuit opened ({self.reason}); rejecting calls {until}"
+        return f"{_label(self)}: circuit opened ({_says(self.reason)}); rejecting calls {until}"
 
 
 @attrs.frozen(kw_only=True)
@@ -422,7 +459,7 @@ class CircuitClosed(Event):
     reason: str = "probes_succeeded"
 
     def message(self) -> str:
-        return f"{_label(self)}: circuit closed ({self.reason})"
+        return f"{_label(self)}: circuit closed ({_says(self.reason)})"
 
 
 @attrs.frozen(kw_only=True)
@@ -448,7 +485,7 @@ class LimitChanged(Event):
     reason: str = "sample"
 
     def message(self) -> str:
-        return f"{_label(self)}: limit {self.previous} -> {self.limit} ({self.reason})"
+        return f"{_label(self)}: limit {self.previous} -> {self.limit} ({_says(self.reason)})"
 
 
 @attrs.frozen(kw_only=True)
@@ -518,7 +555,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.hooks: tuple[Hook, ...] = (log_event,)
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
 
 
 _registry = _Registry()

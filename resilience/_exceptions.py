@@ -20,6 +20,7 @@ PEP 678 notes (``__notes__``) and any other attribute set on them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, final
 
@@ -35,14 +36,20 @@ __all__ = [
 ]
 
 
-def seconds_text(value: float) -> str:
+def seconds_text(value: float, digits: int = 3) -> str:
     """
-    Format a duration for a message: three significant digits, never an exponent
-    for the values messages meet (``0.25``, ``3.2``, ``1400``, not ``1.4e+03``).
+    Format a duration for a message: *digits* significant digits, never an exponent.
+
+    ``0.25``, ``3.2``, ``1400`` (not ``1.4e+03``), ``0.0000134`` (not
+    ``1.34e-05``); nothing below a nanosecond (``0``).
     """
-    if 1000 <= abs(value) < 1e15:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    if decimals <= 0:
         return f"{value:.0f}"
-    return f"{value:.3g}"
+    text = f"{value:.{min(decimals, 9)}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 class ResilienceError(Exception):
@@ -119,7 +126,7 @@ class TimeoutExceededError(ResilienceError, TimeoutError):
 
     def __init__(self, timeout: float, message: str | None = None) -> None:
         self.timeout = timeout
-        super().__init__(message or f"timed out after {timeout:.6g} s")
+        super().__init__(message or f"timed out after {seconds_text(timeout, 6)} s")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.timeout, str(self)), self.__dict__)

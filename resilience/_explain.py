@@ -10,16 +10,19 @@ that every policy words rules and durations the same way. `explain` and
 
 from __future__ import annotations
 
+import math
 import random
 import re
+import textwrap
 import types
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, final
 
 import attrs
 
 from . import backoff as _backoff
 from ._classify import ErrorClassifier, Rule
+from ._exceptions import seconds_text
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -27,9 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Description",
+    "Sleeps",
     "backoff_bounds",
     "describe",
     "explain",
+    "largest",
     "rule_lines",
     "seconds",
     "worst_case",
@@ -40,8 +45,8 @@ _EXACT_RETRIES: Final = 10_000
 
 
 def seconds(value: float) -> str:
-    """Return *value* as ``"1.5 s"`` (six significant digits)."""
-    return f"{value:.6g} s"
+    """Return *value* as ``"1.5 s"`` (six significant digits, no exponent)."""
+    return f"{seconds_text(value, 6)} s"
 
 
 # --- descriptions ---------------------------------------------------------------
@@ -68,6 +73,21 @@ def _to_description_seconds(name: str, value: object) -> float | None:
         return to_seconds(name, value, zero=True, none=True, inf=True)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _to_waits(value: object) -> tuple[tuple[float, float], ...] | None:
+    if value is None:
+        return None
+    try:
+        pairs = tuple((float(low), float(high)) for low, high in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"waits must be (shortest, longest) pairs of seconds or None, got {value!r}"
+        ) from None
+    for low, high in pairs:
+        if not 0 <= low <= high < math.inf:
+            raise ValueError(f"waits must be pairs 0 <= shortest <= longest, got {value!r}")
+    return pairs
 
 
 def _default_sleeps_retry_after(self: Description) -> float | None:
@@ -99,6 +119,10 @@ class Description:
             Default: *sleeps*.
         limit: Seconds, at most, that a call through the policy takes, what it
             wraps included (a timeout); `None`: no limit of its own. Default: `None`.
+        waits: The (shortest, longest) seconds of each wait between two runs of
+            what the policy wraps, in order (a Retry's backoff): `explain()`
+            draws them on its timeline. `None`: not known, or not waits
+            between runs. Default: `None`.
 
     Raises:
         ValueError: On *attempts* below 1, or seconds that are negative or NaN
@@ -115,6 +139,7 @@ class Description:
         default=attrs.Factory(_default_sleeps_retry_after, takes_self=True)
     )
     limit: float | None = None
+    waits: tuple[tuple[float, float], ...] | None = attrs.field(default=None, converter=_to_waits)
 
     def __attrs_post_init__(self) -> None:
         # After attempts' validator, in field order, as the validators these replace ran.
@@ -250,16 +275,57 @@ def _is_builtin(backoff: object) -> bool:
     return jitter in _JITTERS or isinstance(jitter, _backoff.proportional)
 
 
-def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> list[tuple[float, float]] | None:
+@final
+class Sleeps(NamedTuple):
+    """
+    The (shortest, longest) sleep before each retry of a backoff, in a size independent of them.
+
+    *pairs* holds the first retries' bounds, computed one by one; every retry
+    after them, up to *retries*, sleeps as the last of *pairs*.
+    """
+
+    pairs: list[tuple[float, float]]
+    retries: int
+
+    def first(self, count: int) -> list[tuple[float, float]]:
+        """The bounds of the first *count* retries (at most *retries*)."""
+        return self.pairs[:count]
+
+    def last(self) -> tuple[float, float]:
+        """The bounds of the last retry."""
+        return self.pairs[-1]
+
+    def longest(self) -> list[tuple[float, int]]:
+        """Each retry's longest sleep, as (seconds, how many retries sleep that long at most)."""
+        if not self.pairs:
+            return []
+        extra = self.retries - len(self.pairs)
+        return [(high, 1) for _, high in self.pairs] + [(self.pairs[-1][1], extra)]
+
+
+def largest(values: Iterable[tuple[float, int]], count: int) -> float:
+    """The sum of the *count* largest values, each given as (value, how many times)."""
+    total = 0.0
+    for value, times in sorted(values, reverse=True):
+        if count <= 0:
+            break
+        taken = min(times, count)
+        total += value * taken
+        count -= taken
+    return total
+
+
+def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> Sleeps | None:
     """
     Return the (shortest, longest) sleep before each of *retries* retries, or `None` if unknown.
 
     Exact for the builtin curves and jitters: each builtin jitter grows with
     its random draw (and with the previous delay), so pinning the draw to 0
-    and to 1 gives the bounds. A backoff of your own is not guessed at.
+    and to 1 gives the bounds. A backoff of your own is not guessed at. The
+    cost does not grow past `_EXACT_RETRIES` retries, however many there are.
     """
     if not _is_builtin(backoff) or retries < 1:
-        return [] if retries < 1 else None
+        return Sleeps([], 0) if retries < 1 else None
     low_rng, high_rng = _Pinned(0.0), _Pinned(1.0)
     pairs: list[tuple[float, float]] = []
     low = high = 0.0
@@ -267,18 +333,17 @@ def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> list[tuple[float,
         low = float(backoff(attempt, low, low_rng))
         high = float(backoff(attempt, high, high_rng))
         pairs.append((low, high))
-    if retries > _EXACT_RETRIES:
-        if isinstance(backoff, _backoff.linear) and backoff.max is None and backoff.step > 0:
-            return None  # still growing: not worth a closed form here
-        pairs.extend([pairs[-1]] * (retries - _EXACT_RETRIES))
-    return pairs
+    growing = isinstance(backoff, _backoff.linear) and backoff.max is None and backoff.step > 0
+    if retries > _EXACT_RETRIES and growing:
+        return None  # still growing: not worth a closed form here
+    return Sleeps(pairs, retries)
 
 
 def span(low: float, high: float) -> str:
     """Return ``"0.75-1.25 s"``, or ``"1 s"`` when both ends are equal."""
     if low == high:
         return seconds(high)
-    return f"{low:.6g}-{seconds(high)}"
+    return f"{seconds_text(low, 6)}-{seconds(high)}"
 
 
 # --- explain ----------------------------------------------------------------------
@@ -297,6 +362,138 @@ def worst_case(
 def _render(description: Description, head: str, indent: str) -> list[str]:
     lines = [f"{head}{description.title}"]
     lines.extend(f"{indent}{line}" if line else "" for line in description.details)
+    return lines
+
+
+# --- timeline ---------------------------------------------------------------------
+
+_WIDTH: Final = 78
+"""Columns of the timeline, its labels included: 80, less room for an indent."""
+_ROWS: Final = 13
+"""Rows of steps drawn; past this, the middle ones are elided."""
+
+
+def _axis(end: float, scale: float, room: int) -> str:
+    """Round ticks from 0 to *end* (at most 6) in *room* columns, none overlapping the next."""
+    step = 10.0 ** math.floor(math.log10(end))
+    for factor in (0.1, 0.2, 0.5, 1.0):
+        if end / (step * factor) <= 5:
+            step *= factor
+            break
+    cells = [" "] * room
+    free = 0
+    for n in range(int(end / step + 1e-9) + 1):
+        at = n * step
+        column = round(at / scale)
+        text = f"{seconds_text(at, 6)} s"
+        if column >= free and column + len(text) <= len(cells):
+            cells[column : column + len(text)] = text
+            free = column + len(text) + 1
+    return "".join(cells).rstrip()
+
+
+def _row(label: str, width: int, cells: list[str]) -> str:
+    return f"  {label:<{width}}{''.join(cells)}".rstrip()
+
+
+def timeline(policies: tuple[Policy, ...]) -> list[str]:
+    """
+    Draw the worst case of one call as a timeline: runs, waits (their jitter), the deadline.
+
+    The first policy whose `Description` has *waits* (a Retry) sets the
+    schedule: its runs each take what the policies inside it allow at most
+    (their `worst_case`), its waits their longest, and the limits of the
+    policies outside it make the deadline. ASCII, at most 78 columns; no lines
+    when no policy has waits.
+    """
+    found = [describe(policy)[0] for policy in policies]
+    at = next((i for i, d in enumerate(found) if d.waits and d.attempts > 1), None)
+    if at is None:
+        return []
+    retry = found[at]
+    waits = retry.waits or ()
+    run = worst_case(policies[at + 1 :], None, retry_after=False)
+    limits = [d.limit for d in found[:at] if d.limit is not None]
+    deadline = min(limits) if limits else None
+    # The steps: (kind, start, shortest end, end); a run cut at the deadline ends there.
+    steps: list[tuple[str, float, float, float]] = []
+    ending = ""
+    t = 0.0
+    for number in range(1, min(retry.attempts, _EXACT_RETRIES) + 1):
+        end = t + (run or 0.0)
+        if deadline is not None and end > deadline:
+            steps.append(("cut", t, deadline, deadline))
+            ending = f"attempt {number} is cut at the deadline, {seconds(deadline)}"
+            break
+        steps.append(("run", t, end, end))
+        t = end
+        if number == retry.attempts:
+            ending = f"the last attempt ends by {seconds(t)}"
+            break
+        low, high = waits[min(number, len(waits)) - 1]
+        if deadline is not None and t + high >= deadline:
+            ending = (
+                f"gives up at {seconds(t)}: a wait of up to {seconds(high)} would end "
+                f"after the deadline, {seconds(deadline)}"
+            )
+            break
+        if high > 0:
+            steps.append(("wait", t, t + low, t + high))
+        t += high
+    end = max(t, steps[-1][3], deadline or 0.0)
+    if end <= 0:
+        return []
+    labels = []
+    runs = 0
+    for kind, start, shortest, finish in steps:
+        if kind == "wait":
+            labels.append(f"wait {span(shortest - start, finish - start)}")
+        else:
+            runs += 1
+            labels.append(f"attempt {runs}" + (" (cut)" if kind == "cut" else ""))
+    width = max(len(label) for label in labels) + 2
+    columns = min(56, _WIDTH - 2 - width - 6)  # room after the last column for its label
+    scale = end / (columns - 1)
+    deadline_at = None if deadline is None else round(deadline / scale)
+    rows = []
+    for label, (kind, start, shortest, finish) in zip(labels, steps, strict=True):
+        cells = [" "] * columns
+        first = min(round(start / scale), columns - 1)
+        last = max(first + 1, round(finish / scale))
+        middle = max(first, round(shortest / scale))
+        if kind == "wait" and finish > shortest:
+            middle = min(middle, last - 1)  # a jitter narrower than a column still shows
+        for column in range(first, min(last, columns)):
+            if kind != "wait":
+                cells[column] = "#"
+            else:
+                cells[column] = "-" if column < middle or shortest == finish else "~"
+        if deadline_at is not None and cells[deadline_at] == " ":
+            cells[deadline_at] = ":"
+        rows.append(_row(label, width, cells))
+    if len(rows) > _ROWS:
+        rows = [*rows[: _ROWS - 3], _row("...", width, []), *rows[-2:]]
+    if run is None:
+        title = "Timeline of the worst case (each wait its longest):"
+        legend = ["# an attempt (no limit: drawn as a mark)"]
+    else:
+        title = "Timeline of the worst case (attempts to their limit, waits their longest):"
+        legend = [f"# an attempt, up to {seconds(run)}"]
+    legend.append("- a wait")
+    if any(kind == "wait" and shortest < finish for kind, _, shortest, finish in steps):
+        legend.append("~ its jitter (the wait ends in it)")
+    if deadline is not None:
+        legend.append(f": the deadline, {seconds(deadline)}")
+    lines = [title, *rows, _row("", width, list(_axis(end, scale, _WIDTH - 2 - width)))]
+    text = "  "
+    for part in legend:
+        if len(text) + len(part) > _WIDTH:
+            lines.append(text.rstrip())
+            text = "  "
+        text += part + "   "
+    lines.append(text.rstrip())
+    lines.extend(f"  {line}" for line in textwrap.wrap(ending, _WIDTH - 2))
+    lines.append("  a server's Retry-After may lengthen each wait")
     return lines
 
 
@@ -352,4 +549,8 @@ def explain(policies: tuple[Policy, ...]) -> str:
             "  policies without describe() are assumed to add neither runs nor time: "
             + ", ".join(unknown)
         )
+    drawing = timeline(policies)
+    if drawing:
+        lines.append("")
+        lines.extend(drawing)
     return "\n".join(lines)

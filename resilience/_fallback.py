@@ -20,7 +20,7 @@ from typing import Any, NoReturn, final
 
 import attrs
 
-from ._classify import ErrorClassifier, Verdict, to_classifier
+from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._events import FallbackUsed, Hook, emit
 from ._explain import Description, condition
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
@@ -154,7 +154,7 @@ class Fallback(PolicyMixin):
         ValueError: On ``to=[]``.
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     to: tuple[Any, ...] = attrs.field(converter=_to_fallbacks)
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)

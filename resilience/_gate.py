@@ -25,7 +25,6 @@ A gate holds decisions only. This module owns, once for every gate:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import sys
 import threading
@@ -33,10 +32,12 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, Self, final
 
-from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from . import _aio
+from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit
 from ._exceptions import RejectedError
+from ._fork import fork_safe_lock
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
 
@@ -186,25 +187,24 @@ class Waiter:
     its queue, and later calls `wake` with the permit for that caller. The
     engine waits for it without holding the gate's lock: on a
     `threading.Event` in sync code, on a future of the caller's event loop in
-    async code (woken thread-safely).
+    async code (an event of its trio run under trio; woken thread-safely).
 
     A waiter is woken at most once, and a caller that gave up (timed out or
     cancelled) cannot be woken: `wake` then returns `False` and the gate
     offers the permit to the next caller.
     """
 
-    __slots__ = ("_event", "_future", "_lock", "_loop", "_state", "permit")
+    __slots__ = ("_event", "_lock", "_state", "_wakeup", "permit")
 
     _WAITING: Final = 0
     _WOKEN: Final = 1
     _GONE: Final = 2
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._state = self._WAITING
         self._event: threading.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._future: asyncio.Future[None] | None = None
+        self._wakeup: _aio.Wakeup | None = None
         self.permit: Any = None
         """The permit `wake` handed over (`None` until then)."""
 
@@ -231,18 +231,15 @@ class Waiter:
                 return False
             self._state = self._WOKEN
             self.permit = permit
-            event, loop, future = self._event, self._loop, self._future
+            event, wakeup = self._event, self._wakeup
         if event is not None:
             event.set()
-        if future is not None:
-            assert loop is not None
-            try:
-                loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # the waiting task's loop is closed: it is gone
-                with self._lock:
-                    self._state = self._GONE
-                    self.permit = None
-                return False
+        if wakeup is not None and not wakeup.set():
+            # The waiting task's loop (or trio run) is over: it is gone.
+            with self._lock:
+                self._state = self._GONE
+                self.permit = None
+            return False
         return True
 
     def _give_up(self) -> bool:
@@ -263,26 +260,12 @@ class Waiter:
 
     async def _await(self, seconds: float | None) -> bool:
         """Wait, without blocking the loop, until woken or *seconds* pass; return whether woken."""
-        loop = asyncio.get_running_loop()
+        wakeup = _aio.wakeup()
         with self._lock:
             if self._state == self._WOKEN:
                 return True
-            future = self._future = loop.create_future()
-            self._loop = loop
-        if seconds is None:
-            await future
-            return True
-        try:
-            async with asyncio.timeout(seconds):
-                await future
-        except TimeoutError:
-            return False
-        return True
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            self._wakeup = wakeup
+        return await wakeup.wait(seconds)
 
 
 @final
@@ -336,12 +319,17 @@ def _bounded(wait: Wait) -> float | None:
     """*wait*'s seconds, bounded by the current deadline (negative: the deadline has passed)."""
     seconds = wait.seconds
     deadline = DEADLINE.get()
-    if deadline is None:
-        return seconds
-    left = time_left(deadline)
-    if wait.waiter is None:
-        return seconds if seconds is not None and seconds < left else -1.0
-    return left if seconds is None or left < seconds else seconds
+    if deadline is not None:
+        left = time_left(deadline)
+        if wait.waiter is None:
+            seconds = seconds if seconds is not None and seconds < left else -1.0
+        else:
+            seconds = left if seconds is None or left < seconds else seconds
+    if seconds is not None and seconds > LONGEST_WAIT:
+        # Longer than any wait can last (the platform's time functions overflow):
+        # a time wait could never end, so it expires now; a queue wait has no limit.
+        return -1.0 if wait.waiter is None else None
+    return seconds
 
 
 def wait_sync(gate: Gate, wait: Wait, target: object) -> Any:

@@ -28,15 +28,22 @@ from typing import Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._classify import ErrorClassifier, to_classifier
+from . import _aio
+from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
 from ._explain import Description, rule_lines, seconds
+from ._fork import fork_safe_lock
+from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
 
 __all__ = ["Hedge", "HedgeDelay", "PercentileDelay"]
+
+_ASYNCIO_ONLY: Final = (
+    "it races copies of the call as asyncio tasks; trio would need a nursery from the caller"
+)
 
 MAX_HEDGES: Final = 10
 """The most extra copies a Hedge may start: more is a load multiplier, not a hedge."""
@@ -63,19 +70,25 @@ class HedgeDelay(Protocol):
         ...
 
 
+_LONGEST_WINDOW: Final = 10**7
+
+
 def _to_percentile(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"percentile must be a number in (0, 100], got {type(value).__name__}: {value!r}"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float: out of range, said as such
+        number = math.inf
     if not 0 < number <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {value!r}")
     return number
 
 
 def _check_window(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    to_count("window", value)
+    to_count("window", value, maximum=_LONGEST_WINDOW, why="the window keeps every sample")
 
 
 def _to_initial(value: object) -> float:
@@ -114,7 +127,7 @@ class PercentileDelay:
 
     Args:
         percentile: Which percentile, in (0, 100]. 100 is the slowest in the window.
-        window: How many recent durations it keeps. Default: 100.
+        window: How many recent durations it keeps, at most 10**7. Default: 100.
         initial: Seconds to wait until it has enough samples. Default: 0.5.
         min_samples: Durations needed before the percentile is used, at most
             *window*. Default: `None`: ``min(window, 20)``.
@@ -133,7 +146,7 @@ class PercentileDelay:
     min_samples: int | None = attrs.field(default=None, validator=_check_min_samples)
     _order: collections.deque[float] = attrs.field(init=False)
     _sorted: list[float] = attrs.field(init=False, factory=list)
-    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _lock: threading.Lock = attrs.field(init=False, factory=fork_safe_lock)
     _need: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -244,7 +257,9 @@ class Hedge(PolicyMixin):
 
     A `Hedge` is configuration: immutable, hashable, safe to share. Only
     coroutine functions can be hedged (use it as a decorator, through
-    `acall`, or in `resilience.compose`).
+    `acall`, or in `resilience.compose`), and only under asyncio (anyio on
+    its asyncio backend included): under trio a call raises a `RuntimeError`
+    that says so.
 
     Args:
         delay: When to start each hedge: seconds after the previous copy
@@ -275,7 +290,7 @@ class Hedge(PolicyMixin):
 
     delay: float | HedgeDelay = attrs.field(converter=_to_delay)
     max_hedges: int = attrs.field(default=1, validator=_check_max_hedges)
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     name: str | None = attrs.field(default=None, validator=check_name)
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock)
@@ -363,7 +378,10 @@ class Hedge(PolicyMixin):
         race = self._race
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            loop = running_loop()
+            try:
+                loop = running_loop()
+            except RuntimeError:  # under trio: say so, rather than "no running event loop"
+                loop = _aio.require_asyncio("Hedge", _ASYNCIO_ONLY)
             if fixed:
                 d, start = fixed_delay, 0.0
             else:
@@ -482,7 +500,7 @@ class Hedge(PolicyMixin):
             text = f"the hedged call failed and no hedge was started{label}"
         if stopped_by_deadline and started <= self.max_hedges:
             text += ": the next hedge would have started after the deadline"
-        last.add_note(f"resilience: {text}")
+        set_note(last, self, text)
         raise last
 
 

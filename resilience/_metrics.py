@@ -32,7 +32,6 @@ the number of observations.
 from __future__ import annotations
 
 import math
-import threading
 import types
 import weakref
 from collections.abc import Callable, Mapping
@@ -64,6 +63,7 @@ from ._exceptions import (
     TimeoutExceededError,
 )
 from ._explain import Description
+from ._fork import fork_safe_lock
 from ._gate import Wait, bind_gate
 from ._pipeline import Pipeline, Runner, Shape
 from ._validate import to_count
@@ -240,7 +240,7 @@ class _Watchlist:
     __slots__ = ("lock", "watched")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.watched: dict[str, weakref.WeakSet[Watchable]] = {}
 
     def add(self, label: str, target: Watchable) -> None:
@@ -712,7 +712,7 @@ class _Series:
     )
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.counts: list[int] | None = None  # allocated for names a policy is bound to
         self.state: str | None = None
         self._zero()
@@ -840,7 +840,7 @@ class _Store:
     __slots__ = ("lock", "max_series", "series")
 
     def __init__(self, max_series: int) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.max_series = max_series
         self.series: dict[str, _Series] = {}
 

@@ -22,12 +22,14 @@ import enum
 import inspect
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, final, runtime_checkable
+from typing import Any, Protocol, Self, TypeVar, final, runtime_checkable
 
 import attrs
 from typing_extensions import ParamSpec
 
-from ._explain import explain, worst_case
+from ._classify import REQUIRED, ErrorClassifier
+from ._events import redact
+from ._explain import explain, timeline, worst_case
 
 __all__ = [
     "CALL",
@@ -116,6 +118,99 @@ def target_name(fn: object) -> str:
     return type(fn).__name__
 
 
+# --- call / acall: the wrong kind of callable ---------------------------------------
+#
+# ``call`` reads ``fn.__code__.co_flags`` (a bound method and a wrapt proxy show
+# their function's): a function without these flags is a sync function, and
+# that test is all its success path pays. Anything else (a flag, or no code of
+# its own: a builtin, a partial, a callable object) gets the slow look below.
+# ``acall`` cannot tell in advance: a sync lambda may return a coroutine, so
+# what it runs without the coroutine flag is judged by its result.
+
+_COROUTINE = inspect.CO_COROUTINE
+_STREAM = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+_NOT_SYNC = _COROUTINE | _STREAM | inspect.CO_ITERABLE_COROUTINE
+# Enum members are looked up through their class on every access: the runner
+# caches are read with these on every `call` / `acall`.
+_SYNC = Shape.SYNC
+_ASYNC = Shape.ASYNC
+
+
+def _kind(shape: Shape) -> str:
+    return f"{'an' if shape is Shape.AGEN else 'a'} {shape.value}"
+
+
+def _refuse(
+    owner: object, method: str, fn: object, shape: Shape | None, why: str = ""
+) -> TypeError:
+    """The TypeError for ``owner.<method>(fn)``: *fn* is not callable, or of *shape*."""
+    policy = type(owner).__name__
+    if shape is None:
+        shown = redact(repr(fn))  # a string given by mistake may be a key
+        return TypeError(f"{policy}.{method}() runs callables, got {type(fn).__name__}: {shown}")
+    runs = "sync functions" if method == "call" else "coroutine functions"
+    name = target_name(fn)
+    if shape is Shape.ASYNC:
+        advice = f"use await {policy}.acall({name}, ...)"
+    elif shape is Shape.SYNC:
+        advice = f"use {policy}.call({name}, ...)"
+    else:
+        advice = "decorate it, so that the policies cover its iteration"
+    return TypeError(
+        f"{policy}.{method}() runs {runs}, and {name} is {_kind(shape)}{why}: {advice}"
+    )
+
+
+def check_sync(owner: object, fn: object) -> None:
+    """Raise the TypeError that ``owner.call(fn)`` deserves, unless *fn* is a sync callable."""
+    if type(fn) is types.BuiltinFunctionType:
+        return
+    if not callable(fn):
+        raise _refuse(owner, "call", fn, None)
+    shape = shape_of(fn)
+    if shape is not Shape.SYNC:
+        raise _refuse(owner, "call", fn, shape)
+
+
+class NotAwaitable(BaseException):
+    """
+    Raised through the policies by `awaitable_only`'s copy: none handles or counts it.
+
+    A sync function given to ``acall`` has run, and neither succeeded nor
+    failed; ``acall`` raises the TypeError this carries instead.
+    """
+
+
+def awaitable_only(owner: object, fn: Callable[..., Any], flags: int) -> Callable[..., Any]:
+    """
+    Return *fn* for ``owner.acall(fn)``, or a copy that refuses a result that is not awaitable.
+
+    *flags* are ``fn.__code__.co_flags`` (0 when it has none), without the
+    coroutine flag. The copy raises `NotAwaitable` holding the TypeError.
+
+    Raises:
+        TypeError: If *fn* is not callable, or is a (async) generator function.
+    """
+    if not flags or (flags & _STREAM and not flags & inspect.CO_ITERABLE_COROUTINE):
+        if not callable(fn):
+            raise _refuse(owner, "acall", fn, None)
+        shape = shape_of(fn)
+        if shape is Shape.ASYNC:
+            return fn
+        if shape is not Shape.SYNC:
+            raise _refuse(owner, "acall", fn, shape)
+
+    def awaitable(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if type(result) is types.CoroutineType or inspect.isawaitable(result):
+            return result
+        why = f" (it returned {type(result).__name__}, not an awaitable)"
+        raise NotAwaitable(_refuse(owner, "acall", fn, Shape.SYNC, why))
+
+    awaitable.__qualname__ = target_name(fn)  # events and notes name the caller's function
+    return awaitable
+
+
 @runtime_checkable
 class Policy(Protocol):
     """
@@ -181,7 +276,21 @@ class Pipeline:
         self._runners: dict[Shape, Runner] = {}
 
     def __repr__(self) -> str:
-        return f"compose({', '.join(map(repr, self.policies))})"
+        # A classifier shared by several policies (Retry and a breaker on
+        # rs.transient) is shown once, where it first appears.
+        shown: dict[str, str] = {}
+        parts = []
+        for policy in self.policies:
+            text = repr(policy)
+            on = getattr(policy, "on", None)
+            if isinstance(on, ErrorClassifier):
+                full = repr(on)
+                if full in shown:
+                    text = text.replace(full, f"<the same as {shown[full]}'s>")
+                else:
+                    shown[full] = type(policy).__name__
+            parts.append(text)
+        return f"compose({', '.join(parts)})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Pipeline):
@@ -215,14 +324,39 @@ class Pipeline:
         return decorate(self, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` once under the pipeline (sync functions)."""
-        run = self._runners.get(Shape.SYNC) or self.runner(Shape.SYNC)
+        """
+        Run ``fn(*args, **kwargs)`` once under the pipeline (sync functions).
+
+        Raises:
+            TypeError: If *fn* is not callable, or is a coroutine or (async)
+                generator function (``acall`` runs the first; decorate the others).
+        """
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
+        run = self._runners.get(_SYNC) or self.runner(_SYNC)
         return run(fn, args, kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions)."""
-        run = self._runners.get(Shape.ASYNC) or self.runner(Shape.ASYNC)
-        return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        """
+        Run ``await fn(*args, **kwargs)`` once under the pipeline (coroutine functions).
+
+        *fn* may be any callable returning an awaitable (``lambda: fetch(url)``).
+
+        Raises:
+            TypeError: If *fn* is not callable, is an (async) generator function,
+                or returns what cannot be awaited (once run, and counted by no
+                policy: ``call`` runs sync functions).
+        """
+        code = getattr(fn, "__code__", None)
+        flags = 0 if code is None else code.co_flags  # 0: no code of its own
+        if not flags & _COROUTINE:
+            fn = awaitable_only(self, fn, flags)
+        run = self._runners.get(_ASYNC) or self.runner(_ASYNC)
+        try:
+            return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        except NotAwaitable as exc:
+            raise exc.args[0] from None
 
     def explain(self) -> str:
         """
@@ -240,6 +374,22 @@ class Pipeline:
             Plain text, lines separated by ``"\\n"``, no trailing newline.
         """
         return explain(self.policies)
+
+    def timeline(self) -> str:
+        """
+        Return the worst case of one call drawn as a timeline (the end of `explain`).
+
+        One row per attempt and per wait, along one time axis: each attempt
+        runs to the limit of the policies inside the Retry (its timeout), each
+        wait to its longest, with its jitter marked; the deadline of the
+        policies outside the Retry cuts the schedule where Retry would give
+        up. ASCII, at most 78 columns.
+
+        Returns:
+            Plain text, lines separated by ``"\\n"``; empty when no policy
+            waits between runs (no Retry, or one whose sleeps are not known).
+        """
+        return "\n".join(timeline(self.policies))
 
     def worst_case(self, call: float | None = None, *, retry_after: bool = True) -> float | None:
         """
@@ -300,6 +450,48 @@ def pipeline_field() -> Any:
     )
 
 
+def undecorated(policy: str, example: str, fn: object) -> TypeError:
+    """
+    The TypeError for a policy class used as a decorator without its arguments.
+
+    Args:
+        policy: The class, as users write it (``"resilience.Retry"``).
+        example: Its arguments in the advice (``"on=..."``).
+        fn: What it was given (the decorated function).
+    """
+    return TypeError(
+        f"{policy} was given the function {getattr(fn, '__name__', None) or target_name(fn)}: "
+        "to decorate, make the policy "
+        f"first, as in @{policy}({example}), not @{policy}"
+    )
+
+
+_POSITIONAL: set[type] = set()
+"""Policy classes whose ``__init__`` takes positional arguments (`Timeout`): not looked at again."""
+
+
+def _positional(cls: type, args: tuple[Any, ...]) -> None:
+    """Raise the TypeError for *args* given to *cls*, unless its ``__init__`` takes some."""
+    code = getattr(cls.__init__, "__code__", None)  # type: ignore[misc]
+    if code is None or code.co_argcount > 1 or code.co_flags & inspect.CO_VARARGS:
+        _POSITIONAL.add(cls)
+        return  # its own checks judge the positional arguments
+    defaults = cls.__init__.__kwdefaults__ or {}  # type: ignore[misc]
+    names = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    required = [n for n in names if defaults.get(n, REQUIRED["default"]) is REQUIRED["default"]]
+    example = ", ".join(f"{name}=..." for name in required) or "..."
+    policy = (
+        cls.__qualname__ if cls.__module__ == "__main__" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    if len(args) == 1 and isinstance(args[0], types.FunctionType | types.MethodType):
+        raise undecorated(policy, example, args[0])
+    raise TypeError(
+        f"{policy} takes keyword arguments only, as in {policy}({example}); got "
+        f"{len(args)} positional argument{'' if len(args) == 1 else 's'} "
+        f"({', '.join(target_name(arg) for arg in args)})"
+    )
+
+
 class PolicyMixin:
     """
     Gives a policy the three surfaces of a one-policy pipeline: decorator, `call`, `acall`.
@@ -310,6 +502,14 @@ class PolicyMixin:
     """
 
     __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Keyword-only policies (all of ours but Timeout) given a positional
+        # argument: most often ``@Retry`` without parentheses. Copies and
+        # unpickling come through here without arguments.
+        if args and cls not in _POSITIONAL:
+            _positional(cls, args)
+        return super().__new__(cls)
 
     @property
     def _pipeline(self) -> Pipeline:
@@ -343,18 +543,47 @@ class PolicyMixin:
         return decorate(self._pipeline, fn)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` once under this policy (sync functions)."""
+        """
+        Run ``fn(*args, **kwargs)`` once under this policy (sync functions).
+
+        Raises:
+            TypeError: If *fn* is not callable, or is a coroutine or (async)
+                generator function (``acall`` runs the first; decorate the others).
+        """
         # Pipeline.call inlined: one frame and one packing of the arguments less.
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
         pipeline = self._pipeline
-        run = pipeline._runners.get(Shape.SYNC) or pipeline.runner(Shape.SYNC)
+        run = pipeline._runners.get(_SYNC) or pipeline.runner(_SYNC)
         return run(fn, args, kwargs)  # type: ignore[no-any-return]
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions)."""
+        """
+        Run ``await fn(*args, **kwargs)`` once under this policy (coroutine functions).
+
+        *fn* may be any callable returning an awaitable (``lambda: fetch(url)``).
+
+        Raises:
+            TypeError: If *fn* is not callable, is an (async) generator function,
+                or returns what cannot be awaited (once run, and counted by no
+                policy: ``call`` runs sync functions).
+        """
+        code = getattr(fn, "__code__", None)
+        flags = 0 if code is None else code.co_flags  # 0: no code of its own
+        if not flags & _COROUTINE:
+            fn = awaitable_only(self, fn, flags)
         pipeline = self._pipeline
-        run = pipeline._runners.get(Shape.ASYNC) or pipeline.runner(Shape.ASYNC)
-        return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        run = pipeline._runners.get(_ASYNC) or pipeline.runner(_ASYNC)
+        try:
+            return await run(fn, args, kwargs)  # type: ignore[no-any-return]
+        except NotAwaitable as exc:
+            raise exc.args[0] from None
 
     def explain(self) -> str:
         """Return a readable description of this policy and its worst case (`Pipeline.explain`)."""
         return self._pipeline.explain()
+
+    def timeline(self) -> str:
+        """Return the worst case of a call through this policy, drawn (`Pipeline.timeline`)."""
+        return self._pipeline.timeline()

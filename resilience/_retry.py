@@ -19,12 +19,13 @@ import attrs
 
 from . import backoff as _backoff
 from ._budget import Budget
-from ._classify import ErrorClassifier, Verdict, to_classifier
-from ._clock import SYSTEM_CLOCK, Clock, testing_state
+from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
+from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, emit
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import Description, backoff_bounds, rule_lines, seconds, span
+from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
+from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
@@ -165,19 +166,16 @@ def _plural(n: int) -> str:
     return f"{n} attempt{'s' if n != 1 else ''}"
 
 
-def _largest(values: list[float], count: int) -> float:
-    return sum(sorted(values, reverse=True)[:count])
-
-
-def _sleep_lines(pairs: list[tuple[float, float]], n: int, *, numbered: bool) -> list[str]:
+def _sleep_lines(sleeps: Sleeps, n: int, *, numbered: bool) -> list[str]:
     """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
     lines = []
-    shown = pairs if len(pairs) <= 6 else [*pairs[:4], None, pairs[-1]]
+    many = sleeps.retries > 6
+    shown = [*sleeps.first(4), None, sleeps.last()] if many else sleeps.first(6)
     for index, pair in enumerate(shown):
         if pair is None:
             lines.append("  ...")
             continue
-        number = index + 2 if index < 4 or len(pairs) <= 6 else n
+        number = index + 2 if index < 4 or not many else n
         where = f"before attempt {number}" if numbered else f"its retry {number - 1}"
         lines.append(f"  {where}: {span(*pair)}")
     return lines
@@ -233,7 +231,7 @@ class Retry(PolicyMixin):
     .. versionadded:: 0.1.0
     """
 
-    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    on: ErrorClassifier = attrs.field(converter=to_classifier, **REQUIRED)
     max_attempts: int = attrs.field(default=3, validator=_check_attempts, alias="attempts")
     backoff: _backoff.Backoff = attrs.field(default=_backoff.DEFAULT, validator=_check_backoff)
     max_retry_after: float | None = attrs.field(default=60.0, converter=_to_max_retry_after)
@@ -295,12 +293,12 @@ class Retry(PolicyMixin):
             [n, *(s.attempts for _, s in self.per_kind if s.backoff is None and s.attempts)]
         )
         pairs = backoff_bounds(self.backoff, shared - 1)
-        slots: list[list[tuple[float, float]] | None] = [pairs]
+        slots: list[Sleeps | None] = [pairs]
         if top == 1:
             pass
         elif pairs is None:
             details.append(f"backoff {self.backoff!r}: its sleeps are not known (not a builtin)")
-        elif pairs:
+        elif pairs.retries:
             details.append(f"backoff {self.backoff!r}; sleeps:")
             details.extend(_sleep_lines(pairs, shared, numbered=not self.per_kind))
         for kind, settings in self.per_kind:
@@ -329,8 +327,8 @@ class Retry(PolicyMixin):
         elif all(slot is not None for slot in slots):
             # At most top - 1 retries, each sleeping one of these, each at most
             # once: the largest top - 1 of them bound any call.
-            highs = [high for slot in slots if slot is not None for _, high in slot]
-            sleeps = _largest(highs, top - 1)
+            highs = [high for slot in slots if slot is not None for high in slot.longest()]
+            sleeps = largest(highs, top - 1)
             if self.per_kind:
                 details.append(
                     f"sleeps in total at most {seconds(sleeps)} (the longest {top - 1} above)"
@@ -338,7 +336,7 @@ class Retry(PolicyMixin):
             else:
                 details.append(f"  in total at most {seconds(sleeps)}")
             if cap is not None:
-                waits = _largest([max(high, cap) for high in highs], top - 1)
+                waits = largest([(max(high, cap), times) for high, times in highs], top - 1)
         if top > 1:
             if cap is None:
                 details.append(
@@ -364,6 +362,9 @@ class Retry(PolicyMixin):
             attempts=top,
             sleeps=sleeps,
             sleeps_retry_after=waits,
+            # Kinds of their own interleave as failures come: no one order to draw.
+            # The exact ones: past them the timeline repeats the last, as the backoff does.
+            waits=None if self.per_kind or pairs is None or not pairs.retries else pairs.pairs,
         )
 
     def attempts(self) -> Attempts:
@@ -378,7 +379,7 @@ class Retry(PolicyMixin):
                 do_it()
 
         async for attempt in retry.attempts():
-            with attempt:
+            async with attempt:  # or `with attempt:`: the same
                 await do_it()
         ```
 
@@ -754,7 +755,7 @@ class _RetryCall:
         )
         if error is not None:
             if self.attempt > 1 or reason is not None:
-                error.add_note(f"resilience: {text}")
+                set_note(error, retry, text)
             raise error
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 
@@ -843,6 +844,13 @@ class _RetryCall:
             delay = max(delay, retry_after)
         if testing_state.enabled:
             delay = 0.0
+        elif delay > LONGEST_WAIT:
+            self._give_up(
+                outcome,
+                "too_long",
+                f"gave up after {_plural(attempt)}: the next attempt, in "
+                f"{seconds_text(delay)} s, is further off than any wait can last",
+            )
         deadline = DEADLINE.get()
         if deadline is not None:
             left = time_left(deadline)
@@ -882,6 +890,9 @@ class _RetryCall:
 class Attempt:
     """
     One attempt of a block retried with `Retry.attempts`: a context manager.
+
+    Use it with ``with attempt:``, or ``async with attempt:`` in async code;
+    both record the block's outcome the same way.
 
     Attributes:
         number: 1 for the first attempt, 2 for the first retry, and so on.
@@ -924,6 +935,20 @@ class Attempt:
                 return False  # propagate the original from the with block, noted
             raise
         return True  # suppressed: the loop sleeps and yields the next attempt
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same bookkeeping as `with attempt:` (nothing here awaits: the sleep
+        # before the next attempt belongs to the loop's __anext__). Spelled for
+        # tenacity users, who write `async with attempt:` (issue #15).
+        return self.__exit__(exc_type, exc, tb)
 
 
 @final

@@ -12,7 +12,8 @@ refuses to *start* a call once the deadline has passed, and propagates the
 deadline for the call to cap its own I/O with; a call that returns late
 returns its value. Async code is cancelled at the deadline with
 `asyncio.timeout_at`, whose cancel counting tells our expiry from an outer
-``task.cancel()``.
+``task.cancel()``; under trio with a cancel scope (`_aio.timeout`), which
+catches its own cancellation only.
 """
 
 from __future__ import annotations
@@ -21,18 +22,28 @@ import asyncio
 import contextlib
 import contextvars
 import datetime
+import types
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, final
 
 import attrs
 
+from . import _aio
 from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
-from ._exceptions import TimeoutExceededError
+from ._exceptions import TimeoutExceededError, seconds_text
 from ._explain import Description, seconds
-from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
+from ._pipeline import (
+    CALL,
+    PolicyMixin,
+    Runner,
+    Shape,
+    pipeline_field,
+    target_name,
+    undecorated,
+)
 from ._streams import astep, step
 from ._validate import check_clock, check_name, to_hooks, to_seconds
 
@@ -43,6 +54,9 @@ __all__ = ["Timeout"]
 
 
 def _to_seconds(value: float | datetime.timedelta) -> float:
+    given: object = value  # what @Timeout without parentheses gives: the function
+    if isinstance(given, types.FunctionType | types.MethodType):
+        raise undecorated("resilience.Timeout", "10.0", given)
     return to_seconds("seconds", value)
 
 
@@ -72,7 +86,7 @@ class _Scope:
         owner: Timeout,
         deadline: RawDeadline,
         token: contextvars.Token[RawDeadline | None] | None,
-        cm: asyncio.Timeout | None,
+        cm: _aio.Timeout | None,
         parent: _Scope | None,
     ) -> None:
         self.owner = owner
@@ -95,12 +109,12 @@ _NO_SCOPE: Final = contextlib.nullcontext()
 
 
 def _cancellation(error: TimeoutError) -> BaseException:
-    """The CancelledError that `asyncio.timeout` turned into *error*, else *error* itself."""
+    """The cancellation (asyncio's or trio's) our timeout turned into *error*, else *error*."""
     cause = error.__cause__
-    return cause if isinstance(cause, asyncio.CancelledError) else error
+    return cause if isinstance(cause, BaseException) and not isinstance(cause, Exception) else error
 
 
-def _fired(cm: asyncio.Timeout, error: TimeoutError) -> bool:
+def _fired(cm: _aio.Timeout, error: TimeoutError) -> bool:
     """Whether *error* is *cm*'s own expiry, not a TimeoutError raised by the code inside."""
     return cm.expired() and type(error) is TimeoutError
 
@@ -121,10 +135,10 @@ class Timeout(PolicyMixin):
     `resilience.deadline.remaining()`.
 
     - **Coroutine functions and** ``async with``: the work is cancelled at the
-      deadline (with `asyncio.timeout_at`) and the caller gets
-      `TimeoutExceededError`, chained to the cancellation. An outer
-      ``task.cancel()`` still propagates as `asyncio.CancelledError`, even when
-      it arrives as the deadline passes.
+      deadline (with `asyncio.timeout_at`; under trio, a cancel scope) and the
+      caller gets `TimeoutExceededError`, chained to the cancellation. An outer
+      ``task.cancel()`` (a trio or anyio cancel scope's) still propagates as a
+      cancellation, even when it arrives as the deadline passes.
     - **Functions and** ``with``: cooperative. Sync code cannot be interrupted
       safely, so the Timeout raises `TimeoutExceededError` only when the
       deadline has already passed as a call (or an attempt under Retry) is
@@ -224,11 +238,13 @@ class Timeout(PolicyMixin):
         if self.name is not None:
             what = f"{what} (timeout {self.name!r})"
         if before:
-            text = f"{what} not started: its deadline of {limit:.6g} s had already passed"
+            text = (
+                f"{what} not started: its deadline of {seconds_text(limit, 6)} s had already passed"
+            )
         elif idle:
-            text = f"{what}: no item arrived within the idle timeout of {limit:.6g} s"
+            text = f"{what}: no item arrived within the idle timeout of {seconds_text(limit, 6)} s"
         else:
-            text = f"{what} timed out after {limit:.6g} s"
+            text = f"{what} timed out after {seconds_text(limit, 6)} s"
         return TimeoutExceededError(limit, text)
 
     # --- entering a deadline ------------------------------------------------------
@@ -289,12 +305,12 @@ class Timeout(PolicyMixin):
         Raises:
             TimeoutExceededError: If the enclosing deadline has already passed.
             TypeError: If *idle* is set.
-            RuntimeError: Outside an asyncio task.
+            RuntimeError: Outside an asyncio or trio task.
         """
         self._check_block("async with")
         deadline, left, token = self._push(None)
-        cm = asyncio.timeout_at(asyncio.get_running_loop().time() + left)
         try:
+            cm = _aio.timeout(left)
             await cm.__aenter__()
         except BaseException:
             if token is not None:
@@ -323,6 +339,7 @@ class Timeout(PolicyMixin):
             await cm.__aexit__(exc_type, exc, tb)
         except TimeoutError as error:
             if cm is not None and _fired(cm, error):
+                await _aio.outer_cancellation()
                 raise self._error(scope.deadline, None) from _cancellation(error)
             raise
         finally:
@@ -410,6 +427,7 @@ class Timeout(PolicyMixin):
         error = self._error
         timeout_at = asyncio.timeout_at
         running_loop = asyncio.get_running_loop
+        other = _aio.timeout
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             outer = get()
@@ -424,12 +442,16 @@ class Timeout(PolicyMixin):
                 deadline = (now() + seconds, clock, seconds)
                 left, token = seconds, push(deadline)
             try:
-                cm = timeout_at(running_loop().time() + left)
+                try:
+                    cm: _aio.Timeout = timeout_at(running_loop().time() + left)
+                except RuntimeError:  # not asyncio: trio's cancel scope, or a clear error
+                    cm = other(left)
                 try:
                     async with cm:
                         return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
                 except TimeoutError as exc:
                     if _fired(cm, exc):
+                        await _aio.outer_cancellation()
                         raise error(deadline, fn) from _cancellation(exc)
                     raise
             finally:
@@ -511,7 +533,11 @@ class Timeout(PolicyMixin):
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             total = (now() + seconds, clock, seconds)
-            loop = asyncio.get_running_loop()
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:  # not asyncio: trio's cancel scopes, or a clear error
+                _aio.library()
+                loop = None
             it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
             sent: Any = None
             thrown: BaseException | None = None
@@ -522,7 +548,9 @@ class Timeout(PolicyMixin):
                         raise error(deadline, fn, idle=idle)  # see _bind_gen
                     token = push(deadline)
                     # Late, a thrown-in exception is delivered without a scope.
-                    cm = timeout_at(loop.time() + left) if left > 0 else _NO_SCOPE
+                    cm: Any = _NO_SCOPE
+                    if left > 0:
+                        cm = _aio.timeout(left) if loop is None else timeout_at(loop.time() + left)
                     try:
                         # The scope covers the pending __anext__ only, never a yield.
                         async with cm:
@@ -530,7 +558,8 @@ class Timeout(PolicyMixin):
                     except StopAsyncIteration:
                         return
                     except TimeoutError as exc:
-                        if isinstance(cm, asyncio.Timeout) and _fired(cm, exc):
+                        if cm is not _NO_SCOPE and _fired(cm, exc):
+                            await _aio.outer_cancellation()
                             raise error(deadline, fn, idle=idle) from _cancellation(exc)
                         raise
                     finally:

@@ -46,6 +46,7 @@ def to_seconds(
     none: Literal[False] = ...,
     inf: bool = ...,
     maximum: float | None = ...,
+    minimum: float | None = ...,
     why: str = ...,
     expected: str = ...,
     bound: str | None = ...,
@@ -60,6 +61,7 @@ def to_seconds(
     none: bool,
     inf: bool = ...,
     maximum: float | None = ...,
+    minimum: float | None = ...,
     why: str = ...,
     expected: str = ...,
     bound: str | None = ...,
@@ -75,6 +77,7 @@ def to_seconds(
     none: bool = False,
     inf: bool = False,
     maximum: float | None = None,
+    minimum: float | None = None,
     why: str = "",
     expected: str = _SECONDS,
     bound: str | None = None,
@@ -96,7 +99,10 @@ def to_seconds(
         none: Accept `None`, returned as is. Default: `False`.
         inf: Accept infinity, meaning no limit. Default: `False` (finite only).
         maximum: Refuse more seconds than this. Default: `None` (no maximum).
-        why: Why the maximum, said in parentheses in its error. Default: none.
+        minimum: Refuse fewer seconds than this (0 stays allowed when *zero*).
+            Default: `None` (no minimum beyond *zero*).
+        why: Why the maximum or minimum, said in parentheses in its error.
+            Default: none.
         expected: What the TypeError says *value* must be (``" or None"`` is
             added when *none*). Default: ``"seconds (a number or a datetime.timedelta)"``.
         bound: What the ValueError says the seconds must be. Default: from
@@ -115,7 +121,7 @@ def to_seconds(
         TypeError: If *value* is neither a real number nor a timedelta (nor `None`
             when allowed).
         ValueError: If the seconds are NaN, negative, zero or infinite where not
-            allowed, or above *maximum*.
+            allowed, above *maximum*, or below *minimum*.
     """
     if value is None and none:
         return None
@@ -138,23 +144,49 @@ def to_seconds(
         if bound is None:
             bound = f"{'a' if inf else 'a finite'} number of seconds {'>=' if zero else '>'} 0"
         raise ValueError(f"{name} must be {bound}, got {as_shown!r}")
+    because = f" ({why})" if why else ""
     if maximum is not None and number > maximum:
-        because = f" ({why})" if why else ""
         raise ValueError(
             f"{name} must be at most {maximum:.15g} seconds{because}, got {as_shown!r}"
+        )
+    if minimum is not None and number and number < minimum:
+        raise ValueError(
+            f"{name} must be at least {minimum:.15g} seconds{because}, got {as_shown!r}"
         )
     return number if number else 0.0  # -0.0 too is zero seconds
 
 
 @overload
 def to_count(
-    name: str, value: object, *, minimum: int = ..., none: Literal[False] = ...
+    name: str,
+    value: object,
+    *,
+    minimum: int = ...,
+    none: Literal[False] = ...,
+    maximum: int | None = ...,
+    why: str = ...,
 ) -> int: ...
 @overload
-def to_count(name: str, value: object, *, minimum: int = ..., none: bool) -> int | None: ...
+def to_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int = ...,
+    none: bool,
+    maximum: int | None = ...,
+    why: str = ...,
+) -> int | None: ...
 
 
-def to_count(name: str, value: object, *, minimum: int = 1, none: bool = False) -> int | None:
+def to_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int = 1,
+    none: bool = False,
+    maximum: int | None = None,
+    why: str = "",
+) -> int | None:
     """
     Return the count *value* as is, or raise an error naming *name* and the value.
 
@@ -167,13 +199,15 @@ def to_count(name: str, value: object, *, minimum: int = 1, none: bool = False) 
         value: What the caller passed.
         minimum: The smallest count accepted. Default: 1.
         none: Accept `None`, returned as is. Default: `False`.
+        maximum: The largest count accepted. Default: `None` (no maximum).
+        why: Why the maximum, said in parentheses in its error. Default: none.
 
     Returns:
         *value*, or `None` (when *none* allows it).
 
     Raises:
         TypeError: If *value* is not an int (nor `None` when allowed).
-        ValueError: If *value* is below *minimum*.
+        ValueError: If *value* is below *minimum* or above *maximum*.
     """
     if value is None and none:
         return None
@@ -183,6 +217,9 @@ def to_count(name: str, value: object, *, minimum: int = 1, none: bool = False) 
         )
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        because = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be <= {maximum}{because}, got {value!r}")
     return value
 
 

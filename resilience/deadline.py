@@ -34,7 +34,7 @@ from typing import overload
 
 from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import TimeoutExpired, emit
-from ._exceptions import TimeoutExceededError
+from ._exceptions import TimeoutExceededError, seconds_text
 
 __all__ = ["Deadline", "cap", "check", "current", "remaining"]
 
@@ -71,7 +71,7 @@ def remaining() -> float | None:
 def _expired(deadline: RawDeadline) -> TimeoutExceededError:
     limit = deadline[2]
     emit((), TimeoutExpired, timeout=limit)
-    return TimeoutExceededError(limit, f"the deadline of {limit:.6g} s has passed")
+    return TimeoutExceededError(limit, f"the deadline of {seconds_text(limit, 6)} s has passed")
 
 
 def check() -> None:

@@ -11,16 +11,15 @@ functions, coroutine functions and (async) generator functions, ``with`` and
 passing the deadline, and the rule that cancellation is never a failure.
 
 ```python
-import threading
 import resilience as rs
-from resilience.engine import GatePolicy
+from resilience.engine import GatePolicy, fork_safe_lock
 
 
 class Concurrency(GatePolicy):
     \"\"\"Refuse a call while *limit* calls run.\"\"\"
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.running, self.lock = limit, 0, threading.Lock()
+        self.limit, self.running, self.lock = limit, 0, fork_safe_lock()
 
     def admit(self, target: object, /) -> None:
         with self.lock:
@@ -52,6 +51,8 @@ and from `resilience` (a test holds them to it):
 - validation, at construction: `to_seconds`, `to_count`, `to_hooks`,
   `to_classifier`, `check_clock`, `check_name`, `check_rng`;
 - time: `SYSTEM_CLOCK`, `testing_enabled`;
+- locks: `fork_safe_lock` (a `threading.Lock` that a forked child gets back
+  released: use it for every lock a policy keeps);
 - explaining: `rule_lines`, `describe_seconds`, `seconds_text`;
 - circuit stores: `TripWindow`, `trip_window`;
 - metrics back ends: `Observer`, `Sink`, `Recorder`, `Watchable`, `MAX_KINDS`, `OTHER`.
@@ -68,6 +69,7 @@ from ._events import emit as emit
 from ._exceptions import seconds_text as seconds_text
 from ._explain import rule_lines as rule_lines
 from ._explain import seconds as describe_seconds
+from ._fork import fork_safe_lock as fork_safe_lock
 from ._gate import NO_RESULT as NO_RESULT
 from ._gate import FastPath as FastPath
 from ._gate import Gate as Gate
@@ -120,6 +122,7 @@ __all__ = [
     "check_rng",
     "describe_seconds",
     "emit",
+    "fork_safe_lock",
     "pipeline_field",
     "refuse",
     "relay",

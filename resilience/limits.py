@@ -125,6 +125,12 @@ def _ratio(name: str, value: object, bound: str, inside: Callable[[float], bool]
     return number
 
 
+_MOST_CONCURRENT: Final = 1_000_000
+"""The largest concurrency limit: a bulkhead keeps a token per slot (8 bytes each)."""
+_TOKENS: Final = "a bulkhead keeps a token per slot"
+# An exponential average over more samples than a float can count is no average.
+_LONGEST_WINDOW: Final = 10**15
+
 _BACKOFF: Final = "a number > 0 and < 1"
 _SMOOTHING: Final = "a number > 0 and <= 1"
 _TOLERANCE: Final = "a finite number >= 1"
@@ -150,9 +156,9 @@ def _common_settings(
 
     The three counts first, then the factor applied on a drop.
     """
-    low = to_count("minimum", minimum)
-    high = to_count("maximum", maximum)
-    start = to_count("initial", initial)
+    low = to_count("minimum", minimum, maximum=_MOST_CONCURRENT, why=_TOKENS)
+    high = to_count("maximum", maximum, maximum=_MOST_CONCURRENT, why=_TOKENS)
+    start = to_count("initial", initial, maximum=_MOST_CONCURRENT, why=_TOKENS)
     if high < low:
         raise ValueError(f"maximum must be >= minimum ({low}), got {high!r}")
     if not low <= start <= high:
@@ -234,7 +240,8 @@ class AIMD(_Bounded):
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: *minimum* or *maximum* is below 1, *maximum* is below
+        ValueError: *minimum* or *maximum* is below 1 (or a count above
+            10**6: a bulkhead keeps a token per slot), *maximum* is below
             *minimum*, *initial* is outside ``[minimum, maximum]``, *backoff*
             is not in ``(0, 1)``, or *timeout* is not a finite number of
             seconds > 0.
@@ -391,7 +398,8 @@ class Gradient(_Bounded):
 
     Raises:
         TypeError: A parameter has the wrong type.
-        ValueError: A count is below 1, *maximum* is below *minimum*,
+        ValueError: A count is below 1 (or *initial*, *minimum*, *maximum*
+            above 10**6, *long_window* above 10**15), *maximum* is below *minimum*,
             *initial* is outside ``[minimum, maximum]``, or a ratio is out
             of its range (NaN included).
 
@@ -431,7 +439,9 @@ class Gradient(_Bounded):
         self._estimate = float(start)
         self._smoothing = _ratio("smoothing", smoothing, _SMOOTHING, _is_smoothing)
         self._tolerance = _ratio("tolerance", tolerance, _TOLERANCE, _is_tolerance)
-        self._long_window = to_count("long_window", long_window)
+        self._long_window = to_count(
+            "long_window", long_window, maximum=_LONGEST_WINDOW, why="an average's span, in samples"
+        )
         self._alpha = 2.0 / (self._long_window + 1)
         self._queue_size = to_count("queue_size", queue_size, none=True)
         self._samples = 0

@@ -15,14 +15,14 @@ assert clock.sleeps == [0.1, 0.2]
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import final
 
+from . import _aio
 from ._clock import testing_state
 from ._events import Event, add_hook, remove_hook
+from ._fork import fork_safe_lock
 from ._validate import to_count
 
 __all__ = ["FakeClock", "capture_events", "set_testing"]
@@ -46,7 +46,7 @@ class FakeClock:
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self.sleeps: list[float] = []
         """Every sleep requested, sync or async, in seconds, in order."""
 
@@ -78,7 +78,7 @@ class FakeClock:
     async def asleep(self, seconds: float, /) -> None:
         """Record the sleep, advance time by *seconds*, and yield to the loop once."""
         self.sleep(seconds)
-        await asyncio.sleep(0)
+        await _aio.checkpoint()
 
 
 @final

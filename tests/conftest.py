@@ -1,16 +1,17 @@
-"""Shared fixtures: global switches reset around every test, sync/async mirroring."""
+"""Shared fixtures: global switches reset around every test; sync and async (every backend)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import resilience as rs
 from resilience._clock import testing_state
+
+from .forms import BACKENDS, cancelled_error, checkpoint, run_async
 
 
 @pytest.fixture(autouse=True)
@@ -24,13 +25,24 @@ def _reset_global_state() -> Iterator[None]:
 
 
 class Runner:
-    """Runs a policy-wrapped callable the same way in its sync and its async flavour."""
+    """
+    Runs a policy-wrapped callable the same way in its sync and its async flavours.
 
-    def __init__(self, is_async: bool) -> None:
-        self.is_async = is_async
+    The async flavour runs in one of `BACKENDS`: asyncio, trio, and anyio on each.
+    """
+
+    def __init__(self, backend: str | None) -> None:
+        self.backend = backend
+        self.is_async = backend is not None
 
     def __repr__(self) -> str:
-        return "async" if self.is_async else "sync"
+        return self.backend or "sync"
+
+    @property
+    def cancelled(self) -> type[BaseException]:
+        """The exception a cancelled task sees in this backend."""
+        assert self.backend is not None
+        return cancelled_error(self.backend)
 
     def make(self, body: Callable[..., Any]) -> Callable[..., Any]:
         """Return *body* as is (sync) or as a coroutine function calling it (async)."""
@@ -38,25 +50,32 @@ class Runner:
             return body
 
         async def abody(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(0)
+            await checkpoint()
             return body(*args, **kwargs)
 
         abody.__name__ = abody.__qualname__ = getattr(body, "__name__", "abody")
         return abody
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call *fn* and, if it is async, run it to completion on a fresh event loop."""
-        out = fn(*args, **kwargs)
-        if inspect.isawaitable(out):
-            return asyncio.run(_await(out))
-        return out
+        """Call *fn* and, if it is async, run it to completion on a fresh run of the backend."""
+        if self.backend is None:
+            out = fn(*args, **kwargs)
+            assert not inspect.isawaitable(out)
+            return out
+
+        async def main() -> Any:
+            return await fn(*args, **kwargs)
+
+        return run_async(main, self.backend)
 
 
-async def _await(aw: Awaitable[Any]) -> Any:
-    return await aw
-
-
-@pytest.fixture(params=[False, True], ids=["sync", "async"])
+@pytest.fixture(params=[None, *BACKENDS], ids=["sync", *BACKENDS])
 def mode(request: pytest.FixtureRequest) -> Runner:
-    """Parametrizes a test over the sync and async drivers."""
-    return Runner(bool(request.param))
+    """Parametrizes a test over the sync driver and the async one in every backend."""
+    return Runner(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrizes an async test over every backend (run it with `forms.run_async`)."""
+    return str(request.param)

@@ -5,7 +5,9 @@ A `Form` is one way to run a body through a gate (`resilience.engine.GatePolicy`
 `resilience.Bulkhead` among them): a decorated function, method, generator,
 coroutine or async generator, ``call``/``acall``, `resilience.compose`, or a
 ``with``/``async with`` block. Each test module lists the forms it runs
-(their names are the parametrization ids) and picks them with `pick`.
+(their names are the parametrization ids) and picks them with `pick`, which
+runs every async form in each of `BACKENDS` (asyncio and trio natively, and
+anyio on both): the bodies here wait with anyio, which serves all of them.
 
 Every wait here is for an event, bounded by ``WAIT``: a hang fails the test
 instead of hiding.
@@ -17,10 +19,13 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
+import anyio
+import anyio.lowlevel
 import attrs
 import pytest
+import trio
 
 import resilience as rs
 from resilience.engine import NO_RESULT, GatePolicy
@@ -45,29 +50,60 @@ def eventually(condition: Callable[[], bool]) -> None:
         time.sleep(0.0002)
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())``, with a safety net: a hang fails after WAIT seconds."""
+# --- the async worlds ------------------------------------------------------------------
 
-    async def bounded() -> T:
-        async with asyncio.timeout(WAIT):
+BACKENDS: Final = ("asyncio", "trio", "anyio-asyncio", "anyio-trio")
+"""Where async tests run: asyncio and trio natively, and anyio on each of its backends."""
+
+
+def cancelled_error(backend: str) -> type[BaseException]:
+    """The exception a cancelled task sees under *backend*."""
+    return trio.Cancelled if backend.endswith("trio") else asyncio.CancelledError
+
+
+async def checkpoint() -> None:
+    """Let the other tasks run once, under any backend."""
+    await anyio.lowlevel.checkpoint()
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]], backend: str = "asyncio") -> T:
+    """Run ``main()`` under *backend* (see `BACKENDS`); a hang fails after WAIT seconds."""
+    if backend == "asyncio":
+
+        async def bounded() -> T:
+            async with asyncio.timeout(WAIT):
+                return await main()
+
+        return asyncio.run(bounded())
+    if backend == "trio":
+
+        async def bounded_trio() -> T:
+            with trio.fail_after(WAIT):
+                return await main()
+
+        return trio.run(bounded_trio)
+
+    async def bounded_anyio() -> T:
+        with anyio.fail_after(WAIT):
             return await main()
 
-    return asyncio.run(bounded())
+    return anyio.run(bounded_anyio, backend=backend.removeprefix("anyio-"))
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Let the event loop run until *condition* holds (a hang fails after WAIT seconds)."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0)
+    """Let the other tasks run until *condition* holds (a hang fails after WAIT seconds)."""
+    give_up = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < give_up, "the condition never held (a hang?)"
+        await checkpoint()
 
 
 def cancel_task(
-    start: Callable[[], Coroutine[Any, Any, object]], ready: Callable[[], bool]
+    start: Callable[[], Coroutine[Any, Any, object]],
+    ready: Callable[[], bool],
+    backend: str = "asyncio",
 ) -> None:
-    """Run *start()* as a task, cancel it once *ready()*, and check the cancellation reaches us."""
+    """Run *start()* as a task, cancel it once *ready()*, and check the cancellation reaches it."""
 
     async def main() -> None:
         task = asyncio.create_task(start())
@@ -76,7 +112,26 @@ def cancel_task(
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    run_async(main)
+    async def main_scoped() -> None:
+        # trio and anyio cancel a task through the cancel scope of its nursery.
+        cancelled = cancelled_error(backend)
+        caught: list[BaseException] = []
+
+        async def guarded() -> None:
+            try:
+                await start()
+            except cancelled as exc:
+                caught.append(exc)
+                raise
+
+        opened = trio.open_nursery() if backend == "trio" else anyio.create_task_group()
+        async with opened as group:
+            group.start_soon(guarded)
+            await until(ready)
+            group.cancel_scope.cancel()
+        assert len(caught) == 1, "the task was not cancelled: it ended by itself"
+
+    run_async(main if backend == "asyncio" else main_scoped, backend)
 
 
 class Background(Generic[T]):
@@ -131,7 +186,7 @@ class Work:
         return "done"
 
     async def run_async(self) -> str:
-        await asyncio.sleep(0)
+        await checkpoint()
         return self()
 
 
@@ -146,7 +201,7 @@ class Blocker:
         if self.probe is not None:
             self.probe()
         self.started = True
-        await asyncio.Event().wait()
+        await anyio.sleep_forever()
         raise AssertionError("the blocked body was not cancelled")
 
 
@@ -286,31 +341,58 @@ class Form:
     asyn: AsyncRunner | None = None
     no_result: bool = False  # a stream or a block: on_success gets NO_RESULT
     compose: bool = False  # a Retry that retries the body's error stands outside the gate
+    backend: str = "asyncio"  # where an async form runs: one of BACKENDS (`pick` sets it)
 
     @property
     def is_async(self) -> bool:
         return self.asyn is not None
 
+    @property
+    def cancelled(self) -> type[BaseException]:
+        """The exception a cancelled call sees in this form's backend."""
+        return cancelled_error(self.backend)
+
     def run(self, gate: GatePolicy, work: Work) -> str:
-        """Run *work* through *gate* in this form (async forms on a fresh event loop)."""
+        """Run *work* through *gate* in this form (async forms on a fresh run of its backend)."""
         asyn = self.asyn
         if asyn is not None:
-            return run_async(lambda: asyn(gate, work.run_async))
+            return run_async(lambda: asyn(gate, work.run_async), self.backend)
         assert self.sync is not None
         return self.sync(gate, work)
+
+    def run_async(self, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``main()`` on a fresh run of this form's backend."""
+        return run_async(main, self.backend)
 
     def outcome(self, value: object) -> object:
         """What on_success receives for a body that returned *value*."""
         return NO_RESULT if self.no_result else value
 
 
-def pick(forms: Iterable[Form], *, is_async: bool | None = None, compose: bool = True) -> list[Any]:
-    """The *forms* to parametrize a test over: all, only sync or async ones, with(out) Retry."""
-    return [
-        pytest.param(form, id=form.name)
-        for form in forms
-        if (is_async is None or form.is_async == is_async) and (compose or not form.compose)
-    ]
+def pick(
+    forms: Iterable[Form],
+    *,
+    is_async: bool | None = None,
+    compose: bool = True,
+    backends: Iterable[str] = BACKENDS,
+) -> list[Any]:
+    """
+    The *forms* to parametrize a test over: all, only sync or async ones, with(out) Retry.
+
+    Each async form comes once per backend of *backends* (its id names the
+    backend, but for asyncio's, which keeps the form's bare name).
+    """
+    params = []
+    for form in forms:
+        if (is_async is not None and form.is_async != is_async) or (form.compose and not compose):
+            continue
+        if not form.is_async:
+            params.append(pytest.param(form, id=form.name))
+            continue
+        for backend in backends:
+            name = form.name if backend == "asyncio" else f"{form.name}-{backend}"
+            params.append(pytest.param(attrs.evolve(form, backend=backend), id=name))
+    return params
 
 
 def crowd(
@@ -374,7 +456,7 @@ def cancel_inside(form: Form, gate: GatePolicy, probe: Callable[[], object] | No
     """Run an async *form* whose body blocks, and cancel it while the body runs."""
     asyn, blocker = form.asyn, Blocker(probe)
     assert asyn is not None
-    cancel_task(lambda: asyn(gate, blocker), lambda: blocker.started)
+    cancel_task(lambda: asyn(gate, blocker), lambda: blocker.started, form.backend)
 
 
 SYNC_ASYNC = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier, Event
@@ -138,3 +139,73 @@ def failure_worker(
         thread.start()
     join_all(threads)
     results.put({"tallies": dict(tallies), "events": events})
+
+
+def rollback_worker(
+    url: str,
+    name: str,
+    failures: int,
+    learned: Barrier,
+    rolled: Barrier,
+    results: Queue[dict[str, Any]],
+) -> None:
+    """Read the circuit, wait while Redis goes back to an older period, fail *failures* calls."""
+    events: list[str] = []
+    breaker = _breaker(
+        url, "resilience", name, 60.0, failure_threshold=1000, hooks=[_recorder(events)]
+    )
+    rs.set_hooks(())
+    breaker.call(int)  # the cache now holds the current period, fresh for the whole test
+    learned.wait(WAIT)
+    rolled.wait(WAIT)
+    for _ in range(failures):
+        try:
+            breaker.call(_boom)
+        except Boom:
+            pass
+    results.put({"events": events})
+
+
+def stall_worker(
+    url: str,
+    name: str,
+    counted: Barrier,
+    asleep: Event,
+    awake: Event,
+    results: Queue[dict[str, Any]],
+) -> None:
+    """
+    Fail once (counted), once while Redis sleeps (the round trip times out), then until
+    Redis answers again; report the events. Five failures open the shared circuit.
+    """
+    events: list[str] = []
+    store = RedisStore.from_url(url, timeout=0.1, reconnect=0.01, fallback="admit")
+    breaker = rs.CircuitBreaker(
+        on=Boom, name=name, store=store, failure_threshold=5, hooks=[_recorder(events)]
+    )
+    rs.set_hooks(())
+
+    def fail() -> None:
+        try:
+            breaker.call(_boom)
+        except (Boom, rs.CircuitOpenError):
+            pass
+
+    fail()
+    counted.wait(WAIT)
+    asleep.wait(WAIT)
+    fail()
+    awake.wait(WAIT)
+    give_up = time.monotonic() + WAIT
+    while "StoreUnavailable" in events and "StoreRecovered" not in events:
+        assert time.monotonic() < give_up, "Redis never answered again"
+        fail()  # admitted without Redis until it is tried again, then counted there
+    results.put({"events": events})
+
+
+def _boom() -> None:
+    raise Boom
+
+
+def _recorder(events: list[str]) -> rs.Hook:
+    return lambda event: events.append(type(event).__name__)

@@ -35,13 +35,17 @@ def make_client(url: str, **options: Any) -> redis.Redis:
     import redis.backoff
     import redis.retry
 
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
-        **options,
-    )
+    options.setdefault("socket_timeout", 1.0)
+    options.setdefault("socket_connect_timeout", 1.0)
+    options.setdefault("retry", redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    return redis.Redis.from_url(url, **options)
+
+
+def _debug_options(binary: str) -> list[str]:
+    """Redis 7 refuses DEBUG (the tests' DEBUG SLEEP) unless enabled; older servers allow it."""
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    major = version.partition(" v=")[2].partition(".")[0]
+    return ["--enable-debug-command", "local"] if major.isdigit() and int(major) >= 7 else []
 
 
 def free_port() -> int:
@@ -58,6 +62,30 @@ def _answers(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def put_to_sleep(url: str, seconds: float) -> socket.socket:
+    """
+    Make the server at *url* run ``DEBUG SLEEP seconds``; return once it sleeps.
+
+    Asleep means a PING on a new connection gets no answer. Close the returned
+    connection once the server is awake again.
+    """
+    address = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = address.rpartition(":")
+    sleeper = socket.create_connection((host, int(port)), timeout=STARTUP)
+    sleeper.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
+    give_up = time.monotonic() + STARTUP
+    while time.monotonic() < give_up:
+        with socket.create_connection((host, int(port)), timeout=STARTUP) as probe:
+            probe.settimeout(min(seconds / 10, 0.05))
+            probe.sendall(b"PING\r\n")
+            try:
+                probe.recv(16)
+            except TimeoutError:
+                return sleeper  # no answer: asleep
+    sleeper.close()
+    raise RuntimeError(f"redis-server at {url} never went to sleep")
 
 
 class RedisServer:
@@ -101,6 +129,8 @@ class RedisServer:
                     str(self.directory),
                     "--daemonize",
                     "no",
+                    # DEBUG SLEEP makes a slow Redis (the async store's tests, #18).
+                    *_debug_options(self.binary),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -21,6 +22,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .forms import cancel_task, checkpoint, run_async
 
 
 class Boom(Exception):
@@ -218,6 +220,16 @@ def test_bad_configuration_fails_at_construction(
         (lambda: rs.FailureRate(0.5, seconds=0), ValueError, "seconds must be .* > 0, got 0.0"),
         (lambda: rs.FailureRate(0.5, seconds=-5), ValueError, "seconds must be .* got -5.0"),
         (lambda: rs.FailureRate(0.5, seconds=False), TypeError, "seconds must be a number"),
+        (  # #18.4: a window this narrow divided by zero on every call
+            lambda: rs.FailureRate(0.5, seconds=5e-324),
+            ValueError,
+            r"seconds must be at least 1e-06 seconds .*got 5e-324",
+        ),
+        (  # #18.4: an OverflowError that did not name calls
+            lambda: rs.FailureRate(0.5, calls=10**60),
+            ValueError,
+            r"calls must be <= 10000000 \(the window keeps a byte per call\), got 1000",
+        ),
         (
             lambda: rs.FailureRate(0.5, calls=10, minimum_calls=0),
             ValueError,
@@ -397,21 +409,16 @@ def test_base_exceptions_are_never_counted(exc: BaseException) -> None:
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_cancellation_is_never_counted() -> None:
+def test_cancellation_is_never_counted(backend: str) -> None:
     """A cancelled call is not a failure, even with a classifier that trips on everything."""
     breaker = make(FakeClock(), on=lambda e: True, failure_threshold=1)
+    started: list[int] = []
 
     async def slow() -> None:
-        await asyncio.sleep(3600)
+        started.append(1)
+        await anyio.sleep(3600)
 
-    async def main() -> None:
-        task = asyncio.create_task(breaker(slow)())
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    cancel_task(breaker(slow), lambda: bool(started), backend)
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
@@ -588,25 +595,24 @@ def test_an_ignored_probe_gives_its_place_back(mode: Runner) -> None:
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_a_cancelled_probe_gives_its_place_back() -> None:
+def test_a_cancelled_probe_gives_its_place_back(backend: str) -> None:
     """A probe cancelled while it runs releases its place: the next call is admitted."""
     clock = FakeClock()
     breaker = open_then_half_open(clock)
+    started: list[int] = []
 
     async def wait_forever() -> None:
-        await asyncio.Event().wait()
-
-    async def main() -> str:
-        task = asyncio.create_task(breaker(wait_forever)())
-        await asyncio.sleep(0)
+        started.append(1)
         with pytest.raises(rs.CircuitOpenError):
             breaker.call(body)  # the probe's place is taken
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return await breaker.acall(asyncio.sleep, 0, "probe")
+        await anyio.sleep_forever()
 
-    assert asyncio.run(main()) == "probe"
+    async def probe() -> str:
+        await checkpoint()
+        return "probe"
+
+    cancel_task(breaker(wait_forever), lambda: bool(started), backend)
+    assert run_async(lambda: breaker.acall(probe), backend) == "probe"
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
@@ -797,9 +803,9 @@ def test_count_window_forgets_the_oldest_calls() -> None:
     breaker = make(FakeClock(), trip=rs.FailureRate(0.5, calls=4))
     fn = breaker(body)
     for kind in ("boom", "ok", "ok", "ok", "ok", "boom"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert state(breaker) is rs.CircuitState.CLOSED  # the first failure left the window
-    outcome(Runner(False), fn, "boom")
+    outcome(Runner(None), fn, "boom")
     assert state(breaker) is rs.CircuitState.OPEN
 
 
@@ -808,7 +814,7 @@ def test_ignored_errors_are_not_calls_in_the_window() -> None:
     breaker = make(FakeClock(), trip=rs.FailureRate(1.0, calls=3))
     fn = breaker(body)
     for kind in ("boom", "other", "boom", "other", "boom"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert state(breaker) is rs.CircuitState.OPEN
 
 
@@ -954,7 +960,7 @@ def test_the_clock_is_read_only_when_slow_calls_are_detected() -> None:
     breaker = rs.CircuitBreaker(on=Boom, clock=clock, failure_threshold=100)
     fn = breaker(body)
     for kind in ("ok", "boom", "other", "ok"):
-        outcome(Runner(False), fn, kind)
+        outcome(Runner(None), fn, kind)
     assert clock.reads == 0
 
 
@@ -993,7 +999,7 @@ def test_streams_are_timed_to_their_first_item() -> None:
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_async_streams_are_timed_to_their_first_item() -> None:
+def test_async_streams_are_timed_to_their_first_item(backend: str) -> None:
     """For an async generator, a slow first item makes a slow call."""
     clock = FakeClock()
     breaker = rs.CircuitBreaker(
@@ -1008,7 +1014,7 @@ def test_async_streams_are_timed_to_their_first_item() -> None:
     async def main() -> list[int]:
         return [x async for x in stream()]
 
-    assert asyncio.run(main()) == [1]
+    assert run_async(main, backend) == [1]
     assert state(breaker) is rs.CircuitState.OPEN
 
 
@@ -1152,11 +1158,11 @@ def test_rejections_say_which_state_refused() -> None:
     breaker = open_then_half_open(clock)
     probe = start(breaker(held))
     with capture_events() as events:
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         finish(probe, Boom())
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         breaker.isolate()
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
     assert [e.reason for e in events if isinstance(e, rs.CallRejected)] == [
         "circuit_half_open",
         "circuit_open",
@@ -1169,7 +1175,7 @@ def test_a_reopening_probe_says_so() -> None:
     clock = FakeClock()
     breaker = open_then_half_open(clock)
     with capture_events() as events:
-        outcome(Runner(False), breaker(body), "boom")
+        outcome(Runner(None), breaker(body), "boom")
     assert [(type(e).__name__, getattr(e, "reason", None)) for e in events] == [
         ("CircuitHalfOpened", None),
         ("CircuitOpened", "half_open_failure"),
@@ -1198,7 +1204,7 @@ def test_hooks_run_outside_the_lock() -> None:
 
     def cycle() -> None:
         trip(breaker, 1)
-        outcome(Runner(False), breaker(body))
+        outcome(Runner(None), breaker(body))
         clock.advance(10)
         breaker.call(body)
         breaker.isolate()
@@ -1421,7 +1427,7 @@ def test_an_empty_generator_is_a_success() -> None:
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_an_async_generator_counts_when_it_ends() -> None:
+def test_an_async_generator_counts_when_it_ends(backend: str) -> None:
     """An async stream's failure counts when it ends; a complete one is a success."""
     breaker = make(FakeClock(), failure_threshold=1)
 
@@ -1440,11 +1446,11 @@ def test_an_async_generator_counts_when_it_ends() -> None:
                 partial.append(x)
         return ok, partial
 
-    assert asyncio.run(main()) == ([1, 2], [1])
+    assert run_async(main, backend) == ([1, 2], [1])
     assert state(breaker) is rs.CircuitState.OPEN
 
 
-def test_an_async_generator_closed_early_is_not_a_failure() -> None:
+def test_an_async_generator_closed_early_is_not_a_failure(backend: str) -> None:
     """An async consumer that stops early gives a probe's place back."""
     clock = FakeClock()
     breaker = make(clock, failure_threshold=1)
@@ -1463,11 +1469,11 @@ def test_an_async_generator_closed_early_is_not_a_failure() -> None:
         assert state(breaker) is rs.CircuitState.HALF_OPEN
         return [x async for x in stream()]
 
-    assert asyncio.run(main()) == [1, 2]
+    assert run_async(main, backend) == [1, 2]
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_an_async_generator_forwards_asend_and_athrow() -> None:
+def test_an_async_generator_forwards_asend_and_athrow(backend: str) -> None:
     """asend() and athrow() reach the async stream through the breaker."""
     breaker = make(FakeClock(), failure_threshold=1)
 
@@ -1486,11 +1492,11 @@ def test_an_async_generator_forwards_asend_and_athrow() -> None:
             await agen.__anext__()
         return out
 
-    assert asyncio.run(main()) == ["ready", "got x", "handled"]
+    assert run_async(main, backend) == ["ready", "got x", "handled"]
     assert state(breaker) is rs.CircuitState.CLOSED
 
 
-def test_an_async_generator_rejected_while_open() -> None:
+def test_an_async_generator_rejected_while_open(backend: str) -> None:
     """An open circuit rejects an async stream at its first item."""
     breaker = make(FakeClock(), failure_threshold=1)
     trip(breaker, 1)
@@ -1503,31 +1509,26 @@ def test_an_async_generator_rejected_while_open() -> None:
         with pytest.raises(rs.CircuitOpenError):
             await stream().__anext__()
 
-    asyncio.run(main())
+    run_async(main, backend)
 
 
-def test_a_cancelled_async_stream_probe_gives_its_place_back() -> None:
+def test_a_cancelled_async_stream_probe_gives_its_place_back(backend: str) -> None:
     """A probe stream cancelled while it waits releases its place."""
     clock = FakeClock()
     breaker = open_then_half_open(clock)
+    started: list[int] = []
 
     @breaker
     async def stream() -> AsyncIterator[int]:
-        await asyncio.Event().wait()
+        started.append(1)
+        await anyio.sleep_forever()
         yield 1
 
     async def consume() -> None:
         async for _ in stream():
             pass
 
-    async def main() -> None:
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    cancel_task(consume, lambda: bool(started), backend)
     assert state(breaker) is rs.CircuitState.HALF_OPEN
     assert breaker.call(body) == "ok"
 
@@ -1688,13 +1689,13 @@ def test_exit_without_enter_is_an_error() -> None:
         breaker.__exit__(None, None, None)
 
 
-def test_async_with_records_outcomes() -> None:
+def test_async_with_records_outcomes(backend: str) -> None:
     """`async with breaker:` works as `with`, in tasks."""
     breaker = make(FakeClock(), failure_threshold=2)
 
     async def main() -> None:
         async with breaker:
-            await asyncio.sleep(0)
+            await checkpoint()
         for _ in range(2):
             with pytest.raises(Boom):
                 async with breaker:
@@ -1703,7 +1704,7 @@ def test_async_with_records_outcomes() -> None:
             async with breaker:
                 pass
 
-    asyncio.run(main())
+    run_async(main, backend)
     assert state(breaker) is rs.CircuitState.OPEN
 
 

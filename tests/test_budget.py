@@ -20,6 +20,7 @@ from resilience._budget import Budget, RetryBudget, TokenBudget
 from resilience.testing import FakeClock, capture_events, set_testing
 
 from .conftest import Runner
+from .forms import run_async
 from .threads import join_all
 
 NOTE = "resilience: retry budget spent: gave up after {n}, {budget!r} allows no retry now"
@@ -447,9 +448,8 @@ def test_generators_ask_the_budget_before_a_restart() -> None:
     assert info.value.__notes__[0].startswith("resilience: retry budget spent")
 
 
-def test_async_generators_ask_the_budget_before_a_restart() -> None:
+def test_async_generators_ask_the_budget_before_a_restart(backend: str) -> None:
     """The async stream driver asks the budget too."""
-    import asyncio
     from collections.abc import AsyncIterator
 
     budget = Counting(allow=False)
@@ -463,7 +463,7 @@ def test_async_generators_ask_the_budget_before_a_restart() -> None:
         return [item async for item in make_retry(budget)(stream)()]
 
     with pytest.raises(ValueError, match="down"):
-        asyncio.run(consume())
+        run_async(consume, backend)
     assert (budget.firsts, budget.spent) == (1, 1)
 
 
@@ -480,10 +480,8 @@ def test_attempts_loop_asks_the_budget() -> None:
     assert info.value.__notes__[0].startswith("resilience: retry budget spent")
 
 
-def test_async_attempts_loop_asks_the_budget() -> None:
+def test_async_attempts_loop_asks_the_budget(backend: str) -> None:
     """`async for attempt in retry.attempts()` uses the budget the same way."""
-    import asyncio
-
     budget = Counting(allow=True)
 
     async def body() -> int:
@@ -495,7 +493,7 @@ def test_async_attempts_loop_asks_the_budget() -> None:
                     raise ValueError("once")
         return n
 
-    assert asyncio.run(body()) == 2
+    assert run_async(body, backend) == 2
     assert (budget.firsts, budget.spent) == (1, 1)
 
 

@@ -106,6 +106,55 @@ def test_decorated_functions_keep_their_identity() -> None:
     assert not inspect.iscoroutinefunction(df)
 
 
+def _shapes_with_defaults() -> list[Callable[..., Any]]:
+    def f(a: int, b: int = 1, *, c: str = "x") -> None: ...
+    async def af(a: int, b: int = 1, *, c: str = "x") -> None: ...
+    def g(a: int, b: int = 1, *, c: str = "x") -> Iterator[int]:
+        yield a
+
+    async def ag(a: int, b: int = 1, *, c: str = "x") -> AsyncIterator[int]:
+        yield a
+
+    return [f, af, g, ag]
+
+
+_DEFAULTS_DECORATIONS: dict[str, Callable[[], Callable[[Callable[..., Any]], Any]]] = {
+    "retry": retry_on_value_error,
+    "fallback (its own closure)": lambda: rs.Fallback(on=ValueError, to=lambda exc: None),
+    "timeout": lambda: rs.Timeout(5.0),
+    "pipeline": lambda: rs.compose(retry_on_value_error(), rs.Timeout(5.0)),
+    "stacked": lambda: lambda fn: retry_on_value_error()(rs.Timeout(5.0)(fn)),
+}
+
+
+@pytest.mark.parametrize("how", list(_DEFAULTS_DECORATIONS))
+@pytest.mark.parametrize("index", range(4), ids=["sync", "async", "gen", "agen"])
+def test_decorated_functions_keep_their_defaults(how: str, index: int) -> None:
+    """#18.8: __defaults__ and __kwdefaults__ survive every decoration, on every shape."""
+    fn = _shapes_with_defaults()[index]
+    decorated = _DEFAULTS_DECORATIONS[how]()(fn)
+    assert (decorated.__defaults__, decorated.__kwdefaults__) == ((1,), {"c": "x"})
+
+
+def test_decorated_methods_keep_their_defaults() -> None:
+    """#18.8: a method's defaults survive decoration above and below classmethod."""
+
+    class Box:
+        @retry_on_value_error()
+        def method(self, b: int = 1, *, c: str = "x") -> None: ...
+
+        @retry_on_value_error()
+        @classmethod
+        def above(cls, b: int = 1, *, c: str = "x") -> None: ...
+
+        @classmethod
+        @retry_on_value_error()
+        def below(cls, b: int = 1, *, c: str = "x") -> None: ...
+
+    for method in (Box().method, Box.above, Box.below):
+        assert (method.__defaults__, method.__kwdefaults__) == ((1,), {"c": "x"})
+
+
 class Service:
     """Every kind of method, decorated above and below the descriptor."""
 

@@ -7,10 +7,13 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import pytest
 
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
+
+from .forms import checkpoint, run_async
 
 
 def test_nothing_outside_any_deadline() -> None:
@@ -68,24 +71,36 @@ def test_deadline_is_restored_when_the_block_raises() -> None:
     assert rs.deadline.current() is None
 
 
-def test_asyncio_tasks_inherit_the_deadline() -> None:
-    """Tasks created inside a deadline see it; tasks created outside do not."""
+def test_asyncio_tasks_inherit_the_deadline(backend: str) -> None:
+    """Tasks created inside a deadline see it; tasks created outside do not (every backend)."""
 
     async def probe() -> rs.deadline.Deadline | None:
         return rs.deadline.current()
 
+    async def spawn() -> rs.deadline.Deadline | None:
+        if backend == "asyncio":
+            return await asyncio.create_task(probe())
+        seen: list[rs.deadline.Deadline | None] = []
+
+        async def child() -> None:
+            seen.append(await probe())
+
+        async with anyio.create_task_group() as group:  # a nursery, under trio
+            group.start_soon(child)
+        return seen[0]
+
     async def main() -> tuple[object, object, object]:
-        before = await asyncio.create_task(probe())
+        before = await spawn()
         async with rs.Timeout(30) as deadline:
-            inside = await asyncio.create_task(probe())
+            inside = await spawn()
         return before, inside, deadline
 
-    before, inside, deadline = asyncio.run(main())
+    before, inside, deadline = run_async(main, backend)
     assert before is None
     assert inside == deadline
 
 
-def test_concurrent_tasks_keep_their_own_deadlines() -> None:
+def test_concurrent_tasks_keep_their_own_deadlines(backend: str) -> None:
     """Two tasks under different Timeouts never see each other's deadline."""
     clock = FakeClock()
 
@@ -94,13 +109,21 @@ def test_concurrent_tasks_keep_their_own_deadlines() -> None:
         async with rs.Timeout(seconds, clock=clock):
             for _ in range(3):
                 seen.append(rs.deadline.remaining())
-                await asyncio.sleep(0)
+                await checkpoint()
         return seen
 
-    async def main() -> tuple[list[float | None], list[float | None]]:
-        return await asyncio.gather(under(5), under(9))
+    async def main() -> list[list[float | None]]:
+        out: dict[float, list[float | None]] = {}
 
-    assert list(asyncio.run(main())) == [[5.0] * 3, [9.0] * 3]
+        async def one(seconds: float) -> None:
+            out[seconds] = await under(seconds)
+
+        async with anyio.create_task_group() as group:  # a nursery, under trio
+            group.start_soon(one, 5)
+            group.start_soon(one, 9)
+        return [out[5], out[9]]
+
+    assert run_async(main, backend) == [[5.0] * 3, [9.0] * 3]
 
 
 def test_threads_do_not_inherit_without_copy_context() -> None:

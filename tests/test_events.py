@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
@@ -18,6 +17,7 @@ from resilience._events import emit
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .forms import run_async
 from .threads import join_all
 
 
@@ -261,7 +261,7 @@ def test_every_event_is_frozen_and_public(cls: type[rs.Event]) -> None:
 def test_circuit_opened_says_how_long_calls_are_rejected() -> None:
     """The opening's message says how long calls will be rejected."""
     assert rs.CircuitOpened(name="api", reason="failures", retry_after=60.0).message() == (
-        "'api': circuit opened (failures); rejecting calls for 60 s"
+        "'api': circuit opened (failure threshold reached); rejecting calls for 60 s"
     )
     assert (
         rs.CircuitOpened(name="api", reason="isolated")
@@ -317,7 +317,7 @@ def test_interrupted_sync_stream_reports_retries_exhausted() -> None:
     assert event.error is caught.value.__cause__
 
 
-def test_interrupted_async_stream_counts_the_attempts_before_it() -> None:
+def test_interrupted_async_stream_counts_the_attempts_before_it(backend: str) -> None:
     """An async stream restarted once, then interrupted: the event says attempt 2."""
     clock = FakeClock()
     retry = rs.Retry(on=ConnectionError, attempts=3, clock=clock, backoff=rs.backoff.constant(1.0))
@@ -335,7 +335,7 @@ def test_interrupted_async_stream_counts_the_attempts_before_it() -> None:
         return [item async for item in feed()]
 
     with capture_events() as events, pytest.raises(rs.StreamInterruptedError):
-        asyncio.run(consume())
+        run_async(consume, backend)
     scheduled, exhausted = events
     assert isinstance(scheduled, rs.RetryScheduled)
     assert isinstance(exhausted, rs.RetriesExhausted)

@@ -309,13 +309,24 @@ def test_every_sampled_sleep_lies_within_the_explained_bounds(
     bounds = backoff_bounds(backoff, retries)
     assert bounds is not None
     previous = 0.0
-    for attempt, (low, high) in enumerate(bounds, 1):
+    assert bounds.retries == retries
+    for attempt, (low, high) in enumerate(bounds.pairs, 1):
         previous = backoff(attempt, previous, rng)
         assert low * (1 - 1e-9) <= previous <= high * (1 + 1e-9)
 
 
-def test_the_observability_page_shows_the_real_output() -> None:
-    """docs/observability.md's explain() example is this pipeline's output, verbatim."""
+@pytest.mark.parametrize("attempts", [10**8, 2**63])
+def test_explaining_costs_the_same_for_any_attempt_count(attempts: int) -> None:
+    """#18.4: the sleeps of 10**8 or 2**63 attempts are computed for a bounded number of them."""
+    bounds = backoff_bounds(rs.backoff.exponential(), attempts - 1)
+    assert bounds is not None
+    assert (len(bounds.pairs), bounds.retries) == (10_000, attempts - 1)
+    text = rs.Retry(on=ValueError, attempts=attempts).explain()
+    assert f"runs of the function: at most {attempts}" in text
+
+
+def test_the_explain_page_shows_the_real_output() -> None:
+    """docs/explain.md's explain() example is this pipeline's output, verbatim."""
     pipeline = rs.compose(
         rs.Retry(
             on=rs.transient,
@@ -328,5 +339,5 @@ def test_the_observability_page_shows_the_real_output() -> None:
         rs.CircuitBreaker(on=rs.transient, name="api", failure_threshold=5),
         rs.Timeout(10.0, name="attempt"),
     )
-    docs = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+    docs = Path(__file__).resolve().parent.parent / "docs" / "explain.md"
     assert f"```text\n{pipeline.explain()}\n```" in docs.read_text()

@@ -148,6 +148,7 @@ ENGINE = {
     "check_rng",
     "describe_seconds",
     "emit",
+    "fork_safe_lock",
     "pipeline_field",
     "refuse",
     "relay",

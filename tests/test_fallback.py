@@ -10,20 +10,20 @@ chaining, explain, and bad configuration.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import resilience as rs
 from resilience._fallback import Fallback
 from resilience.testing import capture_events
 
-from .forms import SYNC_ASYNC, Boom, run_async
+from .forms import SYNC_ASYNC, Boom, cancel_task, checkpoint, run_async
 
 
 class Down(Exception):
@@ -42,7 +42,7 @@ def failing(*args: Any, **kwargs: Any) -> Any:
 
 
 async def afailing(*args: Any, **kwargs: Any) -> Any:
-    await asyncio.sleep(0)
+    await checkpoint()
     raise Down("primary down")
 
 
@@ -131,9 +131,11 @@ def test_methods_classmethods_and_staticmethods_fall_back() -> None:
     assert Service.static() == ("fb", 0)
 
 
-def test_a_coroutine_function_falls_back_to_a_value_a_sync_or_an_async_callable() -> None:
+def test_a_coroutine_function_falls_back_to_a_value_a_sync_or_an_async_callable(
+    backend: str,
+) -> None:
     async def async_fallback(exc: BaseException, x: int) -> str:
-        await asyncio.sleep(0)
+        await checkpoint()
         return f"async {x}"
 
     async def main() -> list[str]:
@@ -145,16 +147,16 @@ def test_a_coroutine_function_falls_back_to_a_value_a_sync_or_an_async_callable(
         async_fb = Fallback(on=Down, to=async_fallback)
         return [await a(1), await sync_fb.acall(afailing, 2), await async_fb.acall(afailing, 3)]
 
-    assert run_async(main) == ["value", "sync 2", "async 3"]
+    assert run_async(main, backend) == ["value", "sync 2", "async 3"]
 
 
-def test_an_async_method_falls_back() -> None:
+def test_an_async_method_falls_back(backend: str) -> None:
     class Service:
         @Fallback(on=Down, to=lambda exc, self: type(self).__name__)
         async def fn(self) -> Any:
             return await afailing()
 
-    assert run_async(Service().fn) == "Service"
+    assert run_async(Service().fn, backend) == "Service"
 
 
 @SYNC_ASYNC
@@ -240,7 +242,7 @@ def test_a_fallback_failure_on_does_not_handle_propagates_at_once_chained() -> N
     assert isinstance(info.value.__context__, Down)
 
 
-def test_an_async_list_tries_sync_and_async_fallbacks_in_order() -> None:
+def test_an_async_list_tries_sync_and_async_fallbacks_in_order(backend: str) -> None:
     async def first(exc: BaseException) -> str:
         raise Down("async first down")
 
@@ -248,13 +250,16 @@ def test_an_async_list_tries_sync_and_async_fallbacks_in_order() -> None:
         assert str(exc) == "async first down"
         return "second"
 
-    assert run_async(lambda: Fallback(on=Down, to=[first, second]).acall(afailing)) == "second"
+    assert (
+        run_async(lambda: Fallback(on=Down, to=[first, second]).acall(afailing), backend)
+        == "second"
+    )
 
     async def last(exc: BaseException) -> str:
         raise Down("async last down")
 
     with pytest.raises(Down, match="async last down") as info:
-        run_async(lambda: Fallback(on=Down, to=[first, last]).acall(afailing))
+        run_async(lambda: Fallback(on=Down, to=[first, last]).acall(afailing), backend)
     assert chain(info.value) == ["async last down", "async first down", "primary down"]
 
 
@@ -433,10 +438,10 @@ def test_a_stream_fallback_that_is_not_iterable_is_a_type_error() -> None:
         next(fn())
 
 
-def test_an_async_stream_falls_back_before_its_first_item() -> None:
+def test_an_async_stream_falls_back_before_its_first_item(backend: str) -> None:
     async def async_items(exc: BaseException, n: int) -> AsyncIterator[int]:
         for i in range(n):
-            await asyncio.sleep(0)
+            await checkpoint()
             yield i
 
     async def coroutine_giving_a_list(exc: BaseException, n: int) -> list[int]:
@@ -445,7 +450,7 @@ def test_an_async_stream_falls_back_before_its_first_item() -> None:
     def make(to: object) -> Any:
         @Fallback(on=Down, to=to)
         async def numbers(n: int) -> AsyncIterator[int]:
-            await asyncio.sleep(0)
+            await checkpoint()
             down()
             yield 0
 
@@ -457,10 +462,10 @@ def test_an_async_stream_falls_back_before_its_first_item() -> None:
             out.append([item async for item in make(to)(2)])
         return out
 
-    assert run_async(main) == [[0, 1], [2], [7, 8], [2]]
+    assert run_async(main, backend) == [[0, 1], [2], [7, 8], [2]]
 
 
-def test_an_async_stream_that_fails_after_its_first_item_propagates_unchanged() -> None:
+def test_an_async_stream_that_fails_after_its_first_item_propagates_unchanged(backend: str) -> None:
     error = Down("midway")
 
     @Fallback(on=Down, to=[["never"]])
@@ -475,12 +480,12 @@ def test_an_async_stream_that_fails_after_its_first_item_propagates_unchanged() 
             got.append(item)
 
     with pytest.raises(Down) as info:
-        run_async(main)
+        run_async(main, backend)
     assert got == [1]
     assert info.value is error
 
 
-def test_an_async_stream_forwards_asend_and_aclose() -> None:
+def test_an_async_stream_forwards_asend_and_aclose(backend: str) -> None:
     closed: list[bool] = []
 
     @Fallback(on=Down, to=[[]])
@@ -498,11 +503,11 @@ def test_an_async_stream_forwards_asend_and_aclose() -> None:
         await stream.aclose()
         return out
 
-    assert run_async(main) == ["ready", "hi"]
+    assert run_async(main, backend) == ["ready", "hi"]
     assert closed == [True]
 
 
-def test_an_async_stream_list_moves_on_and_chains_the_last_failure() -> None:
+def test_an_async_stream_list_moves_on_and_chains_the_last_failure(backend: str) -> None:
     async def broken(exc: BaseException) -> AsyncIterator[str]:
         down("fallback stream down")
         yield "never"
@@ -516,7 +521,7 @@ def test_an_async_stream_list_moves_on_and_chains_the_last_failure() -> None:
         return [item async for item in fn()]
 
     with pytest.raises(Down, match="fallback stream down") as info:
-        run_async(main)
+        run_async(main, backend)
     assert chain(info.value) == ["fallback stream down", "fallback stream down", "primary down"]
 
 
@@ -534,48 +539,46 @@ def test_an_open_circuit_falls_back_when_on_names_rejections(is_async: bool) -> 
         rs.compose(Fallback(on=Down, to="never"), breaker).call(failing)
 
 
-def test_a_full_bulkhead_falls_back() -> None:
+def test_a_full_bulkhead_falls_back(backend: str) -> None:
     bulkhead = rs.Bulkhead(max_concurrent=1)
     pipeline = rs.compose(Fallback(on=rs.RejectedError, to="busy"), bulkhead)
 
     async def main() -> list[str]:
-        started, release = asyncio.Event(), asyncio.Event()
+        started, release = anyio.Event(), anyio.Event()
+        out: list[str] = []
 
         async def slow() -> str:
             started.set()
             await release.wait()
             return "done"
 
-        first = asyncio.create_task(pipeline.acall(slow))
-        await started.wait()
-        second = await pipeline.acall(slow)
-        release.set()
-        return [await first, second]
+        async def first() -> None:
+            out.append(await pipeline.acall(slow))
 
-    assert run_async(main) == ["done", "busy"]
+        async with anyio.create_task_group() as group:  # a nursery, under trio
+            group.start_soon(first)
+            await started.wait()
+            out.append(await pipeline.acall(slow))
+            release.set()
+        return out
+
+    assert run_async(main, backend) == ["busy", "done"]
 
 
 # --- never replaced ------------------------------------------------------------------------
 
 
-def test_cancellation_is_never_replaced() -> None:
+def test_cancellation_is_never_replaced(backend: str) -> None:
     used: list[object] = []
     fb = Fallback(on=(Exception,), to=used.append)
 
-    async def main() -> None:
-        started = asyncio.Event()
+    started: list[int] = []
 
-        async def blocked() -> None:
-            started.set()
-            await asyncio.Event().wait()
+    async def blocked() -> None:
+        started.append(1)
+        await anyio.sleep_forever()
 
-        task = asyncio.create_task(fb.acall(blocked))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    run_async(main)
+    cancel_task(lambda: fb.acall(blocked), lambda: bool(started), backend)
     assert used == []
 
 

@@ -243,6 +243,26 @@ def test_when_every_copy_fails_the_last_failure_is_raised_with_a_note() -> None:
     assert copies.started == [0, 1, 2]
 
 
+def test_a_failure_raised_again_carries_one_hedge_note() -> None:
+    """#18.5: the same exception object raised by every copy of many calls keeps one note."""
+    same = Flaky(0)
+
+    async def copy() -> None:
+        raise same
+
+    async def main() -> None:
+        policy = hedge(delay=0, max_hedges=1, name="reads")
+        for _ in range(3):
+            with pytest.raises(Flaky):
+                await policy.acall(copy)
+
+    run(main)
+    assert same.__notes__ == [
+        "resilience: all 2 copies of the hedged call failed; this is the last failure "
+        "(hedge 'reads')"
+    ]
+
+
 def test_max_hedges_is_respected() -> None:
     """No more than max_hedges extra copies start, however long the call takes."""
     release = asyncio.Event()

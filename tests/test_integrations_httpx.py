@@ -14,6 +14,8 @@ from resilience.integrations.httpx import AsyncResilientTransport, ResilientTran
 from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
+from .forms import BACKENDS, run_async
+
 pytest_plugins = ["tests.emulator_fixtures"]
 
 
@@ -36,9 +38,9 @@ class Recording(httpx.BaseTransport):
         self.inner.close()
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=["sync", *BACKENDS])
 def get(request: pytest.FixtureRequest) -> Callable[..., httpx.Response]:
-    """GET through a sync or an async client with the given transport arguments."""
+    """GET through a sync client, or an async one in each backend, with the transport's options."""
 
     def sync(url: str, policy: Any, **kwargs: Any) -> httpx.Response:
         transport = ResilientTransport(policy, **kwargs)
@@ -51,7 +53,7 @@ def get(request: pytest.FixtureRequest) -> Callable[..., httpx.Response]:
             async with httpx.AsyncClient(transport=transport) as client:
                 return await client.get(url)
 
-        return asyncio.run(main())
+        return run_async(main, request.param)
 
     return sync if request.param == "sync" else run
 
@@ -163,7 +165,7 @@ def test_passed_deadline_sends_nothing(emu: Emulator) -> None:
     assert emu.stats().requests == 0
 
 
-def test_async_timeout_in_the_pipeline_cancels(emu: Emulator) -> None:
+def test_async_timeout_in_the_pipeline_cancels(emu: Emulator, backend: str) -> None:
     """An async Timeout in the pipeline cancels a slow request at its deadline."""
 
     async def main() -> None:
@@ -173,7 +175,7 @@ def test_async_timeout_in_the_pipeline_cancels(emu: Emulator) -> None:
 
     emu.script("health", "slow")
     with pytest.raises((rs.TimeoutExceededError, httpx.TimeoutException)):
-        asyncio.run(main())
+        run_async(main, backend)
 
 
 def test_factory_chooses_per_request(emu: Emulator, clock: FakeClock) -> None:

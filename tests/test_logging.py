@@ -134,8 +134,8 @@ def test_structlog_processor_formatter_receives_the_fields(
         breaker.call(flaky_api(failures=1))
     [line] = out.getvalue().splitlines()
     assert json.loads(line) == {
-        "event": "'api' 'flaky_api.<locals>.create_job': circuit opened (failures); "
-        "rejecting calls for 60 s",
+        "event": "'api' 'flaky_api.<locals>.create_job': circuit opened (failure "
+        "threshold reached); rejecting calls for 60 s",
         "level": "warning",
         "logger": "resilience",
         "resilience_event": "CircuitOpened",

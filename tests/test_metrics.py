@@ -15,6 +15,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,7 @@ from resilience.engine import Observer
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .forms import cancel_task
 from .threads import WAIT, join_all
 
 BOUND = rs.LatencySummary.RELATIVE_ERROR
@@ -210,24 +212,16 @@ def test_cancellation_passes_through_and_counts_as_cancelled(
     assert (dict(m.outcomes), m.latency.count) == ({"cancelled": 1}, 0)
 
 
-def test_a_cancelled_task_counts_as_cancelled() -> None:
+def test_a_cancelled_task_counts_as_cancelled(backend: str) -> None:
     """Cancelling a real task while the observed coroutine waits counts it "cancelled"."""
     metrics = rs.MetricsCollector(name="api")
+    started: list[int] = []
 
-    async def main() -> None:
-        started = asyncio.Event()
+    async def hang() -> None:
+        started.append(1)
+        await anyio.sleep_forever()
 
-        async def hang() -> None:
-            started.set()
-            await asyncio.Event().wait()
-
-        task = asyncio.ensure_future(rs.compose(metrics).acall(hang))
-        await started.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    cancel_task(lambda: rs.compose(metrics).acall(hang), lambda: bool(started), backend)
     assert dict(metrics.snapshot()["api"].outcomes) == {"cancelled": 1}
 
 

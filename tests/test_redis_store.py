@@ -19,7 +19,7 @@ import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
-from .redis_server import RedisServer, make_client
+from .redis_server import RedisServer, make_client, put_to_sleep
 from .threads import WAIT, join_all
 
 pytest.importorskip("redis", reason="the redis package is not installed")
@@ -760,6 +760,74 @@ def test_a_lost_circuit_starts_afresh_and_counts_again(
         b.call(ok)
 
 
+def test_a_rolled_back_circuit_is_adopted_and_counts_again(client: redis.Redis) -> None:
+    """#18.1: Redis back at an older period (a restore, a lagging replica): the process
+    adopts it, says so once, and its failures open the circuit again."""
+    b = breaker(RedisStore(client), failure_threshold=3)
+    b.open()
+    b.close()  # the cached period id is now a server time
+    client.hset("resilience:circuit:{api}", "g", 1)  # an older snapshot of the circuit
+    with capture_events() as events:
+        for _ in range(30):
+            try:
+                b.call(boom)
+            except (Boom, rs.CircuitOpenError):
+                pass
+    assert state(b) is rs.CircuitState.OPEN
+    assert events_named(events).count("StoreRolledBack") == 1
+    assert events_named(events).count("CircuitOpened") == 1
+
+
+def test_after_a_rollback_the_cache_answers_again(client: redis.Redis) -> None:
+    """#18.1: once the older state is adopted, closed successes make no round trip."""
+    clock = FakeClock()
+    b = breaker(RedisStore(client), clock=clock)
+    b.open()
+    b.close()
+    client.hset("resilience:circuit:{api}", "g", 1)
+    clock.advance(1.0)  # the cache is stale: the next call asks Redis
+    assert b.call(ok) == "ok"
+    before = round_trips(client)
+    for _ in range(10):
+        assert b.call(ok) == "ok"
+    assert round_trips(client) == before
+
+
+def test_a_reply_that_lost_a_race_is_not_a_rollback(client: redis.Redis) -> None:
+    """#18.1: a reply to a round trip begun before the cache learned a newer period is old news."""
+    b = breaker(RedisStore(client))
+    store = b._store
+    assert isinstance(store, RedisCircuitStore)
+    begun = store._replies
+    stale = store._eval(store._read_script, (), False)
+    assert stale is not None
+    b.open()  # a newer period, learned after the round trip above began
+    with capture_events() as events:
+        store._apply(stale, begun)  # its reply arrives last
+    assert events_named(events) == []
+    assert state(b) is rs.CircuitState.OPEN
+
+
+def test_an_outcome_redis_runs_after_the_client_gave_up_changes_nothing(
+    own_server: RedisServer,
+) -> None:
+    """#18.2: a failure whose round trip timed out (Redis asleep) is not applied when Redis
+    wakes: no opening that nobody announced."""
+    store = RedisStore.from_url(own_server.url, timeout=0.1)
+    admin = make_client(own_server.url, socket_timeout=5.0)
+    b = breaker(store, failure_threshold=2)
+    with capture_events() as events:
+        fail(b)  # counted in Redis; the process learns the server's time
+        sleeper = put_to_sleep(own_server.url, 0.5)
+        fail(b)  # times out on the client: Redis is asleep
+        admin.ping()  # Redis awake, and every request queued meanwhile run
+        sleeper.close()
+    assert "StoreUnavailable" in events_named(events)
+    assert "CircuitOpened" not in events_named(events)
+    shared = admin.hgetall("resilience:circuit:{api}")
+    assert (shared[b"s"], shared[b"f"]) == (b"c", b"1")
+
+
 # --- a fleet of processes -----------------------------------------------------------------
 
 
@@ -868,6 +936,85 @@ def test_four_processes_conserve_the_failure_count(
     with capture_events() as events:
         fail(b)  # the one failure more opens it: no count was lost nor doubled
     assert [getattr(e, "reason", None) for e in events] == ["failures"]
+
+
+def test_four_processes_adopt_a_rolled_back_circuit(
+    client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """#18.1: Redis back at an older period: each of 4 processes adopts it, says so once, and
+    their failures count again (each loses only the one in flight)."""
+    from . import redis_fleet
+
+    per_process = 10
+    b = breaker(RedisStore(client), failure_threshold=1000)
+    b.open()
+    b.close()  # a period every worker reads, with a server-time id
+    ctx = multiprocessing.get_context("spawn")
+    learned, rolled = ctx.Barrier(5), ctx.Barrier(5)
+    results: Any = ctx.Queue()
+    processes = [
+        ctx.Process(
+            target=redis_fleet.rollback_worker,
+            args=(redis_server.url, "api", per_process, learned, rolled, results),
+        )
+        for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        learned.wait(WAIT)
+        client.hset("resilience:circuit:{api}", "g", 1)  # an older snapshot comes back
+        rolled.wait(WAIT)
+        reports = [results.get(timeout=WAIT) for _ in processes]
+    finally:
+        join_all(processes)
+    assert [report["events"] for report in reports] == [["StoreRolledBack"]] * 4
+    assert client.hmget("resilience:circuit:{api}", "s", "f") == [
+        b"c",
+        str(4 * (per_process - 1)).encode(),
+    ]
+
+
+def test_four_processes_announce_each_opening_once_through_a_stall(
+    client: redis.Redis, own_server: RedisServer
+) -> None:
+    """#18.2: failures sent while Redis sleeps (their round trips time out) are not applied
+    later: the fleet's openings and its CircuitOpened events agree."""
+    from . import redis_fleet
+
+    ctx = multiprocessing.get_context("spawn")
+    counted, asleep, awake = ctx.Barrier(5), ctx.Event(), ctx.Event()
+    results: Any = ctx.Queue()
+    processes = [
+        ctx.Process(
+            target=redis_fleet.stall_worker,
+            args=(own_server.url, "api", counted, asleep, awake, results),
+        )
+        for _ in range(4)
+    ]
+    admin = make_client(own_server.url, socket_timeout=WAIT)
+    for process in processes:
+        process.start()
+    try:
+        counted.wait(WAIT)  # 4 failures counted: one more opens the circuit
+        sleeper = put_to_sleep(own_server.url, 0.5)
+        asleep.set()  # every worker fails once more: those time out
+        admin.ping()  # awake, and what was queued meanwhile has run
+        sleeper.close()
+        awake.set()
+        reports = [results.get(timeout=WAIT) for _ in processes]
+    finally:
+        asleep.set()
+        awake.set()
+        join_all(processes)
+    events: collections.Counter[str] = collections.Counter()
+    for report in reports:
+        events.update(report["events"])
+    openings = int(admin.hget("resilience:circuit:{api}", "n") or 0)
+    # At least one failure was sent while Redis slept (a worker slower than the
+    # sleep sends it after: counted as usual, and the test still holds).
+    assert events["StoreUnavailable"] >= 1
+    assert (openings, events["CircuitOpened"]) == (1, 1)
 
 
 # --- the events and errors ------------------------------------------------------------

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -18,6 +19,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events, set_testing
 
 from .conftest import Runner
+from .forms import checkpoint, run_async
 from .threads import join_all
 
 
@@ -79,6 +81,34 @@ def test_gives_up_with_the_last_exception_unchanged_and_noted(mode: Runner) -> N
     assert info.value is last
     assert info.value.__notes__ == ["resilience: gave up after 3 attempts over 2 s"]
     assert flaky.calls == 3
+
+
+def test_an_exception_raised_again_carries_one_note(mode: Runner) -> None:
+    """#18.5: the same exception object given up on by many calls keeps one note of this Retry."""
+    clock = FakeClock()
+    same = ValueError("always")
+
+    def fails() -> None:
+        raise same
+
+    retry = make_retry(clock, attempts=2)(mode.make(fails))
+    for _ in range(3):
+        with pytest.raises(ValueError, match="always"):
+            mode.run(retry)
+    assert same.__notes__ == ["resilience: gave up after 2 attempts over 1 s"]
+
+
+def test_nested_retries_each_leave_their_note(mode: Runner) -> None:
+    """#18.5: one note per Retry: an outer Retry does not replace the inner one's note."""
+    clock = FakeClock()
+    inner = make_retry(clock, attempts=2, name="inner")
+    outer = make_retry(clock, attempts=2, name="outer")
+    with pytest.raises(ValueError, match="3") as info:
+        mode.run(outer(inner(mode.make(Flaky(*(ValueError(str(i)) for i in range(4)))))))
+    assert [note.split(" (")[-1] for note in info.value.__notes__] == [
+        "retry 'inner')",
+        "retry 'outer')",
+    ]
 
 
 def test_later_failures_do_not_chain_the_first_as_context(mode: Runner) -> None:
@@ -184,6 +214,45 @@ def test_retry_after_beyond_max_gives_up_at_once(mode: Runner) -> None:
     assert info.value is err
     assert clock.sleeps == []
     assert "more than max_retry_after=10 s" in info.value.__notes__[0]
+
+
+class HeaderRetryAfter(Exception):
+    """A 503 whose response says Retry-After in its header, as an HTTP client's error does."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"503, Retry-After: {value}")
+        self.status_code = 503
+        self.headers = {"Retry-After": value}
+
+
+_TOO_LONG = {
+    "constant(1e10)": (backoff.constant(1e10), "a"),
+    "Retry-After in year 9999": (backoff.constant(1.0), "Fri, 31 Dec 9999 23:59:59 GMT"),
+    "Retry-After 1e20 s": (backoff.constant(1.0), "99999999999999999999"),
+}
+
+
+@pytest.mark.parametrize("case", list(_TOO_LONG))
+def test_a_wait_longer_than_any_clock_holds_gives_up_at_once(mode: Runner, case: str) -> None:
+    """#18.4: a delay past what time functions hold gives up at once with the real failure."""
+    clock = FakeClock()
+    curve, header = _TOO_LONG[case]
+    retry = rs.Retry(on=rs.transient, backoff=curve, max_retry_after=None, clock=clock)
+    failure = HeaderRetryAfter(header)
+    with capture_events() as events, pytest.raises(HeaderRetryAfter) as info:
+        mode.run(retry(mode.make(Flaky(failure, failure))))
+    assert info.value is failure
+    assert clock.sleeps == []
+    assert [getattr(event, "reason", None) for event in events] == ["too_long"]
+
+
+def test_a_wait_longer_than_any_clock_holds_raises_no_overflow_on_the_real_clock() -> None:
+    """#18.4: with the system clock, backoff.constant(1e10) gives up instead of OverflowError."""
+    retry = rs.Retry(on=ValueError, backoff=backoff.constant(1e10))
+    failure = ValueError("the real one")
+    with pytest.raises(ValueError, match="the real one") as info:
+        retry.call(Flaky(failure, failure))
+    assert info.value is failure
 
 
 def test_never_sleeps_past_the_deadline(mode: Runner) -> None:
@@ -432,7 +501,7 @@ def test_attempts_loop_does_not_retry_unmatched_errors() -> None:
     assert flaky.calls == 1
 
 
-def test_async_attempts_loop() -> None:
+def test_async_attempts_loop(backend: str) -> None:
     """async for attempt in retry.attempts() retries with the async sleep."""
     clock = FakeClock()
     flaky = Flaky(ValueError())
@@ -440,12 +509,58 @@ def test_async_attempts_loop() -> None:
     async def main() -> object:
         async for attempt in make_retry(clock).attempts():
             with attempt:
-                await asyncio.sleep(0)
+                await checkpoint()
                 return flaky()
         raise AssertionError("unreachable")
 
-    assert asyncio.run(main()) == "ok"
+    assert run_async(main, backend) == "ok"
     assert clock.sleeps == [1.0]
+
+
+def test_async_with_attempt_retries_the_block(backend: str) -> None:
+    """`async with attempt:` inside `async for` retries the block (issue #15)."""
+    clock = FakeClock()
+    flaky = Flaky(ValueError(), ValueError())
+    numbers = []
+
+    async def main() -> object:
+        async for attempt in make_retry(clock).attempts():
+            async with attempt:
+                numbers.append(attempt.number)
+                await checkpoint()
+                return flaky()
+        raise AssertionError("unreachable")
+
+    assert run_async(main, backend) == "ok"
+    assert (numbers, clock.sleeps) == ([1, 2, 3], [1.0, 1.0])
+
+
+def test_async_with_attempt_raises_the_last_failure_noted(backend: str) -> None:
+    """`async with attempt:` lets the last failure out of the block, noted (issue #15)."""
+    flaky = Flaky(ValueError("1"), ValueError("2"), ValueError("3"))
+
+    async def main() -> None:
+        async for attempt in make_retry(FakeClock()).attempts():
+            async with attempt:
+                flaky()
+
+    with pytest.raises(ValueError, match="3") as info:
+        run_async(main, backend)
+    assert info.value.__notes__[0].startswith("resilience: gave up after 3 attempts")
+
+
+def test_async_with_attempt_lets_unmatched_errors_through(backend: str) -> None:
+    """A failure the classifier refuses leaves `async with attempt:` at once (issue #15)."""
+    flaky = Flaky(KeyError("k"))
+
+    async def main() -> None:
+        async for attempt in make_retry(FakeClock()).attempts():
+            async with attempt:
+                flaky()
+
+    with pytest.raises(KeyError):
+        run_async(main, backend)
+    assert flaky.calls == 1
 
 
 def test_attempts_loop_lets_cancellation_through() -> None:
@@ -504,7 +619,7 @@ def test_one_retry_shared_by_32_threads_keeps_per_call_state() -> None:
     assert {i: len(t) for i, t in results.items()} == {i: i % 4 + 1 for i in range(32)}
 
 
-def test_one_retry_shared_by_500_tasks_keeps_per_call_state() -> None:
+def test_one_retry_shared_by_500_tasks_keeps_per_call_state(backend: str) -> None:
     """500 concurrent tasks share one Retry; each call sees only its own attempts."""
     clock = FakeClock()
     retry = rs.Retry(on=ValueError, attempts=3, backoff=backoff.constant(1.0), clock=clock)
@@ -512,17 +627,24 @@ def test_one_retry_shared_by_500_tasks_keeps_per_call_state() -> None:
     @retry
     async def work(i: int, tries: list[int]) -> int:
         tries.append(i)
-        await asyncio.sleep(0)
+        await checkpoint()
         if len(tries) <= i % 3:
             raise ValueError(i)
         return i
 
     async def main() -> list[tuple[int, int]]:
         tries: list[list[int]] = [[] for _ in range(500)]
-        out = await asyncio.gather(*(work(i, tries[i]) for i in range(500)))
-        return [(o, len(t)) for o, t in zip(out, tries, strict=True)]
+        out: dict[int, int] = {}
 
-    assert asyncio.run(main()) == [(i, i % 3 + 1) for i in range(500)]
+        async def one(i: int) -> None:
+            out[i] = await work(i, tries[i])
+
+        async with anyio.create_task_group() as group:  # a nursery, under trio
+            for i in range(500):
+                group.start_soon(one, i)
+        return [(out[i], len(tries[i])) for i in range(500)]
+
+    assert run_async(main, backend) == [(i, i % 3 + 1) for i in range(500)]
     assert len(clock.sleeps) == sum(i % 3 for i in range(500))
 
 
@@ -643,7 +765,7 @@ def test_call_runs_once_under_the_policy() -> None:
     assert len(calls) == 2
 
 
-def test_acall_runs_a_coroutine_function_under_the_policy() -> None:
+def test_acall_runs_a_coroutine_function_under_the_policy(backend: str) -> None:
     """await retry.acall(afn, ...) retries a coroutine function."""
     clock = FakeClock()
     fn, calls = make_flaky_fn(2)
@@ -651,5 +773,5 @@ def test_acall_runs_a_coroutine_function_under_the_policy() -> None:
     async def afn(x: int) -> str:
         return fn() + str(x)
 
-    assert asyncio.run(make_retry(clock).acall(afn, 1)) == "ok1"
+    assert run_async(lambda: make_retry(clock).acall(afn, 1), backend) == "ok1"
     assert len(calls) == 3

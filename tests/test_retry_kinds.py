@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,6 +14,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events, set_testing
 
 from .conftest import Runner
+from .forms import run_async
 
 
 class HTTPError(Exception):
@@ -213,7 +213,7 @@ def test_attempts_loop_uses_the_kinds_settings() -> None:
     assert clock.sleeps == [5.0, 10.0, 20.0, 40.0, 60.0]
 
 
-def test_async_attempts_loop_uses_the_kinds_settings() -> None:
+def test_async_attempts_loop_uses_the_kinds_settings(backend: str) -> None:
     clock = FakeClock()
     fn = Failing(HTTPError(503), HTTPError(503), HTTPError(429))
 
@@ -222,7 +222,7 @@ def test_async_attempts_loop_uses_the_kinds_settings() -> None:
             with attempt:
                 fn()
 
-    asyncio.run(main())
+    run_async(main, backend)
     assert fn.calls == 4
     assert clock.sleeps == [1.0, 1.0, 5.0]
 
@@ -240,7 +240,7 @@ def test_streams_restart_with_the_kinds_settings() -> None:
     assert clock.sleeps == [5.0, 10.0, 20.0, 40.0]
 
 
-def test_async_streams_restart_with_the_kinds_settings() -> None:
+def test_async_streams_restart_with_the_kinds_settings(backend: str) -> None:
     clock = FakeClock()
     fn = Failing(HTTPError(503), HTTPError(503), HTTPError(503))
 
@@ -252,7 +252,7 @@ def test_async_streams_restart_with_the_kinds_settings() -> None:
         return [item async for item in stream()]
 
     with pytest.raises(HTTPError):
-        asyncio.run(main())
+        run_async(main, backend)
     assert clock.sleeps == [1.0, 1.0]
 
 

@@ -7,11 +7,14 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 import resilience as rs
 from resilience import backoff
 from resilience.testing import FakeClock, capture_events
+
+from .forms import BACKENDS, cancel_task, cancelled_error, checkpoint, run_async
 
 HANG = 10.0  # seconds a "hung" stream would wait; the tests cancel it long before
 SHORT = 0.05  # real seconds for the timeouts that must really fire
@@ -55,11 +58,11 @@ class Script:
     async def _agen(self) -> AsyncIterator[Any]:
         try:
             for step in self._run():
-                await asyncio.sleep(0)
+                await checkpoint()
                 if isinstance(step, BaseException):
                     raise step
                 if isinstance(step, Hang):
-                    await asyncio.sleep(HANG)
+                    await anyio.sleep(HANG)
                 elif callable(step):
                     step()
                 else:
@@ -69,13 +72,14 @@ class Script:
 
 
 class Streams:
-    """Builds and consumes streams the same way in their sync and async flavours."""
+    """Builds and consumes streams the same way in their sync and async flavours (any backend)."""
 
-    def __init__(self, is_async: bool) -> None:
-        self.is_async = is_async
+    def __init__(self, backend: str | None) -> None:
+        self.backend = backend
+        self.is_async = backend is not None
 
     def __repr__(self) -> str:
-        return "async" if self.is_async else "sync"
+        return self.backend or "sync"
 
     def script(self, *runs: list[Any]) -> Script:
         return Script(self.is_async, *runs)
@@ -102,13 +106,17 @@ class Streams:
                     each(item)
             return items
 
-        return asyncio.run(main())
+        assert self.backend is not None
+        return run_async(main, self.backend)
 
 
-@pytest.fixture(params=[False, True], ids=["gen", "agen"])
+@pytest.fixture(
+    params=[None, *BACKENDS],
+    ids=["gen", *(f"agen-{b}" if b != "asyncio" else "agen" for b in BACKENDS)],
+)
 def streams(request: pytest.FixtureRequest) -> Streams:
-    """Parametrizes a test over generator and async generator functions."""
-    return Streams(bool(request.param))
+    """Parametrizes a test over generator and async generator functions, in every backend."""
+    return Streams(request.param)
 
 
 def left() -> float:
@@ -156,7 +164,7 @@ def test_sync_stream_delivers_a_late_item_then_times_out() -> None:
     wrapped = rs.Timeout(10, idle=3, name="feed", clock=clock)(script.fn)
     got: list[Any] = []
     with capture_events() as events, pytest.raises(rs.TimeoutExceededError) as info:
-        Streams(False).collect(wrapped, got)
+        Streams(None).collect(wrapped, got)
     assert got == [1, 2]
     assert info.value.timeout == 3.0
     assert "idle timeout of 3 s" in str(info.value)
@@ -173,37 +181,37 @@ def test_sync_stream_total_limit_is_checked_before_each_request() -> None:
     script = Script(False, [1, lambda: resumed.append(True), 2])
     got: list[Any] = []
     with pytest.raises(rs.TimeoutExceededError) as info:
-        Streams(False).collect(
+        Streams(None).collect(
             rs.Timeout(5, clock=clock)(script.fn), got, each=lambda item: clock.advance(6)
         )
     assert (got, resumed, info.value.timeout) == ([1], [], 5.0)
     assert script.closed == 1
 
 
-def test_async_stream_idle_limit_cancels_the_pending_item() -> None:
+def test_async_stream_idle_limit_cancels_the_pending_item(backend: str) -> None:
     """An async stream that goes quiet for longer than idle is cancelled and closed."""
     script = Script(True, [1, Hang(), 2])
     got: list[Any] = []
     with capture_events() as events, pytest.raises(rs.TimeoutExceededError) as info:
-        Streams(True).collect(rs.Timeout(HANG, idle=SHORT)(script.fn), got)
+        Streams(backend).collect(rs.Timeout(HANG, idle=SHORT)(script.fn), got)
     assert got == [1]
     assert info.value.timeout == SHORT
-    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+    assert isinstance(info.value.__cause__, cancelled_error(backend))
     assert [e.idle for e in events if isinstance(e, rs.TimeoutExpired)] == [True]
     assert script.closed == 1
 
 
-def test_async_stream_total_limit_cancels_the_pending_item() -> None:
+def test_async_stream_total_limit_cancels_the_pending_item(backend: str) -> None:
     """An async stream still waiting when its total limit passes is cancelled."""
     script = Script(True, [Hang()])
     with capture_events() as events, pytest.raises(rs.TimeoutExceededError) as info:
-        Streams(True).collect(rs.Timeout(SHORT)(script.fn))
+        Streams(backend).collect(rs.Timeout(SHORT)(script.fn))
     assert info.value.timeout == SHORT
     assert [e.idle for e in events if isinstance(e, rs.TimeoutExpired)] == [False]
     assert script.closed == 1
 
 
-def test_async_stream_consumer_time_is_not_idle_time() -> None:
+def test_async_stream_consumer_time_is_not_idle_time(backend: str) -> None:
     """Time the consumer spends between items does not count against idle."""
     script = Script(True, [1, 2, 3])
 
@@ -211,28 +219,23 @@ def test_async_stream_consumer_time_is_not_idle_time() -> None:
         out = []
         async for item in rs.Timeout(HANG, idle=SHORT)(script.fn)():
             out.append(item)
-            await asyncio.sleep(2 * SHORT)
+            await anyio.sleep(2 * SHORT)
         return out
 
-    assert asyncio.run(main()) == [1, 2, 3]
+    assert run_async(main, backend) == [1, 2, 3]
 
 
-def test_async_stream_outer_cancel_propagates() -> None:
-    """Cancelling the consuming task is a CancelledError, and the stream is closed."""
+def test_async_stream_outer_cancel_propagates(backend: str) -> None:
+    """Cancelling the consuming task is a cancellation, and the stream is closed."""
     script = Script(True, [1, Hang()])
+    got: list[Any] = []
 
     async def consume() -> None:
-        async for _ in rs.Timeout(HANG, idle=HANG)(script.fn)():
-            pass
+        async for item in rs.Timeout(HANG, idle=HANG)(script.fn)():
+            got.append(item)
 
-    async def main() -> None:
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(SHORT)
-        task.cancel()
-        await task
-
-    with capture_events() as events, pytest.raises(asyncio.CancelledError):
-        asyncio.run(main())
+    with capture_events() as events:
+        cancel_task(consume, lambda: bool(got), backend)
     assert events == []
     assert script.closed == 1
 
@@ -308,7 +311,7 @@ def test_interrupts_pass_through_a_stream_untouched() -> None:
     clock = FakeClock()
     script = Script(False, [KeyboardInterrupt()], [1])
     with pytest.raises(KeyboardInterrupt):
-        Streams(False).collect(make_retry(clock)(script.fn))
+        Streams(None).collect(make_retry(clock)(script.fn))
     assert (script.starts, clock.sleeps) == (1, [])
 
 
@@ -331,28 +334,28 @@ def test_sync_stream_timed_out_before_its_first_item_is_restarted() -> None:
     clock = FakeClock()
     script = Script(False, [lambda: clock.advance(3), rs.deadline.check, 1], [1, 2])
     retry = make_retry(clock, on=rs.transient)
-    assert Streams(False).collect(rs.compose(retry, rs.Timeout(2, clock=clock))(script.fn)) == [
+    assert Streams(None).collect(rs.compose(retry, rs.Timeout(2, clock=clock))(script.fn)) == [
         1,
         2,
     ]
     assert script.starts == 2
 
 
-def test_async_stream_timed_out_before_its_first_item_is_restarted() -> None:
+def test_async_stream_timed_out_before_its_first_item_is_restarted(backend: str) -> None:
     """compose(retry, timeout): an async stream cancelled before any item starts again."""
     clock = FakeClock()
     script = Script(True, [Hang()], [1, 2])
     retry = make_retry(clock, on=rs.transient)
-    assert Streams(True).collect(rs.compose(retry, rs.Timeout(SHORT))(script.fn)) == [1, 2]
+    assert Streams(backend).collect(rs.compose(retry, rs.Timeout(SHORT))(script.fn)) == [1, 2]
     assert (script.starts, script.closed, clock.sleeps) == (2, 2, [1.0])
 
 
-def test_async_stream_timed_out_after_an_item_is_interrupted() -> None:
+def test_async_stream_timed_out_after_an_item_is_interrupted(backend: str) -> None:
     """compose(retry, timeout): an idle timeout after an item gives StreamInterruptedError."""
     script = Script(True, [1, Hang()])
     retry = make_retry(FakeClock(), on=rs.transient)
     with pytest.raises(rs.StreamInterruptedError) as info:
-        Streams(True).collect(rs.compose(retry, rs.Timeout(HANG, idle=SHORT))(script.fn))
+        Streams(backend).collect(rs.compose(retry, rs.Timeout(HANG, idle=SHORT))(script.fn))
     assert info.value.partial == [1]
     assert isinstance(info.value.__cause__, rs.TimeoutExceededError)
     assert script.starts == 1

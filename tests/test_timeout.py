@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -19,6 +20,7 @@ from resilience import backoff
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
+from .forms import cancel_task, cancelled_error, checkpoint, run_async
 from .threads import join_all
 
 HANG = 10.0  # seconds a "hung" coroutine would wait; the tests cancel it long before
@@ -26,7 +28,7 @@ SHORT = 0.05  # real seconds for the timeouts that must really fire
 
 
 async def hang() -> None:
-    await asyncio.sleep(HANG)
+    await anyio.sleep(HANG)
 
 
 def left() -> float:
@@ -388,7 +390,7 @@ def test_one_timeout_shared_by_threads_keeps_per_thread_deadlines() -> None:
 # --- async: cancellation ---------------------------------------------------------------
 
 
-def test_async_call_is_cancelled_at_the_deadline() -> None:
+def test_async_call_is_cancelled_at_the_deadline(backend: str) -> None:
     """A hung coroutine is cancelled; the caller gets TimeoutExceededError from the cancellation."""
 
     @rs.Timeout(SHORT)
@@ -396,36 +398,38 @@ def test_async_call_is_cancelled_at_the_deadline() -> None:
         await hang()
 
     with pytest.raises(rs.TimeoutExceededError) as info:
-        asyncio.run(stuck())
+        run_async(stuck, backend)
     assert info.value.timeout == SHORT
-    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+    assert isinstance(info.value.__cause__, cancelled_error(backend))
     assert "stuck timed out after 0.05 s" in str(info.value)
 
 
-def test_async_expiry_emits_timeout_expired() -> None:
+def test_async_expiry_emits_timeout_expired(backend: str) -> None:
     """Cancelling at the deadline reports TimeoutExpired."""
     with capture_events() as events, pytest.raises(rs.TimeoutExceededError):
-        asyncio.run(rs.Timeout(SHORT, name="slow").acall(hang))
+        run_async(lambda: rs.Timeout(SHORT, name="slow").acall(hang), backend)
     [event] = events
     assert isinstance(event, rs.TimeoutExpired)
     assert (event.name, event.target, event.timeout) == ("slow", "hang", SHORT)
 
 
-def test_async_expiry_leaves_the_task_uncancelled() -> None:
-    """After our expiry is handled, the task is not left in a cancelling state."""
+def test_async_expiry_leaves_the_task_uncancelled(backend: str) -> None:
+    """After our expiry is handled, the task is not left cancelled (nor cancelling, in asyncio)."""
 
     async def main() -> int:
         with pytest.raises(rs.TimeoutExceededError):
             await rs.Timeout(SHORT).acall(hang)
+        await checkpoint()  # a stray cancellation would be delivered here
+        if backend.endswith("trio"):
+            return 0
         task = asyncio.current_task()
         assert task is not None
-        await asyncio.sleep(0)  # a stray cancellation would be delivered here
         return task.cancelling()
 
-    assert asyncio.run(main()) == 0
+    assert run_async(main, backend) == 0
 
 
-def test_async_with_cancels_the_block() -> None:
+def test_async_with_cancels_the_block(backend: str) -> None:
     """`async with timeout:` cancels the body and raises TimeoutExceededError."""
     reached: list[str] = []
 
@@ -436,12 +440,12 @@ def test_async_with_cancels_the_block() -> None:
             reached.append("after")  # pragma: no cover
 
     with pytest.raises(rs.TimeoutExceededError) as info:
-        asyncio.run(main())
-    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+        run_async(main, backend)
+    assert isinstance(info.value.__cause__, cancelled_error(backend))
     assert reached == []
 
 
-def test_async_with_restores_the_deadline() -> None:
+def test_async_with_restores_the_deadline(backend: str) -> None:
     """Leaving `async with`, normally or by expiry, restores the enclosing deadline."""
 
     async def main() -> list[object]:
@@ -455,10 +459,10 @@ def test_async_with_restores_the_deadline() -> None:
         seen.append(rs.deadline.current())
         return seen
 
-    assert asyncio.run(main()) == [True, None, None]
+    assert run_async(main, backend) == [True, None, None]
 
 
-def test_async_with_refuses_to_start_after_the_deadline() -> None:
+def test_async_with_refuses_to_start_after_the_deadline(backend: str) -> None:
     """Entering `async with` after the enclosing deadline passed raises at once."""
     clock = FakeClock()
 
@@ -469,23 +473,23 @@ def test_async_with_refuses_to_start_after_the_deadline() -> None:
                 pass  # pragma: no cover
 
     with pytest.raises(rs.TimeoutExceededError, match="block not started"):
-        asyncio.run(main())
+        run_async(main, backend)
 
 
-def test_async_timeout_error_raised_by_the_body_passes_unchanged() -> None:
+def test_async_timeout_error_raised_by_the_body_passes_unchanged(backend: str) -> None:
     """A TimeoutError of the code itself is not mistaken for our expiry."""
     own = TimeoutError("socket read timed out")
 
     async def body() -> None:
-        await asyncio.sleep(0)
+        await checkpoint()
         raise own
 
     with pytest.raises(TimeoutError) as info:
-        asyncio.run(rs.Timeout(5).acall(body))
+        run_async(lambda: rs.Timeout(5).acall(body), backend)
     assert info.value is own
 
 
-def test_async_nested_timeouts_report_the_inner_expiry() -> None:
+def test_async_nested_timeouts_report_the_inner_expiry(backend: str) -> None:
     """When the inner of two async Timeouts fires, the inner's limit is reported."""
 
     async def main() -> None:
@@ -493,11 +497,11 @@ def test_async_nested_timeouts_report_the_inner_expiry() -> None:
             await rs.Timeout(SHORT).acall(hang)
 
     with pytest.raises(rs.TimeoutExceededError) as info:
-        asyncio.run(main())
+        run_async(main, backend)
     assert info.value.timeout == SHORT
 
 
-def test_async_nested_timeouts_report_the_outer_expiry() -> None:
+def test_async_nested_timeouts_report_the_outer_expiry(backend: str) -> None:
     """When the outer deadline comes first, the inner call is cancelled with the outer's limit."""
 
     async def main() -> None:
@@ -505,36 +509,37 @@ def test_async_nested_timeouts_report_the_outer_expiry() -> None:
             await rs.Timeout(HANG).acall(hang)
 
     with pytest.raises(rs.TimeoutExceededError) as info:
-        asyncio.run(main())
+        run_async(main, backend)
     assert info.value.timeout == SHORT
 
 
 @pytest.mark.parametrize("surface", ["decorator", "async with"])
-def test_outer_task_cancel_propagates_as_cancelled_error(surface: str) -> None:
-    """task.cancel() from outside is a CancelledError for the caller, never our timeout."""
+def test_outer_task_cancel_propagates_as_cancelled_error(surface: str, backend: str) -> None:
+    """An outer cancellation (task.cancel(), a cancel scope) stays one, never our timeout."""
+    started: list[int] = []
+
+    async def body() -> None:
+        started.append(1)
+        await hang()
 
     async def guarded() -> None:
         if surface == "decorator":
-            await rs.Timeout(HANG).acall(hang)
+            await rs.Timeout(HANG).acall(body)
         else:
             async with rs.Timeout(HANG):
-                await hang()
+                await body()
 
-    async def main() -> None:
-        task = asyncio.create_task(guarded())
-        await asyncio.sleep(0.01)
-        task.cancel()
-        await task
-
-    with capture_events() as events, pytest.raises(asyncio.CancelledError):
-        asyncio.run(main())
+    with capture_events() as events:
+        cancel_task(guarded, lambda: bool(started), backend)
     assert events == []
 
 
 @pytest.mark.parametrize("outer_at", [0.5 * SHORT, 1.5 * SHORT], ids=["before", "after"])
 @pytest.mark.parametrize("surface", ["decorator", "async with"])
-def test_outer_cancel_arriving_with_the_expiry_wins(surface: str, outer_at: float) -> None:
-    """An outer cancel delivered in the same loop step as our expiry stays a CancelledError."""
+def test_outer_cancel_arriving_with_the_expiry_wins(
+    surface: str, outer_at: float, backend: str
+) -> None:
+    """An outer cancel delivered in the same loop step as our expiry stays a cancellation."""
 
     async def body() -> None:
         # Block the loop past both the deadline and the outer cancel, so that both
@@ -555,11 +560,20 @@ def test_outer_cancel_arriving_with_the_expiry_wins(surface: str, outer_at: floa
         loop.call_later(outer_at, task.cancel)
         await task
 
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(main())
+    async def main_scoped() -> bool:
+        # trio and anyio: an outer cancel scope whose deadline passes with ours.
+        with anyio.CancelScope(deadline=anyio.current_time() + outer_at) as outer:
+            await guarded()
+        return outer.cancelled_caught
+
+    if backend == "asyncio":
+        with pytest.raises(asyncio.CancelledError):
+            run_async(main, backend)
+    else:
+        assert run_async(main_scoped, backend) is True
 
 
-def test_async_fake_clock_governs_remaining_not_cancellation() -> None:
+def test_async_fake_clock_governs_remaining_not_cancellation(backend: str) -> None:
     """With a FakeClock, remaining() follows virtual time; advancing it cancels nothing."""
     clock = FakeClock()
 
@@ -567,30 +581,38 @@ def test_async_fake_clock_governs_remaining_not_cancellation() -> None:
     async def body() -> tuple[float, float]:
         before = left()
         clock.advance(60)
-        await asyncio.sleep(0)
+        await checkpoint()
         return before, left()
 
-    assert asyncio.run(body()) == (5.0, -55.0)
+    assert run_async(body, backend) == (5.0, -55.0)
 
 
-def test_async_fake_clock_still_cancels_after_real_seconds() -> None:
+def test_async_fake_clock_still_cancels_after_real_seconds(backend: str) -> None:
     """With a FakeClock, the cancellation is scheduled on the loop for the time left."""
     with pytest.raises(rs.TimeoutExceededError):
-        asyncio.run(rs.Timeout(SHORT, clock=FakeClock()).acall(hang))
+        run_async(lambda: rs.Timeout(SHORT, clock=FakeClock()).acall(hang), backend)
 
 
-def test_async_deadline_is_inherited_by_child_tasks() -> None:
+def test_async_deadline_is_inherited_by_child_tasks(backend: str) -> None:
     """A task created inside the call sees the call's deadline."""
     clock = FakeClock()
 
     async def child() -> float:
         return left()
 
+    async def collect(seen: list[float]) -> None:
+        seen.append(await child())
+
     @rs.Timeout(8, clock=clock)
     async def parent() -> float:
-        return await asyncio.create_task(child())
+        if backend == "asyncio":
+            return await asyncio.create_task(child())
+        seen: list[float] = []
+        async with anyio.create_task_group() as group:  # a nursery, under trio
+            group.start_soon(collect, seen)
+        return seen[0]
 
-    assert asyncio.run(parent()) == 8.0
+    assert run_async(parent, backend) == 8.0
 
 
 # --- Retry and deadlines --------------------------------------------------------------
@@ -650,7 +672,7 @@ def test_sync_timed_out_attempt_is_retried_by_transient() -> None:
     assert len(attempts) == 2
 
 
-def test_async_timed_out_attempt_is_retried_by_transient() -> None:
+def test_async_timed_out_attempt_is_retried_by_transient(backend: str) -> None:
     """An async attempt cancelled at its deadline is retried when the classifier says so."""
     clock = FakeClock()
     attempts: list[int] = []
@@ -662,16 +684,16 @@ def test_async_timed_out_attempt_is_retried_by_transient() -> None:
         return "ok"
 
     retry = rs.Retry(on=rs.transient, backoff=backoff.constant(0.5), clock=clock)
-    assert asyncio.run(rs.compose(retry, rs.Timeout(SHORT)).acall(body)) == "ok"
+    assert run_async(lambda: rs.compose(retry, rs.Timeout(SHORT)).acall(body), backend) == "ok"
     assert (len(attempts), clock.sleeps) == (2, [0.5])
 
 
-def test_timed_out_attempt_is_not_retried_when_the_classifier_refuses() -> None:
+def test_timed_out_attempt_is_not_retried_when_the_classifier_refuses(backend: str) -> None:
     """A classifier that does not match timeouts lets TimeoutExceededError through at once."""
     clock = FakeClock()
     retry = rs.Retry(on=ValueError, clock=clock)
     with pytest.raises(rs.TimeoutExceededError):
-        asyncio.run(rs.compose(retry, rs.Timeout(SHORT)).acall(hang))
+        run_async(lambda: rs.compose(retry, rs.Timeout(SHORT)).acall(hang), backend)
     assert clock.sleeps == []
 
 
@@ -685,7 +707,7 @@ class HangingSleepClock:
         await hang()
 
 
-def test_async_timeout_outside_retry_cancels_the_retry_sleep() -> None:
+def test_async_timeout_outside_retry_cancels_the_retry_sleep(backend: str) -> None:
     """An async Timeout around Retry cancels the whole retrying call, sleeps included."""
     retry = rs.Retry(on=ValueError, backoff=backoff.constant(SHORT / 10), clock=HangingSleepClock())
     calls: list[int] = []
@@ -695,5 +717,5 @@ def test_async_timeout_outside_retry_cancels_the_retry_sleep() -> None:
         raise ValueError
 
     with pytest.raises(rs.TimeoutExceededError):
-        asyncio.run(rs.compose(rs.Timeout(SHORT), retry).acall(fails))
+        run_async(lambda: rs.compose(rs.Timeout(SHORT), retry).acall(fails), backend)
     assert calls == [1]

@@ -35,13 +35,16 @@ Attribute keys are ``resilience.policy``, ``resilience.outcome``,
 are policy names and fixed vocabularies, never exception messages, URLs,
 headers or arguments.
 
+Traces: `OpenTelemetryTracing` (a hook) adds every policy's events to the
+current span, and its ``spans()`` policy opens a child span per call or attempt
+(see ``_otel_trace.py`` and ``docs/tracing.md``).
+
 Needs the ``otel`` extra (``opentelemetry-api``); importing `resilience` never
 imports this module.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, final
 
@@ -50,9 +53,16 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 import resilience as rs
 from resilience import Clock, transient
-from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, to_count
+from resilience.engine import MAX_KINDS, OTHER, SYSTEM_CLOCK, Observer, fork_safe_lock, to_count
 
-__all__ = ["ATTRIBUTES", "DURATION_BUCKETS", "INSTRUMENTS", "OpenTelemetryMetrics"]
+__all__ = [
+    "ATTRIBUTES",
+    "DURATION_BUCKETS",
+    "INSTRUMENTS",
+    "OpenTelemetryMetrics",
+    "OpenTelemetryTracing",
+    "TracingSpans",
+]
 
 POLICY: Final = "resilience.policy"
 OUTCOME: Final = "resilience.outcome"
@@ -131,7 +141,7 @@ class _Recorder:
             "rejected": {POLICY: name, OUTCOME: "rejected"},
             "cancelled": {POLICY: name, OUTCOME: "cancelled"},
         }
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def _failure(self, kind: str) -> dict[str, str]:
         attributes = self._kinds.get(kind)
@@ -184,7 +194,7 @@ class _Sink:
     )
 
     def __init__(self, meter: otel.Meter, max_series: int) -> None:
-        self.lock = threading.Lock()
+        self.lock = fork_safe_lock()
         self.max_series = max_series
         self.names: set[str] = set()
         self.recorders: dict[str, _Recorder] = {}
@@ -375,3 +385,7 @@ class OpenTelemetryMetrics(Observer[_Sink]):
 
     def __repr__(self) -> str:
         return f"OpenTelemetryMetrics(name={self._name!r})"
+
+
+# Traces, in a module of their own; imported last (a one-line re-export).
+from ._otel_trace import OpenTelemetryTracing, TracingSpans  # noqa: E402

@@ -55,7 +55,7 @@ import itertools
 import logging
 import math
 import os
-import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn, final
@@ -91,6 +91,7 @@ from resilience.engine import (
     check_clock,
     describe_seconds,
     emit,
+    fork_safe_lock,
     pipeline_field,
     refuse,
     rule_lines,
@@ -107,6 +108,8 @@ if TYPE_CHECKING:
     from resilience import CircuitBreaker
 
 __all__ = [
+    "AsyncRedisStore",
+    "AsyncRetryAfterPause",
     "CallDelayed",
     "PauseStarted",
     "PausedError",
@@ -115,6 +118,7 @@ __all__ = [
     "RedisStore",
     "RetryAfterPause",
     "StoreRecovered",
+    "StoreRolledBack",
     "StoreUnavailable",
 ]
 
@@ -178,6 +182,33 @@ class StoreRecovered(Event):
 
     def message(self) -> str:
         return f"{self.name!r}: Redis reachable again after {seconds_text(self.downtime)} s"
+
+
+@attrs.frozen(kw_only=True)
+class StoreRolledBack(Event):
+    """
+    Redis went back to an older state of the circuit *name*: this process adopts it.
+
+    A Redis restarted from an older snapshot, or a failover to a replica that
+    lagged, holds an older period than the one this process last read (a
+    lower period id). Each process adopts the server's state at its first
+    round trip after the rollback, and says so with this event: once per
+    process and rollback. An outcome in flight at that moment is not counted.
+    Logged at WARNING by the default hook.
+
+    Attributes:
+        state: The state adopted, Redis's.
+    """
+
+    level: ClassVar[int] = logging.WARNING
+
+    state: CircuitState
+
+    def message(self) -> str:
+        return (
+            f"{self.name!r}: Redis went back to an older state of the circuit "
+            f"(a restore or a failover); adopting it: {self.state.name}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -248,6 +279,12 @@ class PausedError(RejectedError):
 #
 # Common ARGV: 1 expire (ms), 2 probe lease (µs), 3 half_open_max_calls,
 # 4 the open period this process would set (µs), 5 the same in seconds (text).
+# Every reply ends with the server's time (µs), from which a process estimates
+# it; the call path's scripts take a last ARGV, the server time (µs) after
+# which the client may have given up waiting (0: none): a request that runs
+# later (Redis was busy: a slow command, DEBUG SLEEP, a fork) changes nothing
+# and replies with admitted = -1. A change applied after its client stopped
+# waiting would be announced by no one.
 
 _LUA_PRELUDE: Final = """
 local KEY, LEASES = KEYS[1], KEYS[2]
@@ -309,17 +346,22 @@ local function reply(st, now, ev, admitted)
   if st.s == 'h' then
     left = PROBES - st.k - redis.call('ZCOUNT', LEASES, '(' .. fmt(now), '+inf')
   end
-  return {st.s, st.g, st.f, rem, st.n, st.d, ev, admitted, left}
+  return {st.s, st.g, st.f, rem, st.n, st.d, ev, admitted, left, now}
+end
+local function late(due, now)
+  due = tonumber(due) or 0
+  return due > 0 and now > due
 end
 """
 
-# ARGV 6: a new lease's id.
+# ARGV 6: a new lease's id, 7 the client's deadline.
 _LUA_ACQUIRE: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
 local st = load(now)
 local ev = ''
+if late(ARGV[7], now) then return reply(st, now, ev, -1) end
 if st.s == 'o' then
   if now < st.u then return reply(st, now, ev, 0) end
   st.s = 'h'; st.g = newgen(st, now); st.k = 0
@@ -344,13 +386,14 @@ return reply(st, now, ev, 0)
 
 # ARGV 6 generation, 7 lease ('' for a closed-state call), 8 outcome (s success,
 # f failure, i ignored), 9 failure_threshold (0: none), 10 success_threshold,
-# 11 the local window that tripped ('' when none).
+# 11 the local window that tripped ('' when none), 12 the client's deadline.
 _LUA_RECORD: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
 local st = load(now)
 local ev = ''
+if late(ARGV[12], now) then return reply(st, now, ev, -1) end
 local lease, outcome, trip = ARGV[7], ARGV[8], ARGV[11]
 if st.g ~= tonumber(ARGV[6]) then return reply(st, now, ev, 0) end
 if lease == '' then
@@ -761,7 +804,7 @@ class _Link:
         self._hooks = hooks
         self._now = now
         self._reconnect = reconnect
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._down = False
         self._epoch = 0
         self._since = 0.0
@@ -827,7 +870,20 @@ class _Ticket:
 # Issued by the "admit" fallback: its outcome changes nothing.
 _ADMIT: Final = CircuitPermit()
 
-_Reply = tuple[CircuitState, int, int, float, int, float, str, bool, int]
+# state, period id, failures, open until (local clock), openings, last open period,
+# transition ('' or 'code:reason'), admitted, probe places left, late (not applied).
+_Reply = tuple[CircuitState, int, int, float, int, float, str, bool, int, bool]
+
+
+def _late_after(client: object) -> int:
+    """Microseconds after sending when a request is late: half the client's socket timeout."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout") if isinstance(kwargs, dict) else None
+    if not isinstance(timeout, int | float) or not 0 < timeout < _LONGEST:
+        return 0  # no timeout: the client waits for every reply, none is late
+    # Half: the other half is for the reply's way back. A request run later than
+    # that may find its client gone, and what it changed would be announced by no one.
+    return math.ceil(timeout * 1e6 / 2)
 
 
 @final
@@ -861,11 +917,14 @@ class RedisCircuitStore:
         "_force_script",
         "_gen",
         "_keys",
+        "_known_at",
+        "_late_after",
         "_left",
         "_link",
         "_local",
         "_lock",
         "_now",
+        "_offset",
         "_opens",
         "_permit",
         "_plain",
@@ -873,6 +932,7 @@ class RedisCircuitStore:
         "_read_script",
         "_record_script",
         "_refresh",
+        "_replies",
         "_slow_probe",
         "_stale_at",
         "_state",
@@ -900,8 +960,8 @@ class RedisCircuitStore:
             math.ceil(config.probe_lease * 1e6),
             breaker.half_open_max_calls,
         )
-        self._lock = threading.Lock()
-        self._fetch = threading.Lock()  # one refresh in flight per process
+        self._lock = fork_safe_lock()
+        self._fetch = fork_safe_lock()  # one refresh in flight per process
         self._link = _Link(name, breaker.hooks, self._now, config.reconnect)
         self._local = InMemoryCircuitStore(breaker) if config.fallback == "local" else None
         conditions = breaker.trip
@@ -921,6 +981,15 @@ class RedisCircuitStore:
         self._permit: CircuitPermit | None = None
         self._quiet = False
         self._stale_at = -math.inf
+        # Rollbacks: replies applied so far, and the count when the cached period
+        # was learned. A reply with an older period whose round trip began after
+        # that is no race lost: Redis went back in time (a restore, a failover).
+        self._replies = 0
+        self._known_at = 0
+        # Deadlines on the server's clock: its time minus this host's monotonic
+        # clock (µs), as of the last reply (None: no reply yet).
+        self._late_after = _late_after(client)
+        self._offset: float | None = None
 
     def __repr__(self) -> str:
         down = ", Redis unreachable" if self._link.down else ""
@@ -945,8 +1014,13 @@ class RedisCircuitStore:
     def _eval(self, script: Any, extra: tuple[object, ...], opens: bool) -> _Reply | None:
         """Run *script*, update the cache and return the reply; `None` if Redis failed."""
         delay = self._open_period() if opens else 0.0
-        args = (*self._args, math.ceil(delay * 1e6), repr(delay), *extra)
+        offset, after = self._offset, self._late_after
+        # Estimated from a reply's server time, which is older than its arrival:
+        # the deadline errs early, never late.
+        due = 0 if offset is None or not after else int(_monotonic_us() + offset) + after
+        args = (*self._args, math.ceil(delay * 1e6), repr(delay), *extra, due)
         epoch = self._link.epoch
+        begun = self._replies
         try:
             reply = self._parse(script(keys=self._keys, args=args))
         except _REDIS_ERRORS as exc:
@@ -955,7 +1029,7 @@ class RedisCircuitStore:
                 self._seed_fallback()
             return None
         self._link.answered(epoch)
-        return self._apply(reply)
+        return self._apply(reply, begun)
 
     def _parse(self, raw: Any) -> _Reply:
         """Decode a script's reply; a reply that cannot be read is a Redis failure too."""
@@ -963,7 +1037,8 @@ class RedisCircuitStore:
             state = _STATES[_text(raw[0])]
             remaining = int(raw[3])
             until = self._now() + remaining / 1e6 if state is OPEN else 0.0
-            return (
+            admitted = int(raw[7])
+            parsed = (
                 state,
                 int(raw[1]),
                 int(raw[2]),
@@ -971,19 +1046,27 @@ class RedisCircuitStore:
                 int(raw[4]),
                 float(_text(raw[5])),
                 _text(raw[6]),
-                bool(int(raw[7])),
+                admitted == 1,
                 int(raw[8]),
+                admitted == -1,
             )
+            self._offset = int(raw[9]) - _monotonic_us()
         except (LookupError, TypeError, ValueError) as exc:
             raise redis.exceptions.ResponseError(f"unreadable reply {raw!r}") from exc
+        return parsed
 
-    def _apply(self, reply: _Reply) -> _Reply:
+    def _apply(self, reply: _Reply, begun: int) -> _Reply:
         now = self._now()
-        state, gen, failures, until, opens, delay, _, _, left = reply
+        state, gen, failures, until, opens, delay, _, _, left, _ = reply
+        rolled_back = False
         with self._lock:
+            self._replies += 1
             if gen < self._gen:
-                return reply  # older news than the cache holds (a reply that lost a race)
+                if self._known_at > begun:
+                    return reply  # older news than the cache holds (a reply that lost a race)
+                rolled_back = True  # asked after learning the newer period: Redis went back
             if gen != self._gen:
+                self._known_at = self._replies
                 for window in self._windows:
                     window.clear()  # a new period: the windows start empty
                 if state is not CLOSED:
@@ -1002,6 +1085,8 @@ class RedisCircuitStore:
                 if not isinstance(ticket, _Ticket) or ticket.gen != gen:
                     self._permit = CircuitPermit(_Ticket(gen, None))
             self._stale_at = now + self._refresh
+        if rolled_back:
+            emit(self._breaker.hooks, StoreRolledBack, name=self._breaker.name, state=state)
         return reply
 
     @staticmethod
@@ -1076,7 +1161,10 @@ class RedisCircuitStore:
             self._fetch.release()
         if reply is None:
             return self._fallback_acquire()
-        state, gen, _, until, _, _, _, admitted, _ = reply
+        state, gen, _, until, _, _, _, admitted, _, late = reply
+        if late:  # Redis ran it too late to admit anyone: answer from what it said
+            cached = self._cached(self._now(), True)
+            return cached if cached is not None else CircuitRejection(state, None)
         if admitted:
             if state is CLOSED:
                 return self._permit or CircuitPermit(_Ticket(gen, None))
@@ -1226,6 +1314,10 @@ class RedisCircuitStore:
         return state, None
 
 
+def _monotonic_us() -> float:
+    return time.monotonic() * 1e6
+
+
 # Lease ids are unique across the fleet: a random token per process and a counter
 # shared by every store of the process (next() on a count is atomic). A forked
 # child draws its own token: with its parent's, the children of one fork (a
@@ -1274,7 +1366,7 @@ class _Pause:
         self._read = store.client.register_script(_LUA_PAUSE_READ)
         self._refresh = store.refresh
         self._link = _Link(owner.name, owner.hooks, self._now, store.reconnect)
-        self._fetch = threading.Lock()
+        self._fetch = fork_safe_lock()
         self._until = -math.inf  # on this process's clock
         self._id = ""  # the pause _until belongs to ("" for one kept only here)
         # The last pause seen to end on this process's clock: read again (its key
@@ -1681,7 +1773,7 @@ class RedisRetryBudget:
             math.ceil(seconds * 1000),  # the key's time to live, ms
         )
         self._link = _Link(self._name, self._hooks, self._now, store.reconnect)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._count = itertools.count()
         # The success path: a bound C method, called without a lock.
         self.first = self._count.__next__
@@ -1766,3 +1858,7 @@ for _cls in (
 ):
     _cls.__module__ = __name__
 del _cls
+
+
+# The redis.asyncio twins, in a module of their own; imported last (they use the above).
+from ._redis_async import AsyncRedisStore, AsyncRetryAfterPause  # noqa: E402

@@ -78,9 +78,23 @@ for attempt in retry.attempts():
     with attempt:
         assert_type(attempt.number, int)
 
+
+async def attempts_async() -> None:
+    async for attempt in retry.attempts():
+        async with attempt as entered:
+            assert_type(entered, rs.Attempt)
+
+
 # Wrong arguments are still caught after decoration:
 fetch(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 fetch("x", retries=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+# A policy's required `on` stays required for type checkers (issue #16: at run
+# time, leaving it out gets the same message as on=None):
+rs.Retry()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+rs.CircuitBreaker()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+rs.Fallback(to=0)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+rs.Hedge(delay=1.0)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
 timeout = rs.Timeout(5.0)
 breaker = rs.CircuitBreaker(on=rs.transient, name="typing")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import random
 import re
-import threading
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Final, Literal, TypeAlias, final
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 import attrs
 
 import resilience as rs
+from resilience.engine import fork_safe_lock
 
 from ._classify import classifier, for_clients, translate_exception
 from ._endpoints import ENDPOINTS, Endpoint, EndpointMap, family_of
@@ -159,7 +159,7 @@ def breaker(name: str = "saas-litellm", **overrides: Any) -> rs.CircuitBreaker:
 
 
 _REGISTRY: dict[tuple[str, str, str | None, object], rs.CircuitBreaker] = {}
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = fork_safe_lock()
 _MAX_MODELS: Final = 256  # model aliases with a breaker of their own, per server and clock
 
 _ORIGINS: dict[str, str] = {}

@@ -1,0 +1,523 @@
+"""
+The shared Retry-After pause over ``redis.asyncio``: no round trip holds the event loop.
+
+`AsyncRedisStore` is `resilience.integrations.redis.RedisStore`'s twin for a
+``redis.asyncio`` client, and `AsyncRetryAfterPause` the `RetryAfterPause` that
+uses it, for coroutine functions, async generator functions and ``async
+with``. Both pauses share one key, one Lua script and one reply format (those
+of ``redis.py``), so sync and async processes (or parts of one process) with
+the same prefix and name pause each other.
+
+The gate's decisions stay sync and I/O-free (the engine's contract): they
+read the local cache. The round trips happen around them, awaited in the
+call's own task: before the call, a read when the cache is stale; after it,
+the write of a pause the call started. Same guarantees, fallbacks and events
+as the sync pause; a process sees another's pause at most *refresh* seconds
+late, as with the sync store.
+
+redis-py's asyncio client runs under asyncio only (anyio's asyncio backend
+included): under trio a round trip raises a `RuntimeError` that says so.
+Imported by ``resilience.integrations.redis``; needs the ``redis`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Final, NoReturn, final
+
+import attrs
+import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+
+from resilience import Clock, Description, ErrorClassifier, Hook, Shape
+from resilience.deadline import remaining
+from resilience.engine import (
+    NO_RESULT,
+    SYSTEM_CLOCK,
+    FastPath,
+    GatePolicy,
+    Wait,
+    astep,
+    bind_gate,
+    check_clock,
+    describe_seconds,
+    emit,
+    fork_safe_lock,
+    pipeline_field,
+    refuse,
+    rule_lines,
+    target_name,
+    testing_enabled,
+    to_classifier,
+    to_hooks,
+    to_seconds,
+)
+
+from .redis import (
+    _LUA_PAUSE,
+    _LUA_PAUSE_READ,
+    _REDIS_ERRORS,
+    CallDelayed,
+    PausedError,
+    PauseStarted,
+    _check_pause_name,
+    _check_prefix,
+    _client_repr,
+    _Link,
+    _text,
+    _to_max_pause,
+    _to_max_wait,
+    _to_reconnect,
+    _to_refresh,
+)
+
+__all__ = ["AsyncRedisStore", "AsyncRetryAfterPause"]
+
+Runner = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _check_async_client(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not callable(getattr(value, "register_script", None)) or not (
+        inspect.iscoroutinefunction(getattr(value, "execute_command", None))
+    ):
+        raise TypeError(
+            "client must be a redis.asyncio.Redis client (for a synchronous redis.Redis, "
+            f"use RedisStore), got {type(value).__module__}.{type(value).__name__}"
+        )
+
+
+@final
+@attrs.frozen(kw_only=True)
+class AsyncRedisStore:
+    """
+    Where a fleet keeps its shared pauses, for async code: a ``redis.asyncio`` client and its rules.
+
+    Pass it as an `AsyncRetryAfterPause`'s ``store=``. It is `RedisStore`'s
+    twin: the same keys (``{prefix}:pause:{<name>}``), scripts and options,
+    so a sync `RetryAfterPause` and an async one with the same *prefix* and
+    *name* share one pause. Every round trip is awaited in the calling task:
+    the event loop keeps running while Redis answers (or does not).
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client (positional). Required.
+        prefix: The namespace of every key. Default: ``"resilience"``.
+        refresh: Seconds a process may act on the pause it last read before
+            reading it again. ``0`` reads Redis on every call. Default: 0.25.
+        reconnect: Seconds between attempts to reach Redis again while it is
+            unreachable. Default: 1.0.
+
+    Raises:
+        TypeError: If *client* is not a ``redis.asyncio`` client, or an
+            argument has the wrong type.
+        ValueError: On an out-of-range value.
+
+    .. versionadded:: 0.1.0
+    """
+
+    client: redis.asyncio.Redis = attrs.field(
+        kw_only=False, validator=_check_async_client, repr=_client_repr
+    )
+    prefix: str = attrs.field(default="resilience", validator=_check_prefix)
+    refresh: float = attrs.field(default=0.25, converter=_to_refresh)
+    reconnect: float = attrs.field(default=1.0, converter=_to_reconnect)
+
+    @classmethod
+    def from_url(cls, url: str, /, *, timeout: float = 0.25, **options: Any) -> AsyncRedisStore:
+        """
+        Make a store with a ``redis.asyncio`` client for *url*: short timeouts, no retries.
+
+        Args:
+            url: A Redis URL (``redis://host:6379/0``, ``rediss://...``, ``unix://...``).
+            timeout: Seconds: the client's socket and connect timeouts. Default: 0.25.
+            options: `AsyncRedisStore` options (*prefix*, *refresh*, *reconnect*).
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a Redis URL (a str), got {type(url).__name__}")
+        seconds = to_seconds("timeout", timeout)
+        client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
+        )
+        return cls(client, **options)
+
+    def pause_key(self, name: str) -> str:
+        """Return the key that exists while the pause *name* lasts (as `RedisStore`'s)."""
+        return f"{self.prefix}:pause:{{{name}}}"
+
+
+def _asyncio_only() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "AsyncRetryAfterPause talks to Redis with redis.asyncio, which runs under asyncio "
+            "only (anyio on its asyncio backend included), not under trio"
+        ) from None
+
+
+@final
+class _AsyncPause:
+    """One shared pause in this process: the end last read, when to read again, what to write."""
+
+    __slots__ = (
+        "_fetch",
+        "_id",
+        "_key",
+        "_link",
+        "_now",
+        "_pause",
+        "_pending",
+        "_read",
+        "_refresh",
+        "_stale_at",
+        "_until",
+        "_waited",
+    )
+
+    def __init__(self, owner: AsyncRetryAfterPause) -> None:
+        store = owner.store
+        self._now = owner.clock.now
+        self._key = (store.pause_key(owner.name),)
+        self._pause = store.client.register_script(_LUA_PAUSE)
+        self._read = store.client.register_script(_LUA_PAUSE_READ)
+        self._refresh = store.refresh
+        self._link = _Link(owner.name, owner.hooks, self._now, store.reconnect)
+        self._fetch = fork_safe_lock()  # one read in flight per process
+        self._until = -math.inf  # on this process's clock
+        self._id = ""
+        self._waited = ""  # as _Pause's: a pause seen to end here is over
+        self._stale_at = -math.inf
+        self._pending = 0.0  # seconds of a pause started here, not yet written
+
+    def left(self, now: float) -> float:
+        """Seconds until the pause ends, from the cache (<= 0: not paused)."""
+        if now >= self._until and self._id:
+            self._waited = self._id
+        return self._until - now
+
+    async def prepare(self) -> None:
+        """Before a call: write a pause not yet written; read Redis if the cache is stale."""
+        if self._pending:
+            await self.settle()
+        now = self._now()
+        if now < self._stale_at or self._link.skip(now) or not self._fetch.acquire(blocking=False):
+            return
+        try:
+            self.left(now)
+            epoch = self._link.epoch
+            _asyncio_only()
+            try:
+                ms, pause = _parse(await self._read(keys=self._key))
+            except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
+                self._link.lost(exc, "local")
+                return
+            self._link.answered(epoch)
+            now = self._now()
+            if ms > 0 and pause != self._waited:
+                self._until, self._id = now + ms / 1000, pause
+            else:
+                self._until, self._id = -math.inf, ""
+            self._stale_at = now + self._refresh
+        finally:
+            self._fetch.release()
+
+    def start(self, seconds: float) -> None:
+        """Pause this process at once for *seconds*; `settle` writes it to Redis."""
+        now = self._now()
+        if now + seconds > self._until:
+            self._until, self._id = now + seconds, ""
+        self._pending = max(self._pending, seconds)
+
+    async def settle(self) -> None:
+        """After a call: write the pause it started, if any (the pause only grows)."""
+        seconds = self._pending
+        if not seconds:
+            return
+        self._pending = 0.0
+        if self._link.skip(self._now()):
+            return
+        epoch = self._link.epoch
+        _asyncio_only()
+        try:
+            ms, pause = _parse(await self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
+        except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
+            self._link.lost(exc, "local")
+            return
+        self._link.answered(epoch)
+        now = self._now()
+        self._until, self._id = now + ms / 1000, pause
+        self._stale_at = now + self._refresh
+
+
+def _parse(reply: Any) -> tuple[int, str]:
+    return int(reply[0]), _text(reply[1] or "")
+
+
+def _check_async_store(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, AsyncRedisStore):
+        raise TypeError(
+            "store must be an AsyncRedisStore (for a RedisStore, use RetryAfterPause), "
+            f"got {type(value).__name__}: {value!r}"
+        )
+
+
+@final
+@attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
+class AsyncRetryAfterPause(GatePolicy):
+    """
+    `RetryAfterPause` for async code: the shared ``Retry-After`` pause over ``redis.asyncio``.
+
+    The same policy as `RetryAfterPause` (see it for the semantics: which
+    failures start a pause, *max_wait*, the deadline, `PausedError`, the
+    events), for coroutine functions, async generator functions and
+    ``async with`` blocks; each round trip to Redis is awaited, so the event
+    loop runs other tasks meanwhile. Decorating a sync function is a
+    `TypeError`: use `RetryAfterPause` with a `RedisStore` there (both share
+    a pause of the same name and prefix).
+
+    While Redis is unreachable the pause is this process's own,
+    `StoreUnavailable` is emitted, and Redis is tried again every
+    ``store.reconnect`` seconds.
+
+    Args:
+        on: Which failures start a pause (a retried verdict with a
+            ``retry_after``). Required.
+        name: The pause's shared identity. Required.
+        store: The `AsyncRedisStore` holding it. Required.
+        max_wait: Seconds a caller may wait; longer pauses reject the call.
+            Default: 60.0. `None`: no limit but the deadline.
+        max_pause: Seconds; the longest pause one response can start. Default: 300.0.
+        hooks: Callables receiving this policy's events, before the global hooks.
+        clock: Where time comes from (the local wait). Default: the system clock.
+
+    .. versionadded:: 0.1.0
+    """
+
+    on: ErrorClassifier = attrs.field(converter=to_classifier)
+    name: str = attrs.field(validator=_check_pause_name)
+    store: AsyncRedisStore = attrs.field(validator=_check_async_store, repr=False)
+    max_wait: float | None = attrs.field(default=60.0, converter=_to_max_wait)
+    max_pause: float = attrs.field(default=300.0, converter=_to_max_pause)
+    hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
+    clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
+    _state: _AsyncPause = attrs.field(init=False, repr=False)
+    _pipeline: Any = pipeline_field()
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_state", _AsyncPause(self))
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncRetryAfterPause(on={self.on!r}, name={self.name!r}, max_wait={self.max_wait!r})"
+        )
+
+    def describe(self) -> Description:
+        """Return what this pause does, for `resilience.Pipeline.explain` (no round trip)."""
+        wait = self.max_wait
+        left = self.remaining
+        details = [
+            "starts a pause, for every process, on a failure it retries that carries "
+            "Retry-After (first matching rule decides):",
+            *rule_lines(self.on, "retry"),
+            f"one pause lasts at most {describe_seconds(self.max_pause)}; "
+            f"key {self.store.pause_key(self.name)!r} (redis.asyncio)",
+            (
+                "a call waits for the pause, however long (only a deadline cuts it short)"
+                if wait is None
+                else f"a call waits at most {describe_seconds(wait)}; a longer pause rejects it "
+                "at once with PausedError"
+            ),
+            "never waits past a deadline: rejects at once instead",
+            f"paused now: {'for ' + describe_seconds(left) if left > 0 else 'no'}",
+        ]
+        return Description(
+            title=(
+                f"AsyncRetryAfterPause {self.name!r}: callers wait out a Retry-After shared "
+                "via Redis"
+            ),
+            details=details,
+            sleeps=0.0,
+            sleeps_retry_after=wait,
+        )
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the shared pause ends, as this process last read it; 0.0 if not paused."""
+        return max(self._state.left(self.clock.now()), 0.0)
+
+    def start(self, seconds: float) -> None:
+        """
+        Start (or extend) the pause by hand, here at once and in Redis at the next call.
+
+        Raises:
+            ValueError: If *seconds* is not a finite number > 0.
+        """
+        seconds = to_seconds("seconds", seconds)
+        self._started(min(seconds, self.max_pause), None)
+
+    async def flush(self) -> None:
+        """Write to Redis a pause started here and not yet written (the calls do it themselves)."""
+        await self._state.settle()
+
+    # --- binding: the round trips around the engine's sync, I/O-free gate -------------
+
+    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+        """
+        Return a runner for a coroutine or async generator function (see `resilience.Policy`).
+
+        Raises:
+            TypeError: If *shape* is sync: use `RetryAfterPause` with a `RedisStore`.
+        """
+        if shape is Shape.SYNC or shape is Shape.GEN:
+            raise TypeError(
+                "AsyncRetryAfterPause talks to Redis with redis.asyncio: it protects coroutine "
+                f"and async generator functions, got a {shape.value}; use RetryAfterPause with "
+                "a RedisStore for sync code (they share a pause of the same name)"
+            )
+        runner = bind_gate(self, inner, shape)
+        prepare, settle = self._state.prepare, self._state.settle
+        if shape is Shape.ASYNC:
+
+            async def run(
+                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> Any:
+                await prepare()
+                try:
+                    return await runner(fn, args, kwargs)
+                finally:
+                    await settle()
+
+            return run
+
+        async def stream(
+            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> AsyncGenerator[Any, Any]:
+            await prepare()
+            it = runner(fn, args, kwargs)
+            try:
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    try:
+                        item = await astep(it, sent, thrown)
+                    except StopAsyncIteration:
+                        return
+                    sent = thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the consumer: forward it
+                        thrown = exc
+            finally:
+                await it.aclose()
+                await settle()
+
+        return stream
+
+    async def __aenter__(self) -> AsyncRetryAfterPause:
+        """Read a stale pause, then admit the block (waiting out the pause)."""
+        await self._state.prepare()
+        return await super().__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Report the block's outcome, then write the pause it started, if any."""
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            await self._state.settle()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "AsyncRetryAfterPause is entered with `async with`; "
+            "for `with`, use RetryAfterPause with a RedisStore"
+        )
+
+    # --- the gate: sync and I/O-free, from the cache that `bind` keeps fresh ----------
+
+    def _started(self, seconds: float, fn: object) -> None:
+        self._state.start(seconds)
+        emit(
+            self.hooks,
+            PauseStarted,
+            name=self.name,
+            target=None if fn is None else target_name(fn),
+            retry_after=seconds,
+        )
+
+    def _failed(self, outcome: object, fn: object) -> None:
+        verdict = self.on.classify(outcome)
+        after = verdict.retry_after
+        if verdict.retry and after is not None and after > 0:
+            self._started(min(after, self.max_pause), fn)
+
+    def _refuse(self, left: float, fn: object) -> NoReturn:
+        error = PausedError(self.name, left)
+        refuse(self.hooks, error, name=self.name, target=fn, reason="paused", retry_after=left)
+
+    @property
+    def results(self) -> bool:
+        """Whether returned results are classified too (a 429 response that did not raise)."""
+        return self.on.handles_results
+
+    @property
+    def fast(self) -> FastPath:
+        """Every call asks `admit`; a success changes nothing."""
+        return _FAST
+
+    def admit(self, target: object, /) -> object:
+        """
+        Admit the call at once, or after the pause it sees (a `resilience.engine.Wait`).
+
+        Raises:
+            PausedError: If the pause lasts longer than *max_wait*, or past the deadline.
+        """
+        left = self._state.left(self.clock.now())
+        if left <= 0:
+            return _PASSED
+        limit = self.max_wait
+        deadline = remaining()
+        if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
+            self._refuse(left, target)
+        emit(
+            self.hooks,
+            CallDelayed,
+            name=self.name,
+            target=None if target is None else target_name(target),
+            delay=0.0 if testing_enabled() else left,
+        )
+        return Wait(left, _PASSED)
+
+    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
+        """The deadline comes before the pause ends: refuse with `PausedError`."""
+        self._refuse(wait.seconds or 0.0, target)
+
+    def on_success(
+        self, permit: object, result: object, duration: object, target: object, /
+    ) -> None:
+        """A result the classifier retries with a Retry-After (a 429 response) starts a pause."""
+        if result is not NO_RESULT:
+            self._failed(result, target)
+
+    def on_failure(
+        self, permit: object, error: Exception, duration: object, target: object, /
+    ) -> None:
+        """A failure the classifier retries with a Retry-After starts a pause."""
+        self._failed(error, target)
+
+
+@final
+class _Fast:
+    __slots__ = ()
+    ready: Final = None
+    settled: Final = True
+
+
+_FAST: Final = _Fast()
+_PASSED: Final = True
