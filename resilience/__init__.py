@@ -8,14 +8,14 @@ and (async) generators, at a cost close to a bare function call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import backoff as backoff
 from . import deadline as deadline
-from . import limits as limits
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._budget import Budget as Budget
 from ._budget import RetryBudget as RetryBudget
 from ._budget import TokenBudget as TokenBudget
-from ._bulkhead import Bulkhead as Bulkhead
 from ._circuit import CircuitPermit as CircuitPermit
 from ._circuit import CircuitRejection as CircuitRejection
 from ._circuit import CircuitState as CircuitState
@@ -54,14 +54,6 @@ from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
 from ._explain import Description as Description
-from ._fallback import Fallback as Fallback
-from ._hedge import Hedge as Hedge
-from ._hedge import HedgeDelay as HedgeDelay
-from ._hedge import PercentileDelay as PercentileDelay
-from ._metrics import LatencySummary as LatencySummary
-from ._metrics import MetricsCollector as MetricsCollector
-from ._metrics import MetricsSnapshot as MetricsSnapshot
-from ._metrics import PolicyMetrics as PolicyMetrics
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import Policy as Policy
 from ._pipeline import Runner as Runner
@@ -71,6 +63,52 @@ from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry
 from ._timeout import Timeout as Timeout
+
+if TYPE_CHECKING:
+    from . import limits as limits
+    from ._bulkhead import Bulkhead as Bulkhead
+    from ._fallback import Fallback as Fallback
+    from ._hedge import Hedge as Hedge
+    from ._hedge import HedgeDelay as HedgeDelay
+    from ._hedge import PercentileDelay as PercentileDelay
+    from ._metrics import LatencySummary as LatencySummary
+    from ._metrics import MetricsCollector as MetricsCollector
+    from ._metrics import MetricsSnapshot as MetricsSnapshot
+    from ._metrics import PolicyMetrics as PolicyMetrics
+
+# Imported on first use (module __getattr__): what the success path of Retry,
+# CircuitBreaker and Timeout does not need, so that `import resilience` stays cheap.
+_LAZY: dict[str, str] = {
+    "Bulkhead": "._bulkhead",
+    "Fallback": "._fallback",
+    "Hedge": "._hedge",
+    "HedgeDelay": "._hedge",
+    "PercentileDelay": "._hedge",
+    "LatencySummary": "._metrics",
+    "MetricsCollector": "._metrics",
+    "MetricsSnapshot": "._metrics",
+    "PolicyMetrics": "._metrics",
+    "limits": "",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'resilience' has no attribute {name!r}")
+    import importlib
+
+    if not module:  # a submodule
+        value: Any = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0.dev0"
 
@@ -149,7 +187,6 @@ for _name in (
     "Attempt",
     "Attempts",
     "Retry",
-    "HedgeDelay",
     "Budget",
     "RetryBudget",
     "TokenBudget",

@@ -21,11 +21,17 @@ What lives here, once for every policy:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
 from types import ModuleType, TracebackType
-from typing import Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+from ._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = [
     "Wakeup",
@@ -38,7 +44,12 @@ __all__ = [
     "wakeup",
 ]
 
-_running_loop = asyncio.get_running_loop
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    # The first call imports asyncio and binds its C function in this name's place.
+    global _running_loop
+    _running_loop = asyncio.get_running_loop
+    return _running_loop()
 
 
 def _sniff() -> str:

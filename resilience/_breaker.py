@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import datetime
 import random
-from collections.abc import Callable
-from typing import Any, Final, NoReturn, final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, ParamSpec, TypeVar, final
 
 import attrs
 
@@ -38,20 +38,35 @@ from ._circuit import (
 from ._classify import REQUIRED, ErrorClassifier, to_classifier
 from ._clock import SYSTEM_CLOCK, Clock
 from ._events import (
+    CallRejected,
     CircuitClosed,
     CircuitHalfOpened,
     CircuitOpened,
     Hook,
+    _registry,
+    describe_text,
     emit,
+    heard,
 )
 from ._exceptions import CircuitOpenError
 from ._explain import Description, rule_lines, seconds
-from ._gate import NO_RESULT, FastPath, GatePolicy, refuse
-from ._pipeline import pipeline_field, target_name
+from ._gate import NO_RESULT, FastPath, GatePolicy, rejected
+from ._pipeline import (
+    _COROUTINE,
+    _NOT_SYNC,
+    Pipeline,
+    PolicyMixin,
+    Shape,
+    check_sync,
+    target_name,
+)
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 from .backoff import Backoff
 
 __all__ = ["CircuitBreaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _RNG = random.Random()
 
@@ -196,9 +211,12 @@ class CircuitBreaker(GatePolicy):
         default=InMemoryCircuitStore, validator=_check_store, repr=False
     )
     _store: CircuitStore = attrs.field(init=False, repr=False)
-    _timed: bool = attrs.field(init=False, repr=False)
-    _label: str = attrs.field(init=False, repr=False)
-    _pipeline: Any = pipeline_field()
+    # Whether a call may run the breaker's own one-frame path (`call`, `closure`):
+    # the store offers the fast path, no call is timed, no result is judged.
+    _direct: bool = attrs.field(init=False, repr=False)
+    # The one-policy pipeline, made on first use: `call` and a decorated
+    # function need none, and thousands of breakers are cheaper without.
+    _pipe: Pipeline | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.success_threshold > self.half_open_max_calls:
@@ -207,12 +225,20 @@ class CircuitBreaker(GatePolicy):
                 f"({self.half_open_max_calls!r}): a half-open circuit admits no more probes "
                 f"than that, got success_threshold={self.success_threshold!r}"
             )
-        object.__setattr__(self, "_timed", any(isinstance(c, SlowCallRate) for c in self.trip))
-        object.__setattr__(self, "_label", self.name if self.name is not None else "<unnamed>")
         store = self.store(self)
         if not isinstance(store, CircuitStore):
             raise TypeError(f"store must return a CircuitStore, got {type(store).__name__}")
         object.__setattr__(self, "_store", store)
+        direct = self.fast is not None and not self.timed and not self.on.handles_results
+        object.__setattr__(self, "_direct", direct)
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        pipe = self._pipe
+        if pipe is None:  # a race makes two equal pipelines and keeps one: harmless
+            pipe = Pipeline((self,))
+            object.__setattr__(self, "_pipe", pipe)
+        return pipe
 
     def __repr__(self) -> str:
         parts = [f"on={self.on!r}"]
@@ -328,7 +354,7 @@ class CircuitBreaker(GatePolicy):
     @property
     def timed(self) -> bool:
         """Whether calls are timed: only when a `SlowCallRate` needs their durations."""
-        return self._timed
+        return any(isinstance(c, SlowCallRate) for c in self.trip)
 
     @property
     def results(self) -> bool:
@@ -351,8 +377,8 @@ class CircuitBreaker(GatePolicy):
             CircuitOpenError: If the circuit refuses calls now.
         """
         permit = self._store.acquire()
-        if isinstance(permit, CircuitRejection):
-            self._reject(permit, target)
+        if type(permit) is CircuitRejection:
+            raise self._rejection(permit, target)
         if permit.transitions:
             self._announce(permit.transitions, target)
         return permit
@@ -372,7 +398,19 @@ class CircuitBreaker(GatePolicy):
         self, permit: CircuitPermit, error: Exception, duration: float | None, target: object, /
     ) -> None:
         """Record the exception *error*: a failure if the classifier trips on it, else nothing."""
-        self._judge(permit, error, duration, target, None)
+        store = self._store
+        try:
+            verdict = self.on.classify(error)
+        except BaseException:
+            store.on_ignored(permit)
+            raise
+        if verdict.trip:
+            transitions = store.on_failure(permit, duration)
+            if transitions:
+                _note_opening(store, transitions, error, verdict)
+                self._announce(transitions, target)
+        else:
+            store.on_ignored(permit)
 
     def _judge(
         self,
@@ -391,6 +429,8 @@ class CircuitBreaker(GatePolicy):
             raise
         if verdict.trip:
             transitions = store.on_failure(permit, duration)
+            if transitions:
+                _note_opening(store, transitions, outcome, verdict)
         elif otherwise is not None:
             transitions = otherwise(permit, duration)
         else:
@@ -424,16 +464,147 @@ class CircuitBreaker(GatePolicy):
                     retry_after=transition.retry_after,
                 )
 
-    def _reject(self, rejection: CircuitRejection, fn: object) -> NoReturn:
+    def _rejection(self, rejection: CircuitRejection, fn: object) -> CircuitOpenError:
+        """The `CircuitOpenError` for *rejection*, announced (`CallRejected`) if anyone listens."""
         retry_after = rejection.retry_after
-        refuse(
-            self.hooks,
-            CircuitOpenError(self._label, retry_after),
-            name=self.name,
-            target=fn,
-            reason=_REJECTION_REASONS[rejection.state],
-            retry_after=retry_after,
-        )
+        cause = rejection.cause
+        name = self.name
+        label = "<unnamed>" if name is None else name
+        if cause is None:
+            error = CircuitOpenError(label, retry_after)
+        else:
+            error = CircuitOpenError(label, retry_after, cause[0], cause[1])
+        hooks = self.hooks
+        # `listening`, inlined for the common case: only the log hook, and nobody hears it.
+        if hooks or not _registry.logs_only or heard(CallRejected.level):
+            rejected(
+                self.hooks,
+                error,
+                name=name,
+                target=fn,
+                reason=_REJECTION_REASONS[rejection.state],
+                retry_after=retry_after,
+            )
+        return error
+
+    # --- the breaker's own one-frame path: no runner, no pipeline --------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` once through the breaker (sync functions)."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_flags & _NOT_SYNC:  # no code of its own, or not sync
+            check_sync(self, fn)
+        if not self._direct:
+            return PolicyMixin.call(self, fn, *args, **kwargs)
+        store: Any = self._store
+        permit = store.ready
+        if permit is None:
+            permit = self.admit(fn)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self.on_failure(permit, exc, None, fn)
+            raise
+        except BaseException:
+            store.on_ignored(permit)
+            raise
+        if permit is not store.settled:
+            self.on_success(permit, result, None, fn)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``await fn(*args, **kwargs)`` once through the breaker (coroutine functions)."""
+        code = getattr(fn, "__code__", None)
+        if not self._direct or code is None or not code.co_flags & _COROUTINE:
+            # The general path, which also refuses what returns no awaitable.
+            return await PolicyMixin.acall(self, fn, *args, **kwargs)
+        store: Any = self._store
+        permit = store.ready
+        if permit is None:
+            permit = self.admit(fn)
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            self.on_failure(permit, exc, None, fn)
+            raise
+        except BaseException:
+            store.on_ignored(permit)
+            raise
+        if permit is not store.settled:
+            self.on_success(permit, result, None, fn)
+        return result
+
+    def closure(self, fn: Callable[..., Any], shape: Shape) -> Callable[..., Any] | None:
+        """
+        Wrap *fn* in one frame when the breaker decorates it alone (see `resilience.Policy`).
+
+        For functions and coroutine functions, while the store offers the fast
+        path and nothing needs timing or results; else `None` (the runner).
+        """
+        if not self._direct or shape is Shape.GEN or shape is Shape.AGEN:
+            return None
+        store: Any = self._store
+        breaker = self
+        if shape is Shape.SYNC:
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                permit = store.ready
+                if permit is None:  # `admit`, inlined: a rejection is the outage's hot path
+                    permit = store.acquire()
+                    if type(permit) is CircuitRejection:
+                        raise breaker._rejection(permit, fn)
+                    if permit.transitions:
+                        breaker._announce(permit.transitions, fn)
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:
+                    breaker.on_failure(permit, exc, None, fn)
+                    raise
+                except BaseException:
+                    store.on_ignored(permit)
+                    raise
+                if permit is not store.settled:
+                    breaker.on_success(permit, result, None, fn)
+                return result
+
+            return wrapper
+
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            permit = store.ready
+            if permit is None:
+                permit = breaker.admit(fn)
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                breaker.on_failure(permit, exc, None, fn)
+                raise
+            except BaseException:
+                store.on_ignored(permit)
+                raise
+            if permit is not store.settled:
+                breaker.on_success(permit, result, None, fn)
+            return result
+
+        return awrapper
+
+
+def _note_opening(
+    store: CircuitStore,
+    transitions: tuple[CircuitTransition, ...],
+    outcome: object,
+    verdict: Any,
+) -> None:
+    """Tell the store what opened the circuit, if it opened and the store keeps it."""
+    if not any(t.state is CircuitState.OPEN for t in transitions):
+        return
+    note = getattr(store, "note_opening", None)
+    if note is None:
+        return
+    if isinstance(outcome, BaseException):
+        note((type(outcome).__name__, describe_text(outcome)))
+    else:  # a refused result (a 503 response): its type and its status
+        status = verdict.status
+        note((type(outcome).__name__, "" if status is None else f"status {status}"))
 
 
 CircuitBreaker.__module__ = "resilience"

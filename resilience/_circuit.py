@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
@@ -284,7 +285,7 @@ class CircuitPermit:
 
     Attributes:
         token: The store's own data about the permit (the in-memory store keeps
-            the half-open period a probe belongs to); the breaker never reads it.
+            a probe's lease); the breaker never reads it.
         transitions: State changes that admitting the call made (an open
             circuit becoming half-open), for the breaker to announce.
     """
@@ -311,13 +312,22 @@ class CircuitRejection:
             with every probe place taken.
         retry_after: Seconds until the circuit admits a probe, or `None` when
             unknown (isolated, or half-open waiting on its probes).
+        cause: What opened the circuit, when the store knows: the failure's
+            type name and its message, as text (never the exception itself,
+            whose traceback would keep frames alive); else `None`.
     """
 
-    __slots__ = ("retry_after", "state")
+    __slots__ = ("cause", "retry_after", "state")
 
-    def __init__(self, state: CircuitState, retry_after: float | None) -> None:
+    def __init__(
+        self,
+        state: CircuitState,
+        retry_after: float | None,
+        cause: tuple[str, str] | None = None,
+    ) -> None:
         self.state = state
         self.retry_after = retry_after
+        self.cause = cause
 
     def __repr__(self) -> str:
         return f"<CircuitRejection state={self.state.name} retry_after={self.retry_after!r}>"
@@ -481,6 +491,9 @@ class TripWindow:
 
     __slots__ = ("hits", "minimum", "rate", "reason", "slower_than", "total")
 
+    timed: bool = False
+    """Whether `record` needs the time (a window of the last N seconds)."""
+
     def __init__(self, condition: FailureRate | SlowCallRate) -> None:
         self.rate = condition.rate
         self.minimum = condition.minimum_calls
@@ -543,6 +556,8 @@ class _TimeWindow(TripWindow):
 
     __slots__ = ("_head", "_hits", "_totals", "_width")
 
+    timed = True
+
     def __init__(self, condition: FailureRate | SlowCallRate, seconds: float) -> None:
         super().__init__(condition)
         self._width = seconds / _BUCKETS
@@ -591,17 +606,71 @@ def trip_window(condition: FailureRate | SlowCallRate) -> TripWindow:
 
 # --- the in-memory store ---------------------------------------------------------------
 
+_MAKING_LOCKS: Final = fork_safe_lock()
+"""Guards the lazy creation of each store's own lock (held for an instant, once per store)."""
+
+_FIRST: Final = CircuitPermit()
+"""The permit of every in-memory circuit's first closed period: a period is told
+apart from the others of its own store only, so stores may share it."""
+
+
+_LEASE: Final = 60.0
+"""The default probe_lease, in seconds: the Redis store's."""
+
+
+def _to_probe_lease(value: object) -> float:
+    return to_seconds("probe_lease", value, expected=_A_DURATION, shown="seconds")
+
+
+@final
+class _Lease:
+    """A half-open probe's place, held until *expires* (the store's clock) or its outcome."""
+
+    __slots__ = ("expires",)
+
+    def __init__(self, expires: float) -> None:
+        self.expires = expires
+
+    def __repr__(self) -> str:
+        return f"<lease until {self.expires!r}>"
+
+
+@final
+class _Period:
+    """What an in-memory circuit keeps once it has opened: made at its first opening."""
+
+    __slots__ = ("cause", "delay", "lease", "leases", "opens", "probes", "successes", "until")
+
+    def __init__(self, lease: float) -> None:
+        self.lease = lease  # seconds a probe holds its place (the store's probe_lease)
+        self.until = 0.0  # when the open period ends (OPEN)
+        self.opens = 0  # openings since the circuit last closed
+        self.delay = 0.0  # the last open period, in seconds
+        self.probes = 0  # probe places left in this half-open period
+        self.successes = 0  # probe successes in this half-open period
+        self.leases: list[_Lease] = []  # the probes running in this half-open period
+        self.cause: tuple[str, str] | None = None  # (type, message) of what opened it
+
 
 @final
 class InMemoryCircuitStore:
     """
     The default `CircuitStore`: the state of one circuit in this process, behind one lock.
 
-    The lock is held for decisions only. While the circuit is closed,
-    `acquire` reads one attribute without the lock, and so does `on_success`
-    when only consecutive failures are counted and none is pending; every other
-    step takes the lock for a few attribute updates. It offers the fast path
-    (see `CircuitStore`).
+    The lock is held for decisions only, and made on first need. While the
+    circuit is closed, `acquire` reads one attribute without the lock, and so
+    does `on_success` when only consecutive failures are counted and none is
+    pending; an open circuit rejects without the lock too; every other step
+    takes the lock for a few attribute updates. It offers the fast path (see
+    `CircuitStore`). A closed circuit that has never failed costs about 100
+    bytes besides its breaker; what an open circuit needs is made when it
+    first opens.
+
+    Half-open probes are **leased**, with the same meaning as
+    `resilience.integrations.redis.RedisStore`'s ``probe_lease``: a probe that
+    has not returned after *probe_lease* seconds gives its place to a new
+    probe, and its own outcome, if it ever comes, is then ignored. A probe
+    that hangs can so never hold the circuit half-open for good.
 
     Attributes:
         ready: The permit of the current closed period; `None` while not closed.
@@ -610,69 +679,67 @@ class InMemoryCircuitStore:
 
     Args:
         breaker: The breaker whose circuit this is; its attributes are the configuration.
+        probe_lease: Seconds (or a `datetime.timedelta`) a half-open probe holds
+            its place. Make it longer than the protected call can take (a
+            `Timeout` inside the breaker bounds it). Default: 60.0. Pass it
+            with a factory: ``store=functools.partial(rs.InMemoryCircuitStore,
+            probe_lease=30.0)``.
+
+    Raises:
+        TypeError, ValueError: On a *probe_lease* that is not a number of
+            seconds > 0.
 
     .. versionadded:: 0.1.0
     """
 
     __slots__ = (
         "__weakref__",
-        "_delay",
+        "_breaker",
         "_failures",
         "_lock",
-        "_max_probes",
         "_now",
-        "_opens",
-        "_phase",
-        "_plain",
-        "_probes",
-        "_reset_timeout",
-        "_rng",
-        "_slow_probe",
+        "_period",
         "_state",
-        "_success_threshold",
-        "_successes",
         "_threshold",
-        "_timed_windows",
-        "_until",
         "_windows",
         "ready",
         "settled",
     )
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._lock = fork_safe_lock()
+    def __init__(self, breaker: CircuitBreaker, *, probe_lease: float = 60.0) -> None:
+        # The configuration is read from the breaker when needed, not copied:
+        # thousands of breakers (per tenant, per model) cost little each.
+        self._breaker = breaker
         self._now = breaker.clock.now
-        self._rng = breaker.rng
-        self._reset_timeout = breaker.reset_timeout
-        self._threshold: int | None = breaker.failure_threshold
-        self._max_probes: int = breaker.half_open_max_calls
-        self._success_threshold: int = breaker.success_threshold
-        conditions = breaker.trip
-        self._windows = tuple(trip_window(c) for c in conditions)
-        self._timed_windows = any(c.seconds is not None for c in conditions)
-        # Only consecutive failures are counted: then a success with none
-        # pending changes nothing (`settled`).
-        self._plain = not self._windows
-        slow = [c.slower_than for c in conditions if isinstance(c, SlowCallRate)]
-        # A probe slower than the strictest slow-call limit fails the probe.
-        self._slow_probe: float | None = min(slow) if slow else None
+        # Read on every counted failure (copied: one hop less than the breaker).
+        self._threshold = breaker.failure_threshold
+        self._lock: threading.Lock | None = None
         self._state = CLOSED
+        self._failures = 0  # consecutive failures while closed
+        # Made at the first opening; now only to keep a probe_lease of one's own.
+        self._period: _Period | None = (
+            None if probe_lease == _LEASE else _Period(_to_probe_lease(probe_lease))
+        )
+        self._windows = tuple(trip_window(c) for c in breaker.trip)
         # The permit of the current closed period (its identity tells periods
         # apart); None whenever the circuit is not closed.
-        self.ready: CircuitPermit | None = CircuitPermit()
+        self.ready: CircuitPermit | None = _FIRST
         # The same permit while a success would change nothing (only consecutive
         # failures counted, none pending), else None: the breaker's fast path.
-        self.settled: CircuitPermit | None = self.ready if self._plain else None
-        self._failures = 0  # consecutive failures while closed
-        self._until = 0.0  # when the open period ends (OPEN)
-        self._opens = 0  # openings since the circuit last closed
-        self._delay = 0.0  # the last open period, in seconds
-        self._phase: object = None  # the token of the current half-open period
-        self._probes = 0  # probe places left in this half-open period
-        self._successes = 0  # probe successes in this half-open period
+        self.settled: CircuitPermit | None = None if self._windows else _FIRST
 
     def __repr__(self) -> str:
         return f"<InMemoryCircuitStore {self._state.name}>"
+
+    def _locked(self) -> threading.Lock:
+        """The store's lock, made on first need (a closed circuit that never failed has none)."""
+        lock = self._lock
+        if lock is None:
+            with _MAKING_LOCKS:
+                lock = self._lock
+                if lock is None:
+                    lock = self._lock = fork_safe_lock()
+        return lock
 
     # --- transitions (called with the lock held) ----------------------------
 
@@ -681,20 +748,29 @@ class InMemoryCircuitStore:
         self._failures = 0
         for window in self._windows:
             window.clear()
-        self._opens = 0
-        self._delay = 0.0
-        self._phase = None
-        self.ready = CircuitPermit()
-        self.settled = self.ready if self._plain else None
+        period = self._period
+        if period is not None:
+            period.opens = 0
+            period.delay = 0.0
+            period.leases = []
+            period.cause = None
+        self.ready = permit = CircuitPermit()
+        self.settled = None if self._windows else permit
         return (CircuitTransition(CLOSED, reason),)
 
-    def _enter_open(self, now: float, reason: str) -> tuple[CircuitTransition, ...]:
-        opens = self._opens + 1
-        reset = self._reset_timeout
+    def _enter_open(
+        self, now: float, reason: str, cause: tuple[str, str] | None = None
+    ) -> tuple[CircuitTransition, ...]:
+        period = self._period
+        if period is None:
+            period = self._period = _Period(_LEASE)
+        opens = period.opens + 1
+        breaker = self._breaker
+        reset = breaker.reset_timeout
         if isinstance(reset, float):
             delay = reset
         else:
-            delay = reset(opens, self._delay, self._rng)
+            delay = reset(opens, period.delay, breaker.rng)
             if not (delay >= 0 and math.isfinite(delay)):
                 raise ValueError(
                     f"reset_timeout {reset!r} returned {delay!r} for opening {opens}; "
@@ -702,12 +778,15 @@ class InMemoryCircuitStore:
                 )
             delay = float(delay)
         self.ready = self.settled = None
-        self._state = OPEN
-        self._opens = opens
-        self._delay = delay
-        self._until = now + delay
-        self._phase = None
+        # The period's fields first, the state last: `acquire` reads the state,
+        # then `until`, without the lock.
+        period.opens = opens
+        period.delay = delay
+        period.until = now + delay
+        period.leases = []
+        period.cause = cause
         self._failures = 0
+        self._state = OPEN
         return (CircuitTransition(OPEN, reason, delay),)
 
     def _tripped(self) -> str | None:
@@ -720,20 +799,37 @@ class InMemoryCircuitStore:
         return None
 
     def _record(self, failed: bool, duration: float | None) -> tuple[CircuitTransition, ...]:
-        now = self._now() if self._timed_windows else 0.0
+        now: float | None = None
         for window in self._windows:
+            if window.timed and now is None:
+                now = self._now()
             limit = window.slower_than
             if limit is None:
-                window.record(now, failed)
+                window.record(now or 0.0, failed)
             else:
-                window.record(now, duration is not None and duration > limit)
+                window.record(now or 0.0, duration is not None and duration > limit)
         reason = self._tripped()
         if reason is None:
             return NO_TRANSITIONS
-        return self._enter_open(self._now() if not self._timed_windows else now, reason)
+        return self._enter_open(self._now() if now is None else now, reason)
 
-    def _is_probe(self, permit: CircuitPermit) -> bool:
-        return self._state is HALF_OPEN and permit.token is self._phase
+    def _probe(self, permit: CircuitPermit) -> _Lease | None:
+        """The lease of *permit* if it is a live probe of this half-open period, else `None`."""
+        lease = permit.token
+        period = self._period
+        if self._state is not HALF_OPEN or period is None or lease not in period.leases:
+            return None
+        assert isinstance(lease, _Lease)
+        period.leases.remove(lease)
+        if lease.expires <= self._now():
+            period.probes += 1  # expired: its place went back; its outcome comes too late
+            return None
+        return lease
+
+    def _slow_probe(self) -> float | None:
+        """The strictest slow-call limit: a probe slower than it fails."""
+        slow = [c.slower_than for c in self._breaker.trip if isinstance(c, SlowCallRate)]
+        return min(slow) if slow else None
 
     # --- the protocol ------------------------------------------------------
 
@@ -742,24 +838,45 @@ class InMemoryCircuitStore:
         permit = self.ready
         if permit is not None:
             return permit
-        with self._lock:
+        period = self._period
+        if self._state is OPEN and period is not None:
+            # Rejected without the lock while the open period lasts: the state
+            # is written last when the circuit opens, so `until` is this
+            # period's or a later one's.
+            left = period.until - self._now()
+            if left > 0:
+                return CircuitRejection(OPEN, left, period.cause)
+        with self._lock or self._locked():
             state = self._state
             transitions = NO_TRANSITIONS
+            period = self._period
             if state is OPEN:
+                assert period is not None
                 now = self._now()
-                if now < self._until:
-                    return CircuitRejection(OPEN, self._until - now)
+                if now < period.until:
+                    return CircuitRejection(OPEN, period.until - now, period.cause)
                 # The open period is over: this call is the first probe.
                 state = self._state = HALF_OPEN
-                self._phase = object()
-                self._probes = self._max_probes
-                self._successes = 0
+                period.leases = []
+                period.probes = self._breaker.half_open_max_calls
+                period.successes = 0
                 transitions = (CircuitTransition(HALF_OPEN, "reset_timeout"),)
+            else:
+                now = self._now() if state is HALF_OPEN else 0.0
             if state is HALF_OPEN:
-                if self._probes > 0:
-                    self._probes -= 1
-                    return CircuitPermit(self._phase, transitions)
-                return CircuitRejection(HALF_OPEN, None)
+                assert period is not None
+                leases = period.leases
+                if period.probes <= 0 and leases and leases[0].expires <= now:
+                    # Probes that outlived their lease give their places back.
+                    alive = [lease for lease in leases if lease.expires > now]
+                    period.probes += len(leases) - len(alive)
+                    period.leases = leases = alive
+                if period.probes > 0:
+                    period.probes -= 1
+                    lease = _Lease(now + period.lease)
+                    leases.append(lease)
+                    return CircuitPermit(lease, transitions)
+                return CircuitRejection(HALF_OPEN, None, period.cause)
             if state is CLOSED:  # closed by another thread since the read above
                 permit = self.ready
                 assert permit is not None
@@ -772,20 +889,22 @@ class InMemoryCircuitStore:
         """Record a success (see `CircuitStore`)."""
         if permit is self.settled:
             return NO_TRANSITIONS  # the hot path: nothing to write
-        with self._lock:
+        with self._lock or self._locked():
             if permit is self.ready:
                 self._failures = 0
-                if self._plain:
+                if not self._windows:
                     self.settled = permit
                     return NO_TRANSITIONS
                 return self._record(False, duration)
-            if not self._is_probe(permit):
+            if self._probe(permit) is None:
                 return NO_TRANSITIONS  # from a period that has ended
-            limit = self._slow_probe
+            period = self._period
+            assert period is not None
+            limit = self._slow_probe()
             if limit is not None and duration is not None and duration > limit:
                 return self._enter_open(self._now(), "half_open_failure")
-            self._successes += 1
-            if self._successes >= self._success_threshold:
+            period.successes += 1
+            if period.successes >= self._breaker.success_threshold:
                 return self._enter_closed("probes_succeeded")
             return NO_TRANSITIONS
 
@@ -793,17 +912,17 @@ class InMemoryCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`)."""
-        with self._lock:
+        with self._lock or self._locked():
             if permit is self.ready:
                 self._failures += 1
                 self.settled = None
-                if self._plain:
+                if not self._windows:
                     threshold = self._threshold
                     if threshold is not None and self._failures >= threshold:
                         return self._enter_open(self._now(), "failures")
                     return NO_TRANSITIONS
                 return self._record(True, duration)
-            if self._is_probe(permit):
+            if self._probe(permit) is not None:
                 return self._enter_open(self._now(), "half_open_failure")
             return NO_TRANSITIONS
 
@@ -811,14 +930,29 @@ class InMemoryCircuitStore:
         """Release a permit without an outcome (see `CircuitStore`)."""
         if permit.token is None:
             return NO_TRANSITIONS  # a closed-state permit holds no place
-        with self._lock:
-            if self._is_probe(permit):
-                self._probes += 1
+        with self._lock or self._locked():
+            if self._probe(permit) is not None:
+                period = self._period
+                assert period is not None
+                period.probes += 1
         return NO_TRANSITIONS
+
+    def note_opening(self, failure: tuple[str, str], /) -> None:
+        """
+        Keep what opened the circuit, for its `CircuitRejection`: the failure's
+        type name and message (text only: no exception, no traceback, no frames).
+
+        Called by the breaker after an outcome it counted opened the circuit;
+        ignored unless the circuit is open. Optional in a `CircuitStore`.
+        """
+        with self._lock or self._locked():
+            period = self._period
+            if self._state is OPEN and period is not None:
+                period.cause = failure
 
     def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
         """Move the circuit by hand (see `CircuitStore`)."""
-        with self._lock:
+        with self._lock or self._locked():
             current = self._state
             if state is CLOSED:
                 return NO_TRANSITIONS if current is CLOSED else self._enter_closed("manual")
@@ -831,8 +965,9 @@ class InMemoryCircuitStore:
                     return NO_TRANSITIONS
                 self.ready = self.settled = None
                 self._state = ISOLATED
-                self._phase = None
                 self._failures = 0
+                if self._period is not None:
+                    self._period.leases = []
                 return (CircuitTransition(ISOLATED, "isolated"),)
             raise ValueError(
                 f"state must be CircuitState.CLOSED, OPEN or ISOLATED, got {state!r} "
@@ -841,17 +976,18 @@ class InMemoryCircuitStore:
 
     def reset(self) -> tuple[CircuitTransition, ...]:
         """Return to the initial state (see `CircuitStore`)."""
-        with self._lock:
+        with self._lock or self._locked():
             was_closed = self._state is CLOSED
             transitions = self._enter_closed("reset")
             return NO_TRANSITIONS if was_closed else transitions
 
     def snapshot(self) -> tuple[CircuitState, float | None]:
         """Return the state and the seconds until half-open (see `CircuitStore`)."""
-        with self._lock:
+        with self._lock or self._locked():
             state = self._state
-            if state is OPEN:
-                left = self._until - self._now()
+            period = self._period
+            if state is OPEN and period is not None:
+                left = period.until - self._now()
                 if left <= 0:
                     return HALF_OPEN, None
                 return OPEN, left

@@ -301,6 +301,30 @@ def retry_after_of(obj: object) -> float | None:
         return None
 
 
+# Names an exception must have for `status_of` or `retry_after_of` to find anything.
+_HTTP_NAMES: Final = frozenset({"status_code", "response", "status", "retry_after", "headers"})
+
+# Per exception type: whether its instances carry HTTP details only through
+# their own __dict__ (True: no class in the MRO defines one of _HTTP_NAMES nor a
+# custom __getattr__/__getattribute__). Bounded: a race or a full table only
+# costs a lookup.
+_PLAIN_TYPES_SEEN: dict[type, bool] = {}
+
+
+def _plain_type(cls: type) -> bool:
+    plain = _PLAIN_TYPES_SEEN.get(cls)
+    if plain is None:
+        plain = True
+        for klass in cls.__mro__:
+            names = klass.__dict__
+            custom = "__getattribute__" in names and klass not in (object, BaseException)
+            if custom or "__getattr__" in names or not _HTTP_NAMES.isdisjoint(names):
+                plain = False
+        if len(_PLAIN_TYPES_SEEN) < 1024:
+            _PLAIN_TYPES_SEEN[cls] = plain
+    return plain
+
+
 def _response_text(obj: object) -> str | None:
     # httpx raises ResponseNotRead for an unread stream, requests RuntimeError
     # for a consumed one: either way there is no text to match.
@@ -521,6 +545,15 @@ class Rule:
 # --- classifiers ---------------------------------------------------------------
 
 
+class _TypeVerdicts(dict[type, "Verdict | None"]):
+    """A classifier's cache of verdicts by exception type: a copy or a pickle starts empty."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_TypeVerdicts, ())
+
+
 def _to_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     value: object = rules  # checked at runtime, whatever the annotation says
     if isinstance(value, Rule):
@@ -564,11 +597,21 @@ class ErrorClassifier:
     handles_results: bool = attrs.field(init=False, eq=False)
     # The rules that can match a result (those without exception=), in order.
     _result_rules: tuple[Rule, ...] = attrs.field(init=False, eq=False)
+    # Verdicts by exception type, for exceptions that carry no HTTP details, when
+    # every rule decides by type alone (no message=, no predicate but the
+    # builtin third-party ones; a status= cannot match such an exception).
+    # None when a rule looks at more than the type.
+    _by_type: _TypeVerdicts | None = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         result_rules = tuple(rule for rule in self.rules if rule.exception is None)
         object.__setattr__(self, "_result_rules", result_rules)
         object.__setattr__(self, "handles_results", bool(result_rules))
+        by_type = all(
+            rule.message is None and (rule.when is None or type(rule.when) is _ThirdParty)
+            for rule in self.rules
+        )
+        object.__setattr__(self, "_by_type", _TypeVerdicts() if by_type else None)
 
     def classify(self, outcome: object) -> Verdict:
         """
@@ -594,7 +637,24 @@ class ErrorClassifier:
             Exception: Whatever a rule's ``when`` predicate raises, unchanged.
         """
         if isinstance(outcome, Exception):
-            status = status_of(outcome)
+            global _last
+            last = _last
+            if last is not None and last[0] is outcome and last[1] is self:
+                _last = None  # read once: the slot keeps no exception alive longer
+                return last[2]
+            cls = type(outcome)
+            plain = _PLAIN_TYPES_SEEN.get(cls)
+            if plain is None:
+                plain = _plain_type(cls)
+            # Its own attributes, usually none (or __notes__), may still carry some.
+            own = outcome.__dict__
+            http = not plain or (bool(own) and not _HTTP_NAMES.isdisjoint(own))
+            by_type = self._by_type
+            if by_type is not None and not http:
+                verdict = by_type.get(cls)
+                if verdict is not None:
+                    return verdict
+            status = status_of(outcome) if http else None
             text: str | None = None
             for rule in self.rules:
                 types = rule.exception
@@ -615,10 +675,21 @@ class ErrorClassifier:
                 when = rule.when
                 if when is not None and not when(outcome):
                     continue
-                return _matched(rule._verdict, status, retry_after_of(outcome))
-            return _unmatched(status, retry_after_of(outcome))
+                verdict = rule._verdict
+                if http:
+                    verdict = _matched(verdict, status, retry_after_of(outcome))
+                break
+            else:
+                verdict = _unmatched(status, retry_after_of(outcome)) if http else SUCCESS
+            if by_type is not None and not http and len(by_type) < 256:
+                by_type[cls] = verdict  # decided by the type alone (bounded)
+            _last = (outcome, self, verdict)
+            return verdict
         if isinstance(outcome, BaseException):
             return SUCCESS
+        return self._classify_result(outcome)
+
+    def _classify_result(self, outcome: object) -> Verdict:
         # Exact builtins (None, int, str, dict, ...) carry no HTTP details.
         plain = type(outcome) in _PLAIN_TYPES
         status = None if plain else status_of(outcome)
@@ -680,6 +751,16 @@ _PLAIN_TYPES: Final = frozenset(
         frozenset,
     }
 )
+
+
+_last: tuple[Exception, ErrorClassifier, Verdict] | None = None
+"""
+The last exception classified, by which classifier, and its verdict: a stack of
+Retry and CircuitBreaker sharing one classifier classifies each failure once
+(the inner policy classifies it, the outer one reads the verdict here). Read
+once, then emptied; replaced by every classification, in any thread (a
+replaced entry only means classifying again): it holds at most one exception.
+"""
 
 
 def _matched(verdict: Verdict, status: int | None, retry_after: float | None) -> Verdict:
@@ -800,15 +881,26 @@ for _package, _name, _kind in _THIRD_PARTY_ROWS:
 del _package, _name, _kind
 
 
+_KINDS_SEEN: dict[type, str | None] = {}
+
+
 def _third_party_kind(exc: BaseException) -> str | None:
     """Return the kind of the first class in *exc*'s MRO found in the table, if any."""
-    for cls in type(exc).__mro__:
-        by_package = _THIRD_PARTY.get(cls.__name__)
+    cls = type(exc)
+    try:
+        return _KINDS_SEEN[cls]
+    except KeyError:
+        pass
+    found = None
+    for klass in cls.__mro__:
+        by_package = _THIRD_PARTY.get(klass.__name__)
         if by_package is not None:
-            kind = by_package.get(cls.__module__.partition(".")[0])
-            if kind is not None:
-                return kind
-    return None
+            found = by_package.get(klass.__module__.partition(".")[0])
+            if found is not None:
+                break
+    if len(_KINDS_SEEN) < 1024:  # a cache, bounded: a race only computes twice
+        _KINDS_SEEN[cls] = found
+    return found
 
 
 @final

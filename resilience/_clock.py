@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Final, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
+
+from ._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 from . import _aio
 

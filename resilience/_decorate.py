@@ -77,14 +77,14 @@ def decorate(pipeline: Pipeline, fn: Callable[P, R]) -> Callable[P, R]:
         raise TypeError(f"a policy decorates callables, got {type(fn).__name__}: {fn!r}")
     pipeline, fn = _fused(pipeline, fn)
     shape = shape_of(fn)
-    run = pipeline.runner(shape)
     wrapper: Any
     if isinstance(fn, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
-        wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, run, fn)
+        # A policy's own closure needs no runner: none is bound (nor kept by the pipeline).
+        wrapper = _own_closure(pipeline, fn, shape) or _closure(shape, pipeline.runner(shape), fn)
         functools.update_wrapper(wrapper, fn, assigned=_ASSIGNED)
         setattr(wrapper, _MARK, _Info(pipeline, fn, wrapper))
     else:
-        wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, run))
+        wrapper = wrapt.FunctionWrapper(fn, _adapter(shape, pipeline.runner(shape)))
         setattr(wrapper, _PROXY_MARK, _Info(pipeline, fn, wrapper))
     return wrapper  # type: ignore[no-any-return]
 

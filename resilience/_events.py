@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("resilience")
+# A library's top logger gets a NullHandler: without one, Python's last-resort
+# handler prints our WARNINGs to stderr when the application configured no
+# logging. An application that configures logging (a handler on the root or on
+# this logger) sees every record as before.
+logger.addHandler(logging.NullHandler())
 
 
 class Hook(Protocol):
@@ -59,15 +64,17 @@ class Hook(Protocol):
 # A quoted value: 'x', "x", b'x' (escapes included), on one line.
 _QUOTED: Final = r"""b?(?P<quote>["'])(?:\\.|(?!(?P=quote))[^\\\r\n])*(?P=quote)"""
 
+# Patterns as text: `re` compiles them on the first redaction (and caches
+# them), not at `import resilience`; most processes never redact anything.
 _SECRETS: Final = (
     # API keys of the OpenAI / LiteLLM shape, also glued after "_" ("token_sk-...").
-    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
+    (r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}", "sk-***"),
     # An Authorization or Proxy-Authorization header, any case: its whole value
     # (scheme and credentials), in a repr ('authorization': '...', a list or a
     # tuple of pairs) or in text ("Authorization: Digest a=1, b=2" to the end
     # of the line).
     (
-        re.compile(
+        (
             r"(?i)\b(?P<key>(?:proxy-)?authorization"
             r"(?:[\"']\s*[:=,]\s*|[ \t]*[:=][ \t]*))"
             rf"(?:{_QUOTED}|[\[(][^\])\r\n]*[\])]?|\S[^\r\n]*)"
@@ -76,11 +83,11 @@ _SECRETS: Final = (
     ),
     # A credential after an authorization scheme: "Bearer <token>", "Basic <base64>".
     # (Schemes are case-insensitive, but "basic" and "token" are also words.)
-    (re.compile(r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}"), r"\1\2***"),
+    (r"\b((?i:bearer)|Basic|Token)(\s+)[A-Za-z0-9_\-.=:/+~]{8,}", r"\1\2***"),
     # Secret-like fields, in headers, query strings, JSON or reprs: api_key=..., "password": "...".
     # A quoted value is blanked whole, an unquoted one up to a separator.
     (
-        re.compile(
+        (
             r"(?i)\b(?P<key>(?:(?:x-)?api[_-]?key|access[_-]?token|client[_-]?secret|secret"
             r"|password)[\"']?\s*[:=]\s*)"
             rf"(?:{_QUOTED}|[^\s\"',;&)}}\]]+)"
@@ -102,7 +109,7 @@ def redact(text: str) -> str:
     ``password``-like fields.
     """
     for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+        text = re.sub(pattern, replacement, text)
     return text
 
 
@@ -116,6 +123,11 @@ def _error_text(error: BaseException) -> str:
     except Exception:  # a broken __str__ must not break the hook
         text = ""
     return _shorten(redact(text))
+
+
+def describe_text(error: BaseException) -> str:
+    """The message of *error*, redacted of what looks like a credential, cut to 200 characters."""
+    return _error_text(error)
 
 
 def _describe_error(error: BaseException | None) -> str | None:
@@ -530,6 +542,78 @@ class HedgeStarted(Event):
         return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"
 
 
+# Whether anyone reads a record of the ``resilience`` logger: a cache of the
+# handlers it meets. A record reaches the handlers of this logger and, while
+# ``propagate`` holds, of its parents; with none at all, Python's last-resort
+# handler prints it. Only `logging.NullHandler` instances read nothing. What
+# was found is kept with copies of the handler lists it was found in (this
+# logger's and the root's) and trusted while they compare equal, a few
+# identity checks; levels are asked of logging's own isEnabledFor cache,
+# which logging clears itself. One tuple, replaced whole: (this logger's
+# handlers, the root's, propagate, a handler of any kind found, a handler
+# that is not a NullHandler found).
+_audience: tuple[list[logging.Handler] | None, list[logging.Handler] | None, bool, bool, bool] = (
+    None,
+    None,
+    True,
+    False,
+    False,
+)
+
+
+def _scan() -> tuple[bool, bool]:
+    found = real = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if type(handler) is not logging.NullHandler:
+                real = True
+        if not current.propagate:
+            break
+        current = current.parent
+    return found, real
+
+
+def heard(level: int) -> bool:
+    """
+    Return whether a record at *level* from the ``resilience`` logger reaches a handler
+    that writes somewhere (not a `logging.NullHandler`): what `log_event` would log.
+
+    Cheap: the logger's own level cache, and identity checks of the handler lists.
+    """
+    if logger.disabled:
+        return False
+    try:  # logging's own cache of isEnabledFor, cleared by logging on any level change
+        enabled = logger._cache[level]  # type: ignore[attr-defined]
+    except (KeyError, AttributeError):
+        enabled = logger.isEnabledFor(level)
+    if not enabled:
+        return False
+    global _audience
+    root = logging.root
+    mine, roots, propagate, found, real = _audience
+    if not (
+        logger.handlers == mine
+        and root.handlers == roots
+        and logger.propagate is propagate
+        and logger.parent is root
+    ):
+        found, real = _scan()
+        if logger.parent is root:  # else a hand-made hierarchy: no cache
+            _audience = (
+                list(logger.handlers),
+                list(root.handlers),
+                logger.propagate,
+                found,
+                real,
+            )
+    if real:
+        return True
+    last = logging.lastResort
+    return not found and last is not None and level >= last.level
+
+
 def log_event(event: Event, /) -> None:
     """
     Log *event* to the ``resilience`` logger: the default global hook.
@@ -544,18 +628,27 @@ def log_event(event: Event, /) -> None:
     handler, no level.
     """
     level = type(event).level
-    if logger.isEnabledFor(level):
+    if heard(level):
         logger.log(level, "%s", event.message(), extra=event.fields())
 
 
 class _Registry:
     """Global hooks: a tuple swapped under a lock, read without one."""
 
-    __slots__ = ("hooks", "lock")
+    __slots__ = ("hooks", "lock", "logs_only")
 
     def __init__(self) -> None:
         self.hooks: tuple[Hook, ...] = (log_event,)
         self.lock = fork_safe_lock()
+        # Whether the hooks are `log_event` alone: then an event is built only
+        # if its record would reach a handler (`heard`).
+        self.logs_only = True
+
+    def swap(self, hooks: tuple[Hook, ...]) -> tuple[Hook, ...]:
+        """Install *hooks*; return the previous ones. Called with `lock` held."""
+        old, self.hooks = self.hooks, hooks
+        self.logs_only = len(hooks) == 1 and hooks[0] is log_event
+        return old
 
 
 _registry = _Registry()
@@ -586,8 +679,7 @@ def set_hooks(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
     with _registry.lock:
-        old, _registry.hooks = _registry.hooks, new
-    return old
+        return _registry.swap(new)
 
 
 def add_hook(hook: Hook) -> None:
@@ -595,7 +687,7 @@ def add_hook(hook: Hook) -> None:
     if not callable(hook):
         raise TypeError(f"hook must be a callable taking an event, got {hook!r}")
     with _registry.lock:
-        _registry.hooks = (*_registry.hooks, hook)
+        _registry.swap((*_registry.hooks, hook))
 
 
 def remove_hook(hook: Hook) -> None:
@@ -610,10 +702,26 @@ def remove_hook(hook: Hook) -> None:
         if hook not in hooks:
             raise ValueError(f"hook {hook!r} is not installed")
         hooks.remove(hook)
-        _registry.hooks = tuple(hooks)
+        _registry.swap(tuple(hooks))
 
 
 E = TypeVar("E", bound=Event)
+
+
+def listening(local: tuple[Hook, ...], cls: type[Event], /) -> bool:
+    """
+    Return whether an event of type *cls* would reach anyone: a hook of the policy's
+    own (*local*), a global hook other than `log_event`, or a logging handler.
+
+    `emit` asks it first; a caller whose event fields cost something to compute
+    (a name, a clock read) asks it before computing them.
+    """
+    if local:
+        return True
+    registry = _registry
+    if registry.logs_only:
+        return heard(cls.level)
+    return bool(registry.hooks)
 
 
 def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
@@ -625,9 +733,14 @@ def emit(local: tuple[Hook, ...], cls: type[E], /, **fields: Any) -> None:
     carries the hook's own failure, redacted, with its traceback, but not the
     caller's exception that the hook may have been raised while handling).
     """
+    if not local:
+        registry = _registry
+        if registry.logs_only:
+            if not heard(cls.level):
+                return
+        elif not registry.hooks:
+            return
     glob = _registry.hooks
-    if not local and not glob:
-        return
     event = cls(**fields)
     handling = sys.exception()  # the caller's failure, if emitted while handling one
     for hook in (*local, *glob) if local else glob:

@@ -4,7 +4,8 @@ The exceptions `resilience` raises, a small tree:
 ```text
 ResilienceError                 base of everything below
   RejectedError                 a policy refused to run the call; nothing ran
-    CircuitOpenError            .name, .retry_after (seconds until half-open)
+    CircuitOpenError            .name, .retry_after (seconds until half-open), .failure_type,
+                                .failure_message (what opened it)
     BulkheadFullError           .name, .limit, .waiting: no slot, no place in the queue
   TimeoutExceededError          also a builtin TimeoutError; .timeout
   StreamInterruptedError        .partial: the items delivered before the failure
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 __all__ = [
     "BulkheadFullError",
@@ -65,20 +66,76 @@ class CircuitOpenError(RejectedError):
     """
     The circuit breaker *name* is open and rejected the call without running it.
 
+    Its message says for how long, and what opened the circuit when the
+    breaker's store knows: ``circuit 'api' is open; retry after 42 s; opened by
+    ConnectionError: connection refused``.
+
     Attributes:
         name: The breaker's name.
         retry_after: Seconds until the breaker lets a probe through, or `None`
             when that is unknown (an isolated breaker).
+        failure_type: The type name of the failure that opened the circuit
+            (``"ConnectionError"``; for a refused result, its type), or `None`
+            when not known (opened by hand, or by another process).
+        failure_message: That failure's message, redacted of what looks like a
+            credential and cut to 200 characters (``""`` when it has none), or
+            `None` with *failure_type*. Text only: the exception itself, whose
+            traceback would keep its frames alive, is not kept.
     """
 
-    def __init__(self, name: str, retry_after: float | None) -> None:
-        self.name = name
-        self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {seconds_text(retry_after)} s"
-        super().__init__(f"circuit {name!r} is open{when}")
+    # No __init__: the fields are read from `args`, which the exception keeps
+    # itself, and the message is made when read (`__str__`). A rejection is the
+    # hot path of an outage, and most are never printed. Pickling and copying
+    # keep `args`, and `__dict__` for any attribute set later.
+    args: tuple[Any, ...]
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.retry_after), self.__dict__)
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            name: str,
+            retry_after: float | None,
+            failure_type: str | None = None,
+            failure_message: str | None = None,
+            /,
+        ) -> None: ...
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until the breaker lets a probe through; `None` when unknown."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def failure_type(self) -> str | None:
+        """The type name of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[2] if len(args) > 2 else None
+
+    @property
+    def failure_message(self) -> str | None:
+        """The message of the failure that opened the circuit, or `None`."""
+        args = self.args
+        return args[3] if len(args) > 3 else None
+
+    def __str__(self) -> str:
+        retry_after = self.retry_after
+        text = f"circuit {self.name!r} is open"
+        if retry_after is not None:
+            text += f"; retry after {seconds_text(retry_after)} s"
+        failure_type = self.failure_type
+        if failure_type is not None:
+            text += f"; opened by {failure_type}"
+            if self.failure_message:
+                text += f": {self.failure_message}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"CircuitOpenError({str(self)!r})"
 
 
 @final

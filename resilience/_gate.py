@@ -30,18 +30,34 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final, NoReturn, Protocol, Self, final
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, final
 
 from . import _aio
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
-from ._events import CallRejected, Hook, emit
+from ._events import CallRejected, Hook, emit, listening
 from ._exceptions import RejectedError
 from ._fork import fork_safe_lock
+from ._lazy import lazy_module
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
 
-__all__ = ["NO_RESULT", "FastPath", "Gate", "GatePolicy", "Wait", "Waiter", "bind_gate", "refuse"]
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
+
+__all__ = [
+    "NO_RESULT",
+    "FastPath",
+    "Gate",
+    "GatePolicy",
+    "Wait",
+    "Waiter",
+    "bind_gate",
+    "refuse",
+    "rejected",
+]
 
 
 @final
@@ -433,15 +449,34 @@ def refuse(
         reason: Why, for the event and the metrics (``"bulkhead_full"``).
         retry_after: Seconds until calls may be admitted again, if known.
     """
-    emit(
-        hooks,
-        CallRejected,
-        name=name,
-        target=None if target is None else target_name(target),
-        reason=reason,
-        retry_after=retry_after,
-    )
-    raise error
+    raise rejected(hooks, error, name=name, target=target, reason=reason, retry_after=retry_after)
+
+
+def rejected(
+    hooks: tuple[Hook, ...],
+    error: RejectedError,
+    *,
+    name: str | None,
+    target: object,
+    reason: str,
+    retry_after: float | None = None,
+) -> RejectedError:
+    """
+    As `refuse`, but return *error* for the caller to raise (one frame less in its traceback).
+
+    Nothing is built for the event (not even the target's name) when nobody
+    listens (`resilience.engine.listening`).
+    """
+    if listening(hooks, CallRejected):
+        emit(
+            hooks,
+            CallRejected,
+            name=name,
+            target=None if target is None else target_name(target),
+            reason=reason,
+            retry_after=retry_after,
+        )
+    return error
 
 
 # --- the drivers ------------------------------------------------------------------

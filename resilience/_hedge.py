@@ -16,7 +16,6 @@ copy starts once that deadline would have passed.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
 import datetime
@@ -24,7 +23,7 @@ import math
 import numbers
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Final, NoReturn, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -35,9 +34,15 @@ from ._deadline import DEADLINE, time_left
 from ._events import HedgeStarted, Hook, emit
 from ._explain import Description, rule_lines, seconds
 from ._fork import fork_safe_lock
+from ._lazy import lazy_module
 from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["Hedge", "HedgeDelay", "PercentileDelay"]
 
@@ -188,6 +193,7 @@ class PercentileDelay:
 
 
 PercentileDelay.__module__ = "resilience"
+HedgeDelay.__module__ = "resilience"
 
 
 # --- validation -------------------------------------------------------------------------

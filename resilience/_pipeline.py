@@ -22,10 +22,9 @@ import enum
 import inspect
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, Self, TypeVar, final, runtime_checkable
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, final, runtime_checkable
 
 import attrs
-from typing_extensions import ParamSpec
 
 from ._classify import REQUIRED, ErrorClassifier
 from ._events import redact

@@ -22,7 +22,7 @@ from ._budget import Budget
 from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
-from ._events import Hook, RetriesExhausted, RetryScheduled, emit
+from ._events import Hook, RetriesExhausted, RetryScheduled, _registry, emit, heard, listening
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
 from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
 from ._notes import set_note
@@ -420,7 +420,12 @@ class Retry(PolicyMixin):
             # Retried outside the `except` block, so that later attempts' exceptions
             # do not carry the first one as their __context__: they did not happen
             # while handling it.
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -448,7 +453,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return slow(inner, fn, args, kwargs, start, result, verdict)
-            return slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -466,21 +476,25 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         results = self.on.handles_results
         sleep = self.clock.sleep
-        while True:
-            delay = call.failed(outcome, verdict)  # raises when giving up
-            if delay > 0:
-                sleep(delay)
-            try:
-                result = inner(fn, args, kwargs)
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        direct = inner is CALL
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)  # raises when giving up
+                if delay > 0:
+                    sleep(delay)
+                try:
+                    result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     def _bind_async(self, inner: Runner) -> Runner:
         if self.budget is not None:
@@ -504,7 +518,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -531,7 +550,12 @@ class Retry(PolicyMixin):
                 if not verdict.retry:
                     return result
                 return await slow(inner, fn, args, kwargs, start, result, verdict)
-            return await slow(inner, fn, args, kwargs, start, failure, None)
+            try:
+                return await slow(inner, fn, args, kwargs, start, failure, None)
+            finally:
+                # The failure's traceback holds this frame: unbind it, so that the two
+                # are freed at once rather than left to the cycle collector.
+                failure = None
 
         return run
 
@@ -549,21 +573,25 @@ class Retry(PolicyMixin):
         classify = self.on.classify
         results = self.on.handles_results
         asleep = self.clock.asleep
-        while True:
-            delay = call.failed(outcome, verdict)
-            if delay > 0:
-                await asleep(delay)
-            try:
-                result = await inner(fn, args, kwargs)
-            except Exception as exc:
-                outcome, verdict = exc, None
-                continue
-            if results:
-                verdict = classify(result)
-                if verdict.retry:
-                    outcome = result
+        direct = inner is CALL
+        try:
+            while True:
+                delay = call.failed(outcome, verdict)
+                if delay > 0:
+                    await asleep(delay)
+                try:
+                    result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+                except Exception as exc:
+                    outcome, verdict = exc, None
                     continue
-            return result
+                if results:
+                    verdict = classify(result)
+                    if verdict.retry:
+                        outcome = result
+                        continue
+                return result
+        finally:
+            outcome = None  # as in `run`: no cycle through this frame
 
     # --- streams ------------------------------------------------------------------
     #
@@ -738,7 +766,7 @@ class _RetryCall:
         retry = self.retry
         elapsed = retry.clock.now() - self.start
         error = outcome if isinstance(outcome, BaseException) else None
-        if reason is not None:
+        if reason is not None and listening(retry.hooks, RetriesExhausted):
             emit(
                 retry.hooks,
                 RetriesExhausted,
@@ -756,7 +784,10 @@ class _RetryCall:
         if error is not None:
             if self.attempt > 1 or reason is not None:
                 set_note(error, retry, text)
-            raise error
+            try:
+                raise error
+            finally:  # its traceback holds this frame: no cycle through our locals
+                error = outcome = None
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 
     def failed(self, outcome: object, verdict: Verdict | None) -> float:
@@ -767,7 +798,103 @@ class _RetryCall:
         for a result) when Retry gives up.
         """
         try:
-            return self._decide(outcome, verdict)
+            retry = self.retry
+            if verdict is None:
+                verdict = retry.on.classify(outcome)
+            attempt = self.attempt
+            if not verdict.retry:
+                # After a retry, an event closes what RetryScheduled opened; a first
+                # failure that is not retryable is none of Retry's business.
+                self._give_up(
+                    outcome,
+                    "not_retryable" if attempt > 1 else None,
+                    f"not retried: the classifier refused it, after {_plural(attempt)}",
+                )
+            limit = self.limit
+            own: tuple[str, _backoff.Backoff] | None = None  # (kind, its backoff)
+            if retry.per_kind:
+                kind = verdict.kind
+                for name, settings in retry.per_kind:
+                    if name == kind:
+                        if settings.attempts is not None:
+                            limit = settings.attempts
+                            if self.cap is not None:
+                                limit = min(limit, self.cap)
+                        if settings.backoff is not None:
+                            own = (name, settings.backoff)
+                        break
+            if attempt >= limit:
+                self._give_up(outcome, "attempts", None)
+            # Each backoff counts its own retries: `attempt` is 1 before the first
+            # retry it schedules in this call, `previous` is what it returned last,
+            # before any Retry-After floor. Without per_kind, that is the call's count.
+            if own is None:
+                backoff = retry.backoff
+                number, previous = self.retries + 1, self.delay
+            else:
+                backoff = own[1]
+                number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
+                number += 1
+            delay = backoff(number, previous, retry.rng)
+            if type(delay) is not float:
+                delay = float(delay)
+            if not 0.0 <= delay < math.inf:  # NaN fails too
+                raise ValueError(
+                    f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
+                    "a delay must be a finite number >= 0"
+                )
+            if own is None:
+                self.retries, self.delay = number, delay
+            elif self.kinds is None:
+                self.kinds = {own[0]: (number, delay)}
+            else:
+                self.kinds[own[0]] = (number, delay)
+            retry_after = verdict.retry_after
+            if retry_after is not None:
+                cap = retry.max_retry_after
+                if cap is not None and retry_after > cap:
+                    self._give_up(
+                        outcome,
+                        "retry_after",
+                        f"gave up after {_plural(attempt)}: the server asked to retry after "
+                        f"{seconds_text(retry_after)} s, more than "
+                        f"max_retry_after={seconds_text(cap)} s",
+                    )
+                delay = max(delay, retry_after)
+            if testing_state.enabled:
+                delay = 0.0
+            elif delay > LONGEST_WAIT:
+                self._give_up(
+                    outcome,
+                    "too_long",
+                    f"gave up after {_plural(attempt)}: the next attempt, in "
+                    f"{seconds_text(delay)} s, is further off than any wait can last",
+                )
+            deadline = DEADLINE.get()
+            if deadline is not None:
+                left = time_left(deadline)
+                if delay >= left:
+                    self._give_up(
+                        outcome,
+                        "deadline",
+                        f"gave up after {_plural(attempt)}: the next attempt, in "
+                        f"{seconds_text(delay)} s, would start after the deadline "
+                        f"({seconds_text(max(left, 0.0))} s left)",
+                    )
+            # Asked last: a retry that something else refuses costs the budget nothing.
+            budget = retry.budget
+            if budget is not None and not budget.spend():
+                self._give_up(
+                    outcome,
+                    "budget",
+                    f"retry budget spent: gave up after {_plural(attempt)}, "
+                    f"{budget!r} allows no retry now",
+                )
+            # `listening`, inlined for the common case: only the log hook, unheard.
+            if retry.hooks or not _registry.logs_only or heard(RetryScheduled.level):
+                self._scheduled(outcome, verdict, attempt, delay)
+            self.attempt = attempt + 1
+            return delay
         except BaseException as error:
             # A classifier, backoff or hook of the user's that raised: the failure it
             # was judging is chained, never lost. (The runners call this outside
@@ -778,99 +905,11 @@ class _RetryCall:
                 and error.__context__ is None
             ):
                 error.__context__ = outcome
+            outcome = None  # the traceback holds this frame: no cycle through it
             raise
 
-    def _decide(self, outcome: object, verdict: Verdict | None) -> float:
+    def _scheduled(self, outcome: object, verdict: Verdict, attempt: int, delay: float) -> None:
         retry = self.retry
-        if verdict is None:
-            verdict = retry.on.classify(outcome)
-        attempt = self.attempt
-        if not verdict.retry:
-            # After a retry, an event closes what RetryScheduled opened; a first
-            # failure that is not retryable is none of Retry's business.
-            self._give_up(
-                outcome,
-                "not_retryable" if attempt > 1 else None,
-                f"not retried: the classifier refused it, after {_plural(attempt)}",
-            )
-        limit = self.limit
-        own: tuple[str, _backoff.Backoff] | None = None  # (kind, its backoff)
-        if retry.per_kind:
-            kind = verdict.kind
-            for name, settings in retry.per_kind:
-                if name == kind:
-                    if settings.attempts is not None:
-                        limit = settings.attempts
-                        if self.cap is not None:
-                            limit = min(limit, self.cap)
-                    if settings.backoff is not None:
-                        own = (name, settings.backoff)
-                    break
-        if attempt >= limit:
-            self._give_up(outcome, "attempts", None)
-        # Each backoff counts its own retries: `attempt` is 1 before the first
-        # retry it schedules in this call, `previous` is what it returned last,
-        # before any Retry-After floor. Without per_kind, that is the call's count.
-        if own is None:
-            backoff = retry.backoff
-            number, previous = self.retries + 1, self.delay
-        else:
-            backoff = own[1]
-            number, previous = (self.kinds or {}).get(own[0], (0, 0.0))
-            number += 1
-        delay = float(backoff(number, previous, retry.rng))
-        if not (delay >= 0 and math.isfinite(delay)):
-            raise ValueError(
-                f"backoff {backoff!r} returned {delay!r} for attempt {number}; "
-                "a delay must be a finite number >= 0"
-            )
-        if own is None:
-            self.retries, self.delay = number, delay
-        elif self.kinds is None:
-            self.kinds = {own[0]: (number, delay)}
-        else:
-            self.kinds[own[0]] = (number, delay)
-        retry_after = verdict.retry_after
-        if retry_after is not None:
-            cap = retry.max_retry_after
-            if cap is not None and retry_after > cap:
-                self._give_up(
-                    outcome,
-                    "retry_after",
-                    f"gave up after {_plural(attempt)}: the server asked to retry after "
-                    f"{seconds_text(retry_after)} s, more than "
-                    f"max_retry_after={seconds_text(cap)} s",
-                )
-            delay = max(delay, retry_after)
-        if testing_state.enabled:
-            delay = 0.0
-        elif delay > LONGEST_WAIT:
-            self._give_up(
-                outcome,
-                "too_long",
-                f"gave up after {_plural(attempt)}: the next attempt, in "
-                f"{seconds_text(delay)} s, is further off than any wait can last",
-            )
-        deadline = DEADLINE.get()
-        if deadline is not None:
-            left = time_left(deadline)
-            if delay >= left:
-                self._give_up(
-                    outcome,
-                    "deadline",
-                    f"gave up after {_plural(attempt)}: the next attempt, in "
-                    f"{seconds_text(delay)} s, would start after the deadline "
-                    f"({seconds_text(max(left, 0.0))} s left)",
-                )
-        # Asked last: a retry that something else refuses costs the budget nothing.
-        budget = retry.budget
-        if budget is not None and not budget.spend():
-            self._give_up(
-                outcome,
-                "budget",
-                f"retry budget spent: gave up after {_plural(attempt)}, "
-                f"{budget!r} allows no retry now",
-            )
         emit(
             retry.hooks,
             RetryScheduled,
@@ -882,8 +921,6 @@ class _RetryCall:
             error=outcome if isinstance(outcome, BaseException) else None,
             kind=verdict.kind,
         )
-        self.attempt = attempt + 1
-        return delay
 
 
 @final

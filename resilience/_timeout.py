@@ -18,14 +18,13 @@ catches its own cancellation only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import datetime
 import types
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
@@ -35,6 +34,7 @@ from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_le
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError, seconds_text
 from ._explain import Description, seconds
+from ._lazy import lazy_module
 from ._pipeline import (
     CALL,
     PolicyMixin,
@@ -46,6 +46,11 @@ from ._pipeline import (
 )
 from ._streams import astep, step
 from ._validate import check_clock, check_name, to_hooks, to_seconds
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # imported on first use: sync code never needs it
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["Timeout"]
 

@@ -404,8 +404,13 @@ class constant:
 
     def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
         """Return the seconds to wait after failed attempt *attempt* (see `Backoff`)."""
-        _check_attempt(attempt)
-        return _finish(self.jitter, self.delay, previous, rng, _LONGEST)
+        if attempt < 1:
+            _check_attempt(attempt)
+        jitter = self.jitter
+        if jitter is none:  # the failure path's common case: no call, no clamp to make
+            delay = self.delay
+            return delay if delay < _LONGEST else _LONGEST
+        return _finish(jitter, self.delay, previous, rng, _LONGEST)
 
 
 @final

@@ -23,7 +23,7 @@ from .emulator_helpers import KINDS, Client, Unresponsive
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     """A fresh emulator, no faults, slow answers 5 s (woken at teardown)."""
-    with Emulator(slow=5.0) as emulator:
+    with Emulator(slow=5.0, failure_latency=(0.0, 0.0), stream_bug=False) as emulator:
         yield emulator
 
 

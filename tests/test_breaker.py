@@ -450,7 +450,7 @@ def test_open_rejects_without_calling(mode: Runner) -> None:
     error = outcome(mode, fn, "ok")
     assert isinstance(error, rs.CircuitOpenError)
     assert (error.name, error.retry_after, calls) == ("test", 6.0, ["boom"])
-    assert str(error) == "circuit 'test' is open; retry after 6 s"
+    assert str(error) == "circuit 'test' is open; retry after 6 s; opened by Boom: boom"
 
 
 def test_an_unnamed_breaker_says_so_in_its_error() -> None:

@@ -375,8 +375,10 @@ def test_every_call_is_counted_exactly_once_under_contention() -> None:
     assert events["CircuitHalfOpened"] <= events["CircuitOpened"]
     assert events["CircuitClosed"] <= events["CircuitHalfOpened"]
     inner = store.inner
-    if inner._state is rs.CircuitState.HALF_OPEN:
-        assert inner._probes + inner._successes == breaker.half_open_max_calls
+    period = inner._period
+    if inner._state is rs.CircuitState.HALF_OPEN and period is not None:
+        assert not period.leases
+        assert period.probes + period.successes == breaker.half_open_max_calls
 
 
 def test_concurrent_failures_open_the_circuit_exactly_once() -> None:

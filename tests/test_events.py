@@ -366,6 +366,8 @@ def test_a_stream_failure_that_is_not_retryable_reports_nothing() -> None:
 class Boom:
     """Stands for an event class: building one fails the test."""
 
+    level = logging.WARNING  # as heard as the loudest events
+
     def __init__(self, **fields: Any) -> None:
         raise AssertionError(f"an event was built: {fields}")
 

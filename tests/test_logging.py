@@ -271,14 +271,17 @@ assert (level, handlers, disable, cls, factory, last) == before[:3] + before[4:]
 for name, value in loggers.items():
     if name in before[3]:
         assert value == before[3][name], name
+top = ours.pop("resilience")
+assert top[0] == logging.NOTSET and top[2:] == (True, False), top
+assert [type(h) for h in top[1]] == [logging.NullHandler], top  # issue 16: no last resort
 assert all(v == (logging.NOTSET, [], True, False) for v in ours.values()), ours
 print("ok", sorted(ours))
 """
 
 
 def test_importing_the_library_configures_no_logging() -> None:
-    """In a fresh interpreter, importing resilience, its integrations and the profile adds no
-    handler, sets no level and touches no logger but creating its own, untouched."""
+    """In a fresh interpreter, importing resilience, its integrations and the profile sets no
+    level and touches no logger but its own, which gets one NullHandler (issue 16)."""
     out = subprocess.run(
         [sys.executable, "-c", IMPORT_CHECK], capture_output=True, text=True, check=False
     )

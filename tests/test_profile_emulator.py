@@ -52,7 +52,10 @@ def detail(response: requests.Response) -> Any:
 
 def test_health(raw: Raw) -> None:
     """GET /health answers without a key."""
-    assert requests.get(raw.emu.url + "/health", timeout=5).json() == {"status": "healthy"}
+    assert requests.get(raw.emu.url + "/health", timeout=5).json() == {
+        "status": "healthy",
+        "service": "saas-llm-api",
+    }
 
 
 def test_job_lifecycle_and_upper_case_statuses(raw: Raw, emu: Emulator) -> None:
@@ -68,7 +71,7 @@ def test_job_lifecycle_and_upper_case_statuses(raw: Raw, emu: Emulator) -> None:
     assert done["costs"]["credit_applied"] is True
     assert done["calls"][0]["error"] is None
     again = raw("POST", f"/api/jobs/{job_id}/complete", json={"status": "completed"}).json()
-    assert again["costs"]["credit_applied"] is True
+    assert again["costs"]["credit_applied"] is False  # charged once; see E11 for the third
     assert emu.stats().credits_charged == 1
 
 
@@ -156,7 +159,7 @@ def test_routing_errors(raw: Raw) -> None:
     assert (response.status_code, detail(response)) == (405, "Method Not Allowed")
     response = raw("POST", "/api/jobs/create/", json={}, allow_redirects=False)
     assert (response.status_code, response.content) == (307, b"")
-    assert response.headers["Location"] == "/api/jobs/create"
+    assert response.headers["Location"] == f"{raw.emu.url}/api/jobs/create"
 
 
 @pytest.mark.parametrize(
@@ -341,7 +344,7 @@ def test_in_band_error_wire_format(raw: Raw, emu: Emulator) -> None:
     emu.script("llm-call-stream", "stream_error")
     lines = _sse_lines(raw, f"/api/jobs/{job_id}/llm-call-stream", CHAT)
     assert json.loads(lines[-1].removeprefix("data: ")) == {
-        "error": "500: Failed to call provider API: Connection error."
+        "error": "500: Failed to call provider API: OpenAI error: Connection error."
     }
 
 
@@ -401,3 +404,29 @@ def test_bad_configuration_is_refused() -> None:
         Emulator(rates={"slow": 0.6, "drop": 0.6})
     assert set(ROUTES) >= {"create", "llm-call", "complete"}
     assert "ok" in FAULTS
+
+
+def test_provider_requests_count_the_servers_own_retries(raw: Raw, emu: Emulator) -> None:
+    """An answered call is one provider request; a provider failure nine (3 x 3); a
+    missing credential none."""
+    job_id = raw.job()
+    emu.script("llm-call", "ok", "transient_500", "permanent_500")
+    for _ in range(3):
+        raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT)
+    assert emu.stats().provider_requests == 1 + 9
+
+
+def test_a_provider_outage_lasts_for_the_workflow(raw: Raw, emu: Emulator) -> None:
+    """provider_outage fails the route for the rest of the workflow, each time after the
+    server's nine provider requests; another workflow is served."""
+    job_id = raw.job()
+    emu.script("llm-call", "provider_outage")
+    details = [
+        raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT).json()["detail"] for _ in range(3)
+    ]
+    assert all(d.startswith("LLM call failed: 500: Failed to call provider API: ") for d in details)
+    other = raw("POST", "/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"})
+    answer = raw("POST", f"/api/jobs/{other.json()['job_id']}/llm-call", json=CHAT)
+    assert answer.status_code == 200
+    stats = emu.stats()
+    assert (stats.faults["provider_outage"], stats.provider_requests) == (3, 3 * 9 + 1)

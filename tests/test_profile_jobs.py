@@ -38,7 +38,7 @@ def test_failure_completes_the_job_as_failed(api: Client, emu: Emulator) -> None
     assert not getattr(error, "__notes__", None)
     job = emu.job(job_id)
     assert job["status"] == "FAILED"
-    assert job["metadata"]["error_message"] == "WorkFailed: the model said nothing useful"
+    assert job["error_message"] == "WorkFailed: the model said nothing useful"
 
 
 def test_failed_completion_never_masks_the_original(api: Client, emu: Emulator) -> None:

@@ -68,7 +68,7 @@ def test_in_band_error_is_a_stream_error_with_the_partial_content(
         api.events(f"/api/jobs/{job_id}/llm-call-stream", CHAT)
     error = caught.value
     assert isinstance(error, rs.StreamInterruptedError)
-    assert error.detail == "500: Failed to call provider API: Connection error."
+    assert error.detail == "500: Failed to call provider API: OpenAI error: Connection error."
     assert error.status == 500
     assert len(error.partial) == 2
     assert error.text == "You said: Say hello. Here is "

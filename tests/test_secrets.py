@@ -233,7 +233,10 @@ def test_no_secret_leaves_the_profile(kind: str, records: Records) -> None:
     clock = FakeClock()
     errors: list[BaseException] = []
     texts: dict[str, list[str]] = {}
-    with Emulator(slow=1.0) as emu, capture_events() as events:
+    with (
+        Emulator(slow=1.0, failure_latency=(0, 0), stream_bug=False) as emu,
+        capture_events() as events,
+    ):
         leaks = Leaks(emu.virtual_key)
         breaker = saas.breaker("secrets", clock=clock)
         api = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=breaker)

@@ -13,9 +13,23 @@ hundred job workflows (create, LLM call or stream, complete) twice:
 
 Every delay of the emulator and of both clients (timeouts, backoff, breaker,
 Retry-After) is multiplied by ``--time-scale`` so that the run takes seconds;
-latencies are reported scaled back to production time. The faults are seeded
-per workflow, so ``--seed`` reproduces them whatever the threads do. Needs
-requests (the ``requests`` extra).
+latencies are reported scaled back to production time.
+
+The counts depend on ``--seed`` only, never on the machine's speed or load:
+each request's fault is drawn from the seed, the workflow and the request's
+rank in it; every delay is far (5 s or more, in production time) from the
+timeout that would change its outcome; and the fault mix is light enough that
+the breaker's five consecutive failures never happen by accident (it opens
+when ``--outage`` takes the database down, which depends on timing). Only the
+latencies and the run time vary from run to run.
+
+``--url``, ``--key``, ``--team`` and ``--model`` (or ``SAAS_LITELLM_URL``,
+``SAAS_LITELLM_KEY``, ``SAAS_LITELLM_TEAM``, ``SAAS_LITELLM_MODEL``) run the
+same workflows against a real server instead, at production timings, with
+the faults it has of its own; the jobs, paid calls and charges are then read
+back from the server. If its ``llm-call-stream`` is broken (today's server
+answers every stream with an in-band TypeError), the streaming share is
+skipped and the demo says so. Needs requests (the ``requests`` extra).
 """
 
 from __future__ import annotations
@@ -24,13 +38,16 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,35 +57,86 @@ import resilience as rs
 from resilience.profiles import saas_litellm as saas
 from resilience.profiles.saas_litellm.emulator import Emulator, Stats
 
-__all__ = ["FAULT_MIX", "main", "run"]
+__all__ = ["FAULT_MIX", "Target", "main", "run"]
 
 FAULT_MIX: dict[str, float] = {
-    "rate_limit": 0.03,
-    "unavailable": 0.02,
-    "plain_500": 0.015,
-    "bad_gateway": 0.01,
-    "gateway_timeout": 0.01,
-    "drop": 0.01,
-    "llm-call:transient_500": 0.06,
+    "rate_limit": 0.02,
+    "unavailable": 0.01,
+    "plain_500": 0.01,
+    "bad_gateway": 0.005,
+    "gateway_timeout": 0.005,
+    "drop": 0.005,
+    "llm-call:transient_500": 0.01,
+    "llm-call:provider_outage": 0.02,
     "llm-call:permanent_500": 0.01,
-    "llm-call:slow": 0.02,
-    "llm-call-stream:stream_error": 0.06,
-    "llm-call-stream:stream_drop": 0.02,
+    "llm-call:slow": 0.01,
+    "llm-call-stream:stream_error": 0.04,
+    "llm-call-stream:stream_drop": 0.01,
     "llm-call-stream:stream_stall": 0.01,
 }
-"""Per-request fault rates ("route:fault" limits a fault to one route)."""
+"""Per-request fault rates ("route:fault" limits a fault to one route).
+
+Light enough that five consecutive failures, which open the breaker, have
+well under one chance in a hundred to line up by accident in a default run.
+"""
+
+SLOW = 150.0
+"""Production seconds a slow answer or a stalled stream waits: 90 s past the
+profile's 60 s LLM-call timeout, 30 s past its 120 s stream limits."""
+
+FAILURE_LATENCY = (3.0, 4.0)
+"""Production seconds a provider failure takes (the server's own retries): at
+least 6 s short of the 10 s the docs' helpers give an LLM call."""
+
+ENV = {
+    "url": "SAAS_LITELLM_URL",
+    "key": "SAAS_LITELLM_KEY",
+    "team": "SAAS_LITELLM_TEAM",
+    "model": "SAAS_LITELLM_MODEL",
+}
+"""The environment variables behind ``--url``, ``--key``, ``--team``, ``--model``."""
 
 
 def llm_latency(rng: random.Random) -> float:
-    """Seconds an LLM call takes: mostly 1-7 s; one in ten is a long generation of 13-25 s."""
-    return rng.uniform(13.0, 25.0) if rng.random() < 0.1 else rng.uniform(1.0, 7.0)
+    """Seconds an LLM call takes: mostly 0.5-1.5 s; one in ten is a long generation of 20-30 s.
+
+    A call that must end in time ends 8.5 s or more before the 10 s the docs'
+    helpers allow (30 s before the profile's 60 s); a long generation, which
+    the docs' helpers time out, takes 10 s more than their 10 s. Scaled down,
+    those margins are a third of a second or more: a slow or loaded machine
+    does not change which calls time out.
+    """
+    return rng.uniform(20.0, 30.0) if rng.random() < 0.1 else rng.uniform(0.5, 1.5)
 
 
 TEAM = "acme-corp"
-CHAT = {
-    "model": "gpt-4o-mini",
-    "messages": [{"role": "user", "content": "Summarise our Q3 incident report."}],
-}
+MODEL = "gpt-4o-mini"
+PROMPT = "Summarise our Q3 incident report."
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+
+
+@attrs.frozen
+class Target:
+    """
+    The server the workflows run against.
+
+    Attributes:
+        url: Its base URL.
+        key: A virtual key of *team*.
+        team: The team id the jobs are created for.
+        model: The model (alias or group) the LLM calls name.
+        emulated: Whether it is the demo's own emulator (faults, statistics).
+    """
+
+    url: str
+    key: str = attrs.field(repr=False)
+    team: str = TEAM
+    model: str = MODEL
+    emulated: bool = True
+
+    def chat(self) -> dict[str, Any]:
+        """The body of an LLM call."""
+        return {"model": self.model, "messages": [{"role": "user", "content": PROMPT}]}
 
 
 @attrs.define
@@ -84,6 +152,22 @@ class Result:
     errors: dict[str, int] = attrs.field(factory=dict)
     stats: Stats | None = None
     seconds: float = 0.0
+    remote: bool = False
+
+    def counts(self) -> tuple[int, ...]:
+        """What depends on the seed only: outcomes, side effects, requests, trips."""
+        stats = self.stats
+        assert stats is not None
+        return (
+            self.succeeded,
+            self.typed,
+            self.crashed,
+            stats.duplicate_paid_calls,
+            stats.open_jobs,
+            stats.requests,
+            stats.provider_requests,
+            self.trips,
+        )
 
 
 # --- plain: the docs' helpers ------------------------------------------------------------
@@ -123,11 +207,12 @@ DOCS_TIMEOUTS = {
 
 
 class Plain:
-    """The docs' helpers, bound to one base URL and key, time scaled by *scale*."""
+    """The docs' helpers, bound to one server, team and model, time scaled by *scale*."""
 
-    def __init__(self, url: str, key: str, scale: float) -> None:
-        self.url = url
-        self.headers = {"Authorization": f"Bearer {key}"}
+    def __init__(self, target: Target, scale: float, job_type: str) -> None:
+        self.url = target.url
+        self.headers = {"Authorization": f"Bearer {target.key}"}
+        self.team, self.chat, self.job_type = target.team, target.chat(), job_type
         self.scale = scale
         self.breaker = DocsCircuitBreaker(failure_threshold=5, timeout=60 * scale)
 
@@ -209,15 +294,13 @@ class Plain:
         return accumulated
 
     def workflow(self, n: int, stream: bool) -> None:
-        job = self.call(
-            "/api/jobs/create", {"team_id": TEAM, "job_type": "demo", "user_id": f"u{n}"}
-        )
-        job_id = job["job_id"]
+        create = {"team_id": self.team, "job_type": self.job_type, "user_id": f"u{n}"}
+        job_id = self.call("/api/jobs/create", create)["job_id"]
         try:
             if stream:
-                self.stream(f"/api/jobs/{job_id}/llm-call-stream", CHAT)
+                self.stream(f"/api/jobs/{job_id}/llm-call-stream", self.chat)
             else:
-                self.call(f"/api/jobs/{job_id}/llm-call", CHAT)
+                self.call(f"/api/jobs/{job_id}/llm-call", self.chat)
             self.call(f"/api/jobs/{job_id}/complete", {"status": "completed"})
         except Exception as e:
             # The docs' "complete jobs on failure" (important for credit tracking!)
@@ -267,12 +350,9 @@ class DocsCircuitBreaker:
 class Profiled:
     """The same workflow through the profile: one session per thread, one breaker for all."""
 
-    def __init__(self, url: str, key: str, scale: float) -> None:
-        self.trips = 0
+    def __init__(self, target: Target, scale: float, job_type: str) -> None:
         self.endpoints = saas.ENDPOINTS.scaled(scale)
-        self.breaker = saas.breaker(
-            "saas-litellm demo", reset_timeout=saas.RESET_TIMEOUT * scale, hooks=[self._count]
-        )
+        self.breaker = saas.breaker("saas-litellm demo", reset_timeout=saas.RESET_TIMEOUT * scale)
         self.settings: dict[str, Any] = {
             "endpoints": self.endpoints,
             "backoff": rs.backoff.exponential(
@@ -281,15 +361,11 @@ class Profiled:
             "max_retry_after": saas.MAX_RETRY_AFTER * scale,
             "breaker": self.breaker,
         }
-        self.url, self.key = url, key
+        self.url, self.key = target.url, target.key
+        self.team, self.chat, self.job_type = target.team, target.chat(), job_type
         self.local = threading.local()
         self.sessions: list[Any] = []
         self.lock = threading.Lock()
-
-    def _count(self, event: rs.Event) -> None:
-        if isinstance(event, rs.CircuitOpened):
-            with self.lock:
-                self.trips += 1
 
     def api(self) -> Any:
         api = getattr(self.local, "api", None)
@@ -301,16 +377,16 @@ class Profiled:
 
     def workflow(self, n: int, stream: bool) -> None:
         api = self.api()
-        create = {"team_id": TEAM, "job_type": "demo", "user_id": f"u{n}"}
+        create = {"team_id": self.team, "job_type": self.job_type, "user_id": f"u{n}"}
         job_id = api.post("/api/jobs/create", json=create).json()["job_id"]
         with saas.JobGuard(api, job_id):
             if stream:
                 path = f"/api/jobs/{job_id}/llm-call-stream"
-                with api.post(path, json=CHAT, stream=True) as response:
+                with api.post(path, json=self.chat, stream=True) as response:
                     events = saas.iter_sse(response, endpoints=self.endpoints)
                     "".join(saas.delta_text(event) for event in events)
             else:
-                api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT).json()
+                api.post(f"/api/jobs/{job_id}/llm-call", json=self.chat).json()
 
     def close(self) -> None:
         for api in self.sessions:
@@ -321,34 +397,58 @@ class Profiled:
 
 
 class Progress:
-    """A one-line progress bar on a terminal, a few lines elsewhere."""
+    """One updating line on a terminal (stderr by default); nothing elsewhere."""
 
     def __init__(self, name: str, total: int, out: Any) -> None:
         self.name, self.total, self.out = name, total, out
         self.done = 0
         self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self.next_mark = 0.25
+        self.shown = -1
 
     def step(self) -> None:
         self.done += 1
-        share = self.done / self.total
+        if not self.tty:
+            return
+        width = 30
+        filled = self.done * width // self.total
+        if filled == self.shown and self.done != self.total:
+            return  # redraw only when the bar moves
+        self.shown = filled
+        bar = "#" * filled
+        self.out.write(f"\r  {self.name:<8} [{bar:<{width}}] {self.done}/{self.total}")
+        self.out.flush()
+
+    def close(self) -> None:
         if self.tty:
-            bar = "#" * int(share * 30)
-            self.out.write(f"\r  {self.name:<8} [{bar:<30}] {self.done}/{self.total}")
-            if self.done == self.total:
-                self.out.write("\n")
+            self.out.write("\r" + " " * 60 + "\r")  # the table says it all
             self.out.flush()
-        elif share >= self.next_mark or self.done == self.total:
-            self.out.write(f"  {self.name:<8} {self.done}/{self.total} workflows done\n")
-            self.out.flush()
-            while self.next_mark <= share:
-                self.next_mark += 0.25
 
 
 def _typed(name: str, error: BaseException) -> bool:
     if name == "plain":
         return isinstance(error, DocsAPIError)
     return isinstance(error, saas.APIError | rs.ResilienceError)
+
+
+@contextmanager
+def _counting_trips(result: Result, keep: tuple[rs.Hook, ...]) -> Iterator[None]:
+    """Count every breaker opening of the run, whichever breakers the profile makes.
+
+    *keep*: hooks added for the run, besides the global hooks in place.
+    """
+    lock = threading.Lock()
+
+    def count(event: rs.Event) -> None:
+        if isinstance(event, rs.CircuitOpened):
+            with lock:
+                result.trips += 1
+
+    previous = rs.set_hooks(())
+    rs.set_hooks((*previous, *keep, count))
+    try:
+        yield
+    finally:
+        rs.set_hooks(previous)
 
 
 def run_one(
@@ -360,28 +460,48 @@ def run_one(
     scale: float,
     outage: float,
     out: Any,
+    target: Target | None = None,
+    streaming: bool = True,
+    progress: Any = None,
+    hooks: tuple[rs.Hook, ...] = (),
 ) -> Result:
-    """Run *workflows* workflows of one kind against a fresh emulator; return the tally."""
-    result = Result(name)
-    streams = random.Random(seed).sample(range(workflows), k=workflows // 4)
-    streaming = set(streams)
-    emulator = Emulator(
-        seed=seed,
-        rates=FAULT_MIX,
-        time_scale=scale,
-        llm_latency=llm_latency,
-    )
-    with emulator:
+    """
+    Run *workflows* workflows of one kind; return the tally.
+
+    Against the demo's own emulator (a fresh one, with `FAULT_MIX`) when
+    *target* is None, else against *target* at its own pace. *streaming*:
+    whether a quarter of the workflows stream. Progress goes to *progress*
+    (a terminal only); *hooks* are kept during a profile run.
+    """
+    result = Result(name, remote=target is not None)
+    streams = set(random.Random(seed).sample(range(workflows), k=workflows // 4))
+    if not streaming:
+        streams = set()
+    job_type = f"resilience-demo-{name}-{uuid.uuid4().hex[:8]}"
+    emulator: Emulator | None = None
+    if target is None:
+        emulator = Emulator(
+            seed=seed,
+            rates=FAULT_MIX,
+            time_scale=scale,
+            llm_latency=llm_latency,
+            failure_latency=FAILURE_LATENCY,
+            stream_bug=False,  # streams as the server means to, not as it does today
+            slow=SLOW,
+        ).start()
+        target = Target(emulator.url, emulator.virtual_key, emulator.team_id)
+    try:
         client: Plain | Profiled
         if name == "plain":
-            client = Plain(emulator.url, emulator.virtual_key, scale)
+            client = Plain(target, scale, job_type)
         else:
-            client = Profiled(emulator.url, emulator.virtual_key, scale)
-        progress = Progress(name, workflows, out)
+            client = Profiled(target, scale, job_type)
+        bar = Progress(name, workflows, progress if progress is not None else sys.stderr)
         lock = threading.Lock()
-        outage_at = workflows // 2 if outage > 0 else -1
+        outage_at = workflows // 2 if outage > 0 and emulator is not None else -1
 
         def database_outage() -> None:
+            assert emulator is not None
             emulator.database_down = True
             time.sleep(outage * scale)
             emulator.database_down = False
@@ -390,7 +510,7 @@ def run_one(
             started = time.monotonic()
             error: BaseException | None = None
             try:
-                client.workflow(n, n in streaming)
+                client.workflow(n, n in streams)
             except Exception as exc:
                 error = exc
             elapsed = time.monotonic() - started
@@ -406,22 +526,96 @@ def run_one(
                     label = type(error).__name__.removeprefix("Docs")
                     key = f"{label}{'' if _typed(name, error) else ' (untyped)'}"
                     result.errors[key] = result.errors.get(key, 0) + 1
-                progress.step()
-                if progress.done == outage_at:
+                bar.step()
+                if bar.done == outage_at:
                     threading.Thread(target=database_outage, daemon=True).start()
 
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with (
+            _counting_trips(result, hooks if name == "profile" else ()),
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
             for future in as_completed([pool.submit(one, n) for n in range(workflows)]):
                 future.result()
         result.seconds = time.monotonic() - started
+        bar.close()
         if isinstance(client, Profiled):
-            result.trips = client.trips
             client.close()
         else:
             result.trips = client.breaker.trips
-        result.stats = emulator.stats()
+        if emulator is not None:
+            # Calls the client gave up on still run on the server: count them all.
+            emulator.settle(timeout=SLOW * scale + 10)
+            result.stats = emulator.stats()
+        else:
+            result.stats = server_stats(target, job_type)
+    finally:
+        if emulator is not None:
+            emulator.stop()
     return result
+
+
+def server_stats(target: Target, job_type: str) -> Stats:
+    """Read back from a real server what one run did: its jobs, paid calls and charges.
+
+    The jobs are the team's of *job_type* (one per run); a call row with a
+    model is a call the provider answered. Requests sent are not known.
+    """
+    import requests
+
+    headers = {"Authorization": f"Bearer {target.key}"}
+    with requests.Session() as http:
+        http.headers.update(headers)
+        listed = http.get(
+            f"{target.url}/api/teams/{target.team}/jobs", params={"limit": 10_000}, timeout=30
+        )
+        listed.raise_for_status()
+        jobs = [job for job in listed.json()["jobs"] if job["job_type"] == job_type]
+        paid = []
+        for job in jobs:
+            costs = http.get(f"{target.url}/api/jobs/{job['job_id']}/costs", timeout=30)
+            costs.raise_for_status()
+            breakdown = costs.json()["costs"]["breakdown"]
+            paid.append(sum(1 for call in breakdown if call["model"] is not None))
+    return Stats(
+        requests=-1,
+        by_route={},
+        paid_calls=sum(paid),
+        duplicate_paid_calls=sum(max(0, n - 1) for n in paid),
+        jobs=len(jobs),
+        open_jobs=sum(1 for job in jobs if job["status"] in ("PENDING", "IN_PROGRESS")),
+        credits_charged=sum(1 for job in jobs if job["credit_applied"]),
+        faults={},
+    )
+
+
+def stream_is_broken(target: Target) -> str | None:
+    """Try one llm-call-stream on *target*; return the server's in-band error if it fails.
+
+    The probe's job is completed as failed either way.
+    """
+    import requests
+
+    headers = {"Authorization": f"Bearer {target.key}"}
+    with requests.Session() as http:
+        http.headers.update(headers)
+        create = {"team_id": target.team, "job_type": "resilience-demo-probe"}
+        created = http.post(f"{target.url}/api/jobs/create", json=create, timeout=30)
+        created.raise_for_status()
+        job_id = created.json()["job_id"]
+        error: str | None = None
+        try:
+            path = f"{target.url}/api/jobs/{job_id}/llm-call-stream"
+            with http.post(path, json=target.chat(), stream=True, timeout=120) as response:
+                for event in saas.iter_sse(response):
+                    if isinstance(event, dict) and "error" in event:
+                        error = str(event["error"])
+        except saas.StreamError as exc:
+            error = exc.detail or str(exc)
+        finally:
+            body = {"status": "failed", "error_message": "resilience demo: stream probe"}
+            http.post(f"{target.url}/api/jobs/{job_id}/complete", json=body, timeout=30)
+    return error
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -433,9 +627,18 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def table(plain: Result, profile: Result) -> str:
-    """Return the side-by-side comparison as text."""
+    """Return the side-by-side comparison as text: the counts, then the timings."""
     assert plain.stats is not None
     assert profile.stats is not None
+
+    def requests_sent(result: Result) -> str:
+        assert result.stats is not None
+        return "-" if result.remote else f"{result.stats.requests}"
+
+    def upstream(result: Result) -> str:
+        assert result.stats is not None
+        return "-" if result.remote else f"{result.stats.provider_requests}"
+
     rows: list[tuple[str, str, str]] = [
         ("", "plain (docs' helpers)", "profile"),
         ("workflows succeeded", f"{plain.succeeded}", f"{profile.succeeded}"),
@@ -447,7 +650,10 @@ def table(plain: Result, profile: Result) -> str:
             f"{profile.stats.duplicate_paid_calls}",
         ),
         ("jobs never completed", f"{plain.stats.open_jobs}", f"{profile.stats.open_jobs}"),
-        ("requests sent", f"{plain.stats.requests}", f"{profile.stats.requests}"),
+        ("requests sent", requests_sent(plain), requests_sent(profile)),
+        ("provider requests (upstream)", upstream(plain), upstream(profile)),
+        ("breaker trips", f"{plain.trips}", f"{profile.trips}"),
+        ("", "", ""),
         (
             "p50 latency",
             f"{_percentile(plain.latencies, 0.5):.1f} s",
@@ -458,16 +664,19 @@ def table(plain: Result, profile: Result) -> str:
             f"{_percentile(plain.latencies, 0.95):.1f} s",
             f"{_percentile(profile.latencies, 0.95):.1f} s",
         ),
-        ("breaker trips", f"{plain.trips}", f"{profile.trips}"),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rule = "  " + "-" * (widths[0] + widths[1] + widths[2] + 6)
     lines = []
     for n, (label, left, right) in enumerate(rows):
+        if not label and n:
+            lines.append(rule)
+            continue
         lines.append(
             f"  {label:<{widths[0]}}   {left:>{widths[1]}}   {right:>{widths[2]}}".rstrip()
         )
         if n == 0:
-            lines.append("  " + "-" * (widths[0] + widths[1] + widths[2] + 6))
+            lines.append(rule)
     return "\n".join(lines)
 
 
@@ -478,49 +687,93 @@ def _errors(result: Result) -> str:
     return ", ".join(f"{name} {count}" for name, count in ordered)
 
 
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(
+        text,
+        width=96,
+        initial_indent=indent,
+        subsequent_indent=" " * len(indent),
+        break_on_hyphens=False,
+    )
+
+
 def run(
     *,
     workflows: int = 300,
-    workers: int = 16,
+    workers: int = 8,
     seed: int = 1,
-    scale: float = 0.02,
+    scale: float = 0.04,
     outage: float = 0.0,
     out: Any = None,
     log: bool = False,
+    target: Target | None = None,
+    progress: Any = None,
 ) -> tuple[Result, Result]:
     """
     Run the demo and print it; return the plain and the profile results.
 
     Args:
         workflows: Job workflows per run (a quarter of them stream). Default: 300.
-        workers: Threads running workflows at once. Default: 16.
+        workers: Threads running workflows at once. Default: 8.
         seed: Seeds the faults and which workflows stream. Default: 1.
         scale: The time scale: every delay and timeout is multiplied by it.
-            Default: 0.02 (50 times faster than production).
+            Default: 0.04 (25 times faster than production); 1.0 against a
+            real server, whatever is given.
         outage: Production seconds the database is down, halfway through each
-            run. Default: 0.0 (no outage).
+            run (the emulator only). Default: 0.0 (no outage).
         out: Where to print. Default: `sys.stdout`.
         log: Keep the default log hook during the profile run, so that its
             events reach the ``resilience`` logger (configure logging to see
             them). Default: `False`: the summary says it all.
+        target: A real server to run against. Default: `None`, the demo's
+            own emulator with its fault mix.
+        progress: Where a progress line is drawn, if it is a terminal.
+            Default: `sys.stderr`.
+
+    Raises:
+        ValueError: On an *outage* with a *target* (only the emulator's
+            database can be taken down).
     """
     out = out if out is not None else sys.stdout
-    mix = textwrap.fill(
-        ", ".join(f"{name} {rate:.1%}" for name, rate in FAULT_MIX.items()),
-        width=96,
-        initial_indent="    ",
-        subsequent_indent="    ",
-        break_on_hyphens=False,
-    )
-    out.write(
-        "resilience demo: SaaS LiteLLM job workflows, plainly and through the profile\n"
-        f"  {workflows} workflows per run (create -> LLM call -> complete, a quarter streaming), "
-        f"{workers} at a time, seed {seed}\n"
-        f"  emulator on 127.0.0.1, faults per request:\n{mix}\n"
-        "  LLM calls take 1-7 s, one in ten 13-25 s (a long generation)\n"
-        f"  time scale 1/{1 / scale:g}: every delay, timeout, backoff and Retry-After runs "
-        f"{1 / scale:g}x faster\n  than in production; latencies below are scaled back\n\n"
-    )
+    if target is not None:
+        if outage > 0:
+            raise ValueError("an outage needs the demo's own emulator: drop --url or --outage")
+        scale = 1.0
+    out.write("resilience demo: SaaS LiteLLM job workflows, plainly and through the profile\n")
+    streaming = True
+    if target is None:
+        mix = _wrap(", ".join(f"{name} {rate:.1%}" for name, rate in FAULT_MIX.items()), "    ")
+        out.write(
+            f"  {workflows} workflows per run (create -> LLM call -> complete, a quarter "
+            f"streaming), {workers} at a time, seed {seed}\n"
+            f"  emulator on 127.0.0.1, faults per request:\n{mix}\n"
+            "  LLM calls take 0.5-1.5 s, one in ten 20-30 s (a long generation); a provider "
+            "failure 3-4 s\n"
+            f"  time scale 1/{1 / scale:g}: every delay, timeout, backoff and Retry-After runs "
+            f"{1 / scale:g}x faster\n  than in production; latencies below are scaled back\n"
+        )
+    else:
+        out.write(
+            f"  {workflows} workflows per run against {target.url} (team {target.team}, "
+            f"model {target.model}), {workers} at a time\n"
+            "  the server's own faults only, production timings; jobs, paid calls and "
+            "charges read back from it\n"
+        )
+        broken = stream_is_broken(target)
+        if broken is not None:
+            streaming = False
+            out.write(
+                _wrap(
+                    "the server's llm-call-stream is broken (it answered "
+                    f"{broken!r}): the streaming quarter is skipped, every workflow "
+                    "makes a plain LLM call",
+                    "  ",
+                )
+                + "\n"
+            )
+        else:
+            out.write("  a quarter of the workflows stream\n")
+    out.write("\n")
     out.flush()
     common: dict[str, Any] = {
         "workflows": workflows,
@@ -529,46 +782,74 @@ def run(
         "scale": scale,
         "outage": outage,
         "out": out,
+        "target": target,
+        "streaming": streaming,
+        "progress": progress,
     }
     # The demo prints its own summary: the default hook would log every give-up.
     hooks = rs.set_hooks(())
     try:
         plain = run_one("plain", **common)
-        if log:
-            rs.set_hooks(hooks)
-        profile = run_one("profile", **common)
+        profile = run_one("profile", hooks=hooks if log else (), **common)
     finally:
         rs.set_hooks(hooks)
-    out.write("\n" + table(plain, profile) + "\n\n")
+    out.write(table(plain, profile) + "\n\n")
     for result in (plain, profile):
-        failures = textwrap.fill(
-            _errors(result),
-            width=96,
-            initial_indent=f"  {result.name} failures: ".ljust(20),
-            subsequent_indent=" " * 20,
-            break_on_hyphens=False,
+        out.write(_wrap(_errors(result), f"  {result.name} failures: ".ljust(20)) + "\n")
+    seconds = f"{plain.seconds:.1f} s + {profile.seconds:.1f} s"
+    if target is None:
+        out.write(
+            f"\n  The counts depend on the seed only; the latencies and the run time ({seconds})"
+            "\n  on the machine. The plain run crashes on plain-text and HTML error bodies and "
+            "on in-band\n  stream errors, retries timed-out paid calls (duplicates) and "
+            "provider failures the server\n  has already tried 9 times (provider requests), "
+            "and gives LLM calls the 10 s its substring\n  lookup finds. The profile's jobs "
+            "never completed are orphans of retried creates (never\n  charged). Its table: "
+            "python -m resilience explain saas-litellm\n"
         )
-        out.write(failures + "\n")
-    out.write(
-        f"\n  ran in {plain.seconds:.1f} s + {profile.seconds:.1f} s. The plain run crashes on "
-        "plain-text and HTML error bodies\n  and on in-band stream errors, retries timed-out "
-        "paid calls (duplicates), and gives LLM calls\n  the 10 s its substring lookup finds. "
-        "The profile's jobs never completed are orphans of\n  retried creates (never charged). "
-        "Its table: python -m resilience explain saas-litellm\n"
-    )
+    else:
+        out.write(
+            f"\n  ran in {seconds}. Requests sent are not known for a real server. "
+            "The profile's table:\n  python -m resilience explain saas-litellm\n"
+        )
     out.flush()
     return plain, profile
 
 
+def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Target | None:
+    found: dict[str, str] = {
+        name: getattr(args, name) or os.environ.get(env, "") for name, env in ENV.items()
+    }
+    if not found["url"]:
+        if args.key or args.team or args.model:
+            parser.error(f"--key, --team and --model need --url (or {ENV['url']})")
+        return None
+    missing = [f"--{name} (or {ENV[name]})" for name in ("key", "team") if not found[name]]
+    if missing:
+        parser.error(f"a real server needs {' and '.join(missing)}")
+    return Target(
+        url=found["url"].rstrip("/"),
+        key=found["key"],
+        team=found["team"],
+        model=found["model"] or MODEL,
+        emulated=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The demo's command line: ``--seed``, ``--workflows``, ``--workers``, ``--time-scale``."""
+    """The demo's command line: ``--seed``, ``--workflows``, ``--url``, ... (``--help``)."""
     parser = argparse.ArgumentParser(
         prog="python -m resilience demo",
-        description="SaaS LiteLLM workflows against a faulty emulator: docs' helpers vs profile.",
+        description="SaaS LiteLLM workflows against a faulty emulator (or a real server): "
+        "docs' helpers vs profile.",
     )
     parser.add_argument("--seed", type=int, default=1, help="seeds the faults (default: 1)")
-    parser.add_argument("--workflows", type=int, default=300, help="per run (default: 300)")
-    parser.add_argument("--workers", type=int, default=16, help="threads (default: 16)")
+    parser.add_argument(
+        "--workflows", type=int, default=None, help="per run (default: 300; 20 on a real server)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="threads (default: 8; 4 on a real server)"
+    )
     parser.add_argument(
         "--outage",
         type=float,
@@ -579,8 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=0.02,
-        help="multiplies every delay and timeout (default: 0.02, 50x faster)",
+        default=0.04,
+        help="multiplies every delay and timeout (default: 0.04, 25x faster)",
     )
     parser.add_argument(
         "--log",
@@ -588,13 +869,25 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="log the profile run's events to stderr at this level (default: none)",
     )
+    server = parser.add_argument_group(
+        "a real server (instead of the emulator; production timings, no injected faults)"
+    )
+    server.add_argument("--url", help=f"its base URL (or {ENV['url']})")
+    server.add_argument("--key", help=f"a virtual key of the team (or {ENV['key']})")
+    server.add_argument("--team", help=f"the key's team id (or {ENV['team']})")
+    server.add_argument("--model", help=f"the model to call (or {ENV['model']}; default {MODEL})")
     args = parser.parse_args(argv)
-    if args.workflows < 1 or args.workers < 1 or not 0 < args.time_scale <= 1:
+    target = _target(args, parser)
+    workflows = args.workflows if args.workflows is not None else (300 if target is None else 20)
+    workers = args.workers if args.workers is not None else (8 if target is None else 4)
+    if workflows < 1 or workers < 1 or not 0 < args.time_scale <= 1:
         parser.error("--workflows and --workers must be >= 1, --time-scale in (0, 1]")
+    if target is not None and args.outage > 0:
+        parser.error("--outage needs the demo's own emulator (drop --url)")
     try:
         import requests  # noqa: F401
     except ImportError:
-        sys.stderr.write("the demo needs requests: pip install 'resilience-policies[requests]'\n")
+        sys.stderr.write("the demo needs requests: pip install -e '.[requests]'\n")
         return 2
     if args.log is not None:
         # The demo is an application: configuring logging is its business.
@@ -605,12 +898,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         logging.getLogger("resilience").setLevel(args.log)
     run(
-        workflows=args.workflows,
-        workers=args.workers,
+        workflows=workflows,
+        workers=workers,
         seed=args.seed,
         scale=args.time_scale,
         outage=args.outage,
         log=args.log is not None,
+        target=target,
     )
     return 0
 
