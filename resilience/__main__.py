@@ -21,8 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m resilience")
     commands = parser.add_subparsers(dest="command", metavar="{explain,demo}")
-    explain = commands.add_parser("explain", help="print a profile's tables and schedule")
-    explain.add_argument("profile", choices=PROFILES)
+    explain = commands.add_parser(
+        "explain",
+        help="print a profile's tables and schedule",
+        description=(
+            "Print a profile's retry table, its timeout map, its breakers and bulkhead, "
+            "and the worst-case schedule of one request."
+        ),
+    )
+    explain.add_argument(
+        "profile",
+        choices=PROFILES,
+        metavar="PROFILE",
+        help=f"the profile to explain: {', '.join(PROFILES)} (the SaaS LiteLLM API's)",
+    )
     commands.add_parser("demo", help="the SaaS LiteLLM demo", add_help=False)
     if args[:1] == ["demo"]:
         from resilience.profiles.saas_litellm.demo import main as demo

@@ -238,12 +238,13 @@ def test_profile_bounds_come_from_the_engine() -> None:
         "https://api.example.com/api/jobs/00000000-0000-4000-8000-000000000000/llm-call",
         breaker=None,
     )
-    assert pipeline.worst_case(retry_after=False) == 183.75
-    assert pipeline.worst_case() == 300.0
+    # 3 attempts of 60 s, each after up to 60 s waiting for a paid-call slot, and the sleeps.
+    assert pipeline.worst_case(retry_after=False) == 363.75
+    assert pipeline.worst_case() == 480.0
     text = saas.explain()
     assert "The pipeline of one request, as resilience explains it" in text
     assert "  1. Retry 'saas-litellm': up to 3 attempts" in text
-    assert "    total time: at most 183.75 s; at most 300 s with Retry-After waits" in text
+    assert "    total time: at most 363.75 s; at most 480 s with Retry-After waits" in text
 
 
 # --- Description --------------------------------------------------------------------

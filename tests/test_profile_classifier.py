@@ -48,8 +48,17 @@ def verdicts(outcome: object) -> tuple[tuple[bool, bool, str | None], tuple[bool
             (False, False, "server"),
             (False, False),
         ),
-        (saas.ServerError("x", status=500, detail=TRANSIENT), (True, True, "server"), (True, True)),
-        (saas.ServerError("x", status=500, detail=None), (True, True, "server"), (True, True)),
+        (
+            saas.ServerError("x", status=500, detail=TRANSIENT),
+            (False, True, "server"),
+            (False, True),
+        ),
+        (saas.ServerError("x", status=500, detail=None), (True, True, "server"), (False, True)),
+        (
+            saas.ServerError("x", status=500, detail="Internal Server Error"),
+            (True, True, "server"),
+            (False, True),
+        ),
         (saas.ServerError("x", status=503), (True, True, "server"), (True, True)),
         (saas.ServerError("x", status=502), (True, True, "server"), (False, True)),
         (saas.ServerError("x", status=504), (True, True, "server"), (False, True)),
@@ -115,12 +124,21 @@ def _500(detail: str, form: str) -> object:
 
 @pytest.mark.parametrize("form", ["typed", "raw"])
 @pytest.mark.parametrize("detail", TRANSIENT_DETAILS)
-def test_transient_causes_in_a_500_are_retried_and_trip(detail: str, form: str) -> None:
-    """A 500 whose detail names a transient cause is retried (even on paid endpoints) and trips.
+def test_transient_causes_in_a_500_trip_but_are_not_retried(detail: str, form: str) -> None:
+    """Issue 17.3: 'LLM call failed' with a transient cause counts toward the breaker, unretried.
 
-    Checked on the typed ServerError and on the raw response of a user's own call.
+    The server already tried the provider up to 9 times; retrying would make it
+    27. Checked on the typed ServerError and on the raw response of a user's own call.
     """
-    assert verdicts(_500(detail, form)) == ((True, True, "server"), (True, True))
+    assert verdicts(_500(detail, form)) == ((False, True, "server"), (False, True))
+
+
+def test_retry_ambiguous_retries_a_plain_500_but_never_a_provider_failure() -> None:
+    """Issue 17.3: retry_ambiguous=True retries a paid call's plain 500, never 'LLM call failed'."""
+    assert saas.classifier(True).classify(_500(TRANSIENT, "typed")).retry is False
+    plain = saas.ServerError("x", status=500, detail="Internal Server Error")
+    assert saas.Options(retry_ambiguous=True).retry(False).on.classify(plain).retry is True
+    assert saas.Options().retry(False).on.classify(plain).retry is False
 
 
 @pytest.mark.parametrize("form", ["typed", "raw"])
@@ -144,7 +162,7 @@ def test_retry_after_is_read_from_rate_limit_error() -> None:
         (response(404, "Job not found"), (False, False, "client"), (False, False)),
         (response(429, Retry_After="3"), (True, True, "rate_limit"), (True, True)),
         (response(500, f'{{"detail": "{PERMANENT}"}}'), (False, False, "server"), (False, False)),
-        (response(500, "Internal Server Error"), (True, True, "server"), (True, True)),
+        (response(500, "Internal Server Error"), (True, True, "server"), (False, True)),
         (response(502, "<html>"), (True, True, "server"), (False, True)),
         (response(503, "<html>"), (True, True, "server"), (True, True)),
     ],

@@ -23,7 +23,8 @@ def test_explain_has_the_table_the_map_and_the_schedule() -> None:
     for row in saas.ENDPOINTS:
         if row.template != "*":
             assert f"{row.method} {row.template}" in text
-    assert "POST /api/jobs/{job_id}/llm-call         60 s     183.75 s     300 s" in text
+    assert "POST /api/jobs/{job_id}/llm-call         60 s     363.75 s     480 s" in text
+    assert "GET /api/jobs/{job_id}                   10 s     33.75 s      150 s" in text
     assert "No provider credentials configured" in text
 
 
@@ -106,6 +107,28 @@ def test_explain_ends_with_one_requests_pipeline() -> None:
     text = saas.explain()
     tail = text.split("The pipeline of one request, as resilience explains it", 1)[1]
     assert "  1. Retry 'saas-litellm': up to 3 attempts" in tail
-    assert "  2. CircuitBreaker 'saas-litellm': opens on 5 consecutive failures" in tail
-    assert "  4. Timeout 'saas-litellm': 60 s" in tail
-    assert "total time: at most 183.75 s; at most 300 s with Retry-After waits" in tail
+    assert "  2. Bulkhead 'saas-litellm paid calls': at most 8 calls at once" in tail
+    assert "  3. CircuitBreaker 'saas-litellm': opens on 5 consecutive failures" in tail
+    assert "  5. Timeout 'saas-litellm': 60 s" in tail
+    assert "total time: at most 363.75 s; at most 480 s with Retry-After waits" in tail
+
+
+def test_explain_names_no_private_predicate_nor_placeholder_id() -> None:
+    """Issue 16.3: the explanation shows what rules test, not private names, and no fake UUID."""
+    text = saas.explain()
+    for private in ("_permanent", "_not_sent", "raw_not_sent", "raw_timeout", "00000000-"):
+        assert private not in text
+    assert "APITimeoutError if the request was never sent" in text
+    assert "POST /api/jobs/{job_id}/llm-call" in text
+
+
+def test_command_line_explain_help_describes_its_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16.3: `python -m resilience explain --help` says what PROFILE is and which exist."""
+    with pytest.raises(SystemExit) as done:
+        main(["explain", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "PROFILE" in out
+    assert "the profile to explain: saas-litellm" in out

@@ -182,7 +182,7 @@ def _expected(method: str, parts: list[str]) -> tuple[saas.Endpoint | None, str 
             continue
         tail = parts[len(parts) - len(segments) :]
         if not all(
-            (segment == "{job_id}" and part != "") or segment == part
+            (segment.startswith("{") and part != "") or segment == part
             for segment, part in zip(segments, tail, strict=True)
         ):
             continue

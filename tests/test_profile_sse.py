@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import pickle
 import threading
 from collections.abc import Iterator
@@ -218,12 +219,44 @@ def test_non_json_data_is_yielded_as_text() -> None:
 
 
 def test_openai_style_error_object() -> None:
-    """An in-band {"error": {"message": ...}} gives its message as the detail."""
+    """An in-band {"error": {"message": ..., "code": ...}} gives its message and its status."""
     response = _fake_stream([b'data: {"error": {"message": "overloaded", "code": 529}}\n\n'])
     with pytest.raises(saas.StreamError) as caught:
         list(saas.iter_sse(response))
     assert caught.value.detail == "overloaded"
-    assert caught.value.status is None
+    assert caught.value.status == 529
+
+
+SERVER_STREAM_BUG = "'Response' object does not support the asynchronous context manager protocol"
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        ("500: Failed to call provider API: Connection error.", 500),
+        ("LLM call failed: 500: Failed to call provider API: Connection error.", 500),
+        (SERVER_STREAM_BUG, 500),
+        ("something went wrong", 500),
+    ],
+)
+def test_in_band_error_status_is_never_none(event: str, status: int) -> None:
+    """Issue 17.6: an in-band error is the server's 500 after its 200, whatever its prefix."""
+    body = json.dumps({"error": event}).encode()
+    with pytest.raises(saas.StreamError) as caught:
+        list(saas.iter_sse(_fake_stream([b"data: " + body + b"\n\n"])))
+    assert caught.value.status == status
+
+
+def test_the_servers_stream_bug_is_permanent_and_said_plainly() -> None:
+    """Issue 17.6: the server's broken llm-call-stream: clear StreamError, unretried, uncounted."""
+    body = json.dumps({"error": SERVER_STREAM_BUG}).encode()
+    with pytest.raises(saas.StreamError) as caught:
+        list(saas.iter_sse(_fake_stream([b"data: " + body + b"\n\n"])))
+    assert "the server's stream endpoint is broken" in str(caught.value)
+    assert "use the non-streaming endpoint" in str(caught.value)
+    for idempotent in (True, False):
+        verdict = saas.classifier(idempotent).classify(caught.value)
+        assert (verdict.retry, verdict.trip) == (False, False)
 
 
 def test_delta_text_never_raises() -> None:

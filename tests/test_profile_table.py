@@ -158,23 +158,35 @@ def test_500_permanent_cause_is_not_retried(api: Client, emu: Emulator, clock: F
     assert clock.sleeps == []
 
 
-def test_500_transient_is_retried(api: Client, emu: Emulator) -> None:
-    """Other 500 (a transient provider failure): retried, even on the paid LLM call."""
+def test_500_provider_failure_is_not_retried(api: Client, emu: Emulator, clock: FakeClock) -> None:
+    """Issue 17.3: 'LLM call failed: 500: ...' is not retried: the server already tried 9 times."""
     job_id = api.create_job()
     emu.script("llm-call", "transient_500", "ok")
-    answer = api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT).json()
-    assert answer["response"]["finish_reason"] == "stop"
-    stats = emu.stats()
-    assert (stats.by_route["llm-call"], stats.paid_calls) == (2, 1)
+    with pytest.raises(saas.ServerError, match="LLM call failed"):
+        api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
+    assert emu.stats().by_route["llm-call"] == 1
+    assert clock.sleeps == []
+
+
+def test_plain_text_500_on_a_paid_call_is_not_retried(
+    api: Client, emu: Emulator, clock: FakeClock
+) -> None:
+    """Issue 17.3: a paid call's plain-text 500 is ambiguous (the provider may have been paid)."""
+    job_id = api.create_job()
+    emu.script("llm-call", "plain_500", "ok")
+    with pytest.raises(saas.ServerError) as caught:
+        api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
+    assert caught.value.status == 500
+    assert emu.stats().by_route["llm-call"] == 1
+    assert clock.sleeps == []
 
 
 def test_plain_text_500_is_retried_on_a_fresh_connection(api: Client, emu: Emulator) -> None:
-    """A plain-text 500 is normal input: retried, and never on the connection it killed."""
+    """A plain-text 500 is normal input: retried where idempotent, on a fresh connection."""
     job_id = api.create_job()
-    emu.script("llm-call", "plain_500", "ok")
-    api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
-    stats = emu.stats()
-    assert (stats.by_route["llm-call"], stats.paid_calls) == (2, 1)
+    emu.script("get", "plain_500", "ok")
+    assert api.get(f"/api/jobs/{job_id}").json()["job_id"] == job_id
+    assert emu.stats().by_route["get"] == 2
 
 
 def test_503_is_retried(api: Client, emu: Emulator) -> None:

@@ -346,7 +346,7 @@ def test_credentials_in_a_base_url_do_not_name_the_breaker() -> None:
     breaker = saas.breaker_for(
         "https://user:s3cr3t-pa55@api.example.com:8443/v1", clock=FakeClock()
     )
-    assert breaker.name == "saas-litellm https://api.example.com:8443"
+    assert breaker.name == "saas-litellm https://api.example.com:8443 other"
     assert "s3cr3t" not in repr(breaker)
 
 

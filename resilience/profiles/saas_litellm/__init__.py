@@ -11,7 +11,8 @@ Drop it onto code that calls the API with requests::
 or httpx (`client`, `async_client`), or onto your own calls (`pipeline`,
 `raise_for_response`). Every request gets its endpoint's timeout, retries
 per the table (Retry-After as a floor; an ambiguous failure of a paid call is
-never repeated), the server's circuit breaker, and typed exceptions.
+never repeated), a circuit breaker per route family and model alias, a
+bulkhead on the paid calls, and typed exceptions.
 
 The profile follows what the server really does where the API's docs
 disagree: the table, and why, is in ``docs/profile-saas-litellm.md``;
@@ -27,6 +28,7 @@ The profile is built from `resilience`'s public API only.
 
 from __future__ import annotations
 
+from ._classify import LLM_CALL_FAILED as LLM_CALL_FAILED
 from ._classify import PERMANENT_CAUSES as PERMANENT_CAUSES
 from ._classify import classifier as classifier
 from ._classify import is_permanent as is_permanent
@@ -58,10 +60,15 @@ from ._policy import BACKOFF as BACKOFF
 from ._policy import FAILURE_THRESHOLD as FAILURE_THRESHOLD
 from ._policy import HALF_OPEN_MAX_CALLS as HALF_OPEN_MAX_CALLS
 from ._policy import MAX_RETRY_AFTER as MAX_RETRY_AFTER
+from ._policy import PAID_CALL_WAIT as PAID_CALL_WAIT
+from ._policy import PAID_CALLS as PAID_CALLS
+from ._policy import REPROBE_AFTER as REPROBE_AFTER
 from ._policy import RESET_TIMEOUT as RESET_TIMEOUT
 from ._policy import Options as Options
 from ._policy import breaker as breaker
 from ._policy import breaker_for as breaker_for
+from ._policy import paid_calls as paid_calls
+from ._policy import paid_calls_for as paid_calls_for
 from ._policy import pipeline as pipeline
 from ._sse import aiter_sse as aiter_sse
 from ._sse import delta_text as delta_text
@@ -73,8 +80,12 @@ __all__ = [
     "ENDPOINTS",
     "FAILURE_THRESHOLD",
     "HALF_OPEN_MAX_CALLS",
+    "LLM_CALL_FAILED",
     "MAX_RETRY_AFTER",
+    "PAID_CALLS",
+    "PAID_CALL_WAIT",
     "PERMANENT_CAUSES",
+    "REPROBE_AFTER",
     "RESET_TIMEOUT",
     "APIConnectionError",
     "APIError",
@@ -104,6 +115,8 @@ __all__ = [
     "explain",
     "is_permanent",
     "iter_sse",
+    "paid_calls",
+    "paid_calls_for",
     "pipeline",
     "raise_for_response",
     "session",

@@ -31,6 +31,7 @@ from ._errors import (
 )
 
 __all__ = [
+    "LLM_CALL_FAILED",
     "PERMANENT_CAUSES",
     "classifier",
     "is_permanent",
@@ -45,8 +46,25 @@ PERMANENT_CAUSES: Final = (
     "Error code: 400",
     "Error code: 404",
     "No module named",
+    "does not support the asynchronous context manager protocol",
 )
-"""Causes inside a 500's detail that no retry can fix (matched case-insensitively)."""
+"""
+Causes inside a 500's detail (or a stream's error event) that no retry can fix.
+
+Matched case-insensitively. The last one is the server's broken
+``llm-call-stream`` (every call answers 200, then this error event).
+"""
+
+LLM_CALL_FAILED: Final = "LLM call failed"
+"""
+How the server's 500 starts when the provider failed: it already tried up to 9 times.
+
+The server makes 3 attempts, each with the provider SDK's own 3, over 3-9 s,
+before it answers ``LLM call failed: 500: ...``. Three more attempts from the
+client would make 27 provider requests and 25-31 s per call, and leave 3
+failed call rows per llm-call (3 FAILED jobs per create-and-call): the
+profile does not retry it (it still counts toward the model's breaker).
+"""
 
 _PERMANENT_FOLDED: Final = tuple(cause.casefold() for cause in PERMANENT_CAUSES)
 
@@ -227,8 +245,21 @@ def _permanent(outcome: object) -> bool:
     return is_permanent(_text_of(outcome))
 
 
+def _provider_failed(outcome: object) -> bool:
+    text = _text_of(outcome)
+    # At the start of a typed error's detail, of a raw JSON body's {"detail": ...}.
+    return text is not None and LLM_CALL_FAILED in text[:64]
+
+
 def _not_sent(exc: object) -> bool:
     return isinstance(exc, APIConnectionError) and not exc.request_sent
+
+
+# What `explain` and the rules' reprs show for the predicates: what they test, not
+# the names of private functions.
+_permanent.__qualname__ = "the detail names a permanent cause"
+_provider_failed.__qualname__ = f"the detail says {LLM_CALL_FAILED!r}"
+_not_sent.__qualname__ = "the request was never sent"
 
 
 def _raw(kind: str, sent: bool | None) -> Callable[[BaseException], bool]:
@@ -240,12 +271,17 @@ def _raw(kind: str, sent: bool | None) -> Callable[[BaseException], bool]:
             return found[0] == kind
         return found[1] == sent
 
-    predicate.__qualname__ = f"raw_{kind}" if sent is None else "raw_not_sent"
+    if sent is None:
+        predicate.__qualname__ = f"a raw transport {'timeout' if kind == 'timeout' else 'error'}"
+    else:
+        predicate.__qualname__ = "a raw transport error, never sent"
     return predicate
 
 
-def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
+def _build(retry_ambiguous: bool, *, results: bool = True) -> rs.ErrorClassifier:
+    """The table; with *results* false, status rules match exceptions only (see `for_clients`)."""
     raw_not_sent = _raw("any", False)
+    on: type[Exception] | None = None if results else Exception
     return rs.ErrorClassifier(
         [
             # After HTTP 200: never retried (the content may have been paid for).
@@ -257,12 +293,19 @@ def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
             rs.Rule(exception=APIConnectionError, when=_not_sent, kind="network"),
             rs.Rule(exception=APIConnectionError, retry=retry_ambiguous, kind="network"),
             # Statuses: typed errors, raw responses, raw HTTPError / HTTPStatusError.
-            rs.Rule(status=429, kind="rate_limit"),
-            rs.Rule(status=500, when=_permanent, retry=False, trip=False, kind="server"),
-            rs.Rule(status=(500, 503), kind="server"),
-            rs.Rule(status=(502, 504), retry=retry_ambiguous, kind="server"),
-            rs.Rule(status=range(500, 600), retry=False, trip=False, kind="server"),
-            rs.Rule(status=range(400, 500), retry=False, trip=False, kind="client"),
+            rs.Rule(status=429, kind="rate_limit", exception=on),
+            rs.Rule(
+                status=500, when=_permanent, retry=False, trip=False, kind="server", exception=on
+            ),
+            # The server already tried the provider up to 9 times (see LLM_CALL_FAILED).
+            rs.Rule(status=500, when=_provider_failed, retry=False, kind="server", exception=on),
+            # Any other 500 of a non-idempotent endpoint is ambiguous: the server may
+            # have paid the provider, then failed to store the answer.
+            rs.Rule(status=500, retry=retry_ambiguous, kind="server", exception=on),
+            rs.Rule(status=503, kind="server", exception=on),
+            rs.Rule(status=(502, 504), retry=retry_ambiguous, kind="server", exception=on),
+            rs.Rule(status=range(500, 600), retry=False, trip=False, kind="server", exception=on),
+            rs.Rule(status=range(400, 500), retry=False, trip=False, kind="client", exception=on),
             # Raw transport exceptions of the user's own calls.
             rs.Rule(exception=Exception, when=raw_not_sent, kind="network"),
             rs.Rule(
@@ -283,6 +326,17 @@ def _build(retry_ambiguous: bool) -> rs.ErrorClassifier:
 
 _IDEMPOTENT: Final = _build(True)
 _NON_IDEMPOTENT: Final = _build(False)
+_CLIENTS: Final = (_build(False, results=False), _build(True, results=False))
+
+
+def for_clients(idempotent: bool) -> rs.ErrorClassifier:
+    """
+    The table for the profile's own clients: the same verdicts, never reading a result.
+
+    The clients raise a typed error for every answer >= 400, so what an attempt
+    returns is always a success: Retry need not classify it.
+    """
+    return _CLIENTS[idempotent]
 
 
 def classifier(idempotent: bool = True) -> rs.ErrorClassifier:
@@ -291,10 +345,10 @@ def classifier(idempotent: bool = True) -> rs.ErrorClassifier:
 
     The two classifiers differ only in what they retry: on a non-idempotent
     endpoint (an LLM call, create-and-call, the streams), an ambiguous failure
-    (a read timeout, a connection dropped after sending, a 502 or 504 from a
-    gateway) is not retried, as the server may have done, and charged for,
-    the work. What trips a breaker is the same in both, so one breaker can
-    serve every endpoint of a server.
+    (a read timeout, a connection dropped after sending, a 500 that is not
+    the provider's failure, a 502 or 504 from a gateway) is not retried, as
+    the server may have done, and charged for, the work. What trips a
+    breaker is the same in both, so one breaker can serve several endpoints.
 
     | outcome | retry | trip | kind |
     | --- | --- | --- | --- |
@@ -303,7 +357,9 @@ def classifier(idempotent: bool = True) -> rs.ErrorClassifier:
     | read timeout, drop after sending | *idempotent* | yes | ``"timeout"`` / ``"network"`` |
     | 429 | yes, Retry-After as a floor | yes | ``"rate_limit"`` |
     | 500 naming a `PERMANENT_CAUSES` entry | no | no | ``"server"`` |
-    | other 500, 503 | yes | yes | ``"server"`` |
+    | 500 ``LLM call failed: ...`` (see `LLM_CALL_FAILED`) | no | yes | ``"server"`` |
+    | other 500 | *idempotent* | yes | ``"server"`` |
+    | 503 | yes | yes | ``"server"`` |
     | 502, 504 | *idempotent* | yes | ``"server"`` |
     | other 5xx | no | no | ``"server"`` |
     | 4xx | no | no | ``"client"`` |

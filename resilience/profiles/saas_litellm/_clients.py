@@ -1,20 +1,26 @@
 """
 Ready clients: `session` (requests), `client` and `async_client` (httpx).
 
-Each applies the profile's pipeline per request through the integrations,
-passes min(endpoint timeout, per-call ``timeout=``, `resilience.deadline.remaining()`)
-to the socket, honours Retry-After, and raises the typed exceptions for a
-failed final response. requests and httpx are imported only when called.
+Each sends every request through the profile's pipeline for its endpoint (and,
+for an LLM call, its model alias, read from the body), passes min(endpoint
+timeout, per-call ``timeout=``, `resilience.deadline.remaining()`) to the
+socket, honours Retry-After, and raises the typed exceptions for a failed
+final response. All three follow redirects (the server's 307 for a trailing
+slash), each hop through its own pipeline. requests and httpx are imported
+only when called.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import raise_for_response, read_body, redact
-from ._policy import Options, options
+import resilience as rs
+
+from ._errors import APITimeoutError, raise_for_response, read_body, redact
+from ._policy import Options, _model_of, deadline_passed, options
 
 if TYPE_CHECKING:
     import httpx
@@ -23,8 +29,52 @@ if TYPE_CHECKING:
 __all__ = ["async_client", "client", "session"]
 
 _OPTION_NAMES = frozenset(
-    {"attempts", "backoff", "max_retry_after", "retry_ambiguous", "breaker", "endpoints", "clock"}
+    {
+        "attempts",
+        "backoff",
+        "max_retry_after",
+        "retry_ambiguous",
+        "breaker",
+        "paid_calls",
+        "endpoints",
+        "clock",
+    }
 )
+
+DEADLINE_MARGIN: Final = 0.02
+"""
+Seconds before an enclosing deadline at which an async client call gives up.
+
+An ``async with rs.Timeout(...)`` around a call cancels it at its deadline and
+raises its own `resilience.TimeoutExceededError`. Ending the call a moment
+earlier lets the profile raise `APITimeoutError` instead, the exception every
+other path raises.
+"""
+
+
+def _label(attempt: Any, name: str) -> Any:
+    """*attempt* under the name ``"METHOD /path"``: its target in events and errors."""
+
+    def run(*args: Any) -> Any:
+        return attempt(*args)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
+def _deadline_passed(exc: BaseException) -> bool:
+    left = rs.deadline.remaining()
+    return isinstance(exc, rs.BulkheadFullError) and left is not None and left <= 0
+
+
+def _waited_out(exc: rs.BulkheadFullError, method: str, path: str) -> APITimeoutError:
+    return APITimeoutError(
+        f"timed out before the request was sent: no paid-call slot freed up before the "
+        f"deadline ({method} {path})",
+        method=method,
+        path=path,
+        request_sent=False,
+    )
 
 
 def _split(settings: dict[str, Any]) -> tuple[Options, dict[str, Any]]:
@@ -94,15 +144,105 @@ def _close_on_release(raw: Any) -> None:
     raw.release_conn = close_then_release
 
 
+def _cap(timeout: Any, limit: float | None) -> Any:
+    """Lower a requests timeout (seconds, or (connect, read)) to *limit*."""
+    if limit is None:
+        return timeout
+    if timeout is None:
+        return limit
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return tuple(limit if part is None or part > limit else part for part in timeout)
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return limit if timeout > limit else timeout
+    return timeout  # a urllib3 Timeout object: the caller's own business
+
+
+@functools.cache
+def _adapter_class() -> type[Any]:
+    import requests.adapters
+
+    class ProfileAdapter(requests.adapters.HTTPAdapter):
+        """The requests adapter of `session`: the pipeline by endpoint and model alias."""
+
+        __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "_opts"]  # noqa: RUF012
+
+        def __init__(self, opts: Options, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._opts = opts
+
+        def send(
+            self,
+            request: requests.PreparedRequest,
+            stream: bool = False,
+            timeout: Any = None,
+            verify: bool | str = True,
+            cert: Any = None,
+            proxies: Any = None,
+        ) -> requests.Response:
+            method = request.method or "GET"
+            url = request.url or ""
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(request.body) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
+            left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
+            try:
+                return pipeline.call(attempt, request, stream, timeout, verify, cert, proxies)  # type: ignore[no-any-return]
+            except rs.BulkheadFullError as exc:
+                if _deadline_passed(exc):
+                    raise _waited_out(exc, method, path) from exc
+                raise
+
+        def _send_once(
+            self,
+            request: requests.PreparedRequest,
+            stream: bool,
+            timeout: Any,
+            verify: bool | str,
+            cert: Any,
+            proxies: Any,
+        ) -> requests.Response:
+            if isinstance(getattr(request, "_body_position", None), int):
+                import requests.utils
+
+                requests.utils.rewind_body(request)  # a file body, read by a previous attempt
+            # Inside the pipeline a deadline is always in force: the endpoint's Timeout.
+            response = super().send(
+                request,
+                stream=stream,
+                timeout=_cap(timeout, rs.deadline.remaining()),
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+            try:
+                _check_requests(response)
+            except BaseException:
+                response.close()
+                raise
+            if not stream:
+                # Read inside the attempt, as requests would right after: a connection
+                # dropped mid-body is then this attempt's failure, classified and retried.
+                response.content  # noqa: B018
+            return response
+
+    return ProfileAdapter
+
+
 def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Session:
     """
     Return a `requests.Session` for the SaaS LiteLLM API with the profile applied.
 
     Requests take paths relative to *base_url* or absolute URLs; each one runs
     through `pipeline`: the endpoint's timeout (a per-call ``timeout=`` lowers
-    it), retries per the table with Retry-After as a floor, and the server's
-    breaker. A failed final answer raises the typed `APIError`; a job id
-    that is not a UUID raises `ValueError` before anything is sent::
+    it), retries per the table with Retry-After as a floor, the breaker of
+    its route family (of its model, for an LLM call), and for a paid call
+    the server's paid-call bulkhead. It follows redirects, each hop through
+    its own pipeline. A failed final answer raises the typed `APIError`; a
+    job id that is not a UUID raises `ValueError` before anything is sent::
 
         api = saas.session("https://api.example.com", VIRTUAL_KEY)
         job = api.post("/api/jobs/create", json={"team_id": "acme", "job_type": "chat"}).json()
@@ -112,10 +252,9 @@ def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Sessio
         virtual_key: The team's virtual key (``sk-...``); sent as a bearer
             token, never shown in errors or reprs.
         **settings: `Options` settings (``attempts``, ``backoff``,
-            ``max_retry_after``, ``retry_ambiguous``, ``breaker``,
-            ``endpoints``, ``clock``); anything else goes to the
-            `resilience.integrations.requests.ResilientAdapter`
-            (``pool_maxsize``, ...).
+            ``max_retry_after``, ``retry_ambiguous``, ``breaker``, ``paid_calls``,
+            ``endpoints``, ``clock``); anything else goes to its
+            `requests.adapters.HTTPAdapter` (``pool_maxsize``, ...).
 
     Returns:
         A `resilience.integrations.requests.Session`.
@@ -129,14 +268,18 @@ def session(base_url: str, virtual_key: str, **settings: Any) -> requests.Sessio
     base = _check_base_url(base_url)
     headers = _auth(virtual_key)
     opts, adapter_settings = _split(dict(settings))
-    api = Session(
-        opts.pipeline,
-        base_url=base,
-        check=_check_requests,
-        **adapter_settings,
-    )
+    api = Session(None, base_url=base)
+    adapter = _adapter_class()(opts, **adapter_settings)
+    for prefix in ("http://", "https://"):
+        api.mount(prefix, adapter)  # redirects elsewhere go through the profile too
+    api.mount(_mount_point(base), adapter)
     api.headers.update(headers)
     return api
+
+
+def _mount_point(base: str) -> str:
+    scheme, _, rest = base.partition("://")
+    return f"{scheme}://{rest.partition('/')[0]}/"
 
 
 # --- httpx --------------------------------------------------------------------------------
@@ -188,18 +331,17 @@ def _closing_streams() -> tuple[type[Any], type[Any]]:
     return ClosingStream, AsyncClosingStream
 
 
-def _reads_whole(response: httpx.Response) -> bool:
-    """Whether the body is read inside the attempt: every answer but an event stream."""
-    content_type: str = response.headers.get("content-type", "")
-    return not content_type.lower().startswith("text/event-stream")
+def _check_httpx(response: httpx.Response, stream: bool) -> None:
+    """Raise the typed error of a failed answer; read the body of any other but a stream's.
 
-
-def _check_httpx(response: httpx.Response) -> None:
+    *stream*: the endpoint answers with events (its row says so): its body is read
+    by the caller, event by event, after the attempt.
+    """
     if response.status_code < 400:
         # httpx reads the body after the transport returns, outside the pipeline:
         # read it here, so that a connection dropped mid-body is this attempt's
         # failure, classified and retried like any other.
-        if _reads_whole(response):
+        if not stream:
             response.read()
         return
     network = response.extensions.get("network_stream")
@@ -209,9 +351,9 @@ def _check_httpx(response: httpx.Response) -> None:
     raise_for_response(response)
 
 
-async def _acheck_httpx(response: httpx.Response) -> None:
+async def _acheck_httpx(response: httpx.Response, stream: bool) -> None:
     if response.status_code < 400:
-        if _reads_whole(response):  # see _check_httpx
+        if not stream:  # see _check_httpx
             await response.aread()
         return
     network = response.extensions.get("network_stream")
@@ -221,8 +363,245 @@ async def _acheck_httpx(response: httpx.Response) -> None:
     raise_for_response(response)
 
 
+_PARTS: Final = ("connect", "read", "write", "pool")
+_UNSET: Final = dict.fromkeys(_PARTS)
+
+
+def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
+    """The request's own timeouts, checked; its extensions made its own to update per attempt."""
+    extensions = request.extensions
+    current = extensions.get("timeout")
+    request.extensions = dict(extensions)
+    if current == _UNSET or not isinstance(current, dict):
+        return None  # the profile's clients have no timeout of their own: the usual case
+    unset = True
+    for part in _PARTS:
+        value = current.get(part)
+        if value is not None:
+            unset = False
+            if not (value > 0):
+                # httpx would time out at once: through the pipeline, a failure of the
+                # server, retried and counted. Refused before anything is sent.
+                raise ValueError(
+                    f"timeout must be a number of seconds > 0 or None, got {part}={value!r}"
+                )
+    return None if unset else current
+
+
+def _set_timeouts(request: httpx.Request, own: dict[str, Any] | None) -> None:
+    """Give this attempt the lower of the request's own timeouts and the time left."""
+    limit = rs.deadline.remaining()  # the endpoint's Timeout is always in force here
+    values: dict[str, Any]
+    if limit is None:
+        return
+    if own is None:
+        values = dict.fromkeys(_PARTS, limit)
+    else:
+        values = {}
+        for part in _PARTS:
+            value = own.get(part)
+            values[part] = limit if value is None or value > limit else value
+    request.extensions["timeout"] = values
+
+
+def _body_of(request: httpx.Request) -> bytes | None:
+    try:
+        return request.content
+    except Exception:  # a streaming body: its model cannot be read without consuming it
+        return None
+
+
+@functools.cache
+def _transports() -> tuple[type[Any], type[Any]]:
+    import httpx
+
+    class ProfileTransport(httpx.BaseTransport):
+        """The transport of `client`: the pipeline by endpoint and model alias."""
+
+        def __init__(self, opts: Options, transport: httpx.BaseTransport | None) -> None:
+            self._opts = opts
+            self._transport = transport if transport is not None else httpx.HTTPTransport()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            own = _request_timeouts(request)
+            method = request.method
+            url = str(request.url)
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(_body_of(request)) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
+            left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
+            try:
+                return pipeline.call(attempt, request, own, found.stream)  # type: ignore[no-any-return]
+            except rs.BulkheadFullError as exc:
+                if _deadline_passed(exc):
+                    raise _waited_out(exc, method, path) from exc
+                raise
+
+        def _send_once(
+            self, request: httpx.Request, own: dict[str, Any] | None, stream: bool
+        ) -> httpx.Response:
+            _set_timeouts(request, own)
+            response = self._transport.handle_request(request)
+            response.request = request  # as the client will: lets the checks name it
+            try:
+                _check_httpx(response, stream)
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+        def close(self) -> None:
+            self._transport.close()
+
+    class AsyncProfileTransport(httpx.AsyncBaseTransport):
+        """The transport of `async_client`; ends a call just before an enclosing deadline."""
+
+        def __init__(self, opts: Options, transport: httpx.AsyncBaseTransport | None) -> None:
+            self._opts = opts
+            self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            own = _request_timeouts(request)
+            method = request.method
+            url = str(request.url)
+            opts = self._opts
+            found, path = opts.endpoints.lookup(method, url)
+            model = _model_of(_body_of(request)) if found.paid else None
+            pipeline = opts.for_client(method, url, found, model)
+            attempt = _label(self._send_once, f"{method} {path}")
+            left = rs.deadline.remaining()
+            if left is not None and left <= 0:
+                raise deadline_passed(method, path)
+            try:
+                if left is None:
+                    response: httpx.Response = await pipeline.acall(
+                        attempt, request, own, found.stream, None
+                    )
+                    return response
+                return await self._before_deadline(
+                    pipeline, attempt, request, own, found.stream, left
+                )
+            except rs.BulkheadFullError as exc:
+                if _deadline_passed(exc):
+                    raise _waited_out(exc, method, path) from exc
+                raise
+
+        async def _before_deadline(
+            self,
+            pipeline: rs.Pipeline,
+            attempt: Any,
+            request: httpx.Request,
+            own: dict[str, Any] | None,
+            stream: bool,
+            left: float,
+        ) -> httpx.Response:
+            # An enclosing deadline: end the call DEADLINE_MARGIN before it, so that
+            # the caller gets the profile's APITimeoutError, not the enclosing
+            # Timeout's cancellation. `sent` follows httpcore's trace of each attempt.
+            sent = _Sent(request)
+            scope = asyncio.timeout(left - DEADLINE_MARGIN)
+            try:
+                async with scope:
+                    return await pipeline.acall(attempt, request, own, stream, sent)
+            except TimeoutError as exc:
+                if not (scope.expired() and type(exc) is TimeoutError):
+                    raise
+                raise _deadline_error(request.method, attempt, sent.value) from exc
+            except asyncio.CancelledError as exc:
+                # A loop late by more than the margin runs both timers at once: ours,
+                # then the enclosing Timeout's, whose cancellation then reaches here.
+                # Exactly that one cancel pending, its deadline passed: the enclosing
+                # Timeout's own; it lets an exception other than CancelledError pass.
+                # Any other cancellation (one more request) propagates.
+                task = asyncio.current_task()
+                remaining = rs.deadline.remaining()
+                if (
+                    scope.expired()
+                    and task is not None
+                    and task.cancelling() == 1
+                    and remaining is not None
+                    and remaining <= 0
+                ):
+                    raise _deadline_error(request.method, attempt, sent.value) from exc
+                raise
+
+        async def _send_once(
+            self,
+            request: httpx.Request,
+            own: dict[str, Any] | None,
+            stream: bool,
+            sent: _Sent | None,
+        ) -> httpx.Response:
+            _set_timeouts(request, own)
+            if sent is not None:
+                sent.start()
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                await _acheck_httpx(response, stream)
+            except BaseException:
+                await response.aclose()
+                raise
+            return response
+
+        async def aclose(self) -> None:
+            await self._transport.aclose()
+
+    return ProfileTransport, AsyncProfileTransport
+
+
+def _deadline_error(method: str, attempt: Any, sent: bool) -> APITimeoutError:
+    path = attempt.__name__.partition(" ")[2]
+    if sent:
+        message = "no answer before the deadline; the server may still complete it"
+    else:
+        message = "timed out before the request was sent"
+    return APITimeoutError(
+        f"{message} ({method} {path})", method=method, path=path, request_sent=sent
+    )
+
+
+class _Sent:
+    """
+    Whether the attempts of one call may have sent the request, from httpcore's trace.
+
+    `True` once an attempt starts sending its headers; `True` as well for an
+    attempt whose transport reports no trace at all (nothing known: it may have
+    sent); `False` while every attempt was refused, waited for a connection, or
+    was still connecting.
+    """
+
+    __slots__ = ("_inner", "_traced", "value")
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.value = False
+        self._traced = False
+        self._inner = request.extensions.get("trace")
+        request.extensions["trace"] = self._trace
+
+    def start(self) -> None:
+        if not self._traced:
+            self.value = True  # until a trace says otherwise
+            self._traced = False
+
+    async def _trace(self, name: str, info: dict[str, Any]) -> None:
+        if not self._traced:
+            self._traced = True
+            self.value = False
+        if name.endswith("send_request_headers.started"):
+            self.value = True
+        inner = self._inner
+        if inner is not None:
+            await inner(name, info)
+
+
 def _httpx_settings(settings: dict[str, Any]) -> dict[str, Any]:
     settings.setdefault("timeout", None)  # the endpoint map decides; a per-call timeout lowers it
+    settings.setdefault("follow_redirects", True)  # as requests does: one behaviour for all three
     return settings
 
 
@@ -230,10 +609,10 @@ def client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Client:
     """
     Return an `httpx.Client` for the SaaS LiteLLM API with the profile applied.
 
-    The same behaviour as `session`, through a
-    `resilience.integrations.httpx.ResilientTransport`. The client has no
-    default timeout of its own: the endpoint map decides, and a per-call
-    ``timeout=`` lowers it.
+    The same behaviour as `session`, through a transport of the profile's
+    own. The client has no default timeout of its own: the endpoint map
+    decides, and a per-call ``timeout=`` lowers it. It follows redirects
+    (``follow_redirects=False`` to refuse them), as `session` does.
 
     Args:
         base_url: The API's URL.
@@ -250,13 +629,11 @@ def client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Client:
     """
     import httpx
 
-    from resilience.integrations.httpx import ResilientTransport
-
     base = _check_base_url(base_url)
     headers = _auth(virtual_key)
     opts, rest = _split(dict(settings))
     inner = rest.pop("transport", None)
-    transport = ResilientTransport(opts.pipeline, transport=inner, check=_check_httpx)
+    transport = _transports()[0](opts, inner)
     return httpx.Client(
         base_url=base, headers=headers, transport=transport, **_httpx_settings(rest)
     )
@@ -266,9 +643,10 @@ def async_client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Asyn
     """
     Return an `httpx.AsyncClient` for the SaaS LiteLLM API with the profile applied.
 
-    The same behaviour as `client`, through a
-    `resilience.integrations.httpx.AsyncResilientTransport`: the endpoint's
-    `resilience.Timeout` cancels an attempt at its deadline.
+    The same behaviour as `client`: the endpoint's `resilience.Timeout`
+    cancels an attempt at its deadline, and a call under an enclosing
+    deadline (``async with rs.Timeout(...)``) ends just before it with
+    `APITimeoutError`, as in the sync clients.
 
     Args:
         base_url: The API's URL.
@@ -285,13 +663,11 @@ def async_client(base_url: str, virtual_key: str, **settings: Any) -> httpx.Asyn
     """
     import httpx
 
-    from resilience.integrations.httpx import AsyncResilientTransport
-
     base = _check_base_url(base_url)
     headers = _auth(virtual_key)
     opts, rest = _split(dict(settings))
     inner = rest.pop("transport", None)
-    transport = AsyncResilientTransport(opts.pipeline, transport=inner, check=_acheck_httpx)
+    transport = _transports()[1](opts, inner)
     return httpx.AsyncClient(
         base_url=base, headers=headers, transport=transport, **_httpx_settings(rest)
     )

@@ -5,23 +5,31 @@ Matching is by method and whole path segments, never by substring: a template
 matches the *end* of a URL's path segment by segment (so a base URL may carry
 a prefix such as ``/v1``), ``{job_id}`` matches exactly one segment, and when
 several templates match, the most specific wins (more literal segments, then
-more segments). A ``{job_id}`` that is not a UUID is refused on the client:
-the server would answer a plain-text 500 that no retry can fix.
+more segments). A ``{job_id}`` that is not a UUID, and a job ``status`` filter
+that is not upper case, are refused on the client: the server would answer a
+plain-text 500 that no retry can fix.
+
+A lookup tries only the rows that can match the path's last segment (an index
+built once per map), so its cost does not grow with the map.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Final, final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
 
-__all__ = ["ENDPOINTS", "Endpoint", "EndpointMap", "endpoint"]
+__all__ = ["ENDPOINTS", "FAMILIES", "Endpoint", "EndpointMap", "endpoint", "family_of"]
 
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+FAMILIES: Final = frozenset({"jobs", "teams", "credits"})
+"""Route families named by the segment after ``/api/``; anything else is ``"other"``."""
 
 
 def _check_timeout(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -59,6 +67,9 @@ class Endpoint:
             sending) may be retried.
         stream: Whether the endpoint answers with server-sent events.
         duplicate: What a repeated request does on the server, for people.
+        paid: Whether the request makes a paid provider call (the LLM calls):
+            it then has a breaker per model alias, goes through the paid-call
+            bulkhead, and a plain-text 500 from it is ambiguous. Default: `False`.
     """
 
     method: str = attrs.field(converter=_upper)
@@ -67,28 +78,45 @@ class Endpoint:
     idempotent: bool
     stream: bool = False
     duplicate: str = attrs.field(default="", eq=False)
+    paid: bool = attrs.field(default=False, kw_only=True)
     _segments: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    # Precomputed for matching: (index from the end, literal) and (index, name).
+    _literals: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
+    _params: tuple[tuple[int, str], ...] = attrs.field(init=False, repr=False, eq=False)
+    _count: int = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         segments = () if self.template == "*" else tuple(self.template.strip("/").split("/"))
         object.__setattr__(self, "_segments", segments)
+        count = len(segments)
+        literals = []
+        params = []
+        for n, segment in enumerate(segments):
+            if segment.startswith("{") and segment.endswith("}"):
+                params.append((n - count, segment[1:-1]))
+            else:
+                literals.append((n - count, segment))
+        # The last segment first: it differs most between rows.
+        object.__setattr__(self, "_literals", tuple(reversed(literals)))
+        object.__setattr__(self, "_params", tuple(params))
+        object.__setattr__(self, "_count", count)
 
     def _match(self, method: str, parts: list[str]) -> dict[str, str] | None:
         if self.method != "*" and self.method != method:
             return None
         if self.template == "*":
             return {}
-        segments = self._segments
-        if len(parts) < len(segments):
+        if len(parts) < len(self._segments):
             return None
-        params: dict[str, str] = {}
-        for pattern, part in zip(segments, parts[len(parts) - len(segments) :], strict=True):
-            if pattern.startswith("{") and pattern.endswith("}"):
-                if not part:
-                    return None
-                params[pattern[1:-1]] = part
-            elif pattern != part:
+        for at, literal in self._literals:
+            if parts[at] != literal:
                 return None
+        params: dict[str, str] = {}
+        for at, name in self._params:
+            part = parts[at]
+            if not part:
+                return None
+            params[name] = part
         return params
 
     def _specificity(self) -> tuple[bool, int, int, bool]:
@@ -102,6 +130,25 @@ def _to_rows(rows: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
         if not isinstance(row, Endpoint):
             raise TypeError(f"endpoints must be Endpoint rows, got {type(row).__name__}: {row!r}")
     return found
+
+
+def _fast_path(path_or_url: str) -> str:
+    """`_path_of` without `urlsplit` for the common forms: a bare path, an http(s) URL."""
+    if path_or_url[:1] == "/" and path_or_url[:2] != "//":
+        start = 0
+    else:
+        scheme = path_or_url.find("://")
+        start = -1 if scheme <= 0 else path_or_url.find("/", scheme + 3)
+        if start == -1:
+            return _path_of(path_or_url)
+    query = path_or_url.find("?")
+    fragment = path_or_url.find("#")
+    if query == -1 and fragment == -1:
+        return path_or_url[start:] if start else path_or_url
+    if -1 < query < start or -1 < fragment < start:
+        return _path_of(path_or_url)  # a query or fragment before any path
+    end = min(at for at in (query, fragment) if at != -1)
+    return path_or_url[start:end] or "/"
 
 
 def _path_of(path_or_url: str) -> str:
@@ -127,10 +174,41 @@ class EndpointMap:
 
     rows: tuple[Endpoint, ...] = attrs.field(converter=_to_rows)
     _ordered: tuple[Endpoint, ...] = attrs.field(init=False, repr=False, eq=False)
+    # Candidates by last path segment: rows ending in that literal, then rows ending
+    # in a parameter, then the catch-alls, most specific first. "" holds the rows
+    # for any other last segment. Catch-all copies per method are cached too.
+    _by_last: dict[str, tuple[Endpoint, ...]] = attrs.field(init=False, repr=False, eq=False)
+    _any: dict[str, Endpoint] = attrs.field(init=False, repr=False, eq=False)
+    _by_method: dict[tuple[str, str], tuple[Endpoint, ...]] = attrs.field(
+        init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
-        ordered = sorted(self.rows, key=lambda row: row._specificity(), reverse=True)
-        object.__setattr__(self, "_ordered", tuple(ordered))
+        ordered = tuple(sorted(self.rows, key=lambda row: row._specificity(), reverse=True))
+        object.__setattr__(self, "_ordered", ordered)
+        literals = {
+            row._segments[-1]
+            for row in ordered
+            if row._segments and not row._segments[-1].startswith("{")
+        }
+        by_last: dict[str, tuple[Endpoint, ...]] = {}
+        for last in (*literals, ""):
+            by_last[last] = tuple(
+                row
+                for row in ordered
+                if not row._segments
+                or row._segments[-1].startswith("{")
+                or row._segments[-1] == last
+            )
+        object.__setattr__(self, "_by_last", by_last)
+        object.__setattr__(self, "_any", {})
+        object.__setattr__(self, "_by_method", {})
+
+    def _candidates(self, method: str, last: str) -> tuple[Endpoint, ...]:
+        rows = tuple(row for row in self._by_last[last] if row.method in ("*", method))
+        if len(self._by_method) < 1024:  # methods are few; a bound all the same
+            self._by_method[(method, last)] = rows
+        return rows
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.rows)
@@ -146,19 +224,62 @@ class EndpointMap:
             ValueError: If a ``{job_id}`` segment is not a UUID, or nothing
                 matches (a map without catch-all rows).
         """
-        method = _upper(method)
-        parts = [unquote(part) for part in _path_of(path_or_url).strip("/").split("/")]
-        for row in self._ordered:
-            params = row._match(method, parts)
-            if params is None:
+        return self.lookup(method, path_or_url)[0]
+
+    def lookup(self, method: str, path_or_url: str) -> tuple[Endpoint, str]:
+        """
+        Return the endpoint of a request and the request's path (see `match`).
+
+        Raises:
+            ValueError: As `match`.
+        """
+        if type(method) is not str or not method.isupper():
+            method = _upper(method)
+        if not isinstance(path_or_url, str):
+            raise TypeError(f"path_or_url must be a str, got {type(path_or_url).__name__}")
+        path = _fast_path(path_or_url)
+        if "%" in path:
+            parts = [unquote(part) for part in path.strip("/").split("/")]
+        else:
+            parts = path.strip("/").split("/")
+        last = parts[-1]
+        if last not in self._by_last:
+            last = ""  # no row ends in it (a job id): the rows ending in a parameter
+        candidates = self._by_method.get((method, last))
+        if candidates is None:
+            candidates = self._candidates(method, last)
+        count = len(parts)
+        for row in candidates:
+            if count < row._count:
                 continue
-            job_id = params.get("job_id")
-            if job_id is not None:
-                _check_job_id(job_id, method, row.template)
-            if row.method == "*":
-                return attrs.evolve(row, method=method, idempotent=method in IDEMPOTENT_METHODS)
+            for at, literal in row._literals:
+                if parts[at] != literal:
+                    break
+            else:
+                for at, name in row._params:
+                    part = parts[at]
+                    if not part:
+                        break
+                    if name == "job_id":
+                        _check_job_id(part, method, row.template)
+                else:
+                    if row.method == "*" or row.template in _QUERY_CHECKS:
+                        return self._found(row, method, path_or_url), path
+                    return row, path
+        raise ValueError(f"no endpoint matches {method} {path}")
+
+    def _found(self, row: Endpoint, method: str, path_or_url: str) -> Endpoint:
+        check = _QUERY_CHECKS.get(row.template)
+        if check is not None:
+            check(path_or_url, method, row.template)
+        if row.method != "*":
             return row
-        raise ValueError(f"no endpoint matches {method} {_path_of(path_or_url)}")
+        found = self._any.get(method)
+        if found is None or found.template != row.template:
+            found = attrs.evolve(row, method=method, idempotent=method in IDEMPOTENT_METHODS)
+            if len(self._any) < 64:
+                self._any[method] = found
+        return found
 
     def scaled(self, factor: float) -> EndpointMap:
         """
@@ -174,7 +295,48 @@ class EndpointMap:
         return EndpointMap(attrs.evolve(row, timeout=row.timeout * factor) for row in self.rows)
 
 
+def family_of(found: Endpoint, path_or_url: str) -> str:
+    """
+    Return the route family of a request: ``"llm"`` for a paid endpoint, else by path.
+
+    ``"jobs"``, ``"teams"`` or ``"credits"`` when the segment after the path's
+    ``api`` segment is one of those (`FAMILIES`), else ``"other"``.
+    """
+    if found.paid:
+        return "llm"
+    parts = _path_of(path_or_url).split("/")
+    for n in range(len(parts) - 2, -1, -1):
+        if parts[n] == "api":
+            name = parts[n + 1]
+            return name if name in FAMILIES else "other"
+    return "other"
+
+
+_JOB_STATUSES: Final = ("PENDING", "IN_PROGRESS", "COMPLETED", "FAILED")
+
+
+def _check_status_filter(path_or_url: str, method: str, template: str) -> None:
+    query = urlsplit(path_or_url).query if "?" in path_or_url else ""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "status" and value != value.upper():
+            raise ValueError(
+                f"status filter must be upper case ({', '.join(_JOB_STATUSES)}), got "
+                f"{value[:32]!r} ({method} {template}); the server answers a plain-text 500 "
+                "to a lower-case one, which no retry can fix"
+            )
+
+
+_QUERY_CHECKS: Final = {"/api/teams/{team_id}/jobs": _check_status_filter}
+
+
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
 def _check_job_id(job_id: str, method: str, template: str) -> None:
+    if _CANONICAL_UUID.fullmatch(job_id) is not None:
+        return  # the usual form; uuid.UUID takes others too (braces, no hyphens, urn:)
     try:
         uuid.UUID(job_id)
     except ValueError:
@@ -196,6 +358,7 @@ ENDPOINTS: Final = EndpointMap(
             60.0,
             False,
             duplicate="another paid provider call",
+            paid=True,
         ),
         Endpoint(
             "POST",
@@ -210,6 +373,7 @@ ENDPOINTS: Final = EndpointMap(
             60.0,
             False,
             duplicate="a new job, a new paid call, a new credit charge",
+            paid=True,
         ),
         Endpoint(
             "POST",
@@ -218,6 +382,7 @@ ENDPOINTS: Final = EndpointMap(
             False,
             stream=True,
             duplicate="another paid provider call",
+            paid=True,
         ),
         Endpoint(
             "POST",
@@ -226,11 +391,14 @@ ENDPOINTS: Final = EndpointMap(
             False,
             stream=True,
             duplicate="a new job, a new paid call, a new credit charge",
+            paid=True,
         ),
         # Rows with the values of the catch-alls below, so that their job id is
         # checked like every other one.
         Endpoint("GET", f"{_JOB}/costs", 10.0, True, duplicate="nothing"),
         Endpoint("PATCH", f"{_JOB}/metadata", 30.0, False, duplicate="the metadata written again"),
+        # Its lower-case status filter is refused before sending (see _QUERY_CHECKS).
+        Endpoint("GET", "/api/teams/{team_id}/jobs", 10.0, True, duplicate="nothing"),
         Endpoint("GET", "*", 10.0, True, duplicate="nothing"),
         Endpoint("*", "*", 30.0, False, duplicate="depends on the method"),
     ]
@@ -258,7 +426,8 @@ def endpoint(method: str, path_or_url: str, *, endpoints: EndpointMap = ENDPOINT
         TRACE, PUT, DELETE).
 
     Raises:
-        ValueError: If a ``{job_id}`` segment is not a UUID.
+        ValueError: If a ``{job_id}`` segment is not a UUID, or the ``status``
+            filter of ``GET /api/teams/{team_id}/jobs`` is not upper case.
 
     Example::
 

@@ -16,13 +16,16 @@ import attrs
 
 import resilience as rs
 
-from ._classify import PERMANENT_CAUSES
+from ._classify import LLM_CALL_FAILED, PERMANENT_CAUSES
 from ._policy import (
     FAILURE_THRESHOLD,
     HALF_OPEN_MAX_CALLS,
+    PAID_CALL_WAIT,
+    REPROBE_AFTER,
     RESET_TIMEOUT,
     Options,
     breaker,
+    paid_calls,
 )
 
 __all__ = ["explain", "schedule"]
@@ -37,7 +40,9 @@ RETRY_TABLE = (
     ("422", "no", "no", "ValidationError (.errors)"),
     ("429", "yes, Retry-After is a floor", "yes", "RateLimitError (.retry_after)"),
     ("500 naming a permanent cause (below)", "no", "no", "ServerError"),
-    ("other 500, and 503", "yes", "yes", "ServerError"),
+    (f"500 '{LLM_CALL_FAILED}: ...' (the server tried 9 times)", "no", "yes", "ServerError"),
+    ("other 500 (plain text: ambiguous)", "idempotent endpoints only", "yes", "ServerError"),
+    ("503", "yes", "yes", "ServerError"),
     ("502, 504 (a gateway answered)", "idempotent endpoints only", "yes", "ServerError"),
     ("connect error / timeout (never sent)", "yes", "yes", "APIConnectionError / APITimeoutError"),
     (
@@ -152,11 +157,8 @@ def explain(settings: Options | None = None) -> str:
             else "no cap"
         )
     )
-    out.append(
-        f"Breaker: one per base URL; opens after {FAILURE_THRESHOLD} consecutive failures, "
-        f"stays open {_seconds(RESET_TIMEOUT)}, then {HALF_OPEN_MAX_CALLS} probe decides; "
-        "counts 429, retryable 5xx, timeouts and connection errors, never a 4xx"
-    )
+    out.append(_breaker_line(opts))
+    out.append(_bulkhead_line(opts))
     out.append("")
     out.append("Worst-case schedule of one request")
     sched: list[tuple[str, ...]] = [("step", "at most", "at least")]
@@ -173,8 +175,13 @@ def explain(settings: Options | None = None) -> str:
             if row.template != "*"
             else ("other GETs" if row.method == "GET" else "anything else")
         )
-        # Retry over the endpoint's Timeout: the breaker and the translation add no time.
-        request = rs.compose(opts.retry(row.idempotent), rs.Timeout(row.timeout))
+        # Retry over the endpoint's Timeout (and a paid call's wait for a slot): the
+        # breaker and the translation add no time.
+        policies: list[rs.Policy] = [opts.retry(row.idempotent)]
+        if row.paid and opts.paid_calls is not None:
+            given = opts.paid_calls
+            policies.append(given if isinstance(given, rs.Bulkhead) else paid_calls(given))
+        request = rs.compose(*policies, rs.Timeout(row.timeout))
         upper = request.worst_case(retry_after=False)
         floors = request.worst_case()
         bounds.append(
@@ -187,8 +194,9 @@ def explain(settings: Options | None = None) -> str:
         )
     out.append("")
     out.append(
-        "Upper bound on total time: attempts x timeout + the longest sleeps "
-        "(each attempt is assumed to end within its timeout); a Retry-After may lengthen "
+        "Upper bound on total time: attempts x (timeout + a paid call's wait for a slot) + "
+        "the longest sleeps (each attempt is assumed to end within its timeout); a "
+        "Retry-After may lengthen "
         f"each sleep up to {_seconds(cap) if cap is not None else 'any length'}"
     )
     out.append(_table(bounds))
@@ -200,14 +208,16 @@ def explain(settings: Options | None = None) -> str:
     if opts.retry_ambiguous:
         out.append(
             "retry_ambiguous=True: read timeouts, drops after sending, 502 and 504 are "
-            "retried on every endpoint, paid ones included: a retry may repeat work the "
-            "server did, and charged for."
+            "retried on every endpoint, paid ones included (a plain 500 too): a retry may "
+            "repeat work the server did, and charged for."
         )
     else:
         out.append(
             "Not retried on non-idempotent endpoints (llm-call, create-and-call, the streams): "
-            "read timeouts, drops after sending, 502 and 504 — the server may have done, and "
-            "charged for, the work. Opt in with retry_ambiguous=True."
+            "read timeouts, drops after sending, a plain 500, 502 and 504 — the server may "
+            "have done, and charged for, the work. Opt in with retry_ambiguous=True. "
+            f"'{LLM_CALL_FAILED}: ...' is never retried: the server already made up to 9 "
+            "provider attempts (3 more from the client would make 27)."
         )
     out.append("")
     try:
@@ -224,6 +234,42 @@ def explain(settings: Options | None = None) -> str:
     return "\n".join(out)
 
 
+def _breaker_line(opts: Options) -> str:
+    chosen = opts.breaker
+    if chosen is None:
+        return "Breaker: none (breaker=None)"
+    if isinstance(chosen, rs.CircuitBreaker):
+        return f"Breaker: the one given, {chosen.name or 'unnamed'!r}, for every request"
+    scope = (
+        "one per server (breaker='per-base-url')"
+        if chosen == "per-base-url"
+        else "one per route family of a server (jobs, teams, credits, other) and one per "
+        "model alias for the LLM calls, so that one broken route or model never rejects "
+        "calls to the others"
+    )
+    return (
+        f"Breaker: {scope}; opens after {FAILURE_THRESHOLD} consecutive failures, stays open "
+        f"{_seconds(RESET_TIMEOUT)}, then {HALF_OPEN_MAX_CALLS} probe decides; a failed probe "
+        f"gets another {_seconds(REPROBE_AFTER)} later (the server's first query after its "
+        "database returns always fails), then the next one after "
+        f"{_seconds(RESET_TIMEOUT)}; counts 429, retryable 5xx, timeouts and connection "
+        "errors, never a 4xx"
+    )
+
+
+def _bulkhead_line(opts: Options) -> str:
+    chosen = opts.paid_calls
+    if chosen is None:
+        return "Paid calls: no limit (paid_calls=None)"
+    if isinstance(chosen, rs.Bulkhead):
+        return f"Paid calls: through the bulkhead given, {chosen!r}"
+    return (
+        f"Paid calls: at most {chosen} at once per server in the process (the server holds a "
+        "database connection for each, from a pool of 15; about 15 slow calls freeze it); "
+        f"the others wait, first come first served, up to {_seconds(PAID_CALL_WAIT)}"
+    )
+
+
 _EXAMPLE = "/api/jobs/{job_id}/llm-call"
 
 
@@ -231,10 +277,21 @@ def example_pipeline(settings: Options | None = None) -> rs.Pipeline:
     """
     Return the pipeline the profile gives ``POST /api/jobs/{job_id}/llm-call``, with a new breaker.
 
-    The breaker is a fresh one with the profile's settings, not the shared one
-    of a server (`breaker_for`), so that explaining never creates or reads one.
+    The breaker and the bulkhead are fresh ones with the profile's settings
+    (unless the options name their own), not the shared ones of a server
+    (`breaker_for`), so that explaining never creates or reads one.
+
+    Raises:
+        ValueError: If the options' map has no row for that request.
     """
     opts = settings if settings is not None else Options()
-    opts = attrs.evolve(opts, breaker=breaker())
-    job = "00000000-0000-4000-8000-000000000000"
-    return opts.pipeline("POST", _EXAMPLE.replace("{job_id}", job))
+    fresh: dict[str, object] = {}
+    if isinstance(opts.breaker, str):
+        fresh["breaker"] = breaker()
+    if isinstance(opts.paid_calls, int):
+        fresh["paid_calls"] = paid_calls(opts.paid_calls)
+    opts = attrs.evolve(opts, **fresh)  # type: ignore[arg-type]
+    for row in opts.endpoints:
+        if row.method == "POST" and row.template == _EXAMPLE:
+            return opts._pipeline("POST", _EXAMPLE, row, None, row.timeout)
+    raise ValueError(f"no endpoint of this map matches POST {_EXAMPLE}")

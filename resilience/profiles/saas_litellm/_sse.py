@@ -16,13 +16,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
-from ._classify import transport_kind
+from ._classify import is_permanent, transport_kind
 from ._endpoints import ENDPOINTS, EndpointMap
 from ._errors import StreamError, redact, request_line
 
 __all__ = ["aiter_sse", "delta_text", "iter_sse"]
 
-_STATUS_PREFIX: Final = re.compile(r"^\s*(\d{3})\s*:")
+# "500: ..." at the start, or after a prefix: "LLM call failed: 500: ...".
+_STATUS: Final = re.compile(r"(?:^|:\s)\s*([1-5]\d\d)\s*:")
+_STREAM_BUG: Final = "does not support the asynchronous context manager protocol"
 _BOM: Final = b"\xef\xbb\xbf"
 _END: Final = object()  # what `_Stream.payload` returns for ``data: [DONE]``
 
@@ -150,17 +152,35 @@ class _Stream:
         except (ValueError, RecursionError):  # not JSON, or nested beyond the parser
             payload = data
         if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
-            raise self.error(_error_text(payload["error"]), in_band=True)
+            text, status = _error_text(payload["error"])
+            raise self.error(text, in_band=True, status=status)
         self.partial.append(payload)
         self.text += delta_text(payload)
         return payload
 
-    def error(self, detail: str, *, in_band: bool = False) -> StreamError:
+    def error(
+        self, detail: str, *, in_band: bool = False, status: int | None = None
+    ) -> StreamError:
+        """
+        The `StreamError` for a failure; an in-band error event is the server's failure.
+
+        An in-band event's status is the one it names (``"500: ..."``, ``"LLM
+        call failed: 500: ..."``, ``{"code": 500}``), else 500: the server's
+        stream caught an error it would have answered 500 for, after its 200.
+        """
         detail = redact(detail)
-        match = _STATUS_PREFIX.match(detail) if in_band else None
-        status = int(match.group(1)) if match else None
+        if in_band and status is None:
+            match = _STATUS.search(detail)
+            status = int(match.group(1)) if match else 500
         where = f" ({self.method} {self.path})" if self.method and self.path else ""
         what = "the server reported an error mid-stream" if in_band else "the stream failed"
+        if in_band and _STREAM_BUG in detail:
+            what = (
+                "the server's stream endpoint is broken (a server bug: every call ends this "
+                "way, and no retry helps; use the non-streaming endpoint)"
+            )
+        elif in_band and is_permanent(detail):
+            what += " (a permanent cause: no retry helps)"
         count = len(self.partial)
         return StreamError(
             f"{what} after {count} event{'s' if count != 1 else ''}: {detail}{where}",
@@ -181,13 +201,20 @@ class _Stream:
         return self.error(f"{type(exc).__name__}: {exc}")
 
 
-def _error_text(error: object) -> str:
+def _error_text(error: object) -> tuple[str, int | None]:
+    """An in-band error's text, and the status it carries as a field (``code``, ``status``)."""
     if isinstance(error, dict):
+        status = None
+        for name in ("status", "code", "status_code"):
+            value = error.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+                status = value
+                break
         message = error.get("message")
         if isinstance(message, str):
-            return message
-        return json.dumps(error, separators=(",", ":"), default=str)
-    return str(error)
+            return message, status
+        return json.dumps(error, separators=(",", ":"), default=str), status
+    return str(error), None
 
 
 def _limits(
