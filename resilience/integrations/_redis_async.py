@@ -26,7 +26,7 @@ import asyncio
 import inspect
 import math
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, Final, NoReturn, final
+from typing import Any, NoReturn, final
 
 import attrs
 import redis.asyncio
@@ -34,24 +34,15 @@ import redis.asyncio.retry
 import redis.backoff
 
 from resilience import Clock, Description, ErrorClassifier, Hook, Shape
-from resilience.deadline import remaining
 from resilience.engine import (
-    NO_RESULT,
     SYSTEM_CLOCK,
-    FastPath,
-    GatePolicy,
-    Wait,
     astep,
     bind_gate,
     check_clock,
     describe_seconds,
-    emit,
     fork_safe_lock,
     pipeline_field,
-    refuse,
     rule_lines,
-    target_name,
-    testing_enabled,
     to_classifier,
     to_hooks,
     to_seconds,
@@ -61,13 +52,11 @@ from .redis import (
     _LUA_PAUSE,
     _LUA_PAUSE_READ,
     _REDIS_ERRORS,
-    CallDelayed,
-    PausedError,
-    PauseStarted,
     _check_pause_name,
     _check_prefix,
     _client_repr,
     _Link,
+    _PauseGate,
     _text,
     _to_max_pause,
     _to_max_wait,
@@ -269,7 +258,7 @@ def _check_async_store(instance: object, attribute: attrs.Attribute[Any], value:
 
 @final
 @attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
-class AsyncRetryAfterPause(GatePolicy):
+class AsyncRetryAfterPause(_PauseGate):
     """
     `RetryAfterPause` for async code: the shared ``Retry-After`` pause over ``redis.asyncio``.
 
@@ -438,86 +427,3 @@ class AsyncRetryAfterPause(GatePolicy):
             "AsyncRetryAfterPause is entered with `async with`; "
             "for `with`, use RetryAfterPause with a RedisStore"
         )
-
-    # --- the gate: sync and I/O-free, from the cache that `bind` keeps fresh ----------
-
-    def _started(self, seconds: float, fn: object) -> None:
-        self._state.start(seconds)
-        emit(
-            self.hooks,
-            PauseStarted,
-            name=self.name,
-            target=None if fn is None else target_name(fn),
-            retry_after=seconds,
-        )
-
-    def _failed(self, outcome: object, fn: object) -> None:
-        verdict = self.on.classify(outcome)
-        after = verdict.retry_after
-        if verdict.retry and after is not None and after > 0:
-            self._started(min(after, self.max_pause), fn)
-
-    def _refuse(self, left: float, fn: object) -> NoReturn:
-        error = PausedError(self.name, left)
-        refuse(self.hooks, error, name=self.name, target=fn, reason="paused", retry_after=left)
-
-    @property
-    def results(self) -> bool:
-        """Whether returned results are classified too (a 429 response that did not raise)."""
-        return self.on.handles_results
-
-    @property
-    def fast(self) -> FastPath:
-        """Every call asks `admit`; a success changes nothing."""
-        return _FAST
-
-    def admit(self, target: object, /) -> object:
-        """
-        Admit the call at once, or after the pause it sees (a `resilience.engine.Wait`).
-
-        Raises:
-            PausedError: If the pause lasts longer than *max_wait*, or past the deadline.
-        """
-        left = self._state.left(self.clock.now())
-        if left <= 0:
-            return _PASSED
-        limit = self.max_wait
-        deadline = remaining()
-        if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
-            self._refuse(left, target)
-        emit(
-            self.hooks,
-            CallDelayed,
-            name=self.name,
-            target=None if target is None else target_name(target),
-            delay=0.0 if testing_enabled() else left,
-        )
-        return Wait(left, _PASSED)
-
-    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
-        """The deadline comes before the pause ends: refuse with `PausedError`."""
-        self._refuse(wait.seconds or 0.0, target)
-
-    def on_success(
-        self, permit: object, result: object, duration: object, target: object, /
-    ) -> None:
-        """A result the classifier retries with a Retry-After (a 429 response) starts a pause."""
-        if result is not NO_RESULT:
-            self._failed(result, target)
-
-    def on_failure(
-        self, permit: object, error: Exception, duration: object, target: object, /
-    ) -> None:
-        """A failure the classifier retries with a Retry-After starts a pause."""
-        self._failed(error, target)
-
-
-@final
-class _Fast:
-    __slots__ = ()
-    ready: Final = None
-    settled: Final = True
-
-
-_FAST: Final = _Fast()
-_PASSED: Final = True

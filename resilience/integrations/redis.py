@@ -1434,9 +1434,105 @@ def _check_pause_name(instance: object, attribute: attrs.Attribute[Any], value: 
     _check_name("pause", value)
 
 
+class _PauseGate(GatePolicy):
+    """
+    The gate half of `RetryAfterPause` and its redis.asyncio twin: sync and I/O-free.
+
+    Both read the pause from the cache of their ``_state`` (which the sync
+    pause refreshes inside ``left`` and the async one around the call), so
+    their decisions are the same code.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        on: ErrorClassifier
+        name: str
+        max_wait: float | None
+        max_pause: float
+        hooks: tuple[Hook, ...]
+        clock: Clock
+        _state: Any
+
+    def _started(self, seconds: float, fn: object) -> None:
+        self._state.start(seconds)
+        emit(
+            self.hooks,
+            PauseStarted,
+            name=self.name,
+            target=None if fn is None else target_name(fn),
+            retry_after=seconds,
+        )
+
+    def _failed(self, outcome: object, fn: object) -> None:
+        """Start a pause if *outcome* (a failure, or a result) asks for one."""
+        verdict = self.on.classify(outcome)
+        after = verdict.retry_after
+        if verdict.retry and after is not None and after > 0:
+            self._started(min(after, self.max_pause), fn)
+
+    def _refuse(self, left: float, fn: object) -> NoReturn:
+        error = PausedError(self.name, left)
+        refuse(self.hooks, error, name=self.name, target=fn, reason="paused", retry_after=left)
+
+    def _delay(self, left: float, target: object) -> Wait:
+        """A call meets a pause of *left* seconds: a `Wait`, or `PausedError` if too long."""
+        limit = self.max_wait
+        deadline = remaining()
+        if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
+            self._refuse(left, target)
+        emit(
+            self.hooks,
+            CallDelayed,
+            name=self.name,
+            target=None if target is None else target_name(target),
+            delay=0.0 if testing_enabled() else left,
+        )
+        return Wait(left, _PASSED)
+
+    # --- the gate (see resilience.engine.Gate): the engine waits and runs the call ----
+
+    @property
+    def results(self) -> bool:
+        """Whether returned results are classified too (a 429 response that did not raise)."""
+        return self.on.handles_results
+
+    @property
+    def fast(self) -> FastPath:
+        """Every call asks `admit` (the pause is read on the clock); a success changes nothing."""
+        return _PAUSE_FAST
+
+    def admit(self, target: object, /) -> object:
+        """
+        Admit the call at once, or after the pause it sees (a `resilience.engine.Wait`).
+
+        Raises:
+            PausedError: If the pause lasts longer than *max_wait*, or past the deadline.
+        """
+        left = self._state.left(self.clock.now())
+        return _PASSED if left <= 0 else self._delay(left, target)
+
+    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
+        """The deadline comes before the pause ends: refuse with `PausedError`."""
+        self._refuse(wait.seconds or 0.0, target)
+
+    def on_success(
+        self, permit: object, result: object, duration: object, target: object, /
+    ) -> None:
+        """A result the classifier retries with a Retry-After (a 429 response) starts a pause."""
+        if result is not NO_RESULT:
+            self._failed(result, target)
+
+    def on_failure(
+        self, permit: object, error: Exception, duration: object, target: object, /
+    ) -> None:
+        """A failure the classifier retries with a Retry-After starts a pause."""
+        self._failed(error, target)
+
+
 @final
 @attrs.define(eq=False, frozen=True, kw_only=True, repr=False)
-class RetryAfterPause(GatePolicy):
+class RetryAfterPause(_PauseGate):
     """
     Make every caller sharing *name* wait out a ``Retry-After`` that one of them received.
 
@@ -1549,40 +1645,7 @@ class RetryAfterPause(GatePolicy):
         seconds = to_seconds("seconds", seconds)
         self._started(min(seconds, self.max_pause), None)
 
-    # --- the engine ------------------------------------------------------
-
-    def _started(self, seconds: float, fn: object) -> None:
-        self._state.start(seconds)
-        emit(
-            self.hooks,
-            PauseStarted,
-            name=self.name,
-            target=None if fn is None else target_name(fn),
-            retry_after=seconds,
-        )
-
-    def _failed(self, outcome: object, fn: object) -> None:
-        """Start a pause if *outcome* (a failure, or a result) asks for one."""
-        verdict = self.on.classify(outcome)
-        after = verdict.retry_after
-        if verdict.retry and after is not None and after > 0:
-            self._started(min(after, self.max_pause), fn)
-
-    def _refuse(self, left: float, fn: object) -> NoReturn:
-        error = PausedError(self.name, left)
-        refuse(self.hooks, error, name=self.name, target=fn, reason="paused", retry_after=left)
-
-    # --- the gate (see resilience.engine.Gate): the engine waits and runs the call ----
-
-    @property
-    def results(self) -> bool:
-        """Whether returned results are classified too (a 429 response that did not raise)."""
-        return self.on.handles_results
-
-    @property
-    def fast(self) -> FastPath:
-        """Every call asks `admit` (the pause is read on the clock); a success changes nothing."""
-        return _PAUSE_FAST
+    # --- the gate: the shared pause read from a cache kept fresh inline ----
 
     def admit(self, target: object, /) -> object:
         """
@@ -1597,36 +1660,7 @@ class RetryAfterPause(GatePolicy):
         left = state._until - t if t < state._stale_at else state.left(t)
         if left <= 0:
             return _PASSED
-        limit = self.max_wait
-        deadline = remaining()
-        if (limit is not None and left > limit) or (deadline is not None and left >= deadline):
-            self._refuse(left, target)
-        wait = 0.0 if testing_enabled() else left
-        emit(
-            self.hooks,
-            CallDelayed,
-            name=self.name,
-            target=None if target is None else target_name(target),
-            delay=wait,
-        )
-        return Wait(left, _PASSED)
-
-    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
-        """The deadline comes before the pause ends: refuse with `PausedError`."""
-        self._refuse(wait.seconds or 0.0, target)
-
-    def on_success(
-        self, permit: object, result: object, duration: object, target: object, /
-    ) -> None:
-        """A result the classifier retries with a Retry-After (a 429 response) starts a pause."""
-        if result is not NO_RESULT:
-            self._failed(result, target)
-
-    def on_failure(
-        self, permit: object, error: Exception, duration: object, target: object, /
-    ) -> None:
-        """A failure the classifier retries with a Retry-After starts a pause."""
-        self._failed(error, target)
+        return self._delay(left, target)
 
 
 @final
