@@ -414,9 +414,13 @@ def test_host_clock_skew_cannot_move_the_open_period(client: redis.Redis) -> Non
 
 
 def test_half_open_begins_when_the_servers_period_ends(client: redis.Redis) -> None:
-    """A short real open period: rejected until Redis's clock passes it, then a probe runs."""
+    """A short real open period: rejected until Redis's clock passes it, then a probe runs.
+
+    One second: long enough that a loaded machine cannot let it pass between
+    the opening and the first call (0.1 s could, under CI's load).
+    """
     clock = FakeClock()
-    b = breaker(RedisStore(client, refresh=0), clock, reset_timeout=0.1)
+    b = breaker(RedisStore(client, refresh=0), clock, reset_timeout=1.0)
     b.open()
     with pytest.raises(rs.CircuitOpenError):
         b.call(ok)  # the local clock never moves: only the server's time can end the period
