@@ -495,14 +495,9 @@ class RateLimiter(GatePolicy):
             return
         adapt = self.adapt
         if result is not NO_RESULT:
-            settle = self.settle
-            if settle is not None:
-                try:
-                    actual = _actual("settle's result", settle(result))
-                except Exception as error:  # the call succeeded: the estimate stands
-                    message = "resilience: rate limiter %r: settle() failed; the estimate stands"
-                    log_ignored(error, message, self._label)
-                else:
+            if self.settle is not None:
+                actual = self._settled(result)
+                if actual is not None:
                     self._settle(permit, actual)
             if adapt is not None and adapt.handles_results:
                 verdict = adapt.classify(result)
@@ -511,6 +506,15 @@ class RateLimiter(GatePolicy):
                     return
         if adapt is not None:
             self._raise(permit, target)
+
+    def _settled(self, result: Any) -> float | None:
+        """*settle*'s real cost of *result*; `None` (logged) if it fails: the estimate stands."""
+        try:
+            return _actual("settle's result", self.settle(result))  # type: ignore[misc]
+        except Exception as error:  # the call succeeded: the estimate stands
+            message = "resilience: rate limiter %r: settle() failed; the estimate stands"
+            log_ignored(error, message, self._label)
+            return None
 
     def on_failure(
         self, permit: Any, error: Exception, duration: float | None, target: object, /
