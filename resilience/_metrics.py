@@ -12,9 +12,11 @@ Three sources feed it, with different costs:
   (``rs.compose(metrics, retry, breaker)``). Only pipelines that include it pay:
   two clock reads, one lock and a few increments per call.
 - Gauges of watched bulkheads (``metrics.watch(bulkhead)``: calls in flight,
-  callers queued, the current limit) are read when a snapshot is taken or an
-  exporter collects, never on a call's path. Bulkheads are held weakly and
-  duck-typed (`Watchable`), so this module imports no policy.
+  callers queued, the current limit) and the units rate limiters admitted
+  (``metrics.watch(limiter)``: a counter the limiter keeps) are read when a
+  snapshot is taken or an exporter collects, never on a call's path. They
+  are held weakly and duck-typed (`Watchable`, `WatchableLimiter`), so this
+  module imports no policy.
 
 The engine (`Observer`: the four drivers and the event dispatch) is shared
 with the OpenTelemetry integration, which plugs in a different sink; so both
@@ -35,7 +37,7 @@ import math
 import types
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeAlias, TypeVar, final
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeAlias, TypeVar, cast, final
 
 import attrs
 
@@ -245,7 +247,26 @@ class Watchable(Protocol):
         ...
 
 
-W = TypeVar("W", bound=Watchable)
+class WatchableLimiter(Protocol):
+    """
+    What `Observer.watch` reads of a `resilience.RateLimiter`: the units it admitted.
+
+    Duck-typed like `Watchable`, read when a snapshot is taken or an exporter
+    collects; it must take weak references.
+    """
+
+    @property
+    def name(self) -> str | None:
+        """The label of the figure (`None`, or no ``name`` attribute: ``"default"``)."""
+        ...
+
+    @property
+    def admitted(self) -> float:
+        """Units admitted since the limiter was made (a counter): reported as ``rate_admitted``."""
+        ...
+
+
+W = TypeVar("W", bound=Watchable | WatchableLimiter)
 
 Gauges: TypeAlias = tuple[int, int, int]
 """``(in_flight, queued, limit)`` of one label: the sums over the objects watched under it."""
@@ -255,18 +276,32 @@ Gauges: TypeAlias = tuple[int, int, int]
 class _Watchlist:
     """The objects an observer and its `named` copies watch, held weakly, by label."""
 
-    __slots__ = ("lock", "watched")
+    __slots__ = ("limiters", "lock", "watched")
 
     def __init__(self) -> None:
         self.lock = fork_safe_lock()
         self.watched: dict[str, weakref.WeakSet[Watchable]] = {}
+        self.limiters: dict[str, weakref.WeakSet[WatchableLimiter]] = {}
 
-    def add(self, label: str, target: Watchable) -> None:
+    def add(self, label: str, target: Watchable | WatchableLimiter) -> None:
+        """Watch *target* under *label*: a rate limiter if it has ``admitted``, else a bulkhead."""
+        kinds = cast(
+            "dict[str, weakref.WeakSet[Any]]",
+            self.limiters if hasattr(target, "admitted") else self.watched,
+        )
         with self.lock:
-            watched = self.watched.get(label)
+            watched = kinds.get(label)
             if watched is None:
-                watched = self.watched[label] = weakref.WeakSet()
+                watched = kinds[label] = weakref.WeakSet()
             watched.add(target)
+
+    def admitted(self) -> dict[str, float]:
+        """The units the live rate limiters admitted, summed by label."""
+        with self.lock:
+            for label in [label for label, watched in self.limiters.items() if not watched]:
+                del self.limiters[label]
+            groups = [(label, list(watched)) for label, watched in self.limiters.items()]
+        return {label: sum(t.admitted for t in targets) for label, targets in groups if targets}
 
     def read(self) -> dict[str, Gauges]:
         """Read every live object now; labels whose objects were all collected are dropped."""
@@ -445,33 +480,35 @@ class Observer(Generic[S]):
 
     def watch(self, bulkhead: W, /) -> W:
         """
-        Report *bulkhead*'s calls in flight, callers queued and current limit.
+        Report *bulkhead*'s calls in flight, callers queued and current limit, or a rate
+        limiter's units admitted.
 
-        The figures (``running``, ``waiting`` and ``limit``; see `Watchable`)
-        are read when a snapshot is taken or an exporter collects, never on a
-        call's path. They are labelled by the bulkhead's ``name``
-        (``"default"`` for `None`); bulkheads sharing a label are summed. The
-        bulkhead is held weakly: once it is garbage-collected, its figures
-        are no longer reported. Watching it twice changes nothing; `named`
-        copies share what they watch.
+        The figures (``running``, ``waiting`` and ``limit``, see `Watchable`;
+        a rate limiter's ``admitted``, see `WatchableLimiter`) are read when a
+        snapshot is taken or an exporter collects, never on a call's path.
+        They are labelled by the object's ``name`` (``"default"`` for `None`);
+        objects sharing a label are summed. The object is held weakly: once it
+        is garbage-collected, its figures are no longer reported. Watching it
+        twice changes nothing; `named` copies share what they watch.
 
         Args:
-            bulkhead: A `resilience.Bulkhead`, or any object with the same
-                ``running``, ``waiting`` and ``limit`` properties.
+            bulkhead: A `resilience.Bulkhead` (or any object with the same
+                ``running``, ``waiting`` and ``limit`` properties), or a
+                `resilience.RateLimiter` (any object with ``admitted``).
 
         Returns:
             *bulkhead*, so that ``llm = metrics.watch(rs.Bulkhead(...))`` works.
 
         Raises:
-            TypeError: If *bulkhead* lacks one of the three figures, has a
-                ``name`` that is not a str or `None`, or takes no weak
-                references.
+            TypeError: If *bulkhead* lacks one of the three figures (and
+                ``admitted``), has a ``name`` that is not a str or `None`, or
+                takes no weak references.
         """
         missing = [key for key in ("running", "waiting", "limit") if not hasattr(bulkhead, key)]
-        if missing:
+        if missing and not hasattr(bulkhead, "admitted"):
             raise TypeError(
-                f"watch() needs running, waiting and limit (a Bulkhead); "
-                f"{type(bulkhead).__name__} has no {', '.join(missing)}"
+                f"watch() needs running, waiting and limit (a Bulkhead) or admitted "
+                f"(a RateLimiter); {type(bulkhead).__name__} has no {', '.join(missing)}"
             )
         name = getattr(bulkhead, "name", None)
         _check_name(name)
@@ -492,6 +529,10 @@ class Observer(Generic[S]):
     def _gauges(self) -> dict[str, Gauges]:
         """Read the watched objects now: ``(in_flight, queued, limit)`` by label."""
         return self._watching.read()
+
+    def _admitted(self) -> dict[str, float]:
+        """Read the watched rate limiters now: units admitted, by label."""
+        return self._watching.admitted()
 
     # --- the hook --------------------------------------------------------------
 
@@ -828,7 +869,9 @@ class _Series:
             key = "other"
         outcomes[key] = outcomes.get(key, 0) + 1
 
-    def snapshot(self, name: str, gauges: Gauges | None) -> PolicyMetrics:
+    def snapshot(
+        self, name: str, gauges: Gauges | None, admitted: float | None = None
+    ) -> PolicyMetrics:
         in_flight, queued, limit = (None, None, None) if gauges is None else gauges
         with self.lock:
             outcomes = dict(self.outcomes)
@@ -863,6 +906,7 @@ class _Series:
                 rate_waits=self.rate_waits,
                 rate_waited=self.rate_waited,
                 rate_changes=self.rate_changes,
+                rate_admitted=admitted,
                 in_flight=in_flight,
                 queued=queued,
                 limit=limit,
@@ -1092,6 +1136,11 @@ class PolicyMetrics:
         rate_waits: `RateLimitWaited` events: calls a `RateLimiter` made wait.
         rate_waited: The seconds those calls waited, in total.
         rate_changes: `RateChanged` events: an adaptive rate limiter's rate moved.
+        rate_admitted: Units admitted by the rate limiters watched under this
+            name (`MetricsCollector.watch`; `resilience.RateLimiter.admitted`:
+            settled costs, waiters that gave up taken out), read when the
+            snapshot was taken; a counter since each limiter was made, which
+            `MetricsCollector.reset` leaves alone. `None` if none is watched.
         in_flight: Calls running now in the bulkheads watched under this name
             (`MetricsCollector.watch`), read when the snapshot was taken;
             `None` if none is watched (or all were garbage-collected).
@@ -1117,6 +1166,7 @@ class PolicyMetrics:
     rate_waits: int = 0
     rate_waited: float = 0.0
     rate_changes: int = 0
+    rate_admitted: float | None = None
     in_flight: int | None = None
     queued: int | None = None
     limit: int | None = None
@@ -1138,6 +1188,7 @@ class PolicyMetrics:
             "rate_waits": self.rate_waits,
             "rate_waited": self.rate_waited,
             "rate_changes": self.rate_changes,
+            "rate_admitted": self.rate_admitted,
             "in_flight": self.in_flight,
             "queued": self.queued,
             "limit": self.limit,
@@ -1202,8 +1253,9 @@ class MetricsCollector(Observer[_Store]):
       included in its latency); innermost, one per attempt. Only pipelines
       that include it pay for it: two clock reads, one lock, a few increments.
     - Through `watch` (``metrics.watch(bulkhead)``) it reports a bulkhead's
-      calls in flight, callers queued and current limit, read when a
-      snapshot is taken: nothing on any call's path.
+      calls in flight, callers queued and current limit, and
+      (``metrics.watch(limiter)``) a rate limiter's units admitted, read
+      when a snapshot is taken: nothing on any call's path.
 
     Thread-safe (one lock per name, never held while user code runs) and
     bounded in memory: at most *max_series* names (further names are counted
@@ -1255,17 +1307,22 @@ class MetricsCollector(Observer[_Store]):
         """
         Return an immutable, JSON-serialisable (`MetricsSnapshot.as_dict`) view of the counts.
 
-        The gauges of watched bulkheads (`watch`) are read now.
+        The gauges of watched bulkheads and the units watched rate limiters
+        admitted (`watch`) are read now.
 
         Returns:
             The metrics of every name seen or watched so far (zeros after `reset`).
         """
         gauges = self._gauges()
+        admitted = self._admitted()
         with self._sink.lock:
             items = sorted(self._sink.series.items())
         return MetricsSnapshot(
             types.MappingProxyType(
-                {name: series.snapshot(name, gauges.get(name)) for name, series in items}
+                {
+                    name: series.snapshot(name, gauges.get(name), admitted.get(name))
+                    for name, series in items
+                }
             )
         )
 

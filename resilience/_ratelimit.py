@@ -172,6 +172,7 @@ class _Bucket:
     """
 
     __slots__ = (
+        "admitted",
         "burst",
         "generation",
         "horizon",
@@ -194,6 +195,7 @@ class _Bucket:
         self.scale = rate / per  # units per second
         self.origin = self.now()  # the clock's reading at 0 units
         self.tat = 0.0
+        self.admitted = 0.0  # units taken by calls, settled: see `RateLimiter.admitted`
         self.burst = burst
         self.max_cost = cost  # the largest cost reserved: bounds a refund out of turn
         self.min_cost = cost or math.inf  # the smallest cost reserved or settled: likewise
@@ -357,6 +359,21 @@ class RateLimiter(GatePolicy):
         return self._bucket.rate
 
     @property
+    def admitted(self) -> float:
+        """
+        Units taken by the calls this limiter admitted since it was made: a counter.
+
+        A call counts its cost when it takes its units, at once or by
+        reserving its turn to wait; a waiter that gives up (cancelled, or its
+        wait cannot end before the deadline) takes its cost back out, and a
+        `settle` moves its call's count to the real cost (whatever the bucket
+        could give back of a refund). Refused calls and `try_acquire` calls
+        that did not fit count nothing. Kept under the lock the admission
+        takes anyway; `MetricsCollector.watch` reports it as ``rate_admitted``.
+        """
+        return self._bucket.admitted
+
+    @property
     def available(self) -> float:
         """Units a call could take now without waiting (negative: reserved ahead of now)."""
         bucket = self._bucket
@@ -453,6 +470,7 @@ class RateLimiter(GatePolicy):
             start = end - bucket.burst
             if start <= now + _SLACK:
                 bucket.tat = end
+                bucket.admitted += cost
                 lock.release()
                 return _FREE
             delay = (start - now) / bucket.scale
@@ -477,14 +495,9 @@ class RateLimiter(GatePolicy):
             return
         adapt = self.adapt
         if result is not NO_RESULT:
-            settle = self.settle
-            if settle is not None:
-                try:
-                    actual = _actual("settle's result", settle(result))
-                except Exception as error:  # the call succeeded: the estimate stands
-                    message = "resilience: rate limiter %r: settle() failed; the estimate stands"
-                    log_ignored(error, message, self._label)
-                else:
+            if self.settle is not None:
+                actual = self._settled(result)
+                if actual is not None:
                     self._settle(permit, actual)
             if adapt is not None and adapt.handles_results:
                 verdict = adapt.classify(result)
@@ -493,6 +506,15 @@ class RateLimiter(GatePolicy):
                     return
         if adapt is not None:
             self._raise(permit, target)
+
+    def _settled(self, result: Any) -> float | None:
+        """*settle*'s real cost of *result*; `None` (logged) if it fails: the estimate stands."""
+        try:
+            return _actual("settle's result", self.settle(result))  # type: ignore[misc]
+        except Exception as error:  # the call succeeded: the estimate stands
+            message = "resilience: rate limiter %r: settle() failed; the estimate stands"
+            log_ignored(error, message, self._label)
+            return None
 
     def on_failure(
         self, permit: Any, error: Exception, duration: float | None, target: object, /
@@ -514,6 +536,7 @@ class RateLimiter(GatePolicy):
         with bucket.lock:
             waiting = bucket.units() < permit.start - _SLACK
             if waiting:
+                bucket.admitted -= permit.cost
                 self._refund(permit, permit.cost, False)
 
     def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
@@ -521,6 +544,7 @@ class RateLimiter(GatePolicy):
         permit = cast("RateLimitPermit", wait.permit)
         bucket = self._bucket
         with bucket.lock:
+            bucket.admitted -= permit.cost
             self._refund(permit, permit.cost, False)
         self._refuse(target, wait.seconds or 0.0, permit.cost)
 
@@ -552,6 +576,7 @@ class RateLimiter(GatePolicy):
                 tat = bucket.tat
                 if tat <= now + headroom:
                     bucket.tat = (tat if tat > now else now) + cost
+                    bucket.admitted += cost
                     lock.release()
                     return fn(*args, **kwargs)
                 lock.release()
@@ -565,6 +590,7 @@ class RateLimiter(GatePolicy):
             tat = bucket.tat
             if tat <= now + headroom:
                 bucket.tat = (tat if tat > now else now) + cost
+                bucket.admitted += cost
                 lock.release()
                 return await fn(*args, **kwargs)
             lock.release()
@@ -648,6 +674,7 @@ class RateLimiter(GatePolicy):
             end = (tat if tat > now else now) + units
             if end - bucket.burst <= now + _SLACK:
                 bucket.tat = end
+                bucket.admitted += units
                 if units > bucket.max_cost:
                     bucket.max_cost = units
                 if units < bucket.min_cost:
@@ -712,6 +739,7 @@ class RateLimiter(GatePolicy):
             start = end - bucket.burst
             if start <= now + _SLACK:
                 bucket.tat = end
+                bucket.admitted += cost
                 if self._plain and not permit:
                     return _FREE
                 if cost > bucket.max_cost:
@@ -728,6 +756,7 @@ class RateLimiter(GatePolicy):
                 too_late = deadline is not None and delay >= time_left(deadline)
             if not too_late:
                 bucket.tat = end
+                bucket.admitted += cost
                 if cost > bucket.max_cost:
                     bucket.max_cost = cost
                 if cost < bucket.min_cost:
@@ -793,6 +822,7 @@ class RateLimiter(GatePolicy):
         with bucket.lock:
             extra = actual - permit.cost
             permit.cost = actual
+            bucket.admitted += extra
             if actual < bucket.min_cost:
                 bucket.min_cost = actual
             if extra > 0:

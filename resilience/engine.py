@@ -55,7 +55,8 @@ and from `resilience` (a test holds them to it):
   released: use it for every lock a policy keeps);
 - explaining: `rule_lines`, `describe_seconds`, `seconds_text`;
 - circuit stores: `TripWindow`, `trip_window`;
-- metrics back ends: `Observer`, `Sink`, `Recorder`, `Watchable`, `MAX_KINDS`, `OTHER`.
+- metrics back ends: `Observer`, `Sink`, `Recorder`, `Watchable`, `WatchableLimiter`,
+  `MAX_KINDS`, `OTHER`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from ._metrics import Observer as Observer
 from ._metrics import Recorder as Recorder
 from ._metrics import Sink as Sink
 from ._metrics import Watchable as Watchable
+from ._metrics import WatchableLimiter as WatchableLimiter
 from ._pipeline import CALL as CALL
 from ._pipeline import PolicyMixin as PolicyMixin
 from ._pipeline import pipeline_field as pipeline_field
@@ -115,6 +117,7 @@ __all__ = [
     "Wait",
     "Waiter",
     "Watchable",
+    "WatchableLimiter",
     "astep",
     "bind_gate",
     "check_clock",

@@ -146,6 +146,7 @@ ENGINE = {
     "Wait",
     "Waiter",
     "Watchable",
+    "WatchableLimiter",
     "astep",
     "bind_gate",
     "check_clock",

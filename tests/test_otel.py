@@ -264,6 +264,7 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
     ):
         metrics(event)
     bulkhead = metrics.watch(rs.Bulkhead(max_concurrent=1, overload=ValueError))
+    limiter = metrics.watch(rs.RateLimiter(rate=10))
     units = {name: metric.unit for name, metric in otel.metrics().items()}
     assert units == {
         "resilience.call.duration": "s",
@@ -278,12 +279,14 @@ def test_instruments_have_the_documented_names_and_units(otel: Reader) -> None:
         "resilience.hedges": "{hedge}",
         "resilience.rate_limit.waits": "s",
         "resilience.rate_limit.rate_changes": "{change}",
+        "resilience.rate_limit.admitted": "{unit}",
         "resilience.bulkhead.in_flight": "{call}",
         "resilience.bulkhead.queued": "{call}",
         "resilience.bulkhead.limit": "{call}",
     }
     assert set(units) == set(INSTRUMENTS)
     assert bulkhead.limit == 1  # alive until the metrics were read
+    assert limiter.admitted == 0
     assert otel.points("resilience.timeouts") == {attrs_(policy="default", reason="idle"): 1}
 
 

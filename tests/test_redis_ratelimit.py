@@ -265,3 +265,92 @@ def test_the_fleet_docs_example_runs(redis_server: RedisServer, client: redis.Re
     assert ns["answer"] == "HELLO"
     assert client.exists("resilience:ratelimit:{saas-api-rpm}") == 1
     assert ns["rpm"].share == 0.25
+
+
+# --- settle= (issue #12, item 2, for the fleet) ----------------------------------------------
+
+
+def returns(value: float) -> Any:
+    """A call whose result is *value*: what ``settle=lambda r: r`` reports as its real cost."""
+    return lambda: value
+
+
+def test_a_settle_above_the_estimate_charges_the_fleet(
+    client: redis.Redis, other: redis.Redis
+) -> None:
+    """burst=5: a call estimated at 1 that cost 3 leaves 2 units for another process."""
+    a = limiter(client, max_wait=0, settle=lambda r: r)
+    b = limiter(other, max_wait=0)
+    assert "one more round trip" in a.explain()
+    assert a.call(returns(3)) == 3
+    assert take(b, 5) == 2
+
+
+def test_a_settle_below_the_estimate_refunds_the_fleet_when_last(
+    client: redis.Redis, other: redis.Redis
+) -> None:
+    """cost=4 settled at 1, nobody reserved after it: 4 units left for another process."""
+    a = limiter(client, max_wait=0, cost=4, settle=lambda r: r)
+    b = limiter(other, max_wait=0)
+    a.call(returns(1))
+    assert take(b, 5) == 4
+
+
+def test_a_refund_out_of_turn_is_forfeited(client: redis.Redis, other: redis.Redis) -> None:
+    """Another process reserved during the call: the refund would let the fleet overshoot."""
+    a = limiter(client, max_wait=0, cost=4, settle=lambda r: r)
+    b = limiter(other, max_wait=0)
+
+    def call() -> int:
+        assert take(b, 1) == 1  # the last reservation is now b's
+        return 1
+
+    a.call(call)
+    assert take(b, 5) == 0
+
+
+def test_a_settle_costs_one_more_round_trip_only_when_the_cost_differs(
+    client: redis.Redis,
+) -> None:
+    """Settled at the estimate: one script; settled otherwise: two."""
+    r = limiter(client, rate=1000, settle=lambda result: result)
+    r.call(returns(2))  # loads both scripts
+    before = commands(client)
+    r.call(returns(1))
+    assert commands(client) == before + 1
+    r.call(returns(2))
+    assert commands(client) == before + 3
+
+
+def test_a_failing_settle_leaves_the_estimate(
+    client: redis.Redis, other: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """settle raises: logged at ERROR, the call's result returned, the estimate charged."""
+
+    def settle(result: object) -> float:
+        raise KeyError("usage")
+
+    a = limiter(client, max_wait=0, cost=2, settle=settle)
+    b = limiter(other, max_wait=0)
+    assert a.call(returns(1)) == 1
+    assert "settle() failed" in caplog.text
+    assert take(b, 5) == 3
+
+
+def test_the_local_fallback_settles_locally(own_server: RedisServer) -> None:
+    """Redis down, fallback "local": the local bucket is charged the real cost."""
+    clock = FakeClock()
+    client = make_client(own_server.url)
+    r = limiter(
+        client, clock, store=RedisStore(client, reconnect=60.0), max_wait=0, settle=lambda x: x
+    )
+    own_server.kill()
+    with capture_events():
+        assert r.call(returns(3)) == 3  # 3 of the local burst of 5
+        ran = 0
+        for _ in range(5):
+            try:
+                ran += r.call(returns(1))
+            except rs.RateLimitedError:
+                continue
+    assert ran == 2

@@ -24,6 +24,7 @@ from resilience import (
 )
 from resilience.deadline import remaining
 from resilience.engine import (
+    NO_RESULT,
     SYSTEM_CLOCK,
     GatePolicy,
     Wait,
@@ -70,6 +71,29 @@ redis.call('SET', KEYS[1], string.format('%.3f', tonumber(tat) - tonumber(ARGV[2
 return 1
 """
 
+# KEYS[1] as above. ARGV: 1 the arrival time the permit set (text), 2 µs to charge (> 0)
+# or give back (< 0), 3 the key's time to live beyond the arrival time (ms). A charge moves
+# the arrival time on: from where the permit left it if nobody reserved after it, else
+# from max(arrival time, now). A refund only when nobody reserved after it (else it is
+# forfeited). Replies the new arrival time when the permit is still the last, else nil.
+_LUA_SETTLE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local stored = redis.call('GET', KEYS[1])
+local last = stored == ARGV[1]
+local extra = tonumber(ARGV[2])
+local tat = tonumber(stored or '0')
+if extra < 0 and not last then return nil end
+if not last and tat < now then tat = now end
+local new = tat + extra
+local stamp = string.format('%.3f', new)
+local ttl = math.ceil((new - now) / 1000) + tonumber(ARGV[3])
+if ttl < 1 then ttl = 1 end
+redis.call('SET', KEYS[1], stamp, 'PX', ttl)
+if last then return stamp end
+return nil
+"""
+
 _FALLBACKS: Final = ("local", "admit", "reject")
 
 
@@ -109,6 +133,15 @@ class RedisRateLimiter(GatePolicy):
     its units back with a second round trip, exactly if nobody reserved
     after it, else they are forfeited (the fleet stays under the limit).
 
+    **Settled after.** With *settle* (a callable over the call's result
+    returning its real cost), a call that succeeded is charged or refunded
+    the difference to its estimate with one more round trip (a second Lua
+    script, only for the calls settled): a charge moves the shared arrival
+    time on (a debt the fleet's next callers wait out); a refund comes back
+    only while the call's reservation is still the last one, else it is
+    forfeited, as for a cancelled waiter. If *settle* raises, returns a bad
+    cost, or Redis does not answer, the estimate stands.
+
     **Keys.** ``{prefix}:ratelimit:{<name>}``: one string, with a Redis
     Cluster hash tag on the name, expiring once its bucket is full again.
 
@@ -128,6 +161,8 @@ class RedisRateLimiter(GatePolicy):
         burst: Units that may go at once after a quiet spell. Default: *rate*.
         cost: Units a call takes: a number > 0, or a callable over the call's
             arguments. Default: 1.
+        settle: A callable over a call's result returning its real cost, or
+            `None`. Default: `None`.
         max_wait: Seconds a call may wait; 0: never; `None`: as long as the
             deadline allows. Default: `None`.
         fallback: ``"local"``, ``"admit"`` or ``"reject"``. Default: ``"local"``.
@@ -158,6 +193,7 @@ class RedisRateLimiter(GatePolicy):
         "_pipeline",
         "_refund",
         "_script",
+        "_settle",
         "_store",
         "_template",
         "share",
@@ -172,6 +208,7 @@ class RedisRateLimiter(GatePolicy):
         per: float | timedelta = 60.0,
         burst: float | None = None,
         cost: float | Callable[..., float] = 1,
+        settle: Callable[[Any], float] | None = None,
         max_wait: float | timedelta | None = None,
         fallback: Fallback = "local",
         share: float = 1.0,
@@ -190,7 +227,14 @@ class RedisRateLimiter(GatePolicy):
         self._hooks = to_hooks(hooks)
         # The limiter's settings, checked as RateLimiter checks them (the errors name them).
         template = RateLimiter(
-            rate=rate, per=per, burst=burst, cost=cost, max_wait=max_wait, name=name, clock=clock
+            rate=rate,
+            per=per,
+            burst=burst,
+            cost=cost,
+            settle=settle,
+            max_wait=max_wait,
+            name=name,
+            clock=clock,
         )
         _bounded_seconds("per", template.per)
         if template.max_wait is not None:
@@ -204,6 +248,7 @@ class RedisRateLimiter(GatePolicy):
             per=template.per,
             burst=local_burst,
             cost=cost,
+            settle=settle,
             max_wait=template.max_wait,
             name=name,
             hooks=self._hooks,
@@ -216,6 +261,7 @@ class RedisRateLimiter(GatePolicy):
         self._key = (f"{store.prefix}:ratelimit:{{{name}}}",)
         self._script = store.client.register_script(_LUA_ACQUIRE)
         self._refund = store.client.register_script(_LUA_REFUND)
+        self._settle = None if settle is None else store.client.register_script(_LUA_SETTLE)
         interval = template.per * 1e6 / template.rate  # µs per unit
         self._args = (repr(interval), repr(template.burst * interval))
         self._link = _Link(name, self._hooks, clock.now, store.reconnect)
@@ -256,6 +302,11 @@ class RedisRateLimiter(GatePolicy):
         return self._template.burst
 
     @property
+    def settle(self) -> Callable[[Any], float] | None:
+        """What tells a call's real cost from its result (`None`: the estimate stands)."""
+        return self._template.settle
+
+    @property
     def max_wait(self) -> float | None:
         """Seconds a call may wait for room (`None`: as the deadline allows)."""
         return self._template.max_wait
@@ -283,6 +334,14 @@ class RedisRateLimiter(GatePolicy):
                 f"bursts of up to {t.burst:g} units; a call waits its turn {wait}, "
                 "else RateLimitedError",
                 "one Redis round trip per call, on the server's clock",
+                *(
+                    []
+                    if t.settle is None
+                    else [
+                        f"settled after the call: {target_name(t.settle)}(result), "
+                        "one more round trip"
+                    ]
+                ),
                 f"Redis unreachable: {self._fallback}"
                 + (f" ({self.share:g} of the rate)" if self._fallback == "local" else ""),
             ],
@@ -295,6 +354,11 @@ class RedisRateLimiter(GatePolicy):
     def arguments(self) -> bool:
         """Whether `admit` receives the call's arguments: when *cost* is a callable."""
         return callable(self._template.cost)
+
+    @property
+    def results(self) -> bool:
+        """Whether every result is seen: to settle it (*settle*)."""
+        return self._settle is not None
 
     def admit(
         self, target: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, /
@@ -358,6 +422,18 @@ class RedisRateLimiter(GatePolicy):
         )
         return Wait(wait, slot)
 
+    def on_success(
+        self, permit: Any, result: Any, duration: float | None, target: object, /
+    ) -> None:
+        """Settle the real cost from *result* (*settle*): one more round trip."""
+        if type(permit) is _Slot:
+            if self._settle is not None and result is not NO_RESULT:
+                actual = self._template._settled(result)
+                if actual is not None and actual != permit.cost:
+                    self._charge(permit, actual)
+        elif permit is not _ADMITTED:
+            self._local.on_success(permit, result, duration, target)
+
     def on_cancel(
         self, permit: Any, error: BaseException, duration: float | None, target: object, /
     ) -> None:
@@ -377,6 +453,23 @@ class RedisRateLimiter(GatePolicy):
         self._local.on_expired(wait, target)
 
     # --- the slow paths ---------------------------------------------------------------
+
+    def _charge(self, slot: _Slot, actual: float) -> None:
+        """Charge (> estimate) or refund (< estimate, if still the last) the difference."""
+        interval = float(self._args[0])
+        extra = (actual - slot.cost) * interval
+        script = self._settle
+        assert script is not None
+        try:
+            stamp = script(
+                keys=self._key,
+                args=(slot.stamp, repr(extra), math.ceil(self._store.reconnect * 1000)),
+            )
+        except _REDIS_ERRORS:  # the estimate stands
+            return
+        slot.cost = actual
+        if stamp is not None:
+            slot.stamp = stamp
 
     def _give_back(self, slot: _Slot) -> None:
         interval = float(self._args[0])

@@ -24,13 +24,16 @@ would double the SDK's cost, which dominates (several µs per measurement).
 | ``resilience.hedges`` | Counter | ``{hedge}`` | policy |
 | ``resilience.rate_limit.waits`` | Histogram | ``s`` | policy |
 | ``resilience.rate_limit.rate_changes`` | Counter | ``{change}`` | policy, reason |
+| ``resilience.rate_limit.admitted`` | ObservableCounter | ``{unit}`` | policy |
 | ``resilience.bulkhead.in_flight`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.queued`` | ObservableGauge | ``{call}`` | policy |
 | ``resilience.bulkhead.limit`` | ObservableGauge | ``{call}`` | policy |
 
 The three bulkhead gauges report the bulkheads registered with
 `OpenTelemetryMetrics.watch`, read by their callbacks when the SDK collects:
-nothing on any call's path.
+nothing on any call's path; ``resilience.rate_limit.admitted`` likewise reports
+the units admitted by the rate limiters registered with it
+(`resilience.RateLimiter.admitted`, a counter each limiter keeps).
 
 Attribute keys are ``resilience.policy``, ``resilience.outcome``,
 ``resilience.kind``, ``resilience.reason`` and ``resilience.state``; their values
@@ -88,6 +91,7 @@ INSTRUMENTS: Final = (
     "resilience.hedges",
     "resilience.rate_limit.waits",
     "resilience.rate_limit.rate_changes",
+    "resilience.rate_limit.admitted",
     "resilience.bulkhead.in_flight",
     "resilience.bulkhead.queued",
     "resilience.bulkhead.limit",
@@ -128,6 +132,10 @@ _GAUGES: Final = (
 
 
 def _no_gauges() -> Mapping[str, tuple[int, int, int]]:
+    return {}
+
+
+def _no_admitted() -> Mapping[str, float]:
     return {}
 
 
@@ -180,6 +188,7 @@ class _Sink:
     """The OpenTelemetry sink: the instruments, the known names, the circuits' last states."""
 
     __slots__ = (
+        "admitted",
         "duration",
         "exhausted_counter",
         "fallbacks",
@@ -267,6 +276,14 @@ class _Sink:
             meter.create_observable_gauge(
                 name, callbacks=[self._gauge(index)], unit="{call}", description=description
             )
+        # Where the counter's callback reads the watched rate limiters: set by the observer.
+        self.admitted: Callable[[], Mapping[str, float]] = _no_admitted
+        meter.create_observable_counter(
+            "resilience.rate_limit.admitted",
+            callbacks=[self._observe_admitted],
+            unit="{unit}",
+            description="Units the RateLimiters watched admitted since they were made.",
+        )
 
     def label(self, name: str) -> str:
         """Return *name*, or ``"_other"`` once ``max_series`` names are known."""
@@ -332,6 +349,11 @@ class _Sink:
 
         return observe
 
+    def _observe_admitted(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(units, {POLICY: name}) for name, units in sorted(self.admitted().items())
+        ]
+
     def _observe_states(self, options: CallbackOptions) -> Iterable[Observation]:
         with self.lock:
             states = sorted(self.states.items())
@@ -359,7 +381,9 @@ class OpenTelemetryMetrics(Observer[_Sink]):
     to the ``resilience.bulkhead.*`` gauges (its ``running``, ``waiting``
     and ``limit``, with ``resilience.policy`` = its name), read when the SDK
     collects; held weakly, summed with others of its name (see
-    `resilience.MetricsCollector.watch`). See the module docstring for the
+    `resilience.MetricsCollector.watch`). ``watch(limiter)`` adds a
+    `resilience.RateLimiter`'s units admitted to
+    ``resilience.rate_limit.admitted`` likewise. See the module docstring for the
     instruments and attributes.
 
     Args:
@@ -401,6 +425,7 @@ class OpenTelemetryMetrics(Observer[_Sink]):
         sink = _Sink(meter, max_series)
         self._setup(sink, name, on, clock, results)
         sink.gauges = self._gauges
+        sink.admitted = self._admitted
 
     def _watch_label(self, name: str) -> str:
         return self._sink.label(name)
