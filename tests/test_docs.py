@@ -16,6 +16,7 @@ import pytest
 import resilience as rs
 from resilience.engine import SYSTEM_CLOCK
 from resilience.testing import set_testing
+from tests import docs_blocks
 from tests.docs_blocks import DOCS, fenced, python_blocks, run_page, text_blocks
 
 
@@ -316,3 +317,121 @@ def test_every_public_name_is_rendered_in_the_reference() -> None:
             if f"{name}.{member}" not in directives and member not in local
         ]
     assert missing == []
+
+
+# --- the reference and how-to pages, run as written --------------------------------
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "backoff.md",
+        "breaker.md",
+        "bulkhead.md",
+        "classifier.md",
+        "events.md",
+        "writing-policies.md",
+    ],
+)
+def test_a_pages_examples_run_as_written(page: str) -> None:
+    """Every python block of the page runs in order; its interactive sessions print what they show."""
+    rs.set_hooks(())
+    assert run_page(page)["rs"] is rs
+
+
+def test_the_retry_pages_per_kind_example_sleeps_as_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """retry.md's examples run; the per-kind one sleeps 5, 10, 20, 40, 60 s and explains itself."""
+    rs.set_hooks(())
+    assert run_page("retry.md")["clock"].sleeps == [5.0, 10.0, 20.0, 40.0, 60.0]
+    assert "kind 'rate_limit': up to 6 attempts" in capsys.readouterr().out
+
+
+# --- every python block of every page is run by a test ------------------------------
+
+#: Which test file runs the python blocks of each page (through tests/docs_blocks.py).
+RUNNERS = {
+    "backoff.md": "test_docs.py",
+    "breaker-states.md": "test_docs.py",
+    "breaker.md": "test_docs.py",
+    "bulkhead.md": "test_docs.py",
+    "classifier.md": "test_docs.py",
+    "composition.md": "test_docs.py",
+    "deadlines.md": "test_docs.py",
+    "events.md": "test_docs.py",
+    "explain.md": "test_docs.py",
+    "fallback.md": "test_fallback.py",
+    "faq.md": "test_docs.py",
+    "fleet.md": "test_docs.py",
+    "getting-started.md": "test_docs.py",
+    "hedge.md": "test_hedge.py",
+    "index.md": "test_docs.py",
+    "integrations.md": "test_docs.py",
+    "logging.md": "test_docs.py",
+    "metrics-snapshots.md": "test_docs.py",
+    "metrics.md": "test_docs.py",
+    "migrate-backoff.md": "test_docs.py",
+    "migrate-pybreaker.md": "test_docs.py",
+    "migrate-stamina.md": "test_docs.py",
+    "migrate-tenacity.md": "test_docs.py",
+    "opentelemetry.md": "test_docs.py",
+    "polling.md": "test_docs.py",
+    "profile-saas-litellm.md": "test_docs.py",
+    "rate-limits.md": "test_ratelimit_docs.py",
+    "retry-after.md": "test_docs.py",
+    "retry-budgets.md": "test_budget.py",
+    "retry.md": "test_docs.py",
+    "saas-litellm-requests.md": "test_docs.py",
+    "streams.md": "test_docs.py",
+    "testing.md": "test_docs.py",
+    "timeline.md": "test_timeline.py",
+    "timeouts.md": "test_docs.py",
+    "tracing.md": "test_tracing.py",
+    "trio-anyio.md": "test_aio.py",
+    "tutorial-limits.md": "test_docs.py",
+    "tutorial-profile.md": "test_docs.py",
+    "tutorial.md": "test_docs.py",
+    "writing-policies.md": "test_docs.py",
+}
+
+
+def test_every_page_with_python_blocks_names_the_test_file_that_runs_them() -> None:
+    """RUNNERS lists exactly the pages that have python blocks, each with an existing file."""
+    pages = {page.name for page in DOCS.glob("*.md") if python_blocks(page.name)}
+    assert pages == RUNNERS.keys()
+    tests = Path(__file__).parent
+    assert all((tests / runner).is_file() for runner in RUNNERS.values())
+
+
+def test_a_not_run_block_says_why_and_is_skipped() -> None:
+    """A block after `<!-- not run: reason -->` carries its reason; the others carry None."""
+    marked = {
+        (page.name, index): block.not_run
+        for page in DOCS.glob("*.md")
+        for index, block in enumerate(docs_blocks.blocks(page.name))
+        if block.not_run is not None
+    }
+    assert all(reason.strip() for reason in marked.values())
+    assert len(marked) <= 8  # a few conscious exceptions, not a way around the rule
+
+
+def test_every_docs_block_is_run_by_a_test() -> None:
+    """Every python block of a page whose runner ran in full was run, unless marked not run.
+
+    The session's last test (tests/conftest.py moves it there): a runner that
+    is not collected, or whose tests were deselected, leaves its pages unchecked.
+    """
+    checked = {
+        page
+        for page, runner in RUNNERS.items()
+        if runner in docs_blocks.COLLECTED and runner not in docs_blocks.PARTIAL
+    }
+    assert checked or "test_docs.py" in docs_blocks.PARTIAL
+    unrun = [
+        f"docs/{page} block {index + 1}"
+        for page in sorted(checked)
+        for index, block in enumerate(docs_blocks.blocks(page))
+        if block.not_run is None and (page, index) not in docs_blocks.RAN
+    ]
+    assert unrun == [], "\n".join(unrun)
