@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,7 +336,7 @@ def test_every_public_name_is_rendered_in_the_reference() -> None:
     ],
 )
 def test_a_pages_examples_run_as_written(page: str) -> None:
-    """Every python block of the page runs in order; its interactive sessions print what they show."""
+    """Every python block of the page runs in order; its interactive sessions show what it prints."""
     rs.set_hooks(())
     assert run_page(page)["rs"] is rs
 
@@ -346,6 +348,72 @@ def test_the_retry_pages_per_kind_example_sleeps_as_it_says(
     rs.set_hooks(())
     assert run_page("retry.md")["clock"].sleeps == [5.0, 10.0, 20.0, 40.0, 60.0]
     assert "kind 'rate_limit': up to 6 attempts" in capsys.readouterr().out
+
+
+def test_the_integrations_page_sends_relative_to_its_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """integrations.md runs as written; its billing session's GET goes to base_url + path."""
+    import requests
+    import requests.adapters
+
+    sent: list[str] = []
+
+    def send(adapter: Any, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        sent.append(str(request.url))  # billing.example.com is not reached: answered here
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, str(request.url), request
+        return response
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    run_page("integrations.md")
+    assert sent == ["https://billing.example.com/v1/invoices"]
+
+
+class _Lines(http.server.BaseHTTPRequestHandler):
+    """Answers GET and POST: a job's JSON under /api/, else two lines of text."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"job_id": "job-1"}' if self.path.startswith("/api/") else b"one\ntwo\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def lines_server() -> Iterator[str]:
+    """A local HTTP server of jobs and lines (`_Lines`); yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lines)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_streams_pages_examples_read_their_lines(
+    lines_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """streams.md's async and sync streams, run as written on a local server, print its lines."""
+    rs.set_hooks(())
+    run_page("streams.md", {"BASE_URL": lines_server})
+    assert capsys.readouterr().out == "one\ntwo\none\ntwo\n"
+
+
+def test_the_timeouts_pages_examples_fetch_their_jobs(lines_server: str) -> None:
+    """timeouts.md's examples, run as written on a local server, get the jobs they ask for."""
+    namespace = run_page("timeouts.md", {"BASE_URL": lines_server})
+    assert namespace["job"] == {"job_id": "job-1"}
+    assert namespace["jobs"] == [{"job_id": "job-1"}] * 3
 
 
 # --- every python block of every page is run by a test ------------------------------
