@@ -90,12 +90,15 @@ def run_block(page: str, source: str, namespace: dict[str, Any]) -> None:
     execute(source, f"docs/{page} block {indexes[0] + 1}", namespace)
 
 
-def run_page(page: str, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_page(
+    page: str, namespace: dict[str, Any] | None = None, skip: tuple[int, ...] = ()
+) -> dict[str, Any]:
     """Run every python block of ``docs/<page>`` in order in *namespace* (updated); return it.
 
     Each block is compiled under the name ``docs/<page> block N``, so that a
     failure's traceback says which block it came from. A block marked
-    ``<!-- not run: ... -->`` is skipped.
+    ``<!-- not run: ... -->`` is skipped, and so are the blocks numbered in
+    *skip* (from 1: the ones another test runs in a namespace of its own).
     """
     found = blocks(page)
     assert found, f"docs/{page} has no python block"
@@ -105,7 +108,7 @@ def run_page(page: str, namespace: dict[str, Any] | None = None) -> dict[str, An
         namespace = module.__dict__
     namespace.setdefault("__name__", f"docs_{page.removesuffix('.md').replace('-', '_')}")
     for index, block in enumerate(found):
-        if block.not_run is None:
+        if block.not_run is None and index + 1 not in skip:
             execute(block.source, f"docs/{page} block {index + 1}", namespace)
             RAN.add((page, index))
     return namespace

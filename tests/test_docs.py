@@ -416,6 +416,53 @@ def test_the_timeouts_pages_examples_fetch_their_jobs(lines_server: str) -> None
     assert namespace["jobs"] == [{"job_id": "job-1"}] * 3
 
 
+def test_the_profile_page_runs_on_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
+    """profile-saas-litellm.md's examples run on the emulator (its stream breaker example: in
+    test_profile_scoping.py), and the workflow test it shows passes."""
+    import asyncio
+
+    from resilience.profiles import saas_litellm as saas
+    from resilience.profiles.saas_litellm.emulator import Emulator
+
+    rs.set_hooks(())
+    with Emulator(failure_latency=(0.0, 0.0), stream_bug=False) as emu:
+        namespace: dict[str, Any] = {
+            "API_URL": emu.url,
+            "VIRTUAL_KEY": emu.virtual_key,
+            "TEAM": "acme-corp",
+            "__name__": "docs_profile",
+        }
+        run_page("profile-saas-litellm.md", namespace, skip=(6,))
+        assert namespace["create_job"]({"team_id": "acme-corp", "job_type": "chat"})["job_id"]
+
+        async def streamed_and_guarded() -> None:
+            async with saas.async_client(emu.url, emu.virtual_key) as aclient:
+                await namespace["astream"](aclient)
+                await namespace["guarded"](aclient, namespace["job_id"])
+
+        asyncio.run(streamed_and_guarded())
+    printed = capsys.readouterr().out
+    assert "saas-litellm https://saas-litellm.example.com llm model='gpt-4o-mini'" in printed
+
+    answers: list[str] = []
+
+    def run_my_workflow(api: Any) -> None:
+        """Ask twice: a provider's 500 is not retried by the profile (the server retried it)."""
+        job = api.post("/api/jobs/create", json={"team_id": "acme-corp", "job_type": "chat"})
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        for _ in range(2):
+            try:
+                answer = api.post(f"/api/jobs/{job.json()['job_id']}/llm-call", json=chat)
+            except saas.ServerError as error:
+                answers.append(str(error.status))
+            else:
+                answers.append(answer.json()["response"]["finish_reason"])
+
+    namespace["run_my_workflow"] = run_my_workflow
+    namespace["test_my_workflow"]()
+    assert answers == ["500", "stop"]  # the two LLM calls the page scripts
+
+
 # --- every python block of every page is run by a test ------------------------------
 
 #: Which test file runs the python blocks of each page (through tests/docs_blocks.py).
