@@ -1,6 +1,6 @@
 """The python blocks of a docs page, run as a reader would run them: in order, in one namespace.
 
-Every ```python block of every page in docs/ is run by some test: the test that
+Every ```python (and ```pycon) block of every page in docs/ is run by some test: the test that
 runs a page's blocks goes through `run_page` or `run_block`, which record each
 block they ran in `RAN`, and `tests/test_docs.py` declares in `RUNNERS` which
 test file runs which page, then checks (after every other test of the session)
@@ -16,8 +16,8 @@ before its fence says why, as an HTML comment (invisible in the built site)::
 
 `run_page` skips such a block, and the check accepts it unrecorded.
 
-A block written as an interactive session (its first line starts with ``>>>``)
-is run as a doctest in the page's namespace: the outputs it shows are compared.
+A block written as an interactive session (```pycon, or its first line starts
+with ``>>>``) is run as a doctest in the page's namespace: the outputs it shows are compared.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Block(NamedTuple):
 
 
 def python_blocks(page: str) -> list[str]:
-    """Return the ```python blocks of ``docs/<page>``, in order (indented ones included)."""
+    """Return the ```python and ```pycon blocks of ``docs/<page>``, in order (indented too)."""
     return fenced(page, "python")
 
 
@@ -65,7 +65,8 @@ def blocks(page: str, language: str = "python") -> list[Block]:
     """Return the blocks of ``docs/<page>`` fenced as *language*, each with its not-run reason."""
     text = (DOCS / page).read_text()
     found = []
-    pattern = rf"(?:^ *<!-- not run: ([^\n]*?) -->\n)?^( *)```{language}\n(.*?)^\2```"
+    fence = "(?:python|pycon)" if language == "python" else language  # pycon: a session
+    pattern = rf"(?:^ *<!-- not run: ([^\n]*?) -->\n)?^( *)```{fence}\n(.*?)^\2```"
     for match in re.finditer(pattern, text, re.DOTALL | re.MULTILINE):
         indent = len(match.group(2))
         lines = match.group(3).splitlines(keepends=True)
@@ -119,8 +120,11 @@ def execute(source: str, name: str, namespace: dict[str, Any]) -> None:
     if not source.lstrip().startswith(">>>"):
         exec(compile(source, name, "exec"), namespace)
         return
-    test = doctest.DocTestParser().get_doctest(source, namespace, name, name, 0)
+    # A blank line inside a session is output (a doctest would end the expected output there).
+    session = re.sub(r"\n(?=\n)", "\n<BLANKLINE>", source.strip("\n")) + "\n"
+    test = doctest.DocTestParser().get_doctest(session, namespace, name, name, 0)
     report: list[str] = []
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS, verbose=False)
     runner.run(test, out=report.append, clear_globs=False)
+    namespace.update(test.globs)  # the test ran on a copy
     assert runner.failures == 0, "".join(report)
