@@ -337,7 +337,7 @@ def test_every_public_name_is_rendered_in_the_reference() -> None:
     ],
 )
 def test_a_pages_examples_run_as_written(page: str) -> None:
-    """Every python block of the page runs in order; its interactive sessions show what it prints."""
+    """Every python block of the page runs in order; its sessions show what it prints."""
     rs.set_hooks(())
     assert run_page(page)["rs"] is rs
 
@@ -441,8 +441,10 @@ def test_the_timeouts_pages_examples_fetch_their_jobs(lines_server: str) -> None
 
 
 def test_the_profile_page_runs_on_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
-    """profile-saas-litellm.md's examples run on the emulator (its stream breaker example: in
-    test_profile_scoping.py), and the workflow test it shows passes."""
+    """profile-saas-litellm.md's examples run on the emulator; the workflow test it shows passes.
+
+    Its stream breaker example runs in test_profile_scoping.py, on a stream of its own.
+    """
     import asyncio
 
     from resilience.profiles import saas_litellm as saas
