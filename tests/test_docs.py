@@ -546,8 +546,8 @@ def test_every_page_with_python_blocks_names_the_test_file_that_runs_them() -> N
     assert all((tests / runner).is_file() for runners in RUNNERS.values() for runner in runners)
 
 
-def test_a_not_run_block_says_why_and_is_skipped() -> None:
-    """A block after `<!-- not run: reason -->` carries its reason; the others carry None."""
+def test_the_blocks_not_run_are_few_and_say_why() -> None:
+    """Each block marked `<!-- not run: reason -->` gives a reason; there are a few at most."""
     marked = {
         (page.name, index): block.not_run
         for page in DOCS.glob("*.md")
@@ -556,6 +556,15 @@ def test_a_not_run_block_says_why_and_is_skipped() -> None:
     }
     assert all(reason.strip() for reason in marked.values())
     assert len(marked) <= 8  # a few conscious exceptions, not a way around the rule
+
+
+def test_a_session_block_compares_its_output() -> None:
+    """A `>>>` block is a doctest: a blank line is output, a wrong output fails."""
+    namespace: dict[str, Any] = {}
+    docs_blocks.execute(">>> x = 2\n>>> print(f'{x}\\n\\n{x}')\n2\n\n2\n", "ok", namespace)
+    assert namespace["x"] == 2
+    with pytest.raises(AssertionError, match="Expected:"):
+        docs_blocks.execute(">>> 1 + 1\n3\n", "wrong", {})
 
 
 def test_every_docs_block_is_run_by_a_test() -> None:
