@@ -1,10 +1,12 @@
 """The python blocks of a docs page, run as a reader would run them: in order, in one namespace.
 
-Every ```python (and ```pycon) block of every page in docs/ is run by some test: the test that
-runs a page's blocks goes through `run_page` or `run_block`, which record each
-block they ran in `RAN`, and `tests/test_docs.py` declares in `RUNNERS` which
-test file runs which page, then checks (after every other test of the session)
-that each block of each page whose runner ran in full was recorded.
+Every ```python (and ```pycon) block of every page in docs/ is run by some
+test: the test that runs a page's blocks goes through `run_page` or
+`run_block`, which record each block they ran in `RAN`, and
+`tests/test_docs.py` declares in `RUNNERS` which test files run which page,
+then checks (as the session's last test, see tests/conftest.py) that each
+block of each page whose runners ran in full was recorded. A page with a
+python block and no line in `RUNNERS` fails too.
 
 A block that cannot run as written (a shell session, pseudo-code, a fragment
 that needs a live external service) is a visible exception: the line just
@@ -17,7 +19,9 @@ before its fence says why, as an HTML comment (invisible in the built site)::
 `run_page` skips such a block, and the check accepts it unrecorded.
 
 A block written as an interactive session (```pycon, or its first line starts
-with ``>>>``) is run as a doctest in the page's namespace: the outputs it shows are compared.
+with ``>>>``) is run as a doctest in the page's namespace: the outputs it shows
+are compared (a blank line inside it is output; an error shows its
+``Traceback (most recent call last):`` line).
 """
 
 from __future__ import annotations
