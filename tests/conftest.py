@@ -11,6 +11,7 @@ import pytest
 import resilience as rs
 from resilience._clock import testing_state
 
+from . import docs_blocks
 from .forms import BACKENDS, cancelled_error, checkpoint, run_async
 
 
@@ -79,3 +80,25 @@ def mode(request: pytest.FixtureRequest) -> Runner:
 def backend(request: pytest.FixtureRequest) -> str:
     """Parametrizes an async test over every backend (run it with `forms.run_async`)."""
     return str(request.param)
+
+
+# --- every docs block is run by a test (tests/docs_blocks.py, tests/test_docs.py) --------
+
+#: The last test of a session: it checks the docs blocks every other test ran.
+LAST = "test_every_docs_block_is_run_by_a_test"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the docs-blocks check after every other test, whatever the files' order."""
+    items.sort(key=lambda item: item.name == LAST)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Note the test files that do not run in full (-k, --deselect, --lf)."""
+    docs_blocks.PARTIAL.update(item.path.name for item in items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the test files that run in this session."""
+    docs_blocks.COLLECTED.update(item.path.name for item in session.items)

@@ -15,6 +15,7 @@ import pytest
 import resilience as rs
 from resilience._clock import SYSTEM_CLOCK
 from resilience.testing import FakeClock
+from tests.docs_blocks import run_block
 
 from .forms import Background, checkpoint, run_async, until
 from .threads import WAIT
@@ -159,4 +160,4 @@ def test_the_docs_examples_run_as_written() -> None:
     assert len(blocks) >= 3, "docs/trio-anyio.md lost its examples"
     for number, block in enumerate(blocks, 1):
         namespace: dict[str, object] = {"__name__": f"trio_anyio_doc_{number}"}
-        exec(compile(block, f"docs/trio-anyio.md block {number}", "exec"), namespace)
+        run_block("trio-anyio.md", block, namespace)

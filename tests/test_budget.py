@@ -18,6 +18,7 @@ import resilience as rs
 from resilience import backoff
 from resilience._budget import Budget, RetryBudget, TokenBudget
 from resilience.testing import FakeClock, capture_events, set_testing
+from tests.docs_blocks import run_block
 
 from .conftest import Runner
 from .forms import run_async
@@ -646,7 +647,7 @@ def test_the_docs_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
     namespace: dict[str, Any] = {"__name__": "docs_retry_budgets"}
     with set_testing(True):  # the default backoff's sleeps: none
         for block in blocks:
-            exec(compile(block, str(DOC), "exec"), namespace)
+            run_block("retry-budgets.md", block, namespace)
     assert namespace["attempts"] == 120
     assert namespace["last"].__notes__ == [
         NOTE.format(n="2 attempts", budget=namespace["payments_budget"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import random
 import re
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 import resilience as rs
 from resilience.engine import SYSTEM_CLOCK
 from resilience.testing import set_testing
+from tests import docs_blocks
 from tests.docs_blocks import DOCS, fenced, python_blocks, run_page, text_blocks
 
 
@@ -316,3 +320,269 @@ def test_every_public_name_is_rendered_in_the_reference() -> None:
             if f"{name}.{member}" not in directives and member not in local
         ]
     assert missing == []
+
+
+# --- the reference and how-to pages, run as written --------------------------------
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "backoff.md",
+        "breaker.md",
+        "classifier.md",
+        "events.md",
+        "policies.md",
+        "writing-policies.md",
+    ],
+)
+def test_a_pages_examples_run_as_written(page: str) -> None:
+    """Every python block of the page runs in order; its sessions show what it prints."""
+    rs.set_hooks(())
+    assert run_page(page)["rs"] is rs
+
+
+class _Stdout:
+    """A stream that writes to whatever sys.stdout is when written to (a doctest's capture)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+
+@pytest.mark.usefixtures("logging_restored")
+def test_the_bulkhead_pages_sessions_show_their_real_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bulkhead.md runs; its sessions print what they show, warnings as bare messages."""
+    handler = logging.StreamHandler(_Stdout())  # as with no logging configured
+    handler.setLevel(logging.WARNING)
+    ours = logging.getLogger("resilience")
+    monkeypatch.setattr(ours, "propagate", False)
+    ours.addHandler(handler)
+    assert run_page("bulkhead.md")["paid_calls"].name == "paid-calls"
+
+
+def test_the_retry_pages_per_kind_example_sleeps_as_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """retry.md's examples run; the per-kind one sleeps 5, 10, 20, 40, 60 s and explains itself."""
+    rs.set_hooks(())
+    assert run_page("retry.md")["clock"].sleeps == [5.0, 10.0, 20.0, 40.0, 60.0]
+    assert "kind 'rate_limit': up to 6 attempts" in capsys.readouterr().out
+
+
+def test_the_integrations_page_sends_relative_to_its_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """integrations.md runs as written; its billing session's GET goes to base_url + path."""
+    import requests
+    import requests.adapters
+
+    sent: list[str] = []
+
+    def send(adapter: Any, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        sent.append(str(request.url))  # billing.example.com is not reached: answered here
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, str(request.url), request
+        return response
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    run_page("integrations.md")
+    assert sent == ["https://billing.example.com/v1/invoices"]
+
+
+class _Lines(http.server.BaseHTTPRequestHandler):
+    """Answers GET and POST: a job's JSON under /api/, else two lines of text."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"job_id": "job-1"}' if self.path.startswith("/api/") else b"one\ntwo\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def lines_server() -> Iterator[str]:
+    """A local HTTP server of jobs and lines (`_Lines`); yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lines)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_streams_pages_examples_read_their_lines(
+    lines_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """streams.md's async and sync streams, run as written on a local server, print its lines."""
+    rs.set_hooks(())
+    run_page("streams.md", {"BASE_URL": lines_server})
+    assert capsys.readouterr().out == "one\ntwo\none\ntwo\n"
+
+
+def test_the_timeouts_pages_examples_fetch_their_jobs(lines_server: str) -> None:
+    """timeouts.md's examples, run as written on a local server, get the jobs they ask for."""
+    namespace = run_page("timeouts.md", {"BASE_URL": lines_server})
+    assert namespace["job"] == {"job_id": "job-1"}
+    assert namespace["jobs"] == [{"job_id": "job-1"}] * 3
+
+
+def test_the_profile_page_runs_on_the_emulator(capsys: pytest.CaptureFixture[str]) -> None:
+    """profile-saas-litellm.md's examples run on the emulator; the workflow test it shows passes.
+
+    Its stream breaker example runs in test_profile_scoping.py, on a stream of its own.
+    """
+    import asyncio
+
+    from resilience.profiles import saas_litellm as saas
+    from resilience.profiles.saas_litellm.emulator import Emulator
+
+    rs.set_hooks(())
+    with Emulator(failure_latency=(0.0, 0.0), stream_bug=False) as emu:
+        namespace: dict[str, Any] = {
+            "API_URL": emu.url,
+            "VIRTUAL_KEY": emu.virtual_key,
+            "TEAM": "acme-corp",
+            "__name__": "docs_profile",
+        }
+        run_page("profile-saas-litellm.md", namespace, skip=(6,))
+        assert namespace["create_job"]({"team_id": "acme-corp", "job_type": "chat"})["job_id"]
+
+        async def streamed_and_guarded() -> None:
+            async with saas.async_client(emu.url, emu.virtual_key) as aclient:
+                await namespace["astream"](aclient)
+                await namespace["guarded"](aclient, namespace["job_id"])
+
+        asyncio.run(streamed_and_guarded())
+    printed = capsys.readouterr().out
+    assert "saas-litellm https://saas-litellm.example.com llm model='gpt-4o-mini'" in printed
+
+    answers: list[str] = []
+
+    def run_my_workflow(api: Any) -> None:
+        """Ask twice: a provider's 500 is not retried by the profile (the server retried it)."""
+        job = api.post("/api/jobs/create", json={"team_id": "acme-corp", "job_type": "chat"})
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        for _ in range(2):
+            try:
+                answer = api.post(f"/api/jobs/{job.json()['job_id']}/llm-call", json=chat)
+            except saas.ServerError as error:
+                answers.append(str(error.status))
+            else:
+                answers.append(answer.json()["response"]["finish_reason"])
+
+    namespace["run_my_workflow"] = run_my_workflow
+    namespace["test_my_workflow"]()
+    assert answers == ["500", "stop"]  # the two LLM calls the page scripts
+
+
+# --- every python block of every page is run by a test ------------------------------
+
+#: Which test files run the python blocks of each page (through tests/docs_blocks.py).
+RUNNERS: dict[str, tuple[str, ...]] = {
+    "backoff.md": ("test_docs.py",),
+    "breaker-states.md": ("test_docs.py",),
+    "breaker.md": ("test_docs.py",),
+    "bulkhead.md": ("test_docs.py",),
+    "classifier.md": ("test_docs.py",),
+    "composition.md": ("test_docs.py",),
+    "deadlines.md": ("test_docs.py",),
+    "events.md": ("test_docs.py",),
+    "explain.md": ("test_docs.py",),
+    "fallback.md": ("test_fallback.py",),
+    "faq.md": ("test_docs.py",),
+    "fleet.md": ("test_redis_ratelimit.py",),
+    "getting-started.md": ("test_docs.py",),
+    "hedge.md": ("test_hedge.py",),
+    "index.md": ("test_docs.py",),
+    "integrations.md": ("test_docs.py",),
+    "logging.md": ("test_docs.py",),
+    "metrics-snapshots.md": ("test_docs.py",),
+    "metrics.md": ("test_docs.py",),
+    "migrate-backoff.md": ("test_docs.py",),
+    "migrate-pybreaker.md": ("test_docs.py",),
+    "migrate-stamina.md": ("test_docs.py",),
+    "migrate-tenacity.md": ("test_docs.py",),
+    "opentelemetry.md": ("test_docs.py",),
+    "policies.md": ("test_docs.py",),
+    "polling.md": ("test_docs.py",),
+    "profile-saas-litellm.md": ("test_docs.py", "test_profile_scoping.py"),
+    "rate-limits.md": ("test_ratelimit_docs.py",),
+    "retry-after.md": ("test_docs.py",),
+    "retry-budgets.md": ("test_budget.py",),
+    "retry.md": ("test_docs.py",),
+    "saas-litellm-requests.md": ("test_docs.py",),
+    "streams.md": ("test_docs.py",),
+    "testing.md": ("test_docs.py",),
+    "timeline.md": ("test_timeline.py",),
+    "timeouts.md": ("test_docs.py",),
+    "tracing.md": ("test_tracing.py",),
+    "trio-anyio.md": ("test_aio.py",),
+    "tutorial-limits.md": ("test_docs.py",),
+    "tutorial-profile.md": ("test_docs.py",),
+    "tutorial.md": ("test_docs.py",),
+    "writing-policies.md": ("test_docs.py",),
+}
+
+
+def test_every_page_with_python_blocks_names_the_test_file_that_runs_them() -> None:
+    """RUNNERS lists exactly the pages that have python blocks, each with an existing file."""
+    pages = {page.name for page in DOCS.glob("*.md") if python_blocks(page.name)}
+    assert pages == RUNNERS.keys()
+    tests = Path(__file__).parent
+    assert all((tests / runner).is_file() for runners in RUNNERS.values() for runner in runners)
+
+
+def test_the_blocks_not_run_are_few_and_say_why() -> None:
+    """Each block marked `<!-- not run: reason -->` gives a reason; there are a few at most."""
+    marked = {
+        (page.name, index): block.not_run
+        for page in DOCS.glob("*.md")
+        for index, block in enumerate(docs_blocks.blocks(page.name))
+        if block.not_run is not None
+    }
+    assert all(reason.strip() for reason in marked.values())
+    assert len(marked) <= 8  # a few conscious exceptions, not a way around the rule
+
+
+def test_a_session_block_compares_its_output() -> None:
+    """A `>>>` block is a doctest: a blank line is output, a wrong output fails."""
+    namespace: dict[str, Any] = {}
+    docs_blocks.execute(">>> x = 2\n>>> print(f'{x}\\n\\n{x}')\n2\n\n2\n", "ok", namespace)
+    assert namespace["x"] == 2
+    with pytest.raises(AssertionError, match="Expected:"):
+        docs_blocks.execute(">>> 1 + 1\n3\n", "wrong", {})
+
+
+def test_every_docs_block_is_run_by_a_test() -> None:
+    """Every python block of a page whose runner ran in full was run, unless marked not run.
+
+    The session's last test (tests/conftest.py moves it there): a runner that
+    is not collected, or whose tests were deselected, leaves its pages unchecked.
+    """
+    checked = {
+        page
+        for page, runners in RUNNERS.items()
+        if all(r in docs_blocks.COLLECTED and r not in docs_blocks.PARTIAL for r in runners)
+    }
+    assert checked or "test_docs.py" in docs_blocks.PARTIAL
+    unrun = [
+        f"docs/{page} block {index + 1}"
+        for page in sorted(checked)
+        for index, block in enumerate(docs_blocks.blocks(page))
+        if block.not_run is None and (page, index) not in docs_blocks.RAN
+    ]
+    assert unrun == [], "\n".join(unrun)

@@ -30,6 +30,7 @@ import resilience as rs
 from resilience import backoff, engine
 from resilience.engine import NO_RESULT, FastPath, GatePolicy, Wait, Waiter
 from resilience.testing import FakeClock, set_testing
+from tests.docs_blocks import run_block
 
 from .forms import (
     SYNC_ASYNC,
@@ -1570,7 +1571,7 @@ def docs_example(name: str, **names: Any) -> dict[str, Any]:
     )
     assert match is not None, f"docs/writing-policies.md lost its {name!r} example"
     namespace: dict[str, Any] = {"__name__": f"docs_example_{name}", **names}
-    exec(match.group(1), namespace)
+    run_block("writing-policies.md", match.group(1), namespace)
     return namespace
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
+from tests.docs_blocks import run_block
 
 from .threads import join_all
 
@@ -472,4 +473,4 @@ def test_the_breaker_docs_lease_example_runs_as_written() -> None:
     doc = Path(__file__).resolve().parent.parent / "docs" / "breaker.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.DOTALL)
     [block] = [b for b in blocks if "probe_lease" in b]
-    exec(compile(block, "docs/breaker.md (leased probes)", "exec"), {"__name__": "breaker_doc"})
+    run_block("breaker.md", block, {"__name__": "breaker_doc"})

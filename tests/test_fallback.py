@@ -22,6 +22,7 @@ import pytest
 import resilience as rs
 from resilience._fallback import Fallback
 from resilience.testing import capture_events
+from tests.docs_blocks import run_block
 
 from .forms import SYNC_ASYNC, Boom, cancel_task, checkpoint, run_async
 
@@ -721,4 +722,4 @@ def test_the_docs_examples_run_as_written() -> None:
     assert len(blocks) >= 5, "docs/fallback.md lost its examples"
     for number, block in enumerate(blocks, 1):
         namespace: dict[str, object] = {"__name__": f"fallback_doc_{number}"}
-        exec(compile(block, f"docs/fallback.md block {number}", "exec"), namespace)
+        run_block("fallback.md", block, namespace)

@@ -26,6 +26,7 @@ import pytest
 import resilience as rs
 from resilience._hedge import Hedge, HedgeDelay, PercentileDelay
 from resilience.testing import FakeClock, capture_events
+from tests.docs_blocks import run_block
 
 from .threads import WAIT, join_all
 
@@ -750,4 +751,4 @@ def test_the_docs_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
     assert blocks, "docs/hedge.md lost its examples"
     namespace: dict[str, Any] = {"__name__": "docs_hedge"}
     for block in blocks:
-        exec(compile(block, str(HEDGE_DOC), "exec"), namespace)
+        run_block("hedge.md", block, namespace)

@@ -14,6 +14,7 @@ import resilience as rs
 from resilience.profiles import saas_litellm as saas
 from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
+from tests.docs_blocks import run_block
 
 from .emulator_helpers import CHAT, Client, Unresponsive
 from .test_profile_sse import _fake_stream
@@ -354,7 +355,7 @@ def _doc_block(marker: str) -> str:
 def test_the_docs_breaker_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     """The per-route breakers example of docs/profile-saas-litellm.md runs as a reader pastes it."""
     block = _doc_block('jobs = saas.breaker_for(f"{api_url}/api/jobs/create")')
-    exec(compile(block, "docs/profile-saas-litellm.md", "exec"), {"__name__": "doc"})
+    run_block("profile-saas-litellm.md", block, {"__name__": "doc"})
     expected = "saas-litellm https://saas-litellm.example.com llm model='gpt-4o-mini'"
     assert capsys.readouterr().out.strip() == expected
 
@@ -368,7 +369,7 @@ def test_the_docs_stream_breaker_example_counts_an_in_band_error() -> None:
     response = _fake_stream([b"data: " + body.encode() + b"\n\n"])
     namespace = {"saas": saas, "url": url, "chat": chat, "response": response}
     with pytest.raises(saas.StreamError):
-        exec(compile(block, "docs/profile-saas-litellm.md", "exec"), namespace)
+        run_block("profile-saas-litellm.md", block, namespace)
     breaker = saas.breaker_for(url, model="doc-model")
     assert state_of(breaker) is rs.CircuitState.CLOSED
     for _ in range(saas.FAILURE_THRESHOLD - 1):

@@ -12,6 +12,7 @@ import pytest
 import resilience as rs
 from resilience.engine import GatePolicy
 from resilience.profiles.saas_litellm.emulator import Emulator
+from tests.docs_blocks import run_block
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -24,7 +25,7 @@ def example(page: str, name: str, **names: Any) -> dict[str, Any]:
     match = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", text, re.DOTALL)
     assert match is not None, f"docs/{page} lost its {name!r} example"
     namespace: dict[str, Any] = {"__name__": f"docs_{name}", **names}
-    exec(compile(match.group(1), f"docs/{page}:{name}", "exec"), namespace)
+    run_block(page, match.group(1), namespace)
     return namespace
 
 

@@ -33,6 +33,7 @@ from resilience.integrations.redis import (
     StoreRecovered,
     StoreUnavailable,
 )
+from tests.docs_blocks import run_block
 
 pytest_plugins = ["tests.redis_fixtures"]
 
@@ -246,7 +247,7 @@ def test_the_fleet_pages_async_example_runs_as_written() -> None:
     section = FLEET_DOC.read_text().split("## Async code", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     namespace: dict[str, object] = {"__name__": "fleet_doc_async"}
-    exec(compile(block, "docs/fleet.md, Async code", "exec"), namespace)
+    run_block("fleet.md", block, namespace)
     assert isinstance(namespace["apause"], AsyncRetryAfterPause)
 
 

@@ -258,10 +258,10 @@ def test_bad_configuration_names_the_parameter(
 
 
 def test_the_fleet_docs_example_runs(redis_server: RedisServer, client: redis.Redis) -> None:
-    """docs/fleet.md's rate-limit block, as written, against the session's server."""
-    from .test_ratelimit_docs import example
+    """docs/fleet.md's blocks, as written; the rate limiter's against the session's server."""
+    from .docs_blocks import run_page
 
-    ns = example("fleet.md", "fleet-rate-limit", REDIS_URL=redis_server.url)
+    ns = run_page("fleet.md", {"REDIS_URL": redis_server.url, "__name__": "docs_fleet"})
     assert ns["answer"] == "HELLO"
     assert client.exists("resilience:ratelimit:{saas-api-rpm}") == 1
     assert ns["rpm"].share == 0.25

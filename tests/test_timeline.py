@@ -11,6 +11,7 @@ import pytest
 
 import resilience as rs
 from resilience.__main__ import main
+from tests.docs_blocks import run_block
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "timeline.md"
 
@@ -154,8 +155,8 @@ def test_the_timeline_page_shows_the_real_output() -> None:
     """Each python block of docs/timeline.md prints the text block after it, verbatim."""
     pairs = re.findall(r"```python\n(.*?)```\n\n```text\n(.*?)```", DOCS.read_text(), re.DOTALL)
     assert len(pairs) == 2, "docs/timeline.md lost an example"
-    for number, (code, shown) in enumerate(pairs, 1):
+    for code, shown in pairs:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(code, f"docs/timeline.md block {number}", "exec"), {})
+            run_block("timeline.md", code, {})
         assert out.getvalue() == shown

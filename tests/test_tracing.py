@@ -21,6 +21,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode
 import resilience as rs
 from resilience.integrations.otel import OpenTelemetryTracing
 from resilience.testing import FakeClock
+from tests.docs_blocks import run_block
 
 from .forms import checkpoint, run_async
 
@@ -278,4 +279,4 @@ def test_the_docs_examples_run_as_written() -> None:
     assert len(blocks) >= 2, "docs/tracing.md lost its examples"
     for number, block in enumerate(blocks, 1):
         namespace: dict[str, object] = {"__name__": f"tracing_doc_{number}"}
-        exec(compile(block, f"docs/tracing.md block {number}", "exec"), namespace)
+        run_block("tracing.md", block, namespace)
