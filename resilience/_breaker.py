@@ -405,9 +405,8 @@ class CircuitBreaker(GatePolicy):
             store.on_ignored(permit)
             raise
         if verdict.trip:
-            transitions = store.on_failure(permit, duration)
+            transitions = _count_failure(store, permit, duration, error, verdict)
             if transitions:
-                _note_opening(store, transitions, error, verdict)
                 self._announce(transitions, target)
         else:
             store.on_ignored(permit)
@@ -428,9 +427,7 @@ class CircuitBreaker(GatePolicy):
             store.on_ignored(permit)
             raise
         if verdict.trip:
-            transitions = store.on_failure(permit, duration)
-            if transitions:
-                _note_opening(store, transitions, outcome, verdict)
+            transitions = _count_failure(store, permit, duration, outcome, verdict)
         elif otherwise is not None:
             transitions = otherwise(permit, duration)
         else:
@@ -588,23 +585,37 @@ class CircuitBreaker(GatePolicy):
         return awrapper
 
 
-def _note_opening(
+def _count_failure(
     store: CircuitStore,
-    transitions: tuple[CircuitTransition, ...],
+    permit: CircuitPermit,
+    duration: float | None,
     outcome: object,
     verdict: Any,
-) -> None:
-    """Tell the store what opened the circuit, if it opened and the store keeps it."""
-    if not any(t.state is CircuitState.OPEN for t in transitions):
-        return
-    note = getattr(store, "note_opening", None)
-    if note is None:
-        return
+) -> tuple[CircuitTransition, ...]:
+    """Count a failure; tell the store what it was if it opened the circuit and the store keeps it.
+
+    A store with ``on_failure_caused`` (the Redis store) takes the cause with
+    the failure itself, to keep it in the same round trip that may open the
+    circuit; others learn it afterwards, through ``note_opening``.
+    """
+    caused = getattr(store, "on_failure_caused", None)
+    if caused is not None:
+        return caused(permit, duration, _cause(outcome, verdict))  # type: ignore[no-any-return]
+    transitions = store.on_failure(permit, duration)
+    if transitions and any(t.state is CircuitState.OPEN for t in transitions):
+        note = getattr(store, "note_opening", None)
+        if note is not None:
+            note(_cause(outcome, verdict))
+    return transitions
+
+
+def _cause(outcome: object, verdict: Any) -> tuple[str, str]:
+    """The (type name, redacted message) of a failure: text only, never the object."""
     if isinstance(outcome, BaseException):
-        note((type(outcome).__name__, describe_text(outcome)))
-    else:  # a refused result (a 503 response): its type and its status
-        status = verdict.status
-        note((type(outcome).__name__, "" if status is None else f"status {status}"))
+        return (type(outcome).__name__, describe_text(outcome))
+    # a refused result (a 503 response): its type and its status
+    status = verdict.status
+    return (type(outcome).__name__, "" if status is None else f"status {status}")
 
 
 CircuitBreaker.__module__ = "resilience"
