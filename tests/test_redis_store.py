@@ -875,6 +875,22 @@ def test_an_opening_is_announced_once_when_its_reply_arrives(client: redis.Redis
     assert events_named(events).count("CircuitOpened") == 1
 
 
+def test_an_opening_shown_first_by_another_threads_reply_is_announced_once(
+    client: redis.Redis,
+) -> None:
+    """#18.2: when another thread's reply shows the opening first, it announces it, and the
+    opening's own reply, arriving after, announces nothing."""
+    store = breaker(RedisStore(client))._store
+    assert isinstance(store, RedisCircuitStore)
+    opening = (7, "failures", 60.0)
+    shown: Any = (rs.CircuitState.OPEN, 7, 0, 0.0, 1, 60.0, "", False, -1, False, None, opening)
+    made = (*shown[:6], "o:failures", *shown[7:])
+    with capture_events() as events:
+        store._claim(shown)  # another thread's call, its reply first
+        assert store._transitions(store._claim(made)) == ()
+    assert events_named(events) == ["CircuitOpened"]
+
+
 # --- what opened the circuit (#18.7) -------------------------------------------------------
 
 
