@@ -5,7 +5,9 @@ For a change to the store's scripts or to what travels with them: each round
 runs every case once in the old tree and once in the new one (in turn, each in
 its own subprocess, against one redis-server started for the run), and the
 table gives the median time per call of each tree and the median of the
-per-round ratios new/old, with their range.
+per-round ratios new/old, with their range. The "(Redis)" rows are the
+script's own time in the server (INFO commandstats), less noisy than the
+round trip's.
 
     python benchmarks/bench_redis_trees.py --old /tmp/old-tree            # 7 rounds
     python benchmarks/bench_redis_trees.py --old /tmp/old-tree --rounds 15
@@ -50,10 +52,13 @@ def boom():
 def timed(fn):
     for _ in range(50):
         fn()
+    client.config_resetstat()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    elapsed = (time.perf_counter() - start) / calls
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return elapsed, float(stats.get("usec_per_call", 0.0)) / 1e6
 
 def success():
     b = rs.CircuitBreaker(on=Boom, name="s", store=RedisStore(client, refresh=0.0))
@@ -85,7 +90,10 @@ def rejection():
     return timed(once)
 
 client.flushall()
-print(json.dumps({"success": success(), "failure": failure(), "rejection": rejection()}))
+results = {}
+for case in (success, failure, rejection):
+    results[case.__name__], results[case.__name__ + " (Redis)"] = case()
+print(json.dumps(results))
 """
 
 

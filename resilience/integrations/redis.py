@@ -325,7 +325,8 @@ local function load(now)
 end
 save = function(st, now)
   redis.call('HSET', KEY, 's', st.s, 'g', fmt(st.g), 'f', fmt(st.f), 'u', fmt(st.u),
-             'n', fmt(st.n), 'd', st.d, 'k', fmt(st.k), 'c', st.c, 'o', st.o)
+             'n', fmt(st.n), 'd', st.d, 'k', fmt(st.k))
+  if st.w then redis.call('HSET', KEY, 'c', st.c, 'o', st.o) end  -- w: c or o changed
   if st.s == 'i' then
     redis.call('PERSIST', KEY)
     return
@@ -341,7 +342,7 @@ local function newgen(st, now)
 end
 local function open(st, now, reason)
   st.s = 'o'; st.g = newgen(st, now); st.u = now + tonumber(ARGV[4])
-  st.n = st.n + 1; st.d = ARGV[5]; st.f = 0; st.k = 0; st.c = CAUSE
+  st.n = st.n + 1; st.d = ARGV[5]; st.f = 0; st.k = 0; st.c = CAUSE; st.w = true
   st.o = ME .. '|' .. fmt(st.g) .. '|' .. reason .. '|' .. ARGV[5]
   redis.call('DEL', LEASES)
   save(st, now)
@@ -349,7 +350,7 @@ local function open(st, now, reason)
 end
 local function close(st, now, reason)
   st.s = 'c'; st.g = newgen(st, now); st.u = 0; st.n = 0; st.d = '0'; st.f = 0; st.k = 0
-  st.c = ''
+  st.c = ''; st.w = true
   redis.call('DEL', LEASES)
   save(st, now)
   return 'c:' .. reason
@@ -466,7 +467,7 @@ elseif target == 'o' then
   if st.s ~= 'i' then ev = open(st, now, 'manual') end
 elseif target == 'i' then
   if st.s ~= 'i' then
-    st.s = 'i'; st.g = newgen(st, now); st.f = 0; st.k = 0; st.u = 0; st.c = ''
+    st.s = 'i'; st.g = newgen(st, now); st.f = 0; st.k = 0; st.u = 0; st.c = ''; st.w = true
     redis.call('DEL', LEASES)
     save(st, now)
     ev = 'i:isolated'
