@@ -211,6 +211,10 @@ class CircuitBreaker(GatePolicy):
         default=InMemoryCircuitStore, validator=_check_store, repr=False
     )
     _store: CircuitStore = attrs.field(init=False, repr=False)
+    # The store's optional `on_failure_caused`, looked up once (see `_cause`).
+    _caused: Callable[..., tuple[CircuitTransition, ...]] | None = attrs.field(
+        init=False, repr=False
+    )
     # Whether a call may run the breaker's own one-frame path (`call`, `closure`):
     # the store offers the fast path, no call is timed, no result is judged.
     _direct: bool = attrs.field(init=False, repr=False)
@@ -229,6 +233,7 @@ class CircuitBreaker(GatePolicy):
         if not isinstance(store, CircuitStore):
             raise TypeError(f"store must return a CircuitStore, got {type(store).__name__}")
         object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "_caused", getattr(store, "on_failure_caused", None))
         direct = self.fast is not None and not self.timed and not self.on.handles_results
         object.__setattr__(self, "_direct", direct)
 
@@ -405,9 +410,14 @@ class CircuitBreaker(GatePolicy):
             store.on_ignored(permit)
             raise
         if verdict.trip:
-            transitions = store.on_failure(permit, duration)
+            caused = self._caused
+            if caused is None:
+                transitions = store.on_failure(permit, duration)
+                if transitions:
+                    _note_opening(store, transitions, error, verdict)
+            else:  # the store keeps the cause with the failure (see `_cause`)
+                transitions = caused(permit, duration, _cause(error, verdict))
             if transitions:
-                _note_opening(store, transitions, error, verdict)
                 self._announce(transitions, target)
         else:
             store.on_ignored(permit)
@@ -428,9 +438,13 @@ class CircuitBreaker(GatePolicy):
             store.on_ignored(permit)
             raise
         if verdict.trip:
-            transitions = store.on_failure(permit, duration)
-            if transitions:
-                _note_opening(store, transitions, outcome, verdict)
+            caused = self._caused
+            if caused is None:
+                transitions = store.on_failure(permit, duration)
+                if transitions:
+                    _note_opening(store, transitions, outcome, verdict)
+            else:
+                transitions = caused(permit, duration, _cause(outcome, verdict))
         elif otherwise is not None:
             transitions = otherwise(permit, duration)
         else:
@@ -598,13 +612,23 @@ def _note_opening(
     if not any(t.state is CircuitState.OPEN for t in transitions):
         return
     note = getattr(store, "note_opening", None)
-    if note is None:
-        return
+    if note is not None:
+        note(_cause(outcome, verdict))
+
+
+def _cause(outcome: object, verdict: Any) -> tuple[str, str]:
+    """
+    The (type name, redacted message) of a failure: text only, never the object.
+
+    A store with ``on_failure_caused`` (the Redis store) takes it with every
+    failure, to keep it in the round trip that may open the circuit; others
+    learn it afterwards, through ``note_opening``.
+    """
     if isinstance(outcome, BaseException):
-        note((type(outcome).__name__, describe_text(outcome)))
-    else:  # a refused result (a 503 response): its type and its status
-        status = verdict.status
-        note((type(outcome).__name__, "" if status is None else f"status {status}"))
+        return (type(outcome).__name__, describe_text(outcome))
+    # a refused result (a 503 response): its type and its status
+    status = verdict.status
+    return (type(outcome).__name__, "" if status is None else f"status {status}")
 
 
 CircuitBreaker.__module__ = "resilience"

@@ -832,6 +832,182 @@ def test_an_outcome_redis_runs_after_the_client_gave_up_changes_nothing(
     assert (shared[b"s"], shared[b"f"]) == (b"c", b"1")
 
 
+def test_an_opening_whose_reply_was_lost_is_announced_once_by_its_opener(
+    own_server: RedisServer,
+) -> None:
+    """#18.2: Redis ran the opening failure but its reply came after the client gave up:
+    the opener announces the opening with its next reply, once; no other store does."""
+    clock = FakeClock()
+    a = breaker(RedisStore.from_url(own_server.url, timeout=0.1), clock=clock, failure_threshold=2)
+    store = a._store
+    assert isinstance(store, RedisCircuitStore)
+    # No deadline: the request runs whenever Redis wakes, as one run in time whose
+    # reply is held back past the client's timeout (a slow command between the two).
+    store._late_after = 0
+    admin = make_client(own_server.url, socket_timeout=5.0)
+    other = breaker(RedisStore(admin), clock=clock)
+    key = "resilience:circuit:{api}"
+    with capture_events() as events:
+        fail(a)
+        sleeper = put_to_sleep(own_server.url, 0.5)
+        fail(a)  # times out on the client; Redis runs it when it wakes: the circuit opens
+        admin.ping()
+        sleeper.close()
+        assert admin.hget(key, "s") == b"o"
+        assert "CircuitOpened" not in events_named(events)
+        for _ in range(2):  # the other store sees the opening: it rejects, announces nothing
+            with pytest.raises(rs.CircuitOpenError):
+                other.call(ok)
+        clock.advance(RedisStore(admin).reconnect)  # the opener tries Redis again
+        for _ in range(2):
+            with pytest.raises(rs.CircuitOpenError):
+                a.call(ok)
+    opened = [e for e in events if isinstance(e, rs.CircuitOpened)]
+    assert len(opened) == int(admin.hget(key, "n") or 0) == 1
+    assert (opened[0].name, opened[0].reason) == ("api", "failures")
+
+
+def test_an_opening_is_announced_once_when_its_reply_arrives(client: redis.Redis) -> None:
+    """#18.2: the opener's own reply announces the opening; its later replies do not again."""
+    clock = FakeClock()
+    a = breaker(RedisStore(client, refresh=0.0), clock=clock, failure_threshold=1)
+    with capture_events() as events:
+        fail(a)
+        for _ in range(3):  # each a round trip (no cache), each showing the same opening
+            with pytest.raises(rs.CircuitOpenError):
+                a.call(ok)
+    assert events_named(events).count("CircuitOpened") == 1
+
+
+def test_an_opening_shown_first_by_another_threads_reply_is_announced_once(
+    client: redis.Redis,
+) -> None:
+    """#18.2: when another thread's reply shows the opening first, it announces it, and the
+    opening's own reply, arriving after, announces nothing."""
+    store = breaker(RedisStore(client))._store
+    assert isinstance(store, RedisCircuitStore)
+    opening = (7, "failures", 60.0)
+    shown: Any = (rs.CircuitState.OPEN, 7, 0, 0.0, 1, 60.0, "", False, -1, False, None, opening)
+    made = (*shown[:6], "o:failures", *shown[7:])
+    with capture_events() as events:
+        store._claim(shown)  # another thread's call, its reply first
+        assert store._transitions(store._claim(made)) == ()
+    assert events_named(events) == ["CircuitOpened"]
+
+
+# --- what opened the circuit (#18.7) -------------------------------------------------------
+
+
+class Leaked(Exception):
+    """A failure whose message quotes a credential."""
+
+
+def test_a_rejection_says_what_opened_the_circuit_in_another_store(client: redis.Redis) -> None:
+    """#18.7: a failure in store A opens the circuit; store B's rejection names it."""
+    a = breaker(RedisStore(client), failure_threshold=1)
+    b = breaker(RedisStore(client), failure_threshold=1)
+    fail(a)
+    with pytest.raises(rs.CircuitOpenError) as caught:
+        b.call(ok)
+    error = caught.value
+    assert (error.failure_type, error.failure_message) == ("Boom", "")
+    assert str(error).endswith("; opened by Boom")
+
+
+def test_the_cause_travels_with_the_opening_failure(client: redis.Redis) -> None:
+    """#18.7: the cause is stored by the round trip that opens the circuit, no extra one."""
+    a = breaker(RedisStore(client), failure_threshold=1)
+    a.call(ok)  # the period is read
+    before = round_trips(client)
+
+    def refused() -> None:
+        raise ConnectionError("connection refused")
+
+    with pytest.raises(ConnectionError):
+        rs.CircuitBreaker(
+            on=ConnectionError, name="api", store=RedisStore(client), failure_threshold=1
+        ).call(refused)
+    assert round_trips(client) - before == 2  # the second store's first read, and the failure
+    assert client.hget("resilience:circuit:{api}", "c") == b"ConnectionError\nconnection refused"
+    with pytest.raises(rs.CircuitOpenError, match="opened by ConnectionError: connection refused"):
+        b = breaker(RedisStore(client))
+        b.call(ok)
+
+
+def test_a_secret_in_the_cause_is_redacted_in_redis_and_in_the_error(
+    client: redis.Redis,
+) -> None:
+    """#18.7: a key or a Bearer token in the failure's message never reaches Redis."""
+    a = rs.CircuitBreaker(on=Leaked, name="api", store=RedisStore(client), failure_threshold=1)
+
+    def leak() -> None:
+        raise Leaked("401 for sk-abc123secret456 with Authorization: Bearer tok3n-s3cret-value")
+
+    with pytest.raises(Leaked):
+        a.call(leak)
+    shared = client.hget("resilience:circuit:{api}", "c")
+    assert isinstance(shared, bytes)
+    assert shared.startswith(b"Leaked\n")
+    assert b"abc123secret456" not in shared
+    assert b"tok3n-s3cret" not in shared
+    with pytest.raises(rs.CircuitOpenError) as caught:
+        breaker(RedisStore(client)).call(ok)
+    text = str(caught.value)
+    assert "opened by Leaked: 401 for sk-***" in text
+    assert "abc123secret456" not in text
+    assert "tok3n-s3cret" not in text
+
+
+def test_a_long_cause_is_cut(client: redis.Redis) -> None:
+    """#18.7: the cause kept in Redis is bounded (200 characters of message)."""
+    a = rs.CircuitBreaker(on=Leaked, name="api", store=RedisStore(client), failure_threshold=1)
+
+    def long() -> None:
+        raise Leaked("x" * 10_000)
+
+    with pytest.raises(Leaked):
+        a.call(long)
+    assert len(client.hget("resilience:circuit:{api}", "c") or b"") == len("Leaked\n") + 200
+
+
+def test_a_rejection_from_redis_pickles_with_its_cause(client: redis.Redis) -> None:
+    """#18.7: the error of a Redis rejection pickles, cause and message intact."""
+    fail(breaker(RedisStore(client), failure_threshold=1))
+    with pytest.raises(rs.CircuitOpenError) as caught:
+        breaker(RedisStore(client)).call(ok)
+    clone = pickle.loads(pickle.dumps(caught.value))
+    assert (clone.failure_type, clone.failure_message) == ("Boom", "")
+    assert str(clone) == str(caught.value)
+
+
+def test_a_circuit_opened_by_hand_in_redis_names_no_cause(client: redis.Redis) -> None:
+    """#18.7: open() is no failure: the cause of an earlier opening is gone."""
+    a = breaker(RedisStore(client), failure_threshold=1)
+    fail(a)
+    a.close()
+    a.open()
+    with pytest.raises(rs.CircuitOpenError) as caught:
+        breaker(RedisStore(client)).call(ok)
+    assert caught.value.failure_type is None
+
+
+def test_a_half_open_rejection_keeps_the_cause(client: redis.Redis) -> None:
+    """#18.7: while the probe runs, the other calls are told what opened the circuit."""
+    a = breaker(RedisStore(client), failure_threshold=1, reset_timeout=0.0)
+    fail(a)  # open, for no time: the next call is the probe
+    b = breaker(RedisStore(client))
+    caught: list[rs.CircuitOpenError] = []
+
+    def probe() -> str:
+        with pytest.raises(rs.CircuitOpenError) as inner:
+            b.call(ok)
+        caught.append(inner.value)
+        return "ok"
+
+    assert a.call(probe) == "ok"
+    assert caught[0].failure_type == "Boom"
+
+
 # --- a fleet of processes -----------------------------------------------------------------
 
 
@@ -979,11 +1155,13 @@ def test_four_processes_adopt_a_rolled_back_circuit(
     ]
 
 
+@pytest.mark.parametrize("deadlines", [True, False], ids=["deadlines", "replies-lost"])
 def test_four_processes_announce_each_opening_once_through_a_stall(
-    client: redis.Redis, own_server: RedisServer
+    client: redis.Redis, own_server: RedisServer, deadlines: bool
 ) -> None:
     """#18.2: failures sent while Redis sleeps (their round trips time out) are not applied
-    later: the fleet's openings and its CircuitOpened events agree."""
+    later, or, run with their replies lost, are announced by their opener: the fleet's
+    openings and its CircuitOpened events agree."""
     from . import redis_fleet
 
     ctx = multiprocessing.get_context("spawn")
@@ -992,7 +1170,7 @@ def test_four_processes_announce_each_opening_once_through_a_stall(
     processes = [
         ctx.Process(
             target=redis_fleet.stall_worker,
-            args=(own_server.url, "api", counted, asleep, awake, results),
+            args=(own_server.url, "api", counted, asleep, awake, results, deadlines),
         )
         for _ in range(4)
     ]

@@ -67,6 +67,7 @@ import redis.exceptions
 import redis.retry
 
 from resilience import (
+    CircuitOpened,
     CircuitPermit,
     CircuitRejection,
     CircuitState,
@@ -274,12 +275,21 @@ class PausedError(RejectedError):
 # server time in microseconds, strictly increasing), f consecutive failures, u
 # the end of the open period (server microseconds), n openings since last
 # closed, d the last open period (seconds, as text), k probe successes in this
-# half-open period. Probe leases live in a sorted set scored by their expiry.
+# half-open period, c what opened the circuit ('' when unknown or closed: the
+# failure's type name, a newline, its redacted message), o the last opening and
+# who made it (the opener's token, the period id, the reason, the period in
+# seconds, separated by |). Probe leases live in a sorted set scored by their expiry.
 # Integers are formatted with %.0f: Lua's own number-to-text conversion keeps
 # 14 digits, fewer than a microsecond timestamp has.
 #
 # Common ARGV: 1 expire (ms), 2 probe lease (µs), 3 half_open_max_calls,
-# 4 the open period this process would set (µs), 5 the same in seconds (text).
+# 4 the open period this process would set (µs), 5 the same in seconds (text),
+# 6 the caller's token (one per store and process), 7 the cause of an opening
+# this request may make ('' when none).
+# Every reply carries the cause of the current open or half-open period, and,
+# when the caller made the last opening, that opening (period id|reason|period):
+# only the opener announces an opening, and it announces one its reply to which
+# was lost when a later reply shows it (see docs/fleet.md, Events).
 # Every reply ends with the server's time (µs), from which a process estimates
 # it; the call path's scripts take a last ARGV, the server time (µs) after
 # which the client may have given up waiting (0: none): a request that runs
@@ -290,6 +300,7 @@ class PausedError(RejectedError):
 _LUA_PRELUDE: Final = """
 local KEY, LEASES = KEYS[1], KEYS[2]
 local EXPIRE, LEASE, PROBES = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ME, CAUSE = ARGV[6], ARGV[7]
 local function fmt(x) return string.format('%.0f', x) end
 local function now_us()
   local t = redis.call('TIME')
@@ -297,24 +308,25 @@ local function now_us()
 end
 local save
 local function load(now)
-  local v = redis.call('HMGET', KEY, 's', 'g', 'f', 'u', 'n', 'd', 'k')
+  local v = redis.call('HMGET', KEY, 's', 'g', 'f', 'u', 'n', 'd', 'k', 'c', 'o')
   if not v[1] then
     -- No circuit (never used, expired, flushed, a restarted server): a new
     -- closed period, saved now, whose id is later than any id handed out
     -- before (ids are server microseconds), so that processes holding the
     -- old state take the new one instead of discarding it as stale.
-    local st = {s = 'c', g = now, f = 0, u = 0, n = 0, d = '0', k = 0}
+    local st = {s = 'c', g = now, f = 0, u = 0, n = 0, d = '0', k = 0, c = '', o = ''}
     redis.call('DEL', LEASES)
     save(st, now)
     return st
   end
   return {s = v[1], g = tonumber(v[2]) or 0, f = tonumber(v[3]) or 0,
           u = tonumber(v[4]) or 0, n = tonumber(v[5]) or 0, d = v[6] or '0',
-          k = tonumber(v[7]) or 0}
+          k = tonumber(v[7]) or 0, c = v[8] or '', o = v[9] or ''}
 end
 save = function(st, now)
   redis.call('HSET', KEY, 's', st.s, 'g', fmt(st.g), 'f', fmt(st.f), 'u', fmt(st.u),
              'n', fmt(st.n), 'd', st.d, 'k', fmt(st.k))
+  if st.w then redis.call('HSET', KEY, 'c', st.c, 'o', st.o) end  -- w: c or o changed
   if st.s == 'i' then
     redis.call('PERSIST', KEY)
     return
@@ -330,13 +342,15 @@ local function newgen(st, now)
 end
 local function open(st, now, reason)
   st.s = 'o'; st.g = newgen(st, now); st.u = now + tonumber(ARGV[4])
-  st.n = st.n + 1; st.d = ARGV[5]; st.f = 0; st.k = 0
+  st.n = st.n + 1; st.d = ARGV[5]; st.f = 0; st.k = 0; st.c = CAUSE; st.w = true
+  st.o = ME .. '|' .. fmt(st.g) .. '|' .. reason .. '|' .. ARGV[5]
   redis.call('DEL', LEASES)
   save(st, now)
   return 'o:' .. reason
 end
 local function close(st, now, reason)
   st.s = 'c'; st.g = newgen(st, now); st.u = 0; st.n = 0; st.d = '0'; st.f = 0; st.k = 0
+  st.c = ''; st.w = true
   redis.call('DEL', LEASES)
   save(st, now)
   return 'c:' .. reason
@@ -347,7 +361,10 @@ local function reply(st, now, ev, admitted)
   if st.s == 'h' then
     left = PROBES - st.k - redis.call('ZCOUNT', LEASES, '(' .. fmt(now), '+inf')
   end
-  return {st.s, st.g, st.f, rem, st.n, st.d, ev, admitted, left, now}
+  local cause, mine = '', ''
+  if st.s == 'o' or st.s == 'h' then cause = st.c end
+  if string.sub(st.o, 1, #ME + 1) == ME .. '|' then mine = string.sub(st.o, #ME + 2) end
+  return {st.s, st.g, st.f, rem, st.n, st.d, ev, admitted, left, now, cause, mine}
 end
 local function late(due, now)
   due = tonumber(due) or 0
@@ -355,14 +372,14 @@ local function late(due, now)
 end
 """
 
-# ARGV 6: a new lease's id, 7 the client's deadline.
+# ARGV 8: a new lease's id, 9 the client's deadline.
 _LUA_ACQUIRE: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
 local st = load(now)
 local ev = ''
-if late(ARGV[7], now) then return reply(st, now, ev, -1) end
+if late(ARGV[9], now) then return reply(st, now, ev, -1) end
 if st.s == 'o' then
   if now < st.u then return reply(st, now, ev, 0) end
   st.s = 'h'; st.g = newgen(st, now); st.k = 0
@@ -373,7 +390,7 @@ end
 if st.s == 'h' then
   redis.call('ZREMRANGEBYSCORE', LEASES, '-inf', fmt(now))
   if PROBES - st.k - redis.call('ZCARD', LEASES) > 0 then
-    redis.call('ZADD', LEASES, fmt(now + LEASE), ARGV[6])
+    redis.call('ZADD', LEASES, fmt(now + LEASE), ARGV[8])
     redis.call('PEXPIRE', LEASES, fmt(EXPIRE + math.ceil(LEASE / 1000)))
     save(st, now)
     return reply(st, now, ev, 1)
@@ -385,23 +402,23 @@ return reply(st, now, ev, 0)
 """
 )
 
-# ARGV 6 generation, 7 lease ('' for a closed-state call), 8 outcome (s success,
-# f failure, i ignored), 9 failure_threshold (0: none), 10 success_threshold,
-# 11 the local window that tripped ('' when none), 12 the client's deadline.
+# ARGV 8 generation, 9 lease ('' for a closed-state call), 10 outcome (s success,
+# f failure, i ignored), 11 failure_threshold (0: none), 12 success_threshold,
+# 13 the local window that tripped ('' when none), 14 the client's deadline.
 _LUA_RECORD: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
 local st = load(now)
 local ev = ''
-if late(ARGV[12], now) then return reply(st, now, ev, -1) end
-local lease, outcome, trip = ARGV[7], ARGV[8], ARGV[11]
-if st.g ~= tonumber(ARGV[6]) then return reply(st, now, ev, 0) end
+if late(ARGV[14], now) then return reply(st, now, ev, -1) end
+local lease, outcome, trip = ARGV[9], ARGV[10], ARGV[13]
+if st.g ~= tonumber(ARGV[8]) then return reply(st, now, ev, 0) end
 if lease == '' then
   if st.s ~= 'c' then return reply(st, now, ev, 0) end
   if outcome == 'f' then
     st.f = st.f + 1
-    local threshold = tonumber(ARGV[9])
+    local threshold = tonumber(ARGV[11])
     if threshold > 0 and st.f >= threshold then
       ev = open(st, now, 'failures')
     elseif trip ~= '' then
@@ -424,7 +441,7 @@ redis.call('ZREMRANGEBYSCORE', LEASES, '-inf', fmt(now))
 if redis.call('ZREM', LEASES, lease) == 0 then return reply(st, now, ev, 0) end
 if outcome == 's' then
   st.k = st.k + 1
-  if st.k >= tonumber(ARGV[10]) then
+  if st.k >= tonumber(ARGV[12]) then
     ev = close(st, now, 'probes_succeeded')
   else
     save(st, now)
@@ -436,21 +453,21 @@ return reply(st, now, ev, 0)
 """
 )
 
-# ARGV 6 target: c (close), o (open), i (isolate), r (reset).
+# ARGV 8 target: c (close), o (open), i (isolate), r (reset).
 _LUA_FORCE: Final = (
     _LUA_PRELUDE
     + """
 local now = now_us()
 local st = load(now)
 local ev = ''
-local target = ARGV[6]
+local target = ARGV[8]
 if target == 'c' then
   if st.s ~= 'c' then ev = close(st, now, 'manual') end
 elseif target == 'o' then
   if st.s ~= 'i' then ev = open(st, now, 'manual') end
 elseif target == 'i' then
   if st.s ~= 'i' then
-    st.s = 'i'; st.g = newgen(st, now); st.f = 0; st.k = 0; st.u = 0
+    st.s = 'i'; st.g = newgen(st, now); st.f = 0; st.k = 0; st.u = 0; st.c = ''; st.w = true
     redis.call('DEL', LEASES)
     save(st, now)
     ev = 'i:isolated'
@@ -872,8 +889,26 @@ class _Ticket:
 _ADMIT: Final = CircuitPermit()
 
 # state, period id, failures, open until (local clock), openings, last open period,
-# transition ('' or 'code:reason'), admitted, probe places left, late (not applied).
-_Reply = tuple[CircuitState, int, int, float, int, float, str, bool, int, bool]
+# transition ('' or 'code:reason'), admitted, probe places left, late (not applied),
+# what opened the circuit (type name, message), the last opening if the caller made
+# it (period id, reason, period in seconds).
+_Reply = tuple[
+    CircuitState,
+    int,
+    int,
+    float,
+    int,
+    float,
+    str,
+    bool,
+    int,
+    bool,
+    tuple[str, str] | None,
+    tuple[int, str, float] | None,
+]
+
+# Longest type name kept as a circuit's cause (a message is cut to 200 by `describe_text`).
+_CAUSE_TYPE_LIMIT: Final = 100
 
 
 def _late_after(client: object) -> int:
@@ -908,8 +943,10 @@ class RedisCircuitStore:
     __slots__ = (
         "__weakref__",
         "_acquire_script",
+        "_announced",
         "_args",
         "_breaker",
+        "_cause",
         "_config",
         "_delay",
         "_failures",
@@ -934,6 +971,7 @@ class RedisCircuitStore:
         "_record_script",
         "_refresh",
         "_replies",
+        "_serial",
         "_slow_probe",
         "_stale_at",
         "_state",
@@ -982,6 +1020,11 @@ class RedisCircuitStore:
         self._permit: CircuitPermit | None = None
         self._quiet = False
         self._stale_at = -math.inf
+        self._cause: tuple[str, str] | None = None
+        # Openings: this store's token in Redis is the process's token and this
+        # number; the period id of the last opening it made and announced.
+        self._serial = next(_STORES)
+        self._announced = 0
         # Rollbacks: replies applied so far, and the count when the cached period
         # was learned. A reply with an older period whose round trip began after
         # that is no race lost: Redis went back in time (a restore, a failover).
@@ -1012,14 +1055,21 @@ class RedisCircuitStore:
             )
         return min(float(delay), _LONGEST)  # a growing period: at most what Redis can expire
 
-    def _eval(self, script: Any, extra: tuple[object, ...], opens: bool) -> _Reply | None:
-        """Run *script*, update the cache and return the reply; `None` if Redis failed."""
+    def _eval(
+        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
+    ) -> _Reply | None:
+        """Run *script*, update the cache and return the reply; `None` if Redis failed.
+
+        *cause* is what opens the circuit if this request opens it: a failure's
+        type name, a newline and its redacted message.
+        """
         delay = self._open_period() if opens else 0.0
         offset, after = self._offset, self._late_after
         # Estimated from a reply's server time, which is older than its arrival:
         # the deadline errs early, never late.
         due = 0 if offset is None or not after else int(_monotonic_us() + offset) + after
-        args = (*self._args, math.ceil(delay * 1e6), repr(delay), *extra, due)
+        me = f"{_PROCESS}:{self._serial}"  # read at each call: a forked child has its own
+        args = (*self._args, math.ceil(delay * 1e6), repr(delay), me, cause, *extra, due)
         epoch = self._link.epoch
         begun = self._replies
         try:
@@ -1030,7 +1080,8 @@ class RedisCircuitStore:
                 self._seed_fallback()
             return None
         self._link.answered(epoch)
-        return self._apply(reply, begun)
+        reply = self._apply(reply, begun)
+        return reply if reply[11] is None else self._claim(reply)
 
     def _parse(self, raw: Any) -> _Reply:
         """Decode a script's reply; a reply that cannot be read is a Redis failure too."""
@@ -1050,6 +1101,8 @@ class RedisCircuitStore:
                 admitted == 1,
                 int(raw[8]),
                 admitted == -1,
+                _parse_cause(raw[10]),
+                _parse_opening(raw[11]),
             )
             self._offset = int(raw[9]) - _monotonic_us()
         except (LookupError, TypeError, ValueError) as exc:
@@ -1058,7 +1111,7 @@ class RedisCircuitStore:
 
     def _apply(self, reply: _Reply, begun: int) -> _Reply:
         now = self._now()
-        state, gen, failures, until, opens, delay, _, _, left, _ = reply
+        state, gen, failures, until, opens, delay, _, _, left, _, cause, _ = reply
         rolled_back = False
         with self._lock:
             self._replies += 1
@@ -1079,6 +1132,7 @@ class RedisCircuitStore:
             self._delay = delay
             self._until = until
             self._left = left
+            self._cause = cause
             self._quiet = self._plain and not failures
             if state is CLOSED:
                 permit = self._permit
@@ -1088,6 +1142,35 @@ class RedisCircuitStore:
             self._stale_at = now + self._refresh
         if rolled_back:
             emit(self._breaker.hooks, StoreRolledBack, name=self._breaker.name, state=state)
+        return reply
+
+    def _claim(self, reply: _Reply) -> _Reply:
+        """
+        Announce each opening this store made once: by the reply that made it, or,
+        when that reply was lost (Redis ran the request, the client had given up
+        waiting), by the first later reply that shows it. Returns *reply*, without
+        its opening if another thread's reply has announced it already.
+        """
+        opening, event = reply[11], reply[6]
+        opened = event.startswith("o:")
+        with self._lock:
+            claimed = opening is not None and opening[0] > self._announced
+            if claimed:
+                assert opening is not None
+                self._announced = opening[0]
+        if opened:
+            return reply if claimed else (*reply[:6], "", *reply[7:])
+        if claimed:
+            assert opening is not None
+            _, reason, seconds = opening
+            emit(
+                self._breaker.hooks,
+                CircuitOpened,
+                name=self._breaker.name,
+                target=None,
+                reason=reason,
+                retry_after=seconds,
+            )
         return reply
 
     @staticmethod
@@ -1162,17 +1245,17 @@ class RedisCircuitStore:
             self._fetch.release()
         if reply is None:
             return self._fallback_acquire()
-        state, gen, _, until, _, _, _, admitted, _, late = reply
+        state, gen, _, until, _, _, _, admitted, _, late, _, _ = reply
         if late:  # Redis ran it too late to admit anyone: answer from what it said
             cached = self._cached(self._now(), True)
-            return cached if cached is not None else CircuitRejection(state, None)
+            return cached if cached is not None else CircuitRejection(state, None, self._cause)
         if admitted:
             if state is CLOSED:
                 return self._permit or CircuitPermit(_Ticket(gen, None))
             return CircuitPermit(_Ticket(gen, lease), self._transitions(reply))
         if state is OPEN:
-            return CircuitRejection(OPEN, max(until - self._now(), 0.0))
-        return CircuitRejection(state, None)
+            return CircuitRejection(OPEN, max(until - self._now(), 0.0), self._cause)
+        return CircuitRejection(state, None, self._cause)
 
     def _cached(self, now: float, fresh: bool) -> CircuitPermit | CircuitRejection | None:
         """Answer from the cache if it can, else `None` (go to Redis)."""
@@ -1183,13 +1266,13 @@ class RedisCircuitStore:
             return self._permit
         if state is OPEN:
             left = self._until - now
-            return CircuitRejection(OPEN, left) if left > 0 else None
+            return CircuitRejection(OPEN, left, self._cause) if left > 0 else None
         if state is ISOLATED:
             return CircuitRejection(ISOLATED, None)
-        return CircuitRejection(HALF_OPEN, None) if self._left == 0 else None
+        return CircuitRejection(HALF_OPEN, None, self._cause) if self._left == 0 else None
 
     def _record(
-        self, ticket: _Ticket, outcome: str, trip: str | None
+        self, ticket: _Ticket, outcome: str, trip: str | None, cause: str = ""
     ) -> tuple[CircuitTransition, ...]:
         if self._link.skip(self._now()):
             return _NO_TRANSITIONS  # Redis is down: the outcome is lost, a lease expires
@@ -1202,7 +1285,7 @@ class RedisCircuitStore:
             breaker.success_threshold,
             trip or "",
         )
-        reply = self._eval(self._record_script, extra, outcome == "f" or trip is not None)
+        reply = self._eval(self._record_script, extra, outcome == "f" or trip is not None, cause)
         return _NO_TRANSITIONS if reply is None else self._transitions(reply)
 
     def _judge(self, ticket: _Ticket, failed: bool, duration: float | None) -> str | None:
@@ -1244,13 +1327,29 @@ class RedisCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`): always one round trip."""
+        return self.on_failure_caused(permit, duration, None)
+
+    def on_failure_caused(
+        self, permit: CircuitPermit, duration: float | None, cause: tuple[str, str] | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """
+        Record a failure and what it was, kept as the circuit's cause if it opens it.
+
+        The breaker calls this instead of `on_failure`: the cause, the failure's
+        type name and redacted message, goes to Redis in the same round trip,
+        and every process's rejections carry it.
+        """
         ticket = permit.token
         if not isinstance(ticket, _Ticket):
-            return self._local_outcome(permit, "f", duration)
+            transitions = self._local_outcome(permit, "f", duration)
+            local = self._local
+            if cause is not None and local is not None and transitions:
+                local.note_opening(cause)  # ignored unless the local circuit opened
+            return transitions
         trip = None
         if ticket.lease is None and self._windows:
             trip = self._judge(ticket, True, duration)
-        return self._record(ticket, "f", trip)
+        return self._record(ticket, "f", trip, _cause_text(cause))
 
     def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
         """Release a permit without an outcome: a probe's lease is returned (see `CircuitStore`)."""
@@ -1315,6 +1414,30 @@ class RedisCircuitStore:
         return state, None
 
 
+def _parse_cause(raw: Any) -> tuple[str, str] | None:
+    """A reply's cause: ``b"Type\\nmessage"`` as ``("Type", "message")``, `None` when empty."""
+    if not raw:
+        return None
+    kind, _, message = _text(raw).partition("\n")
+    return kind, message
+
+
+def _parse_opening(raw: Any) -> tuple[int, str, float] | None:
+    """A reply's opening made by the caller: ``b"id|reason|seconds"``, `None` when empty."""
+    if not raw:
+        return None
+    gen, reason, seconds = _text(raw).split("|")
+    return int(gen), reason, float(seconds)
+
+
+def _cause_text(cause: tuple[str, str] | None) -> str:
+    """A cause as the scripts keep it: the type name (bounded), a newline, the message."""
+    if cause is None:
+        return ""
+    kind, message = cause
+    return f"{kind[:_CAUSE_TYPE_LIMIT]}\n{message[:200]}"
+
+
 def _monotonic_us() -> float:
     return time.monotonic() * 1e6
 
@@ -1326,6 +1449,7 @@ def _monotonic_us() -> float:
 # and Redis would count several probes as one.
 _PROCESS = os.urandom(8).hex()
 _LEASES = itertools.count()
+_STORES = itertools.count(1)  # a number per circuit store, for its token in Redis
 
 
 def _new_process_token() -> None:
