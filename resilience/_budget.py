@@ -17,7 +17,7 @@ from typing import Final, Protocol, final, runtime_checkable
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._fork import fork_safe_lock
-from ._validate import to_count, to_seconds
+from ._validate import to_amount, to_count, to_seconds
 
 __all__ = ["Budget", "RetryBudget", "TokenBudget"]
 
@@ -68,19 +68,6 @@ _FLOATS: Final = "counted in floats"
 # A window is 10 buckets indexed by now / (per / 10): narrower ones divide by zero.
 _SHORTEST: Final = 1e-6
 _BUCKETED: Final = "the window is 10 buckets of per / 10"
-
-
-def _to_ratio(name: str, value: object, *, zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float: not finite, said as such
-        number = math.inf
-    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return number
 
 
 def _check_clock(value: object) -> Clock:
@@ -153,7 +140,7 @@ class RetryBudget:
         per: float | timedelta = 1.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._ratio = _to_ratio("ratio", ratio, zero=True)
+        self._ratio = to_amount("ratio", ratio, zero=True)
         self._minimum = to_count("minimum", minimum, minimum=0, maximum=_MOST, why=_FLOATS)
         self._per = to_seconds("per", per, minimum=_SHORTEST, why=_BUCKETED)
         self._clock = _check_clock(clock)
@@ -273,7 +260,7 @@ class TokenBudget:
 
     def __init__(self, *, max_tokens: int = 10, token_ratio: float = 0.1) -> None:
         self._max = to_count("max_tokens", max_tokens, maximum=_MOST, why=_FLOATS)
-        self._ratio = _to_ratio("token_ratio", token_ratio, zero=False)
+        self._ratio = to_amount("token_ratio", token_ratio)
         self._tokens = float(self._max)
         self._lock = fork_safe_lock()
         self._count = itertools.count()
