@@ -369,6 +369,30 @@ class Form:
         return NO_RESULT if self.no_result else value
 
 
+def gate_forms(outer: Callable[[], rs.Retry]) -> list[Form]:
+    """
+    Every way a gate is used: the four shapes, a method and both classmethod
+    orders, ``call`` / ``acall``, ``with`` / ``async with``, and composed
+    inside *outer* (a Retry that the bodies never give anything to retry).
+    """
+    return [
+        Form("function", sync=in_function),
+        Form("method", sync=in_method),
+        Form("classmethod above", sync=in_classmethod_above),
+        Form("classmethod below", sync=in_classmethod_below),
+        Form("generator", sync=in_generator),
+        Form("call", sync=in_call),
+        Form("compose", sync=in_compose(outer)),
+        Form("with", sync=in_with),
+        Form("coroutine", asyn=in_coroutine),
+        Form("async method", asyn=in_async_method),
+        Form("async generator", asyn=in_async_generator),
+        Form("acall", asyn=in_acall),
+        Form("compose async", asyn=in_compose_async(outer)),
+        Form("async with", asyn=in_async_with),
+    ]
+
+
 def pick(
     forms: Iterable[Form],
     *,

@@ -40,20 +40,7 @@ from .forms import (
     bounded,
     crowd,
     eventually,
-    in_acall,
-    in_async_generator,
-    in_async_method,
-    in_async_with,
-    in_call,
-    in_classmethod_above,
-    in_classmethod_below,
-    in_compose,
-    in_compose_async,
-    in_coroutine,
-    in_function,
-    in_generator,
-    in_method,
-    in_with,
+    gate_forms,
     pick,
     run_async,
     run_call,
@@ -139,22 +126,7 @@ def flaky_retry() -> rs.Retry:
     return rs.Retry(on=Flaky, attempts=2, clock=FakeClock())
 
 
-FORMS = [
-    Form("function", sync=in_function),
-    Form("method", sync=in_method),
-    Form("classmethod above", sync=in_classmethod_above),
-    Form("classmethod below", sync=in_classmethod_below),
-    Form("generator", sync=in_generator),
-    Form("call", sync=in_call),
-    Form("compose", sync=in_compose(flaky_retry)),
-    Form("with", sync=in_with),
-    Form("coroutine", asyn=in_coroutine),
-    Form("async method", asyn=in_async_method),
-    Form("async generator", asyn=in_async_generator),
-    Form("acall", asyn=in_acall),
-    Form("compose async", asyn=in_compose_async(flaky_retry)),
-    Form("async with", asyn=in_async_with),
-]
+FORMS = gate_forms(flaky_retry)
 forms = functools.partial(pick, FORMS)
 
 
