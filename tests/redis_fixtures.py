@@ -58,6 +58,14 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def other(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A second client of the session's server: another "process" (`client` emptied it)."""
+    connection = make_client(redis_server.url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
 def own_server() -> Iterator[RedisServer]:
     """A redis-server of this test's own, to kill and restart."""
     require_redis()

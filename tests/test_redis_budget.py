@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,14 +31,6 @@ from resilience.integrations.redis import (
 pytest_plugins = ["tests.redis_fixtures"]
 
 KEY = "resilience:budget:{api}"
-
-
-@pytest.fixture
-def other(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A second client of the session's server: another "process" (the fixture flushed it)."""
-    connection = make_client(redis_server.url)
-    yield connection
-    connection.close()
 
 
 def budget(

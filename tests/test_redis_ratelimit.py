@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,6 @@ from resilience.integrations.redis import (
 pytest_plugins = ["tests.redis_fixtures"]
 
 KEY = "resilience:ratelimit:{llm}"
-
-
-@pytest.fixture
-def other(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A second client of the session's server: another "process" (the fixture flushed it)."""
-    connection = make_client(redis_server.url)
-    yield connection
-    connection.close()
 
 
 def limiter(
