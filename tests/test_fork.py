@@ -99,7 +99,10 @@ def test_fork_while_threads_hammer_a_breaker() -> None:
     def boom() -> None:
         raise Boom
 
+    running = threading.Barrier(5)
+
     def hammer() -> None:
+        running.wait(WAIT)
         while not stop.is_set():
             try:
                 breaker.call(boom)
@@ -112,13 +115,18 @@ def test_fork_while_threads_hammer_a_breaker() -> None:
     sys.setswitchinterval(1e-6)  # threads switch often, a lock holder among them
     for thread in threads:
         thread.start()
+    running.wait(WAIT)  # every hammer is in its loop before the first fork
 
     def use() -> None:
+        # Half the child's calls fail: the window stays below 0.99 whatever the
+        # parent's threads had counted when this child was forked (the first
+        # child may be forked before they have counted anything).
         for _ in range(100):
             try:
                 breaker.call(boom)
             except Boom:
                 pass
+            breaker.call(int)
         if breaker.state is not rs.CircuitState.CLOSED:
             raise RuntimeError(breaker.state)
 
