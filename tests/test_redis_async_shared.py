@@ -643,3 +643,40 @@ def test_settings_repr_and_explain(client: redis.Redis) -> None:
     assert "awaited, redis.asyncio" in r.explain()
     budget = AsyncRedisRetryBudget(name="api", store=store)
     assert repr(budget) == "AsyncRedisRetryBudget(name='api', ratio=0.1, minimum=10, per=1.0)"
+
+
+# --- admitted ------------------------------------------------------------------------------------
+
+
+def test_metrics_watch_a_fleet_limiter_sync_and_async(url: str, client: redis.Redis) -> None:
+    """`admitted` makes both Redis limiters watchable: a snapshot sums this process's units."""
+    metrics = rs.MetricsCollector(name="api")
+    rs.compose(metrics).call(int)
+    sync = metrics.watch(
+        RedisRateLimiter(name="llm", store=RedisStore(client), rate=100, clock=FakeClock())
+    )
+    sync.call(lambda: None)
+
+    async def main() -> None:
+        async with opened(url) as store:
+            limiter = metrics.watch(alimiter(store, rate=100, cost=2))
+            await limiter.acall(ok)
+
+    run_async(main)
+    assert metrics.snapshot()["llm"].rate_admitted == 3.0
+
+
+def test_refused_calls_count_nothing_and_the_admit_fallback_counts_its_estimate(
+    redis_server: RedisServer, client: redis.Redis
+) -> None:
+    """A refusal leaves `admitted` as it was; calls the "admit" fallback let through count."""
+    r = RedisRateLimiter(name="llm", store=RedisStore(client), rate=1, max_wait=0)
+    r.call(lambda: None)
+    with pytest.raises(rs.RateLimitedError):
+        r.call(lambda: None)
+    assert r.admitted == 1.0
+    down = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    admitting = RedisRateLimiter(name="llm", store=down, rate=3, cost=3, fallback="admit")
+    with capture_events():
+        admitting.call(lambda: None)
+    assert admitting.admitted == 3.0

@@ -254,8 +254,10 @@ def test_the_fleet_docs_example_runs(redis_server: RedisServer, client: redis.Re
 
     ns = run_page("fleet.md", {"REDIS_URL": redis_server.url, "__name__": "docs_fleet"})
     assert ns["answer"] == "HELLO"
+    assert ns["async_answer"] == "HELLO"  # the async twins' block (issue #15)
     assert client.exists("resilience:ratelimit:{saas-api-rpm}") == 1
     assert ns["rpm"].share == 0.25
+    assert ns["rpm"].admitted == 1.0
 
 
 # --- settle= (issue #12, item 2, for the fleet) ----------------------------------------------

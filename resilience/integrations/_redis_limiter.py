@@ -163,6 +163,7 @@ class SharedLimiter(GatePolicy):
     """
 
     __slots__ = (
+        "__weakref__",  # metrics.watch() holds it weakly
         "_admitted",
         "_args",
         "_count",
