@@ -37,7 +37,7 @@ from resilience.engine import SYSTEM_CLOCK, Wait, astep, bind_gate
 
 from ._redis_async import AsyncRedisStore
 from ._redis_limiter import Reply, SharedLimiter, _Slot, parse_reply
-from .redis import _REDIS_ERRORS, Fallback, SharedBudget
+from .redis import _REDIS_ERRORS, Fallback, _SharedBudget
 
 __all__ = ["AsyncRedisRateLimiter", "AsyncRedisRetryBudget"]
 
@@ -416,7 +416,7 @@ class AsyncRedisRateLimiter(SharedLimiter):
 
 
 @final
-class AsyncRedisRetryBudget(SharedBudget):
+class AsyncRedisRetryBudget(_SharedBudget):
     """
     `RedisRetryBudget` for async code: the fleet-wide retry budget over ``redis.asyncio``.
 

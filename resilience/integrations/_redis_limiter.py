@@ -258,7 +258,7 @@ class SharedLimiter(GatePolicy):
         self._settle = None if settle is None else client.register_script(_LUA_SETTLE)
         self._hold = None if template.adapt is None else client.register_script(_LUA_HOLD)
         interval = template.per * 1e6 / template.rate  # µs per unit
-        self._args = (interval, repr(template.burst * interval))
+        self._args = (interval, repr(template.burst * interval), repr(interval))
         self._ttl = math.ceil(store.reconnect * 1000)
         self._link = _Link(name, self._hooks, clock.now, store.reconnect)
         self._count = fork_safe_lock()
@@ -398,7 +398,7 @@ class SharedLimiter(GatePolicy):
 
     def acquisition(self, cost: float) -> tuple[float, tuple[Any, ...], int]:
         """µs per unit charged now, the acquisition script's arguments, the pace's generation."""
-        interval = self._args[0]
+        interval, text = self._args[0], self._args[2]
         pace = self._pace
         generation = 0
         if pace is not None:
@@ -406,12 +406,13 @@ class SharedLimiter(GatePolicy):
             current = pace.current_rate
             if current < pace.rate:  # backing off: this process's units cost more time
                 interval *= pace.rate / current
+                text = repr(interval)
         longest = self._template.max_wait
         left = remaining()
         if left is not None:
             longest = max(left, 0.0) if longest is None else min(longest, max(left, 0.0))
         arguments = (
-            repr(interval),
+            text,
             repr(cost),
             self._args[1],
             -1 if longest is None else f"{longest * 1e6:.0f}",
@@ -708,20 +709,48 @@ class RedisRateLimiter(SharedLimiter):
                 end past the deadline (or Redis is unreachable and *fallback*
                 is ``"reject"``).
         """
-        cost = self.price(target, args, kwargs)
+        cost = self._template.cost
+        if callable(cost):
+            cost = self.price(target, args, kwargs)
         link = self._link
         now = self._template.clock.now()
         if link.skip(now):
             return self.unreachable(target, args, kwargs)
-        interval, arguments, generation = self.acquisition(cost)
+        if self._pace is None:  # `acquisition`, inlined for a fixed rate
+            interval, generation = self._args[0], 0
+            longest = self._template.max_wait
+            left = remaining()
+            if left is not None:
+                longest = max(left, 0.0) if longest is None else min(longest, max(left, 0.0))
+            arguments: tuple[Any, ...] = (
+                self._args[2],
+                repr(cost),
+                self._args[1],
+                -1 if longest is None else f"{longest * 1e6:.0f}",
+                self._ttl,
+            )
+        else:
+            interval, arguments, generation = self.acquisition(cost)
         epoch = link.epoch
         try:
-            reply = parse_reply(self._script(keys=self._key, args=arguments))
+            reply = self._script(keys=self._key, args=arguments)
+            admitted, wait = int(reply[0]) == 1, int(reply[1]) / 1e6
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
             link.lost(exc, self._fallback)
             return self.unreachable(target, args, kwargs)
         link.answered(epoch)
-        return self.granted(reply, cost, interval, generation, target, now)
+        if admitted and wait <= 0:  # the common case, inlined: admitted at once
+            with self._count:
+                self._admitted += cost
+            return _Slot(reply[2], cost, now, interval, generation)
+        return self.granted(
+            (admitted, wait, reply[2] if admitted else None),
+            cost,
+            interval,
+            generation,
+            target,
+            now,
+        )
 
     def owe(self, slot: _Slot, what: str, value: float) -> None:
         """Make the round trip at once: a charge or refund that fails leaves things as they are."""

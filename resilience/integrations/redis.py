@@ -1814,7 +1814,7 @@ def _feed(first: Callable[[], object], count: int) -> None:
     collections.deque(itertools.islice(iter(first, _NEVER), count), maxlen=0)
 
 
-class SharedBudget:
+class _SharedBudget:
     """
     The I/O-free half of the fleet-wide retry budgets, sync and async.
 
@@ -1931,7 +1931,7 @@ class SharedBudget:
 
 
 @final
-class RedisRetryBudget(SharedBudget):
+class RedisRetryBudget(_SharedBudget):
     """
     A `resilience.RetryBudget` whose window is kept in Redis: one budget for the whole fleet.
 
