@@ -1038,8 +1038,10 @@ class Attempt:
         # `async with attempt:` (issue #15); it also awaits a budget that decides
         # with I/O (``aspend``), which `with attempt:` cannot.
         loop = self._loop
+        if not isinstance(exc, Exception) or loop._retry.budget is None:
+            return self.__exit__(exc_type, exc, tb)
         aspend = async_spend(loop._retry.budget)
-        if aspend is None or not isinstance(exc, Exception):
+        if aspend is None:
             return self.__exit__(exc_type, exc, tb)
         call = loop._call
         if call is None:
