@@ -353,6 +353,23 @@ def test_a_429_lowers_the_pace_and_holds_the_fleet_for_its_retry_after(
     assert client.pttl(KEY) > 25_000
 
 
+@backends
+def test_a_429_in_an_async_with_block_holds_the_fleet_on_exit(
+    url: str, client: redis.Redis, backend: str
+) -> None:
+    """adapt: the hold a block's 429 owes is awaited when the block exits."""
+
+    async def main() -> None:
+        async with opened(url) as store:
+            r = alimiter(store, rate=100, per=100.0, adapt=rs.transient)
+            with pytest.raises(TooMany):
+                async with r:
+                    raise TooMany(retry_after=30.0)
+
+    run_async(main, backend)
+    assert client.pttl(KEY) > 25_000
+
+
 def test_a_sync_limiter_adapts_too(client: redis.Redis) -> None:
     """RedisRateLimiter(adapt=...): lowered by a 429, raised back by successes, up to rate."""
     clock = FakeClock()
