@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 import resilience as rs
+from resilience import _aio
 from resilience._clock import SYSTEM_CLOCK
 from resilience.testing import FakeClock
 from tests.docs_blocks import run_block
@@ -133,14 +134,16 @@ def test_a_thread_wakes_a_task_queued_in_a_trio_run() -> None:
     assert (b.running, b.waiting) == (0, 0)
 
 
-def test_hedge_under_trio_says_it_needs_asyncio() -> None:
-    """Hedge races asyncio tasks: under trio it raises a RuntimeError naming itself (issue #15)."""
-    hedge = rs.Hedge(delay=0.1, on=ValueError)
+def test_what_needs_asyncio_says_so_under_trio_naming_itself() -> None:
+    """require_asyncio: under trio, a RuntimeError naming the policy, why, and trio (#15)."""
 
     async def main() -> None:
-        await hedge.acall(checkpoint)
+        _aio.require_asyncio("Thing", "it needs asyncio's loop")
 
-    with pytest.raises(RuntimeError, match=r"Hedge runs under asyncio only .* not under trio"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^Thing runs under asyncio only \(it needs asyncio's loop\), not under trio$",
+    ):
         run_async(main, "trio")
 
 
