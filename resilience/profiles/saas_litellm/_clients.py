@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import resilience as rs
+from resilience import _aio
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
 from ._policy import Options, _model_of, deadline_passed, options
@@ -503,7 +504,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             # the caller gets the profile's APITimeoutError, not the enclosing
             # Timeout's cancellation. `sent` follows httpcore's trace of each attempt.
             sent = _Sent(request)
-            scope = asyncio.timeout(left - DEADLINE_MARGIN)
+            scope = _aio.timeout(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
                     return await pipeline.acall(attempt, request, own, stream, sent)
@@ -516,7 +517,9 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 # then the enclosing Timeout's, whose cancellation then reaches here.
                 # Exactly that one cancel pending, its deadline passed: the enclosing
                 # Timeout's own; it lets an exception other than CancelledError pass.
-                # Any other cancellation (one more request) propagates.
+                # Any other cancellation (one more request) propagates. (Under trio,
+                # a run that late lets the enclosing Timeout's scope, the outer one,
+                # take the cancellation: the caller gets its TimeoutExceededError.)
                 task = asyncio.current_task()
                 remaining = rs.deadline.remaining()
                 if (
