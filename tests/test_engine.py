@@ -47,6 +47,7 @@ from .forms import (
     backend_of,
     cancel_inside,
     cancel_task,
+    cancelled_error,
     checkpoint,
     crowd,
     driver_params,
@@ -222,7 +223,7 @@ class SpyClock:
     async def asleep(self, seconds: float, /) -> None:
         self.calls.append(("asleep", seconds))
         if self.hold:
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
         await self.fake.asleep(seconds)
 
 
@@ -524,7 +525,7 @@ def test_an_interpreter_exit_reaches_on_cancel_never_on_failure(
 
 
 @pytest.mark.parametrize("form", forms(is_async=True, compose=False))
-def test_an_asyncio_cancellation_reaches_on_cancel_never_on_failure(form: Form) -> None:
+def test_a_task_cancellation_reaches_on_cancel_never_on_failure(form: Form) -> None:
     """A task cancelled while its call runs: on_cancel with the cancellation, in every backend."""
     gate = Recorder()
     cancel_inside(form, gate)
@@ -579,7 +580,7 @@ def test_an_async_stream_closed_early_reaches_on_cancel_with_generator_exit(back
     assert gate.log == [("cancel", "p1", GeneratorExit, None)]
 
 
-def test_a_stream_never_started_is_never_admitted() -> None:
+def test_a_stream_never_started_is_never_admitted(backend: str) -> None:
     """A stream closed before its first item was asked for touches the gate not at all."""
     gate = Recorder()
 
@@ -592,7 +593,7 @@ def test_a_stream_never_started_is_never_admitted() -> None:
         yield 1
 
     numbers().close()
-    asyncio.run(anumbers().aclose())
+    run_async(anumbers().aclose, backend)
     assert (gate.admitted, gate.log) == ([], [])
 
 
@@ -846,17 +847,17 @@ def test_a_failure_on_the_fast_path_is_reported(is_async: Driver, timed: bool) -
 
 
 @pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])
-def test_a_cancellation_on_the_fast_path_is_reported(timed: bool) -> None:
+def test_a_cancellation_on_the_fast_path_is_reported(timed: bool, backend: str) -> None:
     """A settled fast path hides successes only: cancellations reach on_cancel."""
     gate = Recorder(fast=Fast(ready=FAST, settled=FAST), timed=timed)
     with pytest.raises(KeyboardInterrupt):
         gate.call(Work(KeyboardInterrupt()))
-    cancel_inside(FORM["acall"], gate)
+    cancel_inside(attrs.evolve(FORM["acall"], backend=backend), gate)
     duration = 0.0 if timed else None
     assert gate.admitted == []
     assert gate.log == [
         ("cancel", FAST, KeyboardInterrupt, duration),
-        ("cancel", FAST, asyncio.CancelledError, duration),
+        ("cancel", FAST, cancelled_error(backend), duration),
     ]
 
 
@@ -1005,10 +1006,10 @@ def test_a_call_cancelled_during_its_sleep_reaches_on_cancel(form: Form) -> None
     gate = Recorder(clock=clock, decide=lambda _: Wait(1.5, "later"))
     asyn, blocker = form.asyn, Blocker()
     assert asyn is not None
-    cancel_task(lambda: asyn(gate, blocker), lambda: bool(clock.calls))
+    cancel_task(lambda: asyn(gate, blocker), lambda: bool(clock.calls), form.backend)
     assert clock.calls == [("asleep", 1.5)]
     assert not blocker.started
-    assert gate.log == [("cancel", "later", asyncio.CancelledError, None)]
+    assert gate.log == [("cancel", "later", form.cancelled, None)]
 
 
 @pytest.mark.parametrize("form", forms(is_async=False, compose=False))
@@ -1431,14 +1432,14 @@ def test_a_block_entered_through_an_exit_stack_reports_its_permit() -> None:
     assert gate.log == [("success", "p1", NO_RESULT, None)]
 
 
-def test_exit_without_enter_is_a_runtime_error() -> None:
+def test_exit_without_enter_is_a_runtime_error(backend: str) -> None:
     """__exit__ / __aexit__ with no block of this gate open, in this context, raise RuntimeError."""
     gate = Recorder()
     message = r"Recorder.__exit__ without a matching __enter__"
     with pytest.raises(RuntimeError, match=message):
         gate.__exit__(None, None, None)
     with pytest.raises(RuntimeError, match=message):
-        asyncio.run(gate.__aexit__(None, None, None))
+        run_async(lambda: gate.__aexit__(None, None, None), backend)
     with gate:
         pass
     with pytest.raises(RuntimeError, match=message):
@@ -1477,7 +1478,7 @@ def test_a_blocks_exception_propagates_unchanged(is_async: Driver, error: BaseEx
 # --- 7. bad input ------------------------------------------------------------------------
 
 
-def test_a_slotted_gate_without_a_pipeline_names_pipeline_field() -> None:
+def test_a_slotted_gate_without_a_pipeline_names_pipeline_field(backend: str) -> None:
     """__slots__ and no _pipeline: decorating or calling says what the class needs."""
     gate = Slotted()
 
@@ -1492,7 +1493,7 @@ def test_a_slotted_gate_without_a_pipeline_names_pipeline_field() -> None:
     with pytest.raises(TypeError, match=r"Slotted has __slots__ .*pipeline_field"):
         gate.call(fn)
     with pytest.raises(TypeError, match=r"Slotted has __slots__ .*pipeline_field"):
-        asyncio.run(gate.acall(afn))
+        run_async(lambda: gate.acall(afn), backend)
     assert gate.permits == 0
     # What needs no pipeline of its own still works: blocks, and a composed pipeline.
     with gate:
@@ -1591,7 +1592,7 @@ def docs_example(name: str, **names: Any) -> dict[str, Any]:
     return namespace
 
 
-def test_the_docs_concurrency_example_is_a_complete_policy(tmp_path: Path) -> None:
+def test_the_docs_concurrency_example_is_a_complete_policy(tmp_path: Path, backend: str) -> None:
     """The page's policy, in at most 40 lines, works on the four shapes and as a block."""
     block = re.search(
         r"<!-- example: concurrency -->\n```python\n(.*?)```", WRITING.read_text(), re.DOTALL
@@ -1606,22 +1607,23 @@ def test_the_docs_concurrency_example_is_a_complete_policy(tmp_path: Path) -> No
     text = tmp_path / "lines.txt"
     text.write_text("a\nb\n")
     assert list(example["lines"](str(text))) == ["a\n", "b\n"]
-    assert asyncio.run(example["fetch"]("https://example.invalid")) is None
+    assert run_async(lambda: example["fetch"]("https://example.invalid"), backend) is None
     gate = example["Concurrency"](1)
+    form = {name: attrs.evolve(f, backend=backend) for name, f in FORM.items()}
     for name in ("function", "method", "coroutine", "generator", "async generator", "with"):
         work = Work(probe=lambda: gate.running)
-        assert FORM[name].run(gate, work) == "done", name
+        assert form[name].run(gate, work) == "done", name
         assert (work.seen, gate.running) == ([1], 0), name
     for name in ("function", "async generator"):
         work = Work(Boom("x"), probe=lambda: gate.running)
         with pytest.raises(Boom):
-            FORM[name].run(gate, work)
+            form[name].run(gate, work)
         assert gate.running == 0, name
     with gate, pytest.raises(rs.RejectedError, match="1 calls are running already"):
         FORM["function"].run(gate, Work())
 
 
-def test_the_docs_pace_example_makes_callers_wait_their_turn() -> None:
+def test_the_docs_pace_example_makes_callers_wait_their_turn(backend: str) -> None:
     """The pacing gate of the page: the second and third calls sleep their turn."""
     clock = FakeClock()
     pace: GatePolicy = docs_example("pace")["Pace"](2.0, clock)
@@ -1644,7 +1646,7 @@ def test_the_docs_pace_example_makes_callers_wait_their_turn() -> None:
 
         await acall()
 
-    asyncio.run(main())
+    run_async(main, backend)
     assert starts[-1] == 6.0
     with set_testing(True):
         call()  # its turn is at 8.0: testing mode does not sleep
