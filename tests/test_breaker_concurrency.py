@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 import resilience as rs
 from resilience.testing import FakeClock
 
+from .forms import Tasks, checkpoint, run_async
 from .threads import WAIT, join_all
 
 THREADS = 16
@@ -194,13 +196,13 @@ def test_threads_against_half_open_admit_exactly_the_probes(probes: int) -> None
 
 
 @pytest.mark.parametrize("probes", [1, 3])
-def test_tasks_against_half_open_admit_exactly_the_probes(probes: int) -> None:
-    """1,000 asyncio tasks on a half-open circuit: exactly half_open_max_calls run."""
+def test_tasks_against_half_open_admit_exactly_the_probes(probes: int, backend: str) -> None:
+    """1,000 tasks of one run on a half-open circuit: exactly half_open_max_calls run."""
     clock = FakeClock()
     breaker = half_open(clock, probes)
 
     async def main() -> tuple[int, collections.Counter[str]]:
-        release = asyncio.Event()
+        release = anyio.Event()
         admitted = 0
 
         @breaker
@@ -216,16 +218,17 @@ def test_tasks_against_half_open_admit_exactly_the_probes(probes: int) -> None:
             except rs.CircuitOpenError:
                 return "rejected"
 
-        tasks = [asyncio.create_task(one()) for _ in range(TASKS)]
-        for _ in range(100 * TASKS):  # bounded: a bug cannot hang the test
-            if sum(task.done() for task in tasks) + admitted >= TASKS:
-                break
-            await asyncio.sleep(0)
-        seen = admitted
-        release.set()
-        return seen, collections.Counter(await asyncio.gather(*tasks))
+        async with Tasks() as group:
+            tasks = [await group.start(one) for _ in range(TASKS)]
+            for _ in range(100 * TASKS):  # bounded: a bug cannot hang the test
+                if sum(task.done() for task in tasks) + admitted >= TASKS:
+                    break
+                await checkpoint()
+            seen = admitted
+            release.set()
+        return seen, collections.Counter([await task.result() for task in tasks])
 
-    admitted, results = asyncio.run(main())
+    admitted, results = run_async(main, backend)
     assert admitted == probes
     assert results == {"ok": probes, "rejected": TASKS - probes}
     assert breaker.state is rs.CircuitState.CLOSED
@@ -438,13 +441,13 @@ def test_the_lock_is_not_held_across_a_threads_call() -> None:
     assert breaker.state is rs.CircuitState.CLOSED
 
 
-def test_the_lock_is_not_held_across_an_await() -> None:
+def test_the_lock_is_not_held_across_an_await(backend: str) -> None:
     """A task awaiting inside the breaker does not block other tasks of its loop."""
     clock = FakeClock()
     breaker = half_open(clock, probes=2)
 
     async def main() -> list[str]:
-        gate = asyncio.Event()
+        gate = anyio.Event()
 
         async def waits() -> str:
             await gate.wait()
@@ -454,13 +457,14 @@ def test_the_lock_is_not_held_across_an_await() -> None:
             gate.set()
             return "opened"
 
-        first = asyncio.create_task(breaker.acall(waits))
-        await asyncio.sleep(0)
-        second = asyncio.create_task(breaker.acall(opens_the_gate))
-        return list(await asyncio.gather(first, second))
+        async with Tasks() as tasks:
+            first = await tasks.start(breaker.acall, waits)
+            await checkpoint()
+            second = await tasks.start(breaker.acall, opens_the_gate)
+        return [await first.result(), await second.result()]
 
     result: list[list[str]] = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(main())), daemon=True)
+    thread = threading.Thread(target=lambda: result.append(run_async(main, backend)), daemon=True)
     thread.start()
     join_all([thread])  # a deadlock of the event loop on the breaker's lock fails here
     assert result == [["waited", "opened"]]
