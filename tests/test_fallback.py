@@ -663,7 +663,7 @@ def test_none_is_a_value_like_any_other() -> None:
     assert Fallback(on=Down, to=None).call(failing) is None
 
 
-def test_with_is_a_type_error_saying_why() -> None:
+def test_with_is_a_type_error_saying_why(backend: str) -> None:
     fb = Fallback(on=Down, to=1)
     with (
         pytest.raises(TypeError, match="not a context manager: a `with` body returns no value"),
@@ -676,7 +676,7 @@ def test_with_is_a_type_error_saying_why() -> None:
             pass  # type: ignore[unreachable]
 
     with pytest.raises(TypeError, match="not a context manager"):
-        run_async(main)
+        run_async(main, backend)
 
 
 def test_a_fallback_is_immutable_hashable_and_compares_by_value() -> None:

@@ -443,7 +443,7 @@ def test_a_settle_that_raises_is_logged_and_the_estimate_stands(
     assert "settle() failed" in caplog.text
 
 
-def test_acquire_waits_and_settles_in_with_and_async_with() -> None:
+def test_acquire_waits_and_settles_in_with_and_async_with(backend: str) -> None:
     """The explicit form: a permit per block, waited for, settled by hand."""
     r = limiter(rate=100, per=60.0, burst=100)
     clock = r.clock
@@ -458,7 +458,7 @@ def test_acquire_waits_and_settles_in_with_and_async_with() -> None:
             permit.settle(90)
             return permit.cost
 
-    assert run_async(main) == 90
+    assert run_async(main, backend) == 90
     assert clock.sleeps == pytest.approx([12.0])  # 20 units short at 100 per minute
     with pytest.raises(ValueError, match="cost must be <= burst"):
         r.acquire(101)
