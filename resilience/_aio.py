@@ -184,12 +184,26 @@ class Timeout(Protocol):
 
 def timeout(seconds: float | None) -> Timeout:
     """
-    Return a scope that cancels its block *seconds* from now, under the current library.
+    Return a scope that cancels its block *seconds* from now, under the running library.
 
-    Under asyncio it is `asyncio.timeout_at` (call sites make that one
-    themselves, on their fast path); under trio, a cancel scope whose expiry
-    leaves the block as a `TimeoutError` chained to the cancellation.
-    *seconds* `None` sets no deadline (as ``asyncio.timeout(None)``).
+    ``async with resilience.engine.cancel_after(seconds) as scope:`` is
+    ``asyncio.timeout`` under asyncio, and under trio (anyio on trio too) a
+    cancel scope in its shape: at the deadline the block is cancelled and
+    leaves as a `TimeoutError` chained to the cancellation, and
+    ``scope.expired()`` says that this scope fired. An enclosing cancellation
+    stays a cancellation. Add-ons use it where they would write
+    ``asyncio.timeout``; the library's own policies make asyncio's themselves
+    on their fast path.
+
+    Args:
+        seconds: How long the block may run, in seconds; `None` sets no
+            deadline (as ``asyncio.timeout(None)``).
+
+    Returns:
+        An async context manager with an ``expired()`` method.
+
+    Raises:
+        RuntimeError: Outside an asyncio or trio task (naming why).
     """
     try:
         loop = _running_loop()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import resilience as rs
-from resilience import _aio
+from resilience.engine import cancel_after
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
 from ._policy import Options, _model_of, deadline_passed, options
@@ -504,7 +504,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             # the caller gets the profile's APITimeoutError, not the enclosing
             # Timeout's cancellation. `sent` follows httpcore's trace of each attempt.
             sent = _Sent(request)
-            scope = _aio.timeout(left - DEADLINE_MARGIN)  # a cancel scope under trio
+            scope = cancel_after(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
                     return await pipeline.acall(attempt, request, own, stream, sent)
