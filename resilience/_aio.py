@@ -149,8 +149,8 @@ class _TrioTimeout:
         self._scope = trio.CancelScope(deadline=trio.current_time() + seconds)
 
     def expired(self) -> bool:
-        """Whether this deadline cancelled the block (not an outer cancellation)."""
-        return bool(self._scope.cancelled_caught)
+        """Whether this deadline fired, as asyncio's says (it may be an outer one that ends it)."""
+        return bool(self._scope.cancel_called)
 
     async def __aenter__(self) -> _TrioTimeout:
         self._scope.__enter__()

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 import resilience as rs
@@ -322,6 +324,33 @@ def test_async_timeout_while_connecting_is_an_unsent_timeout(
 
     error = run_async(main, backend)
     assert error.request_sent is False
+
+
+class LoopBlocker(httpx.AsyncBaseTransport):
+    """A transport that blocks its event loop for *seconds*, then waits until cancelled."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(self.seconds)  # noqa: ASYNC251 - blocking the loop on purpose
+        await anyio.sleep_forever()
+        raise AssertionError("the request was not cancelled")
+
+
+def test_a_run_late_past_both_deadlines_raises_api_timeout_error(backend: str) -> None:
+    """Issue 17.4, #15: a run blocked past the client's margin and the enclosing deadline (both
+    timers due at once) still raises APITimeoutError, not the Timeout's, in every backend."""
+
+    async def main() -> None:
+        async with saas.async_client(
+            "http://127.0.0.1:9", "sk-" + "a" * 32, breaker=None, transport=LoopBlocker(0.3)
+        ) as api:
+            with pytest.raises(saas.APITimeoutError):
+                async with rs.Timeout(0.1):
+                    await api.get("/api/jobs/3f0a6a4e-5f7b-4f6e-9d1c-0a0b0c0d0e0f")
+
+    run_async(main, backend)
 
 
 def test_a_cancellation_inside_a_deadline_stays_a_cancellation(emu: Emulator, backend: str) -> None:

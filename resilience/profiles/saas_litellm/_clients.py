@@ -517,9 +517,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 # then the enclosing Timeout's, whose cancellation then reaches here.
                 # Exactly that one cancel pending, its deadline passed: the enclosing
                 # Timeout's own; it lets an exception other than CancelledError pass.
-                # Any other cancellation (one more request) propagates. (Under trio,
-                # a run that late lets the enclosing Timeout's scope, the outer one,
-                # take the cancellation: the caller gets its TimeoutExceededError.)
+                # Any other cancellation (one more request) propagates.
                 task = asyncio.current_task()
                 remaining = rs.deadline.remaining()
                 if (
@@ -531,6 +529,20 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 ):
                     raise _deadline_error(request.method, attempt, sent.value) from exc
                 raise
+            except BaseException as exc:
+                # The same late run under trio: both scopes cancelled, the outer one
+                # (the enclosing Timeout's) takes the cancellation, whose deadline
+                # has passed. Whatever else (an interrupt, another cancellation
+                # while a deadline still runs) propagates.
+                remaining = rs.deadline.remaining()
+                if (
+                    isinstance(exc, Exception | KeyboardInterrupt | SystemExit | GeneratorExit)
+                    or not scope.expired()
+                    or remaining is None
+                    or remaining > 0
+                ):
+                    raise
+                raise _deadline_error(request.method, attempt, sent.value) from exc
 
         async def _send_once(
             self,
