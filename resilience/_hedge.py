@@ -5,9 +5,10 @@ A hedged call runs as a task; if it has not finished after *delay* seconds, a
 second copy starts, then a third *delay* later, up to ``max_hedges`` extra
 copies. The first result (or failure the classifier does not retry) wins; the
 other copies are cancelled and awaited before the caller sees the outcome, so
-no task outlives the call. Waiting is done on the event loop
-(`asyncio.wait` with a timeout); the policy's clock only measures durations,
-for an adaptive delay (`PercentileDelay`).
+no task outlives the call. Waiting is done by the running library (under
+asyncio, `asyncio.wait` with a timeout; under trio, in a nursery the call
+opens, each copy in a cancel scope of its own: an `_aio.Crew`); the policy's
+clock only measures durations, for an adaptive delay (`PercentileDelay`).
 
 Copies are tasks created in the caller's context (`contextvars` are copied),
 so the deadline of an enclosing Timeout is visible inside every copy, and no
@@ -250,18 +251,20 @@ class Hedge(PolicyMixin):
     `resilience.deadline`): a hedge that would start after it is not started.
     Copies run in tasks created in the caller's context, so they see its
     deadline and context variables. An outer cancellation (a ``task.cancel()``,
-    an enclosing Timeout expiring) cancels every copy, awaits them and
-    propagates. A copy that suppresses its cancellation delays the caller
-    until it ends, as in an `asyncio.TaskGroup`.
+    an enclosing cancel scope or Timeout expiring) cancels every copy, awaits
+    them and propagates. A copy that suppresses its cancellation delays the
+    caller until it ends, as in an `asyncio.TaskGroup`.
 
-    The waits between copies run on the event loop's clock; *clock* measures
-    only the durations an adaptive delay learns from.
+    Under asyncio the copies are asyncio tasks; under trio (and anyio on
+    trio) they run in a nursery the call opens and closes, each in its own
+    cancel scope, and a copy's failure reaches the caller as itself, never in
+    an `ExceptionGroup`. The waits between copies run on the running
+    library's clock; *clock* measures only the durations an adaptive delay
+    learns from.
 
     A `Hedge` is configuration: immutable, hashable, safe to share. Only
     coroutine functions can be hedged (use it as a decorator, through
-    `acall`, or in `resilience.compose`), and only under asyncio (anyio on
-    its asyncio backend included): under trio a call raises a `RuntimeError`
-    that says so.
+    `acall`, or in `resilience.compose`).
 
     Args:
         delay: When to start each hedge: seconds after the previous copy
