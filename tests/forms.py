@@ -549,10 +549,11 @@ def crowd(
     inside: Callable[[], int] = lambda: 0,
 ) -> dict[str, int]:
     """
-    Four threads and two event loops (in threads of their own) call through *gate* at once.
+    Four threads and two event loops (an asyncio and a trio run, in threads of their own)
+    call through *gate* at once.
 
     Each thread makes *sync_calls* calls with ``call`` (whose body runs *pause*), each
-    loop *async_calls* tasks with ``acall`` (``asyncio.sleep(0)``). Returns the count
+    loop *async_calls* tasks with ``acall`` (a `checkpoint`). Returns the count
     ``{"running", "peak", "done"}``: calls inside at the end, the most inside at once
     (*inside*, the gate's own count, folded in), and the calls that finished.
     """
@@ -576,21 +577,26 @@ def crowd(
 
     async def async_work() -> None:
         enter()
-        await asyncio.sleep(0)
+        await checkpoint()
         leave()
 
     def sync_caller() -> None:
         for _ in range(sync_calls):
             gate.call(sync_work)
 
-    def loop_caller() -> None:
+    def loop_caller(backend: str) -> None:
         async def main() -> None:
-            await asyncio.gather(*(gate.acall(async_work) for _ in range(async_calls)))
+            async with anyio.create_task_group() as group:
+                for _ in range(async_calls):
+                    group.start_soon(gate.acall, async_work)
 
-        run_async(main)
+        run_async(main, backend)
 
     threads = [threading.Thread(target=sync_caller, daemon=True) for _ in range(4)]
-    threads += [threading.Thread(target=loop_caller, daemon=True) for _ in range(2)]
+    threads += [
+        threading.Thread(target=loop_caller, args=(backend,), daemon=True)
+        for backend in ("asyncio", "trio")
+    ]
     for thread in threads:
         thread.start()
     join_all(threads)
