@@ -8,11 +8,12 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
+import trio
 
 import resilience as rs
 from resilience.testing import FakeClock
@@ -235,19 +236,28 @@ def test_tasks_against_half_open_admit_exactly_the_probes(probes: int, backend: 
 
 
 def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
-    """Tasks on 4 event loops in 4 threads share the probe places of one circuit."""
+    """Tasks of 4 runs in 4 threads (2 asyncio, 2 trio) share the probe places of one circuit."""
     clock = FakeClock()
     probes = 2
     loops = 4
     breaker = half_open(clock, probes)
     lock = threading.Condition()
-    ready: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]] = []
+    ready: list[tuple[Callable[[], object], int]] = []  # (release from a thread, probes held)
     admitted = 0
     results: collections.Counter[str] = collections.Counter()
 
+    def releaser(release: anyio.Event) -> Callable[[], object]:
+        """How another thread sets *release*: through the running loop or trio run."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            token = trio.lowlevel.current_trio_token()
+            return lambda: token.run_sync_soon(release.set)
+        return lambda: loop.call_soon_threadsafe(release.set)
+
     async def loop_main() -> None:
         nonlocal admitted
-        release = asyncio.Event()
+        release = anyio.Event()
         local_admitted = 0
 
         @breaker
@@ -265,28 +275,30 @@ def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
             except rs.CircuitOpenError:
                 return "rejected"
 
-        tasks = [asyncio.create_task(one()) for _ in range(TASKS // loops)]
-        # Let every task run until it is rejected or holds a probe.
-        while sum(t.done() for t in tasks) + local_admitted < len(tasks):  # noqa: ASYNC110
-            await asyncio.sleep(0)
-        with lock:
-            ready.append((asyncio.get_running_loop(), release, local_admitted))
-            lock.notify_all()
-        out = await asyncio.gather(*tasks)
+        async with Tasks() as group:
+            tasks = [await group.start(one) for _ in range(TASKS // loops)]
+            # Let every task run until it is rejected or holds a probe.
+            while sum(t.done() for t in tasks) + local_admitted < len(tasks):
+                await checkpoint()
+            with lock:
+                ready.append((releaser(release), local_admitted))
+                lock.notify_all()
+        out = [await task.result() for task in tasks]
         with lock:
             results.update(out)
 
     threads = [
-        threading.Thread(target=asyncio.run, args=(loop_main(),), daemon=True) for _ in range(loops)
+        threading.Thread(target=run_async, args=(loop_main, backend), daemon=True)
+        for backend in ("asyncio", "trio", "asyncio", "trio")
     ]
     for thread in threads:
         thread.start()
     with lock:
         lock.wait_for(lambda: len(ready) == loops, timeout=WAIT)
         seen = admitted
-        for loop, release, held in ready:
-            if held:  # a loop without probes may have finished already
-                loop.call_soon_threadsafe(release.set)
+        for release, held in ready:
+            if held:  # a run without probes may have finished already
+                release()
     join_all(threads)
     assert seen == probes
     assert results == {"ok": probes, "rejected": TASKS - probes}
