@@ -26,6 +26,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import trio
+import trio.from_thread
+import trio.lowlevel
 
 import resilience as rs
 from resilience.limits import Limit
@@ -915,39 +918,68 @@ def test_a_release_racing_a_waiters_max_wait_never_leaks_a_slot() -> None:
     assert set(outcomes) <= {"ran", "refused"}
 
 
-def test_a_cancellation_in_one_thread_racing_a_release_in_another_never_leaks() -> None:
-    """A task waits on a loop in another thread; its cancel and the release race; no leak."""
+class RunInThread:
+    """
+    A run of *backend* in a thread of its own, that other threads hand work to.
+
+    ``run(fn)`` awaits ``fn()`` in the run and returns its result; ``soon(fn)``
+    has the run call ``fn()`` soon, without waiting. Tasks started with
+    ``run(lambda: run.tasks.start(...))`` live in the run's `Tasks`.
+    """
+
+    def __init__(self, backend: str) -> None:
+        self.tasks = Tasks()
+        self._ready = threading.Event()
+        self._stop: anyio.Event | None = None
+        self.run: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]
+        self.soon: Callable[[Callable[[], object]], object]
+        self.thread = Background(lambda: run_async(self._serve, backend))
+
+    async def _serve(self) -> None:
+        self._stop = anyio.Event()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            token = trio.lowlevel.current_trio_token()
+            self.run = lambda fn: trio.from_thread.run(fn, trio_token=token)
+            self.soon = lambda fn: token.run_sync_soon(fn)
+        else:
+            self.run = lambda fn: asyncio.run_coroutine_threadsafe(fn(), loop).result(WAIT)
+            self.soon = lambda fn: loop.call_soon_threadsafe(fn)
+        async with self.tasks:
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> RunInThread:
+        assert self._ready.wait(WAIT), "the run did not start"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._stop is not None
+        self.soon(self._stop.set)
+        self.thread.result()
+
+
+def test_a_cancellation_in_one_thread_racing_a_release_in_another_never_leaks(
+    backend: str,
+) -> None:
+    """A task waits in a run in another thread; its cancel and the release race; no leak."""
     b = bulkhead(1, max_queue=1)
     work = Work()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def start() -> asyncio.Task[str]:
-        return asyncio.create_task(b.acall(work.run_async))
-
-    async def settle(task: asyncio.Task[str]) -> str | BaseException:
-        [outcome] = await asyncio.gather(task, return_exceptions=True)
-        return outcome
-
-    try:
-        outcomes: list[object] = []
+    outcomes: list[str] = []
+    with RunInThread(backend) as run:
         for round_ in range(200):
             with b:
-                task = asyncio.run_coroutine_threadsafe(start(), loop).result(WAIT)
+                task = run.run(lambda: run.tasks.start(b.acall, work.run_async))
                 eventually(lambda: b.waiting == 1)
                 if round_ % 2:
-                    loop.call_soon_threadsafe(task.cancel)
+                    run.soon(task.cancel)
             if not round_ % 2:
-                loop.call_soon_threadsafe(task.cancel)
-            outcome = asyncio.run_coroutine_threadsafe(settle(task), loop).result(WAIT)
-            outcomes.append(outcome)
+                run.soon(task.cancel)
+            run.run(task.wait)
+            outcomes.append("cancelled" if task.cancelled else run.run(task.result))
             assert state(b) == (0, 0), round_
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        join_all([thread])
-        loop.close()
-    assert all(o == "done" or isinstance(o, asyncio.CancelledError) for o in outcomes)
+    assert set(outcomes) <= {"done", "cancelled"}
     assert len(work.seen) == outcomes.count("done")
 
 
