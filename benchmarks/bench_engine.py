@@ -40,10 +40,12 @@ it. pyperf runs use the same loop count in both trees, chosen once from a rough
 timing (no calibration per run). A case that raises is reported, not fatal.
 
 ``--extra MODULE:FUNCTION`` (repeatable) adds a sync case: ``FUNCTION(work)``
-returns the decorated ``work``. It is imported in each tree (MODULE is looked up
-with the tree first on the path, e.g. ``resilience.something`` or
-``benchmarks.my_gate`` of that tree) and runs only where the import works;
-it is reported against the CircuitBreaker case measured in the same tree.
+returns the decorated ``work`` (a FUNCTION named ``async_...`` is given the
+coroutine function ``awork`` instead, and the case is async). It is imported
+in each tree (MODULE is looked up with the tree first on the path, e.g.
+``resilience.something`` or ``benchmarks.my_gate`` of that tree) and runs only
+where the import works; it is reported against the CircuitBreaker case
+measured in the same tree.
 """
 
 from __future__ import annotations
@@ -166,6 +168,8 @@ def build(name: str) -> harness.Case:
         raise ValueError(f"unknown case {name!r} (an extra is MODULE:FUNCTION)")
     decorate: Callable[[Callable[..., Any]], Callable[[], Any]]
     decorate = getattr(importlib.import_module(module), function)
+    if function.startswith("async_"):
+        return case(name, _yielding(decorate(awork)), is_async=True)
     return case(name, decorate(work))
 
 
@@ -463,7 +467,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="MODULE:FUNCTION",
-        help="an extra sync case, FUNCTION(work); repeatable",
+        help="an extra case, FUNCTION(work) (async_FUNCTION(awork)); repeatable",
     )
     args = parser.parse_args(argv)
     for option in ("old", "new"):

@@ -16,15 +16,18 @@ What lives here, once for every policy:
   the shape of `asyncio.timeout_at`'s: its own expiry leaves the block as a
   `TimeoutError` chained to the cancellation, and ``expired()`` says it fired;
   an outer cancellation stays a cancellation;
-- `Wakeup`: what a task waits on until another thread (or task) wakes it.
+- `Wakeup`: what a task waits on until another thread (or task) wakes it;
+- `Crew`: tasks that race for one caller (a `Hedge`'s copies), as asyncio
+  tasks or in a trio nursery, cancelled and awaited before the caller goes on.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Collection, Coroutine, Iterable
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, cast, final
 
 from ._lazy import lazy_module
 
@@ -34,8 +37,11 @@ else:  # imported on first use: sync code never needs it
     asyncio = lazy_module("asyncio", globals())
 
 __all__ = [
+    "Copy",
+    "Crew",
     "Wakeup",
     "checkpoint",
+    "crew",
     "library",
     "outer_cancellation",
     "require_asyncio",
@@ -143,8 +149,8 @@ class _TrioTimeout:
         self._scope = trio.CancelScope(deadline=trio.current_time() + seconds)
 
     def expired(self) -> bool:
-        """Whether this deadline cancelled the block (not an outer cancellation)."""
-        return bool(self._scope.cancelled_caught)
+        """Whether this deadline fired, as asyncio's says (it may be an outer one that ends it)."""
+        return bool(self._scope.cancel_called)
 
     async def __aenter__(self) -> _TrioTimeout:
         self._scope.__enter__()
@@ -176,19 +182,34 @@ class Timeout(Protocol):
     ) -> bool | None: ...
 
 
-def timeout(seconds: float) -> Timeout:
+def timeout(seconds: float | None) -> Timeout:
     """
-    Return a scope that cancels its block *seconds* from now, under the current library.
+    Return a scope that cancels its block *seconds* from now, under the running library.
 
-    Under asyncio it is `asyncio.timeout_at` (call sites make that one
-    themselves, on their fast path); under trio, a cancel scope whose expiry
-    leaves the block as a `TimeoutError` chained to the cancellation.
+    ``async with resilience.engine.cancel_after(seconds) as scope:`` is
+    ``asyncio.timeout`` under asyncio, and under trio (anyio on trio too) a
+    cancel scope in its shape: at the deadline the block is cancelled and
+    leaves as a `TimeoutError` chained to the cancellation, and
+    ``scope.expired()`` says that this scope fired. An enclosing cancellation
+    stays a cancellation. Add-ons use it where they would write
+    ``asyncio.timeout``; the library's own policies make asyncio's themselves
+    on their fast path.
+
+    Args:
+        seconds: How long the block may run, in seconds; `None` sets no
+            deadline (as ``asyncio.timeout(None)``).
+
+    Returns:
+        An async context manager with an ``expired()`` method.
+
+    Raises:
+        RuntimeError: Outside an asyncio or trio task (naming why).
     """
     try:
         loop = _running_loop()
     except RuntimeError:
-        return _TrioTimeout(_trio(), seconds)
-    return asyncio.timeout_at(loop.time() + seconds)
+        return _TrioTimeout(_trio(), math.inf if seconds is None else seconds)
+    return asyncio.timeout_at(None if seconds is None else loop.time() + seconds)
 
 
 async def outer_cancellation() -> None:
@@ -291,3 +312,230 @@ def wakeup() -> Wakeup:
     except RuntimeError:
         return _TrioWakeup(_trio())
     return _AsyncioWakeup(loop)
+
+
+# --- tasks racing for one caller ---------------------------------------------------------
+
+
+class Copy(Protocol):
+    """One task of a `Crew`, read as an `asyncio.Task` is once it is done."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self) -> BaseException | None: ...
+
+    def result(self) -> Any: ...
+
+
+class Crew(Protocol):
+    """
+    Tasks that race for one caller: started in its context, waited for by it.
+
+    Used as ``async with crew:``; before the block is left, every task still
+    running is cancelled and awaited (`abandon`), so none outlives it.
+    """
+
+    def time(self) -> float:
+        """The library's clock, in seconds (what the waits of `first` count on)."""
+        ...
+
+    async def start(self, coro: Coroutine[Any, Any, Any]) -> Copy:
+        """Run *coro* as a task in the caller's context; copies start in the order started."""
+        ...
+
+    async def first(self, copies: Collection[Copy], seconds: float | None) -> Collection[Copy]:
+        """Wait until one of *copies* ends or *seconds* pass (`None`: never); return the ended."""
+        ...
+
+    async def abandon(self, copies: Iterable[Copy]) -> None:
+        """Cancel *copies* and wait until all have ended; a cancellation meanwhile is raised."""
+        ...
+
+    async def __aenter__(self) -> Crew: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@final
+class _AsyncioCrew:
+    """A `Crew` of asyncio tasks: nothing to open, `asyncio.wait` to wait."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def time(self) -> float:
+        return self._loop.time()
+
+    async def start(self, coro: Coroutine[Any, Any, Any]) -> Copy:
+        return self._loop.create_task(coro)
+
+    async def first(self, copies: Collection[Copy], seconds: float | None) -> Collection[Copy]:
+        tasks = cast("Collection[asyncio.Task[Any]]", copies)  # this crew's copies are tasks
+        done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        return done
+
+    async def abandon(self, copies: Iterable[Copy]) -> None:
+        tasks: list[asyncio.Task[Any]] = list(copies)  # type: ignore[arg-type]
+        for task in tasks:
+            task.cancel()
+        cancelled = False
+        pending = [task for task in tasks if not task.done()]
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                # Cancelled again while the copies wind down: they were told already;
+                # finish waiting so that none outlives the call, then propagate.
+                cancelled = True
+            pending = [task for task in tasks if not task.done()]
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: a loser's failure is not "never retrieved"
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def __aenter__(self) -> _AsyncioCrew:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None  # the caller abandons what it started (it holds the tasks)
+
+
+@final
+class _TrioCopy:
+    """A task of a `_TrioCrew`: its own cancel scope, its outcome kept for the caller."""
+
+    __slots__ = ("_crew", "_ended", "_error", "_result", "_scope")
+
+    def __init__(self, crew: _TrioCrew) -> None:
+        self._crew = crew
+        self._scope = crew.trio.CancelScope()
+        self._ended = crew.trio.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    async def run(self, coro: Coroutine[Any, Any, Any], *, task_status: Any) -> None:
+        # Whatever ends the copy is its outcome, read by the caller (which raises
+        # what is not a result or a failure it may retry): a copy's exception never
+        # reaches the nursery, which would wrap it in an ExceptionGroup.
+        try:
+            with self._scope:
+                task_status.started()
+                self._result = await coro
+        except BaseException as exc:  # an enclosing scope's Cancelled included
+            self._error = exc
+        self._ended.set()  # abandoned (its own scope caught the Cancelled): nobody reads it
+        self._crew.changed.set()
+
+    def done(self) -> bool:
+        return bool(self._ended.is_set())
+
+    def cancelled(self) -> bool:
+        return False  # a copy cancelled by an enclosing scope holds that Cancelled
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+@final
+class _TrioCrew:
+    """A `Crew` in a trio nursery that the block opens; waits on trio events."""
+
+    __slots__ = ("_copies", "_nursery", "_opened", "changed", "trio")
+
+    def __init__(self, trio: ModuleType) -> None:
+        self.trio = trio
+        self.changed = trio.Event()  # set when a copy ends; a fresh one per wait
+        self._opened = trio.open_nursery()
+        self._nursery: Any = None
+        self._copies: list[_TrioCopy] = []
+
+    def time(self) -> float:
+        return float(self.trio.current_time())
+
+    async def start(self, coro: Coroutine[Any, Any, Any]) -> Copy:
+        copy = _TrioCopy(self)
+        self._copies.append(copy)
+        # `start` returns once the copy runs (its first step taken): copies begin in
+        # the order started, as asyncio tasks do, not in a batch trio may reorder.
+        await self._nursery.start(copy.run, coro)
+        return copy
+
+    async def first(self, copies: Collection[Copy], seconds: float | None) -> Collection[Copy]:
+        trio = self.trio
+        done = [copy for copy in copies if copy.done()]
+        if done:
+            await trio.lowlevel.checkpoint()
+            return done
+        self.changed = changed = trio.Event()
+        with trio.move_on_after(math.inf if seconds is None else seconds):
+            await changed.wait()
+        return [copy for copy in copies if copy.done()]
+
+    async def abandon(self, copies: Iterable[Copy]) -> None:
+        trio = self.trio
+        left: list[_TrioCopy] = list(copies)  # type: ignore[arg-type]
+        for copy in left:
+            copy._scope.cancel()
+        with trio.CancelScope(shield=True):  # an enclosing cancellation waits for them too
+            for copy in left:
+                await copy._ended.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def __aenter__(self) -> _TrioCrew:
+        self._nursery = await self._opened.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        left = [copy for copy in self._copies if not copy.done()]
+        try:
+            if left:  # the caller abandons what it races; this is for an early exit
+                await self.abandon(left)
+        finally:
+            # No copy runs and none raises: the nursery closes at once, without a
+            # checkpoint. It is told nothing of the block's exception, which it would
+            # wrap in a group: that exception leaves the block as it came.
+            await self._opened.__aexit__(None, None, None)
+
+
+def crew(loop: asyncio.AbstractEventLoop | None = None) -> Crew:
+    """
+    Return a `Crew` for the current task: asyncio tasks, or a trio nursery.
+
+    Args:
+        loop: The running asyncio loop, when the caller holds it. Default:
+            `None`: asked for.
+
+    Raises:
+        RuntimeError: Outside an asyncio or trio task.
+    """
+    if loop is None:
+        try:
+            loop = _running_loop()
+        except RuntimeError:
+            return _TrioCrew(_trio())
+    return _AsyncioCrew(loop)

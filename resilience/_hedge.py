@@ -5,9 +5,10 @@ A hedged call runs as a task; if it has not finished after *delay* seconds, a
 second copy starts, then a third *delay* later, up to ``max_hedges`` extra
 copies. The first result (or failure the classifier does not retry) wins; the
 other copies are cancelled and awaited before the caller sees the outcome, so
-no task outlives the call. Waiting is done on the event loop
-(`asyncio.wait` with a timeout); the policy's clock only measures durations,
-for an adaptive delay (`PercentileDelay`).
+no task outlives the call. Waiting is done by the running library (under
+asyncio, `asyncio.wait` with a timeout; under trio, in a nursery the call
+opens, each copy in a cancel scope of its own: an `_aio.Crew`); the policy's
+clock only measures durations, for an adaptive delay (`PercentileDelay`).
 
 Copies are tasks created in the caller's context (`contextvars` are copied),
 so the deadline of an enclosing Timeout is visible inside every copy, and no
@@ -22,7 +23,7 @@ import datetime
 import math
 import numbers
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, final, runtime_checkable
 
 import attrs
@@ -45,10 +46,6 @@ else:  # imported on first use: sync code never needs it
     asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["Hedge", "HedgeDelay", "PercentileDelay"]
-
-_ASYNCIO_ONLY: Final = (
-    "it races copies of the call as asyncio tasks; trio would need a nursery from the caller"
-)
 
 MAX_HEDGES: Final = 10
 """The most extra copies a Hedge may start: more is a load multiplier, not a hedge."""
@@ -254,18 +251,20 @@ class Hedge(PolicyMixin):
     `resilience.deadline`): a hedge that would start after it is not started.
     Copies run in tasks created in the caller's context, so they see its
     deadline and context variables. An outer cancellation (a ``task.cancel()``,
-    an enclosing Timeout expiring) cancels every copy, awaits them and
-    propagates. A copy that suppresses its cancellation delays the caller
-    until it ends, as in an `asyncio.TaskGroup`.
+    an enclosing cancel scope or Timeout expiring) cancels every copy, awaits
+    them and propagates. A copy that suppresses its cancellation delays the
+    caller until it ends, as in an `asyncio.TaskGroup`.
 
-    The waits between copies run on the event loop's clock; *clock* measures
-    only the durations an adaptive delay learns from.
+    Under asyncio the copies are asyncio tasks; under trio (and anyio on
+    trio) they run in a nursery the call opens and closes, each in its own
+    cancel scope, and a copy's failure reaches the caller as itself, never in
+    an `ExceptionGroup`. The waits between copies run on the running
+    library's clock; *clock* measures only the durations an adaptive delay
+    learns from.
 
     A `Hedge` is configuration: immutable, hashable, safe to share. Only
     coroutine functions can be hedged (use it as a decorator, through
-    `acall`, or in `resilience.compose`), and only under asyncio (anyio on
-    its asyncio backend included): under trio a call raises a `RuntimeError`
-    that says so.
+    `acall`, or in `resilience.compose`).
 
     Args:
         delay: When to start each hedge: seconds after the previous copy
@@ -384,23 +383,42 @@ class Hedge(PolicyMixin):
         race = self._race
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            try:
-                loop = running_loop()
-            except RuntimeError:  # under trio: say so, rather than "no running event loop"
-                loop = _aio.require_asyncio("Hedge", _ASYNCIO_ONLY)
             if fixed:
                 d, start = fixed_delay, 0.0
             else:
                 assert adaptive is not None
                 d, start = adaptive.current(), now()
+            try:
+                loop = running_loop()
+            except RuntimeError:  # not asyncio: trio (anyio on trio too) races in a nursery
+                async with _aio.crew() as crew:
+                    first = await crew.start(
+                        fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                    )
+                    return await race(
+                        crew,
+                        inner,
+                        fn,
+                        args,
+                        kwargs,
+                        [first],
+                        None,
+                        crew.time(),
+                        d,
+                        start,
+                        adaptive,
+                    )
             first = loop.create_task(fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
             try:
                 await wait((first,), timeout=d)
             except BaseException:
-                await _abandon((first,))
+                await _aio.crew(loop).abandon((first,))
                 raise
             if not first.done():
-                return await race(loop, inner, fn, args, kwargs, [first], None, d, start, adaptive)
+                return await race(
+                    _aio.crew(loop), inner, fn, args, kwargs, [first], None, loop.time() - d, d,
+                    start, adaptive,
+                )  # fmt: skip
             error = first.exception()  # raises CancelledError if the copy was cancelled
             if error is None:
                 if adaptive is not None:
@@ -408,65 +426,71 @@ class Hedge(PolicyMixin):
                 return first.result()
             if not isinstance(error, Exception) or not classify(error).retry:
                 raise error
-            return await race(loop, inner, fn, args, kwargs, [], error, d, start, adaptive)
+            return await race(
+                _aio.crew(loop), inner, fn, args, kwargs, [], error, -math.inf, d, start, adaptive
+            )
 
         return run
 
     async def _race(
         self,
-        loop: asyncio.AbstractEventLoop,
+        crew: _aio.Crew,
         inner: Runner,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        running: list[asyncio.Task[Any]],
+        running: list[_aio.Copy],
         last: Exception | None,
+        previous: float,
         d: float,
         start: float,
         adaptive: HedgeDelay | None,
     ) -> Any:
-        """The call once slow or failed: start hedges, take the first acceptable outcome."""
+        """
+        The race from the first copy on: start hedges, take the first acceptable outcome.
+
+        *running* holds the first copy, or nothing once it failed with *last*;
+        *previous* is when the last copy started, on the crew's clock
+        (``-inf``: the next hedge is due at once).
+        """
         classify = self.on.classify
         started = 1
-        # When the previous copy started, on the loop's clock; a retryable failure
-        # makes the next hedge due at once.
-        previous = loop.time() - d if running else -math.inf
         stopped_by_deadline = False
         try:
             while True:
                 timeout: float | None = None
                 if started <= self.max_hedges and not stopped_by_deadline:
-                    wait_for = max(previous + d - loop.time(), 0.0) if running else 0.0
+                    wait_for = max(previous + d - crew.time(), 0.0)
                     deadline = DEADLINE.get()
                     if deadline is not None and time_left(deadline) <= wait_for:
                         stopped_by_deadline = True  # later hedges would start later still
                     elif wait_for <= 0:
                         waited = 0.0 if previous == -math.inf else d
-                        running.append(self._start(inner, fn, args, kwargs, started, waited))
+                        running.append(
+                            await self._start(crew, inner, fn, args, kwargs, started, waited)
+                        )
                         started += 1
-                        previous = loop.time()
+                        previous = crew.time()
                         continue
                     else:
                         timeout = wait_for
                 if not running:
                     assert last is not None
                     self._exhausted(last, started, stopped_by_deadline)
-                done, _ = await asyncio.wait(
-                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                done = await crew.first(running, timeout)
                 if not done:
                     continue  # the next hedge is due: started at the top of the loop
-                finished = [task for task in running if task in done]
-                running = [task for task in running if task not in done]
+                finished = [copy for copy in running if copy in done]
+                running = [copy for copy in running if copy not in done]
                 # Several copies may end in one turn of the loop: a result wins over
                 # failures, then the earliest copy's failure.
-                for task in finished:
-                    if not task.cancelled() and task.exception() is None:
+                for copy in finished:
+                    if not copy.cancelled() and copy.exception() is None:
                         if adaptive is not None:
                             adaptive.record(self.clock.now() - start)
-                        return task.result()
-                for task in finished:
-                    error = task.exception()  # CancelledError: cancelled by someone else
+                        return copy.result()
+                for copy in finished:
+                    error = copy.exception()  # a cancellation: cancelled by someone else
                     assert error is not None
                     if not isinstance(error, Exception) or not classify(error).retry:
                         raise error
@@ -474,21 +498,20 @@ class Hedge(PolicyMixin):
                     previous = -math.inf  # a copy failed: the next hedge starts at once
         finally:
             if running:
-                await _abandon(running)
+                await crew.abandon(running)
 
-    def _start(
+    async def _start(
         self,
+        crew: _aio.Crew,
         inner: Runner,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         hedge: int,
         waited: float,
-    ) -> asyncio.Task[Any]:
+    ) -> _aio.Copy:
         """Start hedge number *hedge* (1 for the first) in the caller's context."""
-        task = asyncio.get_running_loop().create_task(
-            fn(*args, **kwargs) if inner is CALL else inner(fn, args, kwargs)
-        )
+        copy = await crew.start(fn(*args, **kwargs) if inner is CALL else inner(fn, args, kwargs))
         emit(
             self.hooks,
             HedgeStarted,
@@ -497,7 +520,7 @@ class Hedge(PolicyMixin):
             hedge=hedge,
             delay=waited,
         )
-        return task
+        return copy
 
     def _exhausted(self, last: Exception, started: int, stopped_by_deadline: bool) -> NoReturn:
         label = f" (hedge {self.name!r})" if self.name is not None else ""
@@ -508,28 +531,6 @@ class Hedge(PolicyMixin):
             text += ": the next hedge would have started after the deadline"
         set_note(last, self, text)
         raise last
-
-
-async def _abandon(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel *tasks* and wait until they have all ended; a cancellation meanwhile is re-raised."""
-    tasks = list(tasks)
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    pending = [task for task in tasks if not task.done()]
-    while pending:
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            # Cancelled again while the copies wind down: they were told already;
-            # finish waiting so that none outlives the call, then propagate.
-            cancelled = True
-        pending = [task for task in tasks if not task.done()]
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: a loser's failure is not "never retrieved"
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 Hedge.__module__ = "resilience"

@@ -50,7 +50,8 @@ and from `resilience` (a test holds them to it):
   `CallRejected` event, then the gate's `RejectedError`);
 - validation, at construction: `to_seconds`, `to_count`, `to_hooks`,
   `to_classifier`, `check_clock`, `check_name`, `check_rng`;
-- time: `SYSTEM_CLOCK`, `testing_enabled`;
+- time: `SYSTEM_CLOCK`, `testing_enabled`, `cancel_after` (a deadline for
+  an async block under the running library: asyncio, or trio's cancel scope);
 - locks: `fork_safe_lock` (a `threading.Lock` that a forked child gets back
   released: use it for every lock a policy keeps);
 - explaining: `rule_lines`, `describe_seconds`, `seconds_text`;
@@ -61,6 +62,7 @@ and from `resilience` (a test holds them to it):
 
 from __future__ import annotations
 
+from ._aio import timeout as cancel_after
 from ._circuit import TripWindow as TripWindow
 from ._circuit import trip_window as trip_window
 from ._classify import to_classifier as to_classifier
@@ -120,6 +122,7 @@ __all__ = [
     "WatchableLimiter",
     "astep",
     "bind_gate",
+    "cancel_after",
     "check_clock",
     "check_name",
     "check_rng",

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from typing import Any, Final, Generic, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import attrs
 import pytest
@@ -54,6 +55,14 @@ def eventually(condition: Callable[[], bool]) -> None:
 
 BACKENDS: Final = ("asyncio", "trio", "anyio-asyncio", "anyio-trio")
 """Where async tests run: asyncio and trio natively, and anyio on each of its backends."""
+
+
+ASYNCIO_WORLD: Final = ("asyncio", "anyio-asyncio")
+"""The backends that run asyncio's scheduler: tasks woken in one step run in the order woken.
+
+Under trio they run in any order (its scheduler shuffles them on purpose): a test
+that observes the run order of tasks woken together runs in these backends only.
+"""
 
 
 def cancelled_error(backend: str) -> type[BaseException]:
@@ -132,6 +141,118 @@ def cancel_task(
         assert len(caught) == 1, "the task was not cancelled: it ended by itself"
 
     run_async(main if backend == "asyncio" else main_scoped, backend)
+
+
+class Task(Generic[T]):
+    """
+    A task a test started with `Tasks.start`, in any backend: cancel it, wait for it, read it.
+
+    Under asyncio (anyio's asyncio backend included) it is an `asyncio.Task`, and
+    `cancel` is ``task.cancel()``; under trio it runs in the nursery of its
+    `Tasks`, in a cancel scope of its own that `cancel` cancels.
+    """
+
+    def __init__(self, task: asyncio.Task[T] | None = None) -> None:
+        self._task = task
+        self._scope = anyio.CancelScope()
+        self._ended = anyio.Event() if task is None else None
+        self._out: list[T] = []
+        self._error: list[BaseException] = []
+
+    async def _run(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()  # the caller resumes once this task has taken its first step
+        try:
+            with self._scope:
+                self._out.append(await fn(*args))
+        except BaseException as exc:  # the task's outcome: the test reads it
+            self._error.append(exc)
+        finally:
+            assert self._ended is not None
+            self._ended.set()
+
+    def cancel(self) -> None:
+        """Cancel the task (it sees its backend's cancellation)."""
+        if self._task is not None:
+            self._task.cancel()
+        else:
+            self._scope.cancel()
+
+    def done(self) -> bool:
+        if self._task is not None:
+            return self._task.done()
+        assert self._ended is not None
+        return self._ended.is_set()
+
+    async def wait(self) -> None:
+        """Wait until the task has ended, whatever ended it."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        else:
+            assert self._ended is not None
+            await self._ended.wait()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task ended cancelled (it must have ended)."""
+        assert self.done()
+        if self._task is not None:
+            return self._task.cancelled()
+        return bool(self._scope.cancelled_caught)
+
+    async def result(self) -> T:
+        """Wait for the task; return its result or raise what it raised (it was not cancelled)."""
+        await self.wait()
+        assert not self.cancelled, "the task was cancelled: it has no result"
+        if self._task is not None:
+            return self._task.result()
+        if self._error:
+            raise self._error[0]
+        return self._out[0]
+
+
+class Tasks:
+    """
+    ``async with Tasks() as tasks:`` starts `Task` objects that tests cancel one by one.
+
+    Tasks first run in the order they were started: asyncio runs new tasks in
+    that order; under trio (whose scheduler may run the tasks of one step in
+    any order) `start` returns once the task has run up to its first wait. The
+    block waits for every task before it is left.
+    """
+
+    def __init__(self) -> None:
+        self._group: anyio.abc.TaskGroup | None = None
+        self._tasks: list[Task[Any]] = []
+
+    async def __aenter__(self) -> Tasks:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._group = await anyio.create_task_group().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        if self._group is None:
+            for task in self._tasks:
+                await task.wait()
+            return None
+        return await self._group.__aexit__(*exc_info)
+
+    async def start(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Task[T]:
+        """Start ``fn(*args)`` as a task (see the class docstring for the order)."""
+        if self._group is None:
+            task: Task[T] = Task(asyncio.ensure_future(fn(*args)))
+        else:
+            task = Task()
+            await self._group.start(task._run, fn, args)
+        self._tasks.append(task)
+        return task
 
 
 class Background(Generic[T]):
@@ -428,10 +549,11 @@ def crowd(
     inside: Callable[[], int] = lambda: 0,
 ) -> dict[str, int]:
     """
-    Four threads and two event loops (in threads of their own) call through *gate* at once.
+    Four threads and two event loops (an asyncio and a trio run, in threads of their own)
+    call through *gate* at once.
 
     Each thread makes *sync_calls* calls with ``call`` (whose body runs *pause*), each
-    loop *async_calls* tasks with ``acall`` (``asyncio.sleep(0)``). Returns the count
+    loop *async_calls* tasks with ``acall`` (a `checkpoint`). Returns the count
     ``{"running", "peak", "done"}``: calls inside at the end, the most inside at once
     (*inside*, the gate's own count, folded in), and the calls that finished.
     """
@@ -455,21 +577,26 @@ def crowd(
 
     async def async_work() -> None:
         enter()
-        await asyncio.sleep(0)
+        await checkpoint()
         leave()
 
     def sync_caller() -> None:
         for _ in range(sync_calls):
             gate.call(sync_work)
 
-    def loop_caller() -> None:
+    def loop_caller(backend: str) -> None:
         async def main() -> None:
-            await asyncio.gather(*(gate.acall(async_work) for _ in range(async_calls)))
+            async with anyio.create_task_group() as group:
+                for _ in range(async_calls):
+                    group.start_soon(gate.acall, async_work)
 
-        run_async(main)
+        run_async(main, backend)
 
     threads = [threading.Thread(target=sync_caller, daemon=True) for _ in range(4)]
-    threads += [threading.Thread(target=loop_caller, daemon=True) for _ in range(2)]
+    threads += [
+        threading.Thread(target=loop_caller, args=(backend,), daemon=True)
+        for backend in ("asyncio", "trio")
+    ]
     for thread in threads:
         thread.start()
     join_all(threads)
@@ -483,11 +610,30 @@ def cancel_inside(form: Form, gate: GatePolicy, probe: Callable[[], object] | No
     cancel_task(lambda: asyn(gate, blocker), lambda: blocker.started, form.backend)
 
 
-SYNC_ASYNC = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+Driver = bool | str
+"""How a test calls: `False` sync; else async, in a backend of `BACKENDS` (`True`: asyncio)."""
 
 
-def run_call(target: GatePolicy | rs.Pipeline, work: Work, is_async: bool) -> str:
-    """Run *work* once through *target*'s ``call`` or, on a fresh loop, its ``acall``."""
+def backend_of(driver: Driver) -> str:
+    """The backend an async *driver* runs in."""
+    assert driver, "a sync driver has no backend"
+    return "asyncio" if driver is True else str(driver)
+
+
+def driver_params() -> list[Any]:
+    """The drivers to parametrize a test over: sync, then async in each of `BACKENDS`."""
+    return [
+        pytest.param(False, id="sync"),
+        *(pytest.param(b, id="async" if b == "asyncio" else f"async-{b}") for b in BACKENDS),
+    ]
+
+
+SYNC_ASYNC = pytest.mark.parametrize("is_async", driver_params())
+"""Parametrizes a test's ``is_async: Driver`` over sync and async in every backend."""
+
+
+def run_call(target: GatePolicy | rs.Pipeline, work: Work, is_async: Driver) -> str:
+    """Run *work* once through *target*'s ``call`` or, on a fresh run of its backend, ``acall``."""
     if is_async:
-        return run_async(lambda: target.acall(work.run_async))
+        return run_async(lambda: target.acall(work.run_async), backend_of(is_async))
     return target.call(work)

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 import resilience as rs
+from resilience import _aio, engine
 from resilience._clock import SYSTEM_CLOCK
 from resilience.testing import FakeClock
 from tests.docs_blocks import run_block
@@ -133,15 +134,45 @@ def test_a_thread_wakes_a_task_queued_in_a_trio_run() -> None:
     assert (b.running, b.waiting) == (0, 0)
 
 
-def test_hedge_under_trio_says_it_needs_asyncio() -> None:
-    """Hedge races asyncio tasks: under trio it raises a RuntimeError naming itself (issue #15)."""
-    hedge = rs.Hedge(delay=0.1, on=ValueError)
+def test_what_needs_asyncio_says_so_under_trio_naming_itself() -> None:
+    """require_asyncio: under trio, a RuntimeError naming the policy, why, and trio (#15)."""
 
     async def main() -> None:
-        await hedge.acall(checkpoint)
+        _aio.require_asyncio("Thing", "it needs asyncio's loop")
 
-    with pytest.raises(RuntimeError, match=r"Hedge runs under asyncio only .* not under trio"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^Thing runs under asyncio only \(it needs asyncio's loop\), not under trio$",
+    ):
         run_async(main, "trio")
+
+
+def test_cancel_after_ends_a_block_with_timeout_error_in_every_backend(backend: str) -> None:
+    """engine.cancel_after: the block is cancelled at its deadline, leaves as TimeoutError (#15)."""
+
+    async def main() -> tuple[bool, bool]:
+        with pytest.raises(TimeoutError) as info:
+            async with engine.cancel_after(0.01) as scope:
+                await anyio.sleep_forever()
+        assert type(info.value) is TimeoutError
+        async with engine.cancel_after(None) as unlimited:  # no deadline: the block just runs
+            await checkpoint()
+        return scope.expired(), unlimited.expired()
+
+    assert run_async(main, backend) == (True, False)
+
+
+def test_cancel_after_lets_an_enclosing_cancellation_through(backend: str) -> None:
+    """An enclosing scope's cancellation passes a longer cancel_after unchanged (#15)."""
+
+    async def main() -> bool:
+        with anyio.move_on_after(0.01) as outer:
+            async with engine.cancel_after(30.0) as scope:
+                await anyio.sleep_forever()
+        assert not scope.expired()
+        return outer.cancelled_caught
+
+    assert run_async(main, backend) is True
 
 
 def test_outside_any_async_library_the_error_says_so() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import datetime
@@ -1240,7 +1239,7 @@ def test_a_raising_hook_does_not_change_the_outcome(caplog: pytest.LogCaptureFix
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def test_call_and_acall() -> None:
+def test_call_and_acall(backend: str) -> None:
     """breaker.call and breaker.acall run a function once under the breaker."""
     breaker = make(FakeClock(), failure_threshold=1)
 
@@ -1248,11 +1247,11 @@ def test_call_and_acall() -> None:
         return x * 2
 
     assert breaker.call(body, "x") == "x"
-    assert asyncio.run(breaker.acall(afn, 21)) == 42
+    assert run_async(lambda: breaker.acall(afn, 21), backend) == 42
     with pytest.raises(Boom):
         breaker.call(body, "boom")
     with pytest.raises(rs.CircuitOpenError):
-        asyncio.run(breaker.acall(afn, 1))
+        run_async(lambda: breaker.acall(afn, 1), backend)
 
 
 def test_decorated_functions_keep_their_kind() -> None:

@@ -8,14 +8,17 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
+import trio
 
 import resilience as rs
 from resilience.testing import FakeClock
 
+from .forms import Tasks, checkpoint, run_async
 from .threads import WAIT, join_all
 
 THREADS = 16
@@ -194,13 +197,13 @@ def test_threads_against_half_open_admit_exactly_the_probes(probes: int) -> None
 
 
 @pytest.mark.parametrize("probes", [1, 3])
-def test_tasks_against_half_open_admit_exactly_the_probes(probes: int) -> None:
-    """1,000 asyncio tasks on a half-open circuit: exactly half_open_max_calls run."""
+def test_tasks_against_half_open_admit_exactly_the_probes(probes: int, backend: str) -> None:
+    """1,000 tasks of one run on a half-open circuit: exactly half_open_max_calls run."""
     clock = FakeClock()
     breaker = half_open(clock, probes)
 
     async def main() -> tuple[int, collections.Counter[str]]:
-        release = asyncio.Event()
+        release = anyio.Event()
         admitted = 0
 
         @breaker
@@ -216,35 +219,45 @@ def test_tasks_against_half_open_admit_exactly_the_probes(probes: int) -> None:
             except rs.CircuitOpenError:
                 return "rejected"
 
-        tasks = [asyncio.create_task(one()) for _ in range(TASKS)]
-        for _ in range(100 * TASKS):  # bounded: a bug cannot hang the test
-            if sum(task.done() for task in tasks) + admitted >= TASKS:
-                break
-            await asyncio.sleep(0)
-        seen = admitted
-        release.set()
-        return seen, collections.Counter(await asyncio.gather(*tasks))
+        async with Tasks() as group:
+            tasks = [await group.start(one) for _ in range(TASKS)]
+            for _ in range(100 * TASKS):  # bounded: a bug cannot hang the test
+                if sum(task.done() for task in tasks) + admitted >= TASKS:
+                    break
+                await checkpoint()
+            seen = admitted
+            release.set()
+        return seen, collections.Counter([await task.result() for task in tasks])
 
-    admitted, results = asyncio.run(main())
+    admitted, results = run_async(main, backend)
     assert admitted == probes
     assert results == {"ok": probes, "rejected": TASKS - probes}
     assert breaker.state is rs.CircuitState.CLOSED
 
 
 def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
-    """Tasks on 4 event loops in 4 threads share the probe places of one circuit."""
+    """Tasks of 4 runs in 4 threads (2 asyncio, 2 trio) share the probe places of one circuit."""
     clock = FakeClock()
     probes = 2
     loops = 4
     breaker = half_open(clock, probes)
     lock = threading.Condition()
-    ready: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]] = []
+    ready: list[tuple[Callable[[], object], int]] = []  # (release from a thread, probes held)
     admitted = 0
     results: collections.Counter[str] = collections.Counter()
 
+    def releaser(release: anyio.Event) -> Callable[[], object]:
+        """How another thread sets *release*: through the running loop or trio run."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            token = trio.lowlevel.current_trio_token()
+            return lambda: token.run_sync_soon(release.set)
+        return lambda: loop.call_soon_threadsafe(release.set)
+
     async def loop_main() -> None:
         nonlocal admitted
-        release = asyncio.Event()
+        release = anyio.Event()
         local_admitted = 0
 
         @breaker
@@ -262,28 +275,30 @@ def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
             except rs.CircuitOpenError:
                 return "rejected"
 
-        tasks = [asyncio.create_task(one()) for _ in range(TASKS // loops)]
-        # Let every task run until it is rejected or holds a probe.
-        while sum(t.done() for t in tasks) + local_admitted < len(tasks):  # noqa: ASYNC110
-            await asyncio.sleep(0)
-        with lock:
-            ready.append((asyncio.get_running_loop(), release, local_admitted))
-            lock.notify_all()
-        out = await asyncio.gather(*tasks)
+        async with Tasks() as group:
+            tasks = [await group.start(one) for _ in range(TASKS // loops)]
+            # Let every task run until it is rejected or holds a probe.
+            while sum(t.done() for t in tasks) + local_admitted < len(tasks):
+                await checkpoint()
+            with lock:
+                ready.append((releaser(release), local_admitted))
+                lock.notify_all()
+        out = [await task.result() for task in tasks]
         with lock:
             results.update(out)
 
     threads = [
-        threading.Thread(target=asyncio.run, args=(loop_main(),), daemon=True) for _ in range(loops)
+        threading.Thread(target=run_async, args=(loop_main, backend), daemon=True)
+        for backend in ("asyncio", "trio", "asyncio", "trio")
     ]
     for thread in threads:
         thread.start()
     with lock:
         lock.wait_for(lambda: len(ready) == loops, timeout=WAIT)
         seen = admitted
-        for loop, release, held in ready:
-            if held:  # a loop without probes may have finished already
-                loop.call_soon_threadsafe(release.set)
+        for release, held in ready:
+            if held:  # a run without probes may have finished already
+                release()
     join_all(threads)
     assert seen == probes
     assert results == {"ok": probes, "rejected": TASKS - probes}
@@ -438,13 +453,13 @@ def test_the_lock_is_not_held_across_a_threads_call() -> None:
     assert breaker.state is rs.CircuitState.CLOSED
 
 
-def test_the_lock_is_not_held_across_an_await() -> None:
+def test_the_lock_is_not_held_across_an_await(backend: str) -> None:
     """A task awaiting inside the breaker does not block other tasks of its loop."""
     clock = FakeClock()
     breaker = half_open(clock, probes=2)
 
     async def main() -> list[str]:
-        gate = asyncio.Event()
+        gate = anyio.Event()
 
         async def waits() -> str:
             await gate.wait()
@@ -454,13 +469,14 @@ def test_the_lock_is_not_held_across_an_await() -> None:
             gate.set()
             return "opened"
 
-        first = asyncio.create_task(breaker.acall(waits))
-        await asyncio.sleep(0)
-        second = asyncio.create_task(breaker.acall(opens_the_gate))
-        return list(await asyncio.gather(first, second))
+        async with Tasks() as tasks:
+            first = await tasks.start(breaker.acall, waits)
+            await checkpoint()
+            second = await tasks.start(breaker.acall, opens_the_gate)
+        return [await first.result(), await second.result()]
 
     result: list[list[str]] = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(main())), daemon=True)
+    thread = threading.Thread(target=lambda: result.append(run_async(main, backend)), daemon=True)
     thread.start()
     join_all([thread])  # a deadlock of the event loop on the breaker's lock fails here
     assert result == [["waited", "opened"]]

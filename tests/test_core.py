@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import functools
@@ -20,6 +19,8 @@ from resilience import backoff
 from resilience._clock import SYSTEM_CLOCK, SystemClock
 from resilience._pipeline import CALL, Runner, Shape, shape_of
 from resilience.testing import FakeClock
+
+from .forms import run_async
 
 
 class Recorder:
@@ -207,10 +208,10 @@ def test_instance_method_binds_self() -> None:
     assert svc.calls == 2
 
 
-def test_async_instance_method_binds_self() -> None:
+def test_async_instance_method_binds_self(backend: str) -> None:
     """A decorated coroutine method receives its instance and is retried."""
     svc = Service()
-    assert asyncio.run(svc.amethod(2)) == (svc, 2)
+    assert run_async(lambda: svc.amethod(2), backend) == (svc, 2)
     assert svc.calls == 2
 
 
@@ -249,7 +250,7 @@ def test_callable_objects_and_partials() -> None:
     assert partial(2) == 3
 
 
-def test_async_callable_object() -> None:
+def test_async_callable_object(backend: str) -> None:
     """An object with an async __call__ is driven as a coroutine function."""
 
     class Fetch:
@@ -262,7 +263,7 @@ def test_async_callable_object() -> None:
                 raise ValueError
             return self.n
 
-    assert asyncio.run(retry_on_value_error()(Fetch())()) == 3
+    assert run_async(lambda: retry_on_value_error()(Fetch())(), backend) == 3
 
 
 def test_decorating_a_non_callable_is_a_type_error() -> None:
@@ -368,7 +369,7 @@ def test_empty_pipeline_is_a_pass_through() -> None:
     assert rs.compose().call(lambda x: x + 1, 1) == 2
 
 
-def test_pipeline_call_and_acall() -> None:
+def test_pipeline_call_and_acall(backend: str) -> None:
     """Pipeline.call and Pipeline.acall run one call under every policy."""
     log: list[str] = []
     pipeline = rs.compose(Recorder("a", log))
@@ -377,7 +378,7 @@ def test_pipeline_call_and_acall() -> None:
         return x
 
     assert pipeline.call(lambda x: x, 5) == 5
-    assert asyncio.run(pipeline.acall(af, 6)) == 6
+    assert run_async(lambda: pipeline.acall(af, 6), backend) == 6
     assert log == ["a>", "<a", "a>", "<a"]
 
 
@@ -517,7 +518,9 @@ def _round_trips(value: object) -> list[object]:
     ids=["retry-on-type", "retry-transient", "timeout"],
 )
 @pytest.mark.parametrize("used", [False, True], ids=["fresh", "used"])
-def test_policies_pickle_and_copy_before_and_after_use(make: Callable[[], Any], used: bool) -> None:
+def test_policies_pickle_and_copy_before_and_after_use(
+    make: Callable[[], Any], used: bool, backend: str
+) -> None:
     """Retry and Timeout round-trip equal through pickle and copy, even after calls."""
     policy = make()
     if used:
@@ -527,13 +530,13 @@ def test_policies_pickle_and_copy_before_and_after_use(make: Callable[[], Any], 
 
         assert policy(lambda: 1)() == 1
         assert policy.call(lambda: 1) == 1
-        assert asyncio.run(policy.acall(af)) == 2
+        assert run_async(lambda: policy.acall(af), backend) == 2
     for clone in _round_trips(policy):
         assert type(clone) is type(policy)
         assert clone == policy
         assert hash(clone) == hash(policy)
         assert clone.call(lambda: 3) == 3  # type: ignore[attr-defined]
-        assert asyncio.run(clone.acall(af_five)) == 5  # type: ignore[attr-defined]
+        assert run_async(functools.partial(clone.acall, af_five), backend) == 5  # type: ignore[attr-defined]
 
 
 async def af_five() -> int:
@@ -611,7 +614,7 @@ class Marked:
         return wrapper
 
 
-def test_a_lone_policy_decorates_with_its_own_closure() -> None:
+def test_a_lone_policy_decorates_with_its_own_closure(backend: str) -> None:
     """One policy with closure(): the decorator uses it for plain functions; else the runner."""
     policy = Marked(offer=True)
 
@@ -628,7 +631,10 @@ def test_a_lone_policy_decorates_with_its_own_closure() -> None:
     async def g() -> Any:
         return 4
 
-    assert asyncio.run(rs.compose(policy)(g)()) == ("runner", 4)  # closure() said None
+    assert run_async(lambda: rs.compose(policy)(g)(), backend) == (
+        "runner",
+        4,
+    )  # closure() said None
 
 
 def test_a_closure_is_not_used_once_policies_are_stacked() -> None:

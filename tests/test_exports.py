@@ -149,6 +149,7 @@ ENGINE = {
     "WatchableLimiter",
     "astep",
     "bind_gate",
+    "cancel_after",
     "check_clock",
     "check_name",
     "check_rng",

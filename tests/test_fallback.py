@@ -24,7 +24,7 @@ from resilience._fallback import Fallback
 from resilience.testing import capture_events
 from tests.docs_blocks import run_block
 
-from .forms import SYNC_ASYNC, Boom, cancel_task, checkpoint, run_async
+from .forms import SYNC_ASYNC, Boom, Driver, backend_of, cancel_task, checkpoint, run_async
 
 
 class Down(Exception):
@@ -161,7 +161,7 @@ def test_an_async_method_falls_back(backend: str) -> None:
 
 
 @SYNC_ASYNC
-def test_what_on_does_not_handle_propagates_unchanged(is_async: bool) -> None:
+def test_what_on_does_not_handle_propagates_unchanged(is_async: Driver) -> None:
     fb = Fallback(on=Down, to="never")
     error = Boom("not handled")
 
@@ -173,7 +173,7 @@ def test_what_on_does_not_handle_propagates_unchanged(is_async: bool) -> None:
 
     with capture_events() as events, pytest.raises(Boom) as info:
         if is_async:
-            run_async(lambda: fb.acall(afn))
+            run_async(lambda: fb.acall(afn), backend_of(is_async))
         else:
             fb.call(fn)
     assert info.value is error
@@ -283,7 +283,7 @@ UNAVAILABLE = rs.ErrorClassifier([rs.Rule(status=503, kind="server"), rs.Rule(ex
 
 
 @SYNC_ASYNC
-def test_a_refused_result_is_replaced_and_the_fallback_gets_the_result(is_async: bool) -> None:
+def test_a_refused_result_is_replaced_and_the_fallback_gets_the_result(is_async: Driver) -> None:
     bad: Any = Response(503)
     good: Any = Response(200)
     seen: list[object] = []
@@ -302,9 +302,9 @@ def test_a_refused_result_is_replaced_and_the_fallback_gets_the_result(is_async:
 
     with capture_events() as events:
         if is_async:
-            assert run_async(lambda: fb.acall(abad)) == "fallback"
-            assert run_async(lambda: fb.acall(agood)) is good
-            assert run_async(lambda: fb.acall(afailing)) == "fallback"
+            assert run_async(lambda: fb.acall(abad), backend_of(is_async)) == "fallback"
+            assert run_async(lambda: fb.acall(agood), backend_of(is_async)) is good
+            assert run_async(lambda: fb.acall(afailing), backend_of(is_async)) == "fallback"
         else:
             assert fb.call(lambda: bad) == "fallback"
             assert fb.call(lambda: good) is good
@@ -530,11 +530,15 @@ def test_an_async_stream_list_moves_on_and_chains_the_last_failure(backend: str)
 
 
 @SYNC_ASYNC
-def test_an_open_circuit_falls_back_when_on_names_rejections(is_async: bool) -> None:
+def test_an_open_circuit_falls_back_when_on_names_rejections(is_async: Driver) -> None:
     breaker = rs.CircuitBreaker(on=Down, failure_threshold=1, reset_timeout=60.0, name="llm")
     pipeline = rs.compose(Fallback(on=(rs.RejectedError, Down), to=lambda exc: exc), breaker)
     for _ in range(2):
-        got = run_async(lambda: pipeline.acall(afailing)) if is_async else pipeline.call(failing)
+        got = (
+            run_async(lambda: pipeline.acall(afailing), backend_of(is_async))
+            if is_async
+            else pipeline.call(failing)
+        )
     assert isinstance(got, rs.CircuitOpenError)
     with pytest.raises(rs.CircuitOpenError):
         rs.compose(Fallback(on=Down, to="never"), breaker).call(failing)
@@ -659,7 +663,7 @@ def test_none_is_a_value_like_any_other() -> None:
     assert Fallback(on=Down, to=None).call(failing) is None
 
 
-def test_with_is_a_type_error_saying_why() -> None:
+def test_with_is_a_type_error_saying_why(backend: str) -> None:
     fb = Fallback(on=Down, to=1)
     with (
         pytest.raises(TypeError, match="not a context manager: a `with` body returns no value"),
@@ -672,7 +676,7 @@ def test_with_is_a_type_error_saying_why() -> None:
             pass  # type: ignore[unreachable]
 
     with pytest.raises(TypeError, match="not a context manager"):
-        run_async(main)
+        run_async(main, backend)
 
 
 def test_a_fallback_is_immutable_hashable_and_compares_by_value() -> None:

@@ -1,11 +1,13 @@
 """
 Hedge (`rs.Hedge`): copies of a slow coroutine call raced, the first acceptable outcome wins.
 
-Real event loops throughout. Copies are steered by `asyncio.Event`s, not by
-timing: most tests use ``delay=0`` (every hedge due at once) or a delay no test
-reaches (``LONG``). The only real waits are delays and deadlines of at most
-0.05 s. No test asserts a duration; each checks which copy won, how many
-started, the events, and that no task is left running after the call.
+Real event loops throughout, in every backend of `tests.forms.BACKENDS`
+(asyncio, trio, and anyio on both; issue #15). Copies are steered by flags
+they wait for, not by timing: most tests use ``delay=0`` (every hedge due at
+once) or a delay no test reaches (``LONG``). The only real waits are delays
+and deadlines of at most 0.05 s. No test asserts a duration; each checks which
+copy won, how many started, the events, and that no task is left running
+after the call.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from pathlib import Path
 from typing import Any
 
+import anyio
 import attrs
 import pytest
+import trio
 
 import resilience as rs
 from resilience._hedge import Hedge, HedgeDelay, PercentileDelay
 from resilience.testing import FakeClock, capture_events
 from tests.docs_blocks import run_block
 
-from .threads import WAIT, join_all
+from .forms import cancelled_error, checkpoint, run_async, until
+from .threads import join_all
 
 LONG = 30.0  # seconds: a delay that no test waits for (every test ends long before)
 SHORT = 0.01  # seconds: the longest real delay a test lets pass
@@ -42,17 +47,34 @@ class Fatal(Exception):
     """A failure they do not retry."""
 
 
-def run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run *main* on a fresh loop, then check that it left no task behind."""
+def run(main: Callable[[], Coroutine[Any, Any, Any]], backend: str = "asyncio") -> Any:
+    """Run *main* on a fresh run of *backend*, then check that it left no task behind."""
 
     async def checked() -> Any:
         try:
-            return await asyncio.wait_for(main(), WAIT)
+            return await main()
         finally:
-            left = asyncio.all_tasks() - {asyncio.current_task()}
-            assert not left, f"tasks left running: {left}"
+            if backend.endswith("trio"):
+                # Tasks live in nurseries: any left would be in one this task holds.
+                assert not trio.lowlevel.current_task().child_nurseries
+            else:
+                left = asyncio.all_tasks() - {asyncio.current_task()}
+                assert not left, f"tasks left running: {left}"
 
-    return asyncio.run(checked())
+    return run_async(checked, backend)
+
+
+class Flag:
+    """What a copy waits for: set by another copy or by the test (any backend)."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+
+    def set(self) -> None:
+        self.is_set = True
+
+    async def wait(self) -> None:
+        await until(lambda: self.is_set)
 
 
 class Copies:
@@ -67,37 +89,34 @@ class Copies:
         self.started: list[int] = []
         self.cancelled: list[int] = []
         self.cleaned: list[int] = []
-        self.changed = asyncio.Event()
 
     async def __call__(self) -> Any:
         n = len(self.started)
         self.started.append(n)
-        self.changed.set()
         try:
             return await self.behaviours[min(n, len(self.behaviours) - 1)](n)
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():
             self.cancelled.append(n)
             raise
         finally:
-            await asyncio.sleep(0)  # a cleanup that awaits: the caller must wait for it
+            with anyio.CancelScope(shield=True):
+                await checkpoint()  # a cleanup that awaits: the caller must wait for it
             self.cleaned.append(n)
 
     async def until_started(self, n: int) -> None:
-        while len(self.started) < n:
-            self.changed.clear()
-            await self.changed.wait()
+        await until(lambda: len(self.started) >= n)
 
 
 def hang() -> Callable[[int], Awaitable[Any]]:
     """A copy that never ends unless cancelled."""
 
     async def body(n: int) -> Any:
-        await asyncio.Event().wait()
+        await anyio.sleep_forever()
 
     return body
 
 
-def value(result: Any, *, after: asyncio.Event | None = None) -> Callable[[int], Awaitable[Any]]:
+def value(result: Any, *, after: Flag | None = None) -> Callable[[int], Awaitable[Any]]:
     """A copy that returns *result* (once *after* is set, if given)."""
 
     async def body(n: int) -> Any:
@@ -109,7 +128,7 @@ def value(result: Any, *, after: asyncio.Event | None = None) -> Callable[[int],
 
 
 def fail(
-    error: Callable[[int], BaseException], *, after: asyncio.Event | None = None
+    error: Callable[[int], BaseException], *, after: Flag | None = None
 ) -> Callable[[int], Awaitable[Any]]:
     """A copy that raises ``error(n)`` (once *after* is set, if given)."""
 
@@ -130,7 +149,7 @@ def hedge(**options: Any) -> Hedge:
 # --- the race ----------------------------------------------------------------------------
 
 
-def test_success_before_the_delay_starts_no_hedge() -> None:
+def test_success_before_the_delay_starts_no_hedge(backend: str) -> None:
     """A call that answers before the delay runs once; no hedge, no event."""
     copies = Copies(value("a"))
 
@@ -139,13 +158,13 @@ def test_success_before_the_delay_starts_no_hedge() -> None:
             result = await hedge().acall(copies)
         return result, events
 
-    result, events = run(main)
+    result, events = run(main, backend)
     assert result == "a"
     assert copies.started == [0]
     assert events == []
 
 
-def test_a_slow_call_is_hedged_and_the_first_copy_cancelled_and_awaited() -> None:
+def test_a_slow_call_is_hedged_and_the_first_copy_cancelled_and_awaited(backend: str) -> None:
     """The hedge answers first; the slow call is cancelled and its cleanup done before return."""
     copies = Copies(hang(), value("b"))
 
@@ -154,12 +173,12 @@ def test_a_slow_call_is_hedged_and_the_first_copy_cancelled_and_awaited() -> Non
         assert sorted(copies.cleaned) == [0, 1]  # both ended by now
         return result
 
-    assert run(main) == "b"
+    assert run(main, backend) == "b"
     assert copies.started == [0, 1]
     assert copies.cancelled == [0]
 
 
-def test_the_first_copy_can_still_win_after_a_hedge_started() -> None:
+def test_the_first_copy_can_still_win_after_a_hedge_started(backend: str) -> None:
     """Whichever copy answers first wins: here the call itself, the hedge is cancelled."""
 
     async def first(n: int) -> str:
@@ -167,13 +186,13 @@ def test_the_first_copy_can_still_win_after_a_hedge_started() -> None:
         return "first"
 
     copies = Copies(first, hang())
-    assert run(lambda: hedge(delay=0).acall(copies)) == "first"
+    assert run(lambda: hedge(delay=0).acall(copies), backend) == "first"
     assert copies.cancelled == [1]
 
 
-def test_a_retryable_failure_lets_the_other_copy_win() -> None:
+def test_a_retryable_failure_lets_the_other_copy_win(backend: str) -> None:
     """A copy failing with a retried failure does not end the call: the other one answers."""
-    failed = asyncio.Event()
+    failed = Flag()
 
     async def first(n: int) -> Any:
         await copies.until_started(2)
@@ -181,12 +200,12 @@ def test_a_retryable_failure_lets_the_other_copy_win() -> None:
         raise Flaky(n)
 
     copies = Copies(first, value("b", after=failed))
-    assert run(lambda: hedge(delay=0).acall(copies)) == "b"
+    assert run(lambda: hedge(delay=0).acall(copies), backend) == "b"
     assert copies.started == [0, 1]
     assert copies.cancelled == []
 
 
-def test_a_retryable_failure_starts_the_next_hedge_at_once() -> None:
+def test_a_retryable_failure_starts_the_next_hedge_at_once(backend: str) -> None:
     """A call failing (retryably) before the delay is hedged at once, not after the delay."""
     copies = Copies(fail(Flaky), value("b"))
 
@@ -195,13 +214,13 @@ def test_a_retryable_failure_starts_the_next_hedge_at_once() -> None:
             result = await hedge(delay=LONG).acall(copies)
         return result, events
 
-    result, events = run(main)
+    result, events = run(main, backend)
     assert result == "b"
     assert copies.started == [0, 1]
     assert [(e.hedge, e.delay) for e in events] == [(1, 0.0)]
 
 
-def test_a_failure_not_retried_wins_and_cancels_the_others() -> None:
+def test_a_failure_not_retried_wins_and_cancels_the_others(backend: str) -> None:
     """A failure the classifier does not retry propagates at once, unchanged."""
     copies = Copies(hang(), fail(Fatal))
 
@@ -210,12 +229,29 @@ def test_a_failure_not_retried_wins_and_cancels_the_others() -> None:
             await hedge(delay=0).acall(copies)
         assert not getattr(info.value, "__notes__", None)
 
-    run(main)
+    run(main, backend)
     assert copies.started == [0, 1]
     assert copies.cancelled == [0]
 
 
-def test_a_first_failure_not_retried_propagates_without_a_hedge() -> None:
+class Stop(BaseException):
+    """Not an Exception (as KeyboardInterrupt): never classified, never swallowed."""
+
+
+def test_a_base_exception_of_a_copy_propagates_unchanged(backend: str) -> None:
+    """A copy raising a BaseException ends the call with it, the others cancelled (issue #15)."""
+    copies = Copies(hang(), fail(lambda n: Stop(n)))
+
+    async def main() -> None:
+        with pytest.raises(Stop) as info:
+            await hedge(delay=0, on=Exception).acall(copies)
+        assert info.value.args == (1,)
+
+    run(main, backend)
+    assert copies.cancelled == [0]
+
+
+def test_a_first_failure_not_retried_propagates_without_a_hedge(backend: str) -> None:
     """The call's own failure, not retried, is raised before any hedge starts."""
     copies = Copies(fail(Fatal))
 
@@ -223,11 +259,11 @@ def test_a_first_failure_not_retried_propagates_without_a_hedge() -> None:
         with pytest.raises(Fatal):
             await hedge().acall(copies)
 
-    run(main)
+    run(main, backend)
     assert copies.started == [0]
 
 
-def test_when_every_copy_fails_the_last_failure_is_raised_with_a_note() -> None:
+def test_when_every_copy_fails_the_last_failure_is_raised_with_a_note(backend: str) -> None:
     """All copies failing retryably: the last failure, noted with how many copies ran."""
     copies = Copies(fail(Flaky))
 
@@ -240,11 +276,11 @@ def test_when_every_copy_fails_the_last_failure_is_raised_with_a_note() -> None:
             "this is the last failure (hedge 'reads')"
         ]
 
-    run(main)
+    run(main, backend)
     assert copies.started == [0, 1, 2]
 
 
-def test_a_failure_raised_again_carries_one_hedge_note() -> None:
+def test_a_failure_raised_again_carries_one_hedge_note(backend: str) -> None:
     """#18.5: the same exception object raised by every copy of many calls keeps one note."""
     same = Flaky(0)
 
@@ -257,35 +293,40 @@ def test_a_failure_raised_again_carries_one_hedge_note() -> None:
             with pytest.raises(Flaky):
                 await policy.acall(copy)
 
-    run(main)
+    run(main, backend)
     assert same.__notes__ == [
         "resilience: all 2 copies of the hedged call failed; this is the last failure "
         "(hedge 'reads')"
     ]
 
 
-def test_max_hedges_is_respected() -> None:
+def test_max_hedges_is_respected(backend: str) -> None:
     """No more than max_hedges extra copies start, however long the call takes."""
-    release = asyncio.Event()
+    release = Flag()
     copies = Copies(value("x", after=release))
 
     async def main() -> Any:
-        with capture_events() as events:
-            call = asyncio.ensure_future(hedge(delay=0, max_hedges=2).acall(copies))
-            await copies.until_started(3)
-            for _ in range(20):
-                await asyncio.sleep(0)
-            assert copies.started == [0, 1, 2]
-            release.set()
-            result = await call
-        return result, events
+        results: list[Any] = []
 
-    result, events = run(main)
+        async def call() -> None:
+            results.append(await hedge(delay=0, max_hedges=2).acall(copies))
+
+        with capture_events() as events:
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await copies.until_started(3)
+                for _ in range(20):
+                    await checkpoint()
+                assert copies.started == [0, 1, 2]
+                release.set()
+        return results[0], events
+
+    result, events = run(main, backend)
     assert result == "x"
     assert [e.hedge for e in events] == [1, 2]
 
 
-def test_each_hedge_waits_the_delay_after_the_previous_one() -> None:
+def test_each_hedge_waits_the_delay_after_the_previous_one(backend: str) -> None:
     """With a delay, hedges start one by one: the events say which and after how long."""
     copies = Copies(hang(), hang(), value("c"))
 
@@ -294,7 +335,7 @@ def test_each_hedge_waits_the_delay_after_the_previous_one() -> None:
             result = await hedge(delay=SHORT, max_hedges=3, name="h").acall(copies)
         return result, events
 
-    result, events = run(main)
+    result, events = run(main, backend)
     assert result == "c"
     assert copies.started == [0, 1, 2]  # the third hedge was never needed
     assert sorted(copies.cancelled) == [0, 1]
@@ -305,7 +346,7 @@ def test_each_hedge_waits_the_delay_after_the_previous_one() -> None:
 # --- deadlines and cancellation -------------------------------------------------------------
 
 
-def test_no_hedge_starts_after_the_deadline() -> None:
+def test_no_hedge_starts_after_the_deadline(backend: str) -> None:
     """Inside a Timeout shorter than the delay, no hedge starts; the Timeout ends the call."""
     copies = Copies(hang())
 
@@ -314,12 +355,12 @@ def test_no_hedge_starts_after_the_deadline() -> None:
             await rs.compose(rs.Timeout(0.05), hedge(delay=1.0)).acall(copies)
         assert not [e for e in events if isinstance(e, rs.HedgeStarted)]
 
-    run(main)
+    run(main, backend)
     assert copies.started == [0]
     assert copies.cancelled == [0]
 
 
-def test_a_hedge_due_at_once_is_not_started_once_the_deadline_passed() -> None:
+def test_a_hedge_due_at_once_is_not_started_once_the_deadline_passed(backend: str) -> None:
     """A retried failure after the deadline starts no hedge: the failure is raised, noted."""
     clock = FakeClock()
 
@@ -337,28 +378,28 @@ def test_a_hedge_due_at_once_is_not_started_once_the_deadline_passed() -> None:
             "the next hedge would have started after the deadline"
         ]
 
-    run(main)
+    run(main, backend)
     assert copies.started == [0]
 
 
-def test_hedges_start_within_the_deadline_and_see_it() -> None:
+def test_hedges_start_within_the_deadline_and_see_it(backend: str) -> None:
     """A deadline later than the delay lets the hedge start; every copy sees the deadline."""
     seen: list[float | None] = []
 
     async def body(n: int) -> str:
         seen.append(rs.deadline.remaining())
         if n == 0:
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
         return "hedge"
 
     copies = Copies(body)
-    result = run(lambda: rs.compose(rs.Timeout(LONG), hedge(delay=SHORT)).acall(copies))
+    result = run(lambda: rs.compose(rs.Timeout(LONG), hedge(delay=SHORT)).acall(copies), backend)
     assert result == "hedge"
     assert len(seen) == 2
     assert all(left is not None and 0 < left <= LONG for left in seen)
 
 
-def test_copies_run_in_the_callers_context() -> None:
+def test_copies_run_in_the_callers_context(backend: str) -> None:
     """Context variables set by the caller are visible in every copy."""
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
     seen: list[str] = []
@@ -366,49 +407,84 @@ def test_copies_run_in_the_callers_context() -> None:
     async def body(n: int) -> str:
         seen.append(var.get())
         if n == 0:
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
         return "ok"
 
     async def main() -> str:
         var.set("caller")
         return await hedge(delay=0).acall(Copies(body))
 
-    assert run(main) == "ok"
+    assert run(main, backend) == "ok"
     assert seen == ["caller", "caller"]
 
 
-def test_outer_cancellation_cancels_every_copy_and_propagates() -> None:
-    """task.cancel() on the caller cancels and awaits all copies, then raises CancelledError."""
-    copies = Copies(hang())
+def cancel_caller(
+    call: Callable[[], Awaitable[Any]], ready: Callable[[], Awaitable[None]], backend: str
+) -> list[BaseException]:
+    """
+    Run *call* as a task, cancel it (a ``task.cancel()`` under asyncio, its task
+    group's cancel scope under trio) once *ready* returns; return what it raised.
+    """
+    raised: list[BaseException] = []
 
     async def main() -> None:
-        call = asyncio.ensure_future(hedge(delay=0, max_hedges=2).acall(copies))
-        await copies.until_started(3)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        assert sorted(copies.cleaned) == [0, 1, 2]
+        async def caller() -> None:
+            try:
+                await call()
+            except BaseException as exc:
+                raised.append(exc)
+                raise
 
-    run(main)
+        if backend == "asyncio":
+            task = asyncio.create_task(caller())
+            await ready()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return
+        async with anyio.create_task_group() as group:
+            group.start_soon(caller)
+            await ready()
+            group.cancel_scope.cancel()
+
+    run(main, backend)
+    return raised
+
+
+def test_outer_cancellation_cancels_every_copy_and_propagates(backend: str) -> None:
+    """Cancelling the caller cancels and awaits all copies, then raises the cancellation."""
+    copies = Copies(hang())
+    cleaned: list[list[int]] = []
+
+    async def call() -> None:
+        try:
+            await hedge(delay=0, max_hedges=2).acall(copies)
+        finally:
+            cleaned.append(sorted(copies.cleaned))
+
+    raised = cancel_caller(call, lambda: copies.until_started(3), backend)
+    assert [type(exc) for exc in raised] == [cancelled_error(backend)]
+    assert cleaned == [[0, 1, 2]]
     assert sorted(copies.cancelled) == [0, 1, 2]
 
 
-def test_outer_cancellation_before_the_first_delay_cancels_the_call() -> None:
+def test_outer_cancellation_before_the_first_delay_cancels_the_call(backend: str) -> None:
     """Cancelled while waiting for the first delay: the one copy is cancelled and awaited."""
     copies = Copies(hang())
+    cleaned: list[list[int]] = []
 
-    async def main() -> None:
-        call = asyncio.ensure_future(hedge().acall(copies))
-        await copies.until_started(1)
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        assert copies.cleaned == [0]
+    async def call() -> None:
+        try:
+            await hedge().acall(copies)
+        finally:
+            cleaned.append(list(copies.cleaned))
 
-    run(main)
+    raised = cancel_caller(call, lambda: copies.until_started(1), backend)
+    assert [type(exc) for exc in raised] == [cancelled_error(backend)]
+    assert cleaned == [[0]]
 
 
-def test_a_timeout_around_the_hedge_cancels_every_copy() -> None:
+def test_a_timeout_around_the_hedge_cancels_every_copy(backend: str) -> None:
     """An enclosing Timeout expiring cancels all copies; the caller gets TimeoutExceededError."""
     copies = Copies(hang())
 
@@ -416,12 +492,13 @@ def test_a_timeout_around_the_hedge_cancels_every_copy() -> None:
         with pytest.raises(rs.TimeoutExceededError):
             await rs.compose(rs.Timeout(0.05), hedge(delay=0, max_hedges=1)).acall(copies)
 
-    run(main)
+    run(main, backend)
     assert sorted(copies.cancelled) == [0, 1]
 
 
 def test_a_copy_cancelled_from_elsewhere_propagates_cancellation() -> None:
     """A copy cancelled by someone else is not a failure to classify: CancelledError passes."""
+    # asyncio only: a trio task cannot be cancelled but by the scopes it runs in.
 
     async def body(n: int) -> Any:
         task = asyncio.current_task()
@@ -507,7 +584,7 @@ def test_percentile_delay_is_thread_safe() -> None:
     assert delay._sorted == sorted(delay._order)
 
 
-def test_a_hedge_learns_its_delay_from_call_durations() -> None:
+def test_a_hedge_learns_its_delay_from_call_durations(backend: str) -> None:
     """Durations measured on the Hedge's clock move the delay from *initial* to the percentile."""
     clock = FakeClock()
     adaptive = Hedge.percentile(50, window=4, initial=LONG, min_samples=2)
@@ -519,7 +596,7 @@ def test_a_hedge_learns_its_delay_from_call_durations() -> None:
 
     async def slow_then_hedge(n: int) -> str:
         if n == 0:
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
         return "hedge"
 
     async def main() -> Any:
@@ -530,12 +607,12 @@ def test_a_hedge_learns_its_delay_from_call_durations() -> None:
             result = await h.acall(Copies(slow_then_hedge))
         return result, events
 
-    result, events = run(main)
+    result, events = run(main, backend)
     assert result == "hedge"
     assert [(e.hedge, e.delay) for e in events] == [(1, 0.002)]
 
 
-def test_failures_teach_an_adaptive_delay_nothing() -> None:
+def test_failures_teach_an_adaptive_delay_nothing(backend: str) -> None:
     """Only calls that return a result are recorded."""
     adaptive = Hedge.percentile(50, min_samples=1)
     copies = Copies(fail(Fatal))
@@ -544,11 +621,11 @@ def test_failures_teach_an_adaptive_delay_nothing() -> None:
         with pytest.raises(Fatal):
             await hedge(delay=adaptive).acall(copies)
 
-    run(main)
+    run(main, backend)
     assert adaptive.samples == 0
 
 
-def test_a_custom_hedge_delay_is_asked_and_told() -> None:
+def test_a_custom_hedge_delay_is_asked_and_told(backend: str) -> None:
     """Any object with current() and record() serves as a delay."""
 
     @attrs.define
@@ -564,7 +641,7 @@ def test_a_custom_hedge_delay_is_asked_and_told() -> None:
 
     delay = Fixed(LONG)
     clock = FakeClock()
-    run(lambda: hedge(delay=delay, clock=clock).acall(Copies(value(1))))
+    run(lambda: hedge(delay=delay, clock=clock).acall(Copies(value(1))), backend)
     assert delay.recorded == [0.0]
 
 
@@ -601,7 +678,7 @@ def test_call_is_refused() -> None:
         hedge().call(_sync)
 
 
-def test_decorates_coroutine_functions_and_methods() -> None:
+def test_decorates_coroutine_functions_and_methods(backend: str) -> None:
     """As a decorator on a function and a method; composes with Retry."""
 
     class Client:
@@ -622,7 +699,7 @@ def test_decorates_coroutine_functions_and_methods() -> None:
     async def main() -> tuple[str, str]:
         return await client.get("a"), await read("b")
 
-    assert run(main) == ("A", "bb")
+    assert run(main, backend) == ("A", "bb")
     assert client.calls == 1
 
 
@@ -706,11 +783,11 @@ def test_configuration_is_data() -> None:
 # --- events and explain -------------------------------------------------------------------------
 
 
-def test_policy_hooks_receive_hedge_started() -> None:
+def test_policy_hooks_receive_hedge_started(backend: str) -> None:
     """The policy's own hooks get every HedgeStarted, with its number and delay."""
     got: list[rs.Event] = []
     copies = Copies(hang(), value("b"))
-    run(lambda: hedge(delay=0, hooks=[got.append], name="n").acall(copies))
+    run(lambda: hedge(delay=0, hooks=[got.append], name="n").acall(copies), backend)
     assert len(got) == 1
     event = got[0]
     assert isinstance(event, rs.HedgeStarted)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -95,7 +94,7 @@ def test_transport_errors_are_retried(
     assert emu.stats().by_route["health"] == 2
 
 
-def test_check_may_be_async(emu: Emulator, clock: FakeClock) -> None:
+def test_check_may_be_async(emu: Emulator, clock: FakeClock, backend: str) -> None:
     """The async transport awaits a coroutine check."""
 
     class Unhappy(Exception):
@@ -113,7 +112,7 @@ def test_check_may_be_async(emu: Emulator, clock: FakeClock) -> None:
             return await client.get(f"{emu.url}/health")
 
     emu.script("health", "unavailable", "ok")
-    assert asyncio.run(main()).status_code == 200
+    assert run_async(main, backend).status_code == 200
 
 
 def test_timeouts_are_lowered_to_the_deadline(emu: Emulator) -> None:

@@ -26,7 +26,7 @@ from resilience.engine import Observer
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
-from .forms import cancel_task
+from .forms import cancel_task, checkpoint, run_async
 from .threads import WAIT, join_all
 
 BOUND = rs.LatencySummary.RELATIVE_ERROR
@@ -404,7 +404,7 @@ def test_a_generator_failure_and_an_early_close() -> None:
     assert dict(metrics.snapshot()["stream"].outcomes) == {"cancelled": 1, "network": 1}
 
 
-def test_an_async_generator_is_observed_like_a_sync_one() -> None:
+def test_an_async_generator_is_observed_like_a_sync_one(backend: str) -> None:
     """Async streams: success, failure and early close, with asend forwarded."""
     clock = FakeClock()
     metrics = rs.MetricsCollector(name="astream", clock=clock)
@@ -431,7 +431,7 @@ def test_an_async_generator_is_observed_like_a_sync_one() -> None:
         assert await early.__anext__() == 1
         await early.aclose()
 
-    asyncio.run(main())
+    run_async(main, backend)
     m = metrics.snapshot()["astream"]
     assert dict(m.outcomes) == {"cancelled": 1, "server": 1, "success": 1}
     assert m.latency.max == 1.0
@@ -554,7 +554,7 @@ def test_fallbacks_used_are_counted_by_the_fallbacks_name(mode: Runner) -> None:
     assert metrics.snapshot().as_dict()["series"]["fb"]["fallbacks"] == 2
 
 
-def test_hedges_started_are_counted_by_the_hedges_name() -> None:
+def test_hedges_started_are_counted_by_the_hedges_name(backend: str) -> None:
     """HedgeStarted counts under the Hedge's name: delay=0 starts the one hedge at once."""
     metrics = rs.MetricsCollector()
     rs.add_hook(metrics)
@@ -562,14 +562,14 @@ def test_hedges_started_are_counted_by_the_hedges_name() -> None:
     unnamed = rs.Hedge(delay=0.0, max_hedges=1, on=ValueError)
 
     async def work() -> int:
-        await asyncio.sleep(0.001)
+        await anyio.sleep(0.001)
         return 5
 
     async def main() -> list[int]:
         return [await hedge.acall(work), await hedge.acall(work), await unnamed.acall(work)]
 
     with capture_events() as events:
-        assert asyncio.run(main()) == [5, 5, 5]
+        assert run_async(main, backend) == [5, 5, 5]
     started = [e for e in events if isinstance(e, rs.HedgeStarted)]
     assert [e.name for e in started] == ["h", "h", None]
     snap = metrics.snapshot()
@@ -854,24 +854,32 @@ def test_threads_conserve_every_count() -> None:
             assert partial["api"].calls == partial["api"].latency.count
 
 
-def test_tasks_on_one_event_loop_conserve_every_count() -> None:
+def test_tasks_on_one_event_loop_conserve_every_count(backend: str) -> None:
     """2000 concurrent tasks on a real loop: calls and outcomes are exact."""
     metrics = rs.MetricsCollector(name="api")
     pipeline = rs.compose(metrics)
 
     async def work(i: int) -> int:
-        await asyncio.sleep(0)
+        await checkpoint()
         if i % 4 == 0:
             raise StatusError(502)
         return i
 
     async def main() -> None:
-        results = await asyncio.gather(
-            *(pipeline.acall(work, i) for i in range(2000)), return_exceptions=True
-        )
-        assert sum(isinstance(r, StatusError) for r in results) == 500
+        failed: list[int] = []
 
-    asyncio.run(main())
+        async def one(i: int) -> None:
+            try:
+                await pipeline.acall(work, i)
+            except StatusError:
+                failed.append(i)
+
+        async with anyio.create_task_group() as group:
+            for i in range(2000):
+                group.start_soon(one, i)
+        assert len(failed) == 500
+
+    run_async(main, backend)
     assert dict(metrics.snapshot()["api"].outcomes) == {"server": 500, "success": 1500}
 
 

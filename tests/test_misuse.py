@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 import resilience as rs
 from resilience import backoff
+
+from .forms import run_async
 
 # --- call / acall with the wrong kind of function (issue #16, item 2) ---------------------
 
@@ -58,12 +59,14 @@ def test_call_refuses_a_coroutine_function(make: Callable[[], rs.Policy | rs.Pip
 
 
 @pytest.mark.parametrize("make", POLICIES.values(), ids=POLICIES)
-def test_acall_refuses_a_sync_function(make: Callable[[], rs.Policy | rs.Pipeline]) -> None:
+def test_acall_refuses_a_sync_function(
+    make: Callable[[], rs.Policy | rs.Pipeline], backend: str
+) -> None:
     """acall(sync_fn) raises a TypeError naming call, for every policy and pipelines."""
     policy = make()
     name = type(policy).__name__
     with pytest.raises(TypeError) as info:
-        asyncio.run(policy.acall(count))  # type: ignore[union-attr, arg-type]
+        run_async(lambda: policy.acall(count), backend)  # type: ignore[union-attr, arg-type]
     assert str(info.value) == (
         f"{name}.acall() runs coroutine functions, and count is a function (it returned "
         f"int, not an awaitable): use {name}.call(count, ...)"
@@ -76,7 +79,7 @@ def test_call_names_a_bound_coroutine_method() -> None:
         rs.Retry(on=Exception).call(Client().get)  # type: ignore[unused-coroutine]
 
 
-def test_acall_runs_a_sync_function_once_and_counts_nothing() -> None:
+def test_acall_runs_a_sync_function_once_and_counts_nothing(backend: str) -> None:
     """acall(sync_fn) runs it once: not retried, no failure for the breaker."""
     runs: list[int] = []
 
@@ -87,14 +90,14 @@ def test_acall_runs_a_sync_function_once_and_counts_nothing() -> None:
     breaker = rs.CircuitBreaker(on=Exception, failure_threshold=1)
     pipeline = rs.compose(rs.Retry(on=Exception, backoff=backoff.constant(0.0)), breaker)
     with pytest.raises(TypeError):
-        asyncio.run(pipeline.acall(work))  # type: ignore[arg-type]
+        run_async(lambda: pipeline.acall(work), backend)  # type: ignore[arg-type]
     assert runs == [1]
     assert breaker.state is rs.CircuitState.CLOSED
 
 
-def test_acall_takes_a_sync_function_returning_an_awaitable() -> None:
+def test_acall_takes_a_sync_function_returning_an_awaitable(backend: str) -> None:
     """acall(lambda: coro()) still works: what counts is what the function returns."""
-    assert asyncio.run(rs.Retry(on=Exception).acall(lambda: fetch())) == 1
+    assert run_async(lambda: rs.Retry(on=Exception).acall(lambda: fetch()), backend) == 1
 
 
 def test_call_refuses_a_generator_function() -> None:
@@ -107,10 +110,10 @@ def test_call_refuses_a_generator_function() -> None:
     )
 
 
-def test_acall_refuses_an_async_generator_function() -> None:
+def test_acall_refuses_an_async_generator_function(backend: str) -> None:
     """acall(async generator function) says to decorate it."""
     with pytest.raises(TypeError) as info:
-        asyncio.run(rs.Retry(on=Exception).acall(anumbers))  # type: ignore[arg-type]
+        run_async(lambda: rs.Retry(on=Exception).acall(anumbers), backend)  # type: ignore[arg-type]
     assert str(info.value) == (
         "Retry.acall() runs coroutine functions, and anumbers is an async generator "
         "function: decorate it, so that the policies cover its iteration"
@@ -131,10 +134,10 @@ def test_call_does_not_echo_a_key_given_by_mistake() -> None:
     assert str(info.value) == "Retry.call() runs callables, got str: 'sk-***'"
 
 
-def test_acall_refuses_what_is_not_callable() -> None:
+def test_acall_refuses_what_is_not_callable(backend: str) -> None:
     """await pipeline.acall(42) says what it got."""
     with pytest.raises(TypeError) as info:
-        asyncio.run(rs.compose(rs.Timeout(1.0)).acall(42))  # type: ignore[arg-type]
+        run_async(lambda: rs.compose(rs.Timeout(1.0)).acall(42), backend)  # type: ignore[arg-type]
     assert str(info.value) == "Pipeline.acall() runs callables, got int: 42"
 
 

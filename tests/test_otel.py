@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gc
 import subprocess
 import sys
@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from .threads import join_all
@@ -34,6 +35,7 @@ from resilience.integrations.otel import (
 )
 from resilience.testing import FakeClock
 
+from .forms import checkpoint, run_async
 from .test_metrics import Held, ScriptedLimit, until
 
 SECRET = "sk-live-0123456789abcdef"
@@ -121,21 +123,27 @@ def test_calls_and_durations_carry_policy_outcome_and_kind(otel: Reader) -> None
     assert tuple(point.explicit_bounds) == DURATION_BUCKETS
 
 
-def test_async_calls_are_observed_on_a_real_loop(otel: Reader) -> None:
+def test_async_calls_are_observed_on_a_real_loop(otel: Reader, backend: str) -> None:
     """acall through a real event loop: 200 tasks, exact counts."""
     metrics = OpenTelemetryMetrics(name="async", meter_provider=otel.provider)
     pipeline = rs.compose(metrics)
 
     async def work(i: int) -> int:
-        await asyncio.sleep(0)
+        await checkpoint()
         if i % 10 == 0:
             raise ConnectionError
         return i
 
     async def main() -> None:
-        await asyncio.gather(*(pipeline.acall(work, i) for i in range(200)), return_exceptions=True)
+        async def one(i: int) -> None:
+            with contextlib.suppress(ConnectionError):
+                await pipeline.acall(work, i)
 
-    asyncio.run(main())
+        async with anyio.create_task_group() as group:
+            for i in range(200):
+                group.start_soon(one, i)
+
+    run_async(main, backend)
     assert otel.calls() == {
         attrs_(policy="async", outcome="success"): 180,
         attrs_(policy="async", outcome="failure", kind="network"): 20,
@@ -179,7 +187,9 @@ def test_events_feed_their_counters(otel: Reader) -> None:
     assert otel.points("resilience.timeouts") == {attrs_(policy="default", reason="total"): 1}
 
 
-def test_fallbacks_hedges_and_budget_give_ups_feed_their_counters(otel: Reader) -> None:
+def test_fallbacks_hedges_and_budget_give_ups_feed_their_counters(
+    otel: Reader, backend: str
+) -> None:
     """Real Fallback, Hedge and Retry(budget=): counted by policy, kind and reason."""
     metrics = OpenTelemetryMetrics(meter_provider=otel.provider)
     rs.add_hook(metrics)
@@ -192,13 +202,13 @@ def test_fallbacks_hedges_and_budget_give_ups_feed_their_counters(otel: Reader) 
     hedge = rs.Hedge(delay=0.0, max_hedges=1, on=ValueError, name="h")
 
     async def work() -> int:
-        await asyncio.sleep(0.001)
+        await anyio.sleep(0.001)
         return 5
 
     async def main() -> list[int]:
         return [await hedge.acall(work) for _ in range(3)]
 
-    assert asyncio.run(main()) == [5, 5, 5]
+    assert run_async(main, backend) == [5, 5, 5]
     retry = rs.Retry(
         on=ConnectionError,
         attempts=5,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 from typing import Any
 
@@ -13,6 +12,8 @@ import requests
 import resilience as rs
 from resilience.profiles import saas_litellm as saas
 from resilience.profiles.saas_litellm.emulator import Emulator
+
+from .forms import run_async
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -269,7 +270,7 @@ def test_long_details_are_shortened() -> None:
     assert "\n" not in str(caught.value)
 
 
-def test_unread_async_response_gives_no_detail() -> None:
+def test_unread_async_response_gives_no_detail(backend: str) -> None:
     """An unread async httpx response cannot be read from sync code: no detail, no crash."""
 
     async def stream() -> Any:
@@ -284,7 +285,7 @@ def test_unread_async_response_gives_no_detail() -> None:
             return error
         raise AssertionError("did not raise")
 
-    error = asyncio.run(main())
+    error = run_async(main, backend)
     assert (error.status, error.detail) == (500, None)
 
 

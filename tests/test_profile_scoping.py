@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 import resilience as rs
@@ -17,6 +19,7 @@ from resilience.testing import FakeClock
 from tests.docs_blocks import run_block
 
 from .emulator_helpers import CHAT, Client, Unresponsive
+from .forms import cancel_task, run_async
 from .test_profile_sse import _fake_stream
 
 pytest_plugins = ["tests.emulator_fixtures"]
@@ -242,7 +245,9 @@ def test_a_deadline_already_passed_is_an_unsent_timeout(
     assert emu.stats().by_route.get("llm-call", 0) == 0
 
 
-def test_async_timeout_around_async_client_raises_api_timeout_error(emu: Emulator) -> None:
+def test_async_timeout_around_async_client_raises_api_timeout_error(
+    emu: Emulator, backend: str
+) -> None:
     """Issue 17.4: `async with rs.Timeout(...)` around an async_client call to a slow llm-call
     raises saas.APITimeoutError(request_sent=True), not rs.TimeoutExceededError."""
 
@@ -258,14 +263,16 @@ def test_async_timeout_around_async_client_raises_api_timeout_error(emu: Emulato
                     await api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
             return caught.value
 
-    error = asyncio.run(main())
+    error = run_async(main, backend)
     assert error.request_sent is True
     assert error.method == "POST"
     assert error.path is not None
     assert error.path.endswith("/llm-call")
 
 
-def test_async_timeout_while_waiting_for_a_slot_is_an_unsent_timeout(emu: Emulator) -> None:
+def test_async_timeout_while_waiting_for_a_slot_is_an_unsent_timeout(
+    emu: Emulator, backend: str
+) -> None:
     """Issue 17.4: a deadline that ends a paid call's wait for a bulkhead slot: APITimeoutError,
     request_sent=False, nothing sent."""
     bulkhead = rs.Bulkhead(max_concurrent=1, max_queue=4, name="paid")
@@ -284,7 +291,7 @@ def test_async_timeout_while_waiting_for_a_slot_is_an_unsent_timeout(emu: Emulat
                         await api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT)
             return caught.value
 
-    error = asyncio.run(main())
+    error = run_async(main, backend)
     assert error.request_sent is False
     assert emu.stats().by_route.get("llm-call", 0) == 0
 
@@ -301,7 +308,9 @@ def test_a_trailing_slash_redirect_is_followed_by_every_client(api: Client, emu:
     assert (stats.by_route["create"], stats.jobs) == (1, 1)
 
 
-def test_async_timeout_while_connecting_is_an_unsent_timeout(unresponsive: Unresponsive) -> None:
+def test_async_timeout_while_connecting_is_an_unsent_timeout(
+    unresponsive: Unresponsive, backend: str
+) -> None:
     """Issue 17.4: an enclosing async deadline that ends a connect raises APITimeoutError with
     request_sent=False (httpcore's trace: the request's headers never started)."""
 
@@ -313,33 +322,55 @@ def test_async_timeout_while_connecting_is_an_unsent_timeout(unresponsive: Unres
                     await api.post("/api/jobs/create", json={"team_id": "t", "job_type": "t"})
             return caught.value
 
-    error = asyncio.run(main())
+    error = run_async(main, backend)
     assert error.request_sent is False
 
 
-def test_a_cancellation_inside_a_deadline_stays_a_cancellation(emu: Emulator) -> None:
-    """Issue 17.4: the async client turns only its deadline into APITimeoutError: a task
-    cancelled while an enclosing deadline still runs ends with CancelledError."""
+class LoopBlocker(httpx.AsyncBaseTransport):
+    """A transport that blocks its event loop for *seconds*, then waits until cancelled."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(self.seconds)  # noqa: ASYNC251 - blocking the loop on purpose
+        await anyio.sleep_forever()
+        raise AssertionError("the request was not cancelled")
+
+
+def test_a_run_late_past_both_deadlines_raises_api_timeout_error(backend: str) -> None:
+    """Issue 17.4, #15: a run blocked past the client's margin and the enclosing deadline (both
+    timers due at once) still raises APITimeoutError, not the Timeout's, in every backend."""
 
     async def main() -> None:
+        async with saas.async_client(
+            "http://127.0.0.1:9", "sk-" + "a" * 32, breaker=None, transport=LoopBlocker(0.3)
+        ) as api:
+            with pytest.raises(saas.APITimeoutError):
+                async with rs.Timeout(0.1):
+                    await api.get("/api/jobs/3f0a6a4e-5f7b-4f6e-9d1c-0a0b0c0d0e0f")
+
+    run_async(main, backend)
+
+
+def test_a_cancellation_inside_a_deadline_stays_a_cancellation(emu: Emulator, backend: str) -> None:
+    """Issue 17.4: the async client turns only its deadline into APITimeoutError: a task
+    cancelled while an enclosing deadline still runs ends with its cancellation."""
+    sent_at: list[float] = []
+
+    async def call() -> None:
         async with saas.async_client(emu.url, emu.virtual_key, breaker=None) as api:
             answer = await api.post(
                 "/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"}
             )
             job_id = answer.json()["job_id"]
             emu.script("get", "slow")
+            sent_at.append(time.monotonic())
+            async with rs.Timeout(30.0):
+                await api.get(f"/api/jobs/{job_id}")
 
-            async def call() -> None:
-                async with rs.Timeout(30.0):
-                    await api.get(f"/api/jobs/{job_id}")
-
-            task = asyncio.create_task(call())
-            await asyncio.sleep(0.2)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-    asyncio.run(main())
+    # Cancelled 0.2 s into the slow GET, well inside its deadline.
+    cancel_task(call, lambda: bool(sent_at) and time.monotonic() - sent_at[0] >= 0.2, backend)
 
 
 PROFILE_DOC = Path(__file__).resolve().parent.parent / "docs" / "profile-saas-litellm.md"

@@ -22,6 +22,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
 from .emulator_helpers import CHAT, Client
+from .forms import run_async
 from .threads import join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
@@ -142,10 +143,34 @@ def test_total_timeout_is_checked_between_chunks(emu: Emulator) -> None:
         client.close()
 
 
-def test_async_total_timeout(emu: Emulator) -> None:
-    """An async stream is cut at its total limit even while it waits."""
-    error = _stalled("async", emu, total=0.3, idle=5.0)
+def _stalled_in(backend: str, emu: Emulator, **limits: Any) -> saas.StreamError:
+    """`_stalled` with the async client, run in *backend* (any of `tests.forms.BACKENDS`)."""
+    emu.script("llm-call-stream", "stream_stall")
+
+    async def read() -> saas.StreamError:
+        async with saas.async_client(emu.url, emu.virtual_key, breaker=None) as api:
+            answer = await api.post("/api/jobs/create", json=NEW_JOB)
+            path = f"/api/jobs/{answer.json()['job_id']}/llm-call-stream"
+            with pytest.raises(saas.StreamError) as caught:
+                async with api.stream("POST", path, json=CHAT) as response:
+                    async for _ in saas.aiter_sse(response, **limits):
+                        pass
+            return caught.value
+
+    return run_async(read, backend)
+
+
+def test_async_total_timeout(emu: Emulator, backend: str) -> None:
+    """An async stream is cut at its total limit even while it waits (in every backend)."""
+    error = _stalled_in(backend, emu, total=0.3, idle=5.0)
     assert "total timeout" in str(error)
+
+
+def test_async_idle_timeout(emu: Emulator, backend: str) -> None:
+    """An async stream that stops sending is cut at its idle limit (in every backend)."""
+    error = _stalled_in(backend, emu, idle=0.3)
+    assert "within 0.3 s" in str(error)
+    assert len(error.partial) == 2
 
 
 def test_response_is_closed_when_iteration_stops(emu: Emulator) -> None:

@@ -8,7 +8,6 @@ the real clock with waits of minutes, cancelled as soon as they begin.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 import logging
@@ -23,10 +22,15 @@ import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
 from .forms import (
+    SYNC_ASYNC,
     Boom,
+    Driver,
     Form,
+    Tasks,
     Work,
+    backend_of,
     bounded,
+    cancel_task,
     gate_forms,
     pick,
     run_async,
@@ -266,53 +270,45 @@ def test_a_stream_takes_its_units_when_it_starts() -> None:
 # --- 3. cancellation gives a waiter's units back ------------------------------------------
 
 
-def cancel_waiters(r: rs.RateLimiter, cancel: list[int], waiters: int) -> None:
+def cancel_waiters(r: rs.RateLimiter, cancel: list[int], waiters: int, backend: str) -> None:
     """Start *waiters* tasks that wait their turn (minutes ahead), cancel those in *cancel*."""
 
     base = r.available
 
     async def main() -> None:
-        tasks = []
-        for index in range(waiters):
-            tasks.append(asyncio.create_task(r.acall(Work().run_async)))
-            await until(lambda n=index: r.available < base - 0.5 - n)  # type: ignore[misc]
-        for index in cancel:
-            tasks[index].cancel()
-        for index in cancel:
-            with pytest.raises(asyncio.CancelledError):
-                await tasks[index]
-        for index, task in enumerate(tasks):
-            if index not in cancel:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async with Tasks() as group:
+            tasks = []
+            for index in range(waiters):
+                tasks.append(await group.start(r.acall, Work().run_async))
+                await until(lambda n=index: r.available < base - 0.5 - n)  # type: ignore[misc]
+            for index in cancel:
+                tasks[index].cancel()
+            for index in cancel:
+                await tasks[index].wait()
+                assert tasks[index].cancelled
+            for index, task in enumerate(tasks):
+                if index not in cancel:
+                    task.cancel()
 
-    run_async(main)
+    run_async(main, backend)
 
 
-def test_the_last_waiter_cancelled_gives_its_units_back_exactly() -> None:
+def test_the_last_waiter_cancelled_gives_its_units_back_exactly(backend: str) -> None:
     """One call runs, one waits a minute and is cancelled: the bucket is as after the first."""
     r = rs.RateLimiter(rate=1, per=60.0, burst=1)
     r.call(Work())
-
-    async def main() -> None:
-        task = asyncio.create_task(r.acall(Work().run_async))
-        await until(lambda: r.available < -0.5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    run_async(main)
+    cancel_task(lambda: r.acall(Work().run_async), lambda: r.available < -0.5, backend)
     assert r.available == pytest.approx(0, abs=0.01)  # the real clock moved a little
 
 
-def test_a_waiter_cancelled_before_others_gives_back_what_keeps_the_bound() -> None:
+def test_a_waiter_cancelled_before_others_gives_back_what_keeps_the_bound(backend: str) -> None:
     """
     burst=1: a hole before the others' slots cannot be lent (it would run beside them); burst=3
     with cost 1: the hole's unit comes back, since a bucket of 3 has room for it.
     """
     tight = rs.RateLimiter(rate=1, per=60.0, burst=1)
     tight.call(Work())
-    cancel_waiters(tight, cancel=[0], waiters=2)  # the first of two waiters
+    cancel_waiters(tight, cancel=[0], waiters=2, backend=backend)  # the first of two waiters
     # Both waiters were cancelled in the end; the last one's units came back exactly, the
     # first one's were forfeited: one unit is still reserved ahead of now.
     assert tight.available == pytest.approx(-1, abs=0.01)
@@ -320,7 +316,7 @@ def test_a_waiter_cancelled_before_others_gives_back_what_keeps_the_bound() -> N
     roomy = rs.RateLimiter(rate=1, per=60.0, burst=3)
     for _ in range(3):
         roomy.call(Work())
-    cancel_waiters(roomy, cancel=[0], waiters=2)
+    cancel_waiters(roomy, cancel=[0], waiters=2, backend=backend)
     assert roomy.available == pytest.approx(0, abs=0.01)
 
 
@@ -357,7 +353,7 @@ def test_a_callable_cost_sees_the_calls_arguments() -> None:
     assert r.available == pytest.approx(1000 - 50 - 102)
 
 
-def test_a_callable_cost_on_a_method_sees_self_and_on_streams_the_arguments() -> None:
+def test_a_callable_cost_on_a_method_sees_self_and_on_streams_the_arguments(backend: str) -> None:
     """The cost callable takes the function's own arguments, self included."""
     r = limiter(rate=100, per=1.0, cost=lambda *args, **kwargs: len(args) + len(kwargs))
 
@@ -381,13 +377,13 @@ def test_a_callable_cost_on_a_method_sees_self_and_on_streams_the_arguments() ->
 
     client = Client()
     client.get(1, b=2)  # self, a, b=: 3
-    assert asyncio.run(client.fetch(1)) == 1  # 2
+    assert run_async(lambda: client.fetch(1), backend) == 1  # 2
     assert list(client.lines(2)) == [0, 1]  # 2
 
     async def drain() -> list[int]:
         return [i async for i in client.alines(1)]
 
-    assert asyncio.run(drain()) == [0]  # 2
+    assert run_async(drain, backend) == [0]  # 2
     assert r.available == pytest.approx(100 - 9)
 
 
@@ -447,7 +443,7 @@ def test_a_settle_that_raises_is_logged_and_the_estimate_stands(
     assert "settle() failed" in caplog.text
 
 
-def test_acquire_waits_and_settles_in_with_and_async_with() -> None:
+def test_acquire_waits_and_settles_in_with_and_async_with(backend: str) -> None:
     """The explicit form: a permit per block, waited for, settled by hand."""
     r = limiter(rate=100, per=60.0, burst=100)
     clock = r.clock
@@ -462,7 +458,7 @@ def test_acquire_waits_and_settles_in_with_and_async_with() -> None:
             permit.settle(90)
             return permit.cost
 
-    assert run_async(main) == 90
+    assert run_async(main, backend) == 90
     assert clock.sleeps == pytest.approx([12.0])  # 20 units short at 100 per minute
     with pytest.raises(ValueError, match="cost must be <= burst"):
         r.acquire(101)
@@ -567,15 +563,15 @@ class InterruptedClock:
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_an_interrupt_while_waiting_gives_the_units_back(is_async: bool) -> None:
+@SYNC_ASYNC
+def test_an_interrupt_while_waiting_gives_the_units_back(is_async: Driver) -> None:
     """KeyboardInterrupt during the wait passes through; the waiter's unit comes back."""
     r = rs.RateLimiter(rate=1, per=1.0, burst=1, clock=InterruptedClock())
     r.call(Work())
     work = Work()
     with pytest.raises(KeyboardInterrupt):
         if is_async:
-            asyncio.run(r.acall(work.run_async))
+            run_async(lambda: r.acall(work.run_async), backend_of(is_async))
         else:
             r.call(work)
     assert work.seen == []

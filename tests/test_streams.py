@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
@@ -393,7 +392,7 @@ def test_close_closes_the_generator(policy: Any) -> None:
 
 
 @pytest.mark.parametrize("policy", policies(), ids=POLICY_IDS)
-def test_aclose_closes_the_async_generator(policy: Any) -> None:
+def test_aclose_closes_the_async_generator(policy: Any, backend: str) -> None:
     """aclose() on an async stream runs the generator's finally."""
     script = Script(True, [1, 2, 3])
 
@@ -403,11 +402,11 @@ def test_aclose_closes_the_async_generator(policy: Any) -> None:
         await stream.aclose()
         return script.closed
 
-    assert asyncio.run(main()) == 1
+    assert run_async(main, backend) == 1
 
 
 @pytest.mark.parametrize("policy", policies(), ids=POLICY_IDS)
-def test_async_break_closes_the_async_generator(policy: Any) -> None:
+def test_async_break_closes_the_async_generator(policy: Any, backend: str) -> None:
     """An `async for` that breaks, inside aclosing(), runs the generator's finally."""
     script = Script(True, [1, 2, 3])
 
@@ -417,7 +416,7 @@ def test_async_break_closes_the_async_generator(policy: Any) -> None:
                 break
         return script.closed
 
-    assert asyncio.run(main()) == 1
+    assert run_async(main, backend) == 1
 
 
 def test_send_is_forwarded() -> None:
@@ -434,7 +433,7 @@ def test_send_is_forwarded() -> None:
     stream.close()
 
 
-def test_asend_is_forwarded() -> None:
+def test_asend_is_forwarded(backend: str) -> None:
     """asend() reaches the async generator through Retry and Timeout."""
 
     async def doubler() -> AsyncGenerator[int, int]:
@@ -450,7 +449,7 @@ def test_asend_is_forwarded() -> None:
         finally:
             await stream.aclose()
 
-    assert asyncio.run(main()) == (42, 10)
+    assert run_async(main, backend) == (42, 10)
 
 
 def test_throw_is_forwarded() -> None:
@@ -479,7 +478,7 @@ def test_a_thrown_exception_comes_back_unchanged() -> None:
     assert script.closed == 1
 
 
-def test_athrow_is_forwarded() -> None:
+def test_athrow_is_forwarded(backend: str) -> None:
     """athrow() reaches the async generator, which may handle it and go on."""
 
     async def tolerant() -> AsyncGenerator[str, None]:
@@ -496,7 +495,7 @@ def test_athrow_is_forwarded() -> None:
         finally:
             await stream.aclose()
 
-    assert asyncio.run(main()) == "handled"
+    assert run_async(main, backend) == "handled"
 
 
 def test_throw_after_the_deadline_still_reaches_the_generator() -> None:
@@ -523,7 +522,7 @@ def test_throw_after_the_deadline_still_reaches_the_generator() -> None:
         next(stream)
 
 
-def test_athrow_after_the_deadline_still_reaches_the_generator() -> None:
+def test_athrow_after_the_deadline_still_reaches_the_generator(backend: str) -> None:
     """As for sync streams: the consumer's exception reaches an async generator late."""
     clock = FakeClock()
 
@@ -543,7 +542,7 @@ def test_athrow_after_the_deadline_still_reaches_the_generator() -> None:
             await stream.aclose()
 
     with pytest.raises(KeyError) as info:
-        asyncio.run(main())
+        run_async(main, backend)
     assert info.value is error  # delivered, unhandled, back unchanged
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
+from .forms import run_async
 from .threads import join_all
 
 
@@ -18,11 +18,11 @@ def test_fake_clock_is_a_clock() -> None:
     assert isinstance(FakeClock(), rs.Clock)
 
 
-def test_sleep_advances_and_records() -> None:
+def test_sleep_advances_and_records(backend: str) -> None:
     """Sleeping advances virtual time at once and is recorded."""
     clock = FakeClock(start=10.0)
     clock.sleep(1.5)
-    asyncio.run(clock.asleep(2.0))
+    run_async(lambda: clock.asleep(2.0), backend)
     clock.advance(0.5)
     assert clock.now() == 14.0
     assert clock.sleeps == [1.5, 2.0]
@@ -50,7 +50,7 @@ def test_shared_between_threads() -> None:
     assert clock.now() == pytest.approx(8.0)
 
 
-def test_system_clock() -> None:
+def test_system_clock(backend: str) -> None:
     """The system clock reads time.monotonic and sleeps with time.sleep / asyncio.sleep."""
     import time
 
@@ -60,7 +60,7 @@ def test_system_clock() -> None:
     assert SYSTEM_CLOCK.sleep is time.sleep
     first = SYSTEM_CLOCK.now()
     SYSTEM_CLOCK.sleep(0)
-    asyncio.run(SYSTEM_CLOCK.asleep(0))
+    run_async(lambda: SYSTEM_CLOCK.asleep(0), backend)
     assert SYSTEM_CLOCK.now() >= first
     assert repr(SYSTEM_CLOCK) == "SYSTEM_CLOCK"
 

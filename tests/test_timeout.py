@@ -129,7 +129,7 @@ def test_idle_on_a_non_stream_function_fails_at_decoration(is_async: bool) -> No
         rs.Timeout(5, idle=1)(af if is_async else f)
 
 
-def test_idle_on_a_block_is_a_type_error() -> None:
+def test_idle_on_a_block_is_a_type_error(backend: str) -> None:
     """A with or async with block has no items: idle there is a TypeError."""
     timeout = rs.Timeout(5, idle=1)
     with pytest.raises(TypeError, match="a `with` block has no items"), timeout:
@@ -140,7 +140,7 @@ def test_idle_on_a_block_is_a_type_error() -> None:
             pass  # pragma: no cover
 
     with pytest.raises(TypeError, match="a `async with` block has no items"):
-        asyncio.run(main())
+        run_async(main, backend)
     assert rs.deadline.current() is None
 
 
@@ -276,7 +276,7 @@ def test_call_and_acall(mode: Runner) -> None:
         async def af(x: int) -> float:
             return left() + x
 
-        assert asyncio.run(timeout.acall(af, 1)) == 5.0
+        assert mode.run(timeout.acall, af, 1) == 5.0
     else:
         assert timeout.call(lambda x: left() + x, 1) == 5.0
 

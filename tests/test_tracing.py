@@ -249,7 +249,7 @@ def test_a_stream_span_is_current_only_while_it_produces(
 
 
 def test_an_async_stream_span_ends_with_the_stream(
-    tracing: OpenTelemetryTracing, exporter: InMemorySpanExporter
+    tracing: OpenTelemetryTracing, exporter: InMemorySpanExporter, backend: str
 ) -> None:
     """An async generator's span ends when the stream does, ERROR if it failed."""
 
@@ -265,7 +265,7 @@ def test_an_async_stream_span_ends_with_the_stream(
                 got.append(n)
         return got
 
-    assert run_async(main) == [1]
+    assert run_async(main, backend) == [1]
     [span] = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
 

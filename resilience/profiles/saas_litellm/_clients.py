@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import resilience as rs
+from resilience.engine import cancel_after
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
 from ._policy import Options, _model_of, deadline_passed, options
@@ -503,7 +504,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             # the caller gets the profile's APITimeoutError, not the enclosing
             # Timeout's cancellation. `sent` follows httpcore's trace of each attempt.
             sent = _Sent(request)
-            scope = asyncio.timeout(left - DEADLINE_MARGIN)
+            scope = cancel_after(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
                     return await pipeline.acall(attempt, request, own, stream, sent)
@@ -528,6 +529,20 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 ):
                     raise _deadline_error(request.method, attempt, sent.value) from exc
                 raise
+            except BaseException as exc:
+                # The same late run under trio: both scopes cancelled, the outer one
+                # (the enclosing Timeout's) takes the cancellation, whose deadline
+                # has passed. Whatever else (an interrupt, another cancellation
+                # while a deadline still runs) propagates.
+                remaining = rs.deadline.remaining()
+                if (
+                    isinstance(exc, Exception | KeyboardInterrupt | SystemExit | GeneratorExit)
+                    or not scope.expired()
+                    or remaining is None
+                    or remaining > 0
+                ):
+                    raise
+                raise _deadline_error(request.method, attempt, sent.value) from exc
 
         async def _send_once(
             self,

@@ -9,13 +9,13 @@ after the 200 arrives as one ``data: {"error": "..."}`` event, then the end.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
+from ...engine import cancel_after
 from ._classify import is_permanent, transport_kind
 from ._endpoints import ENDPOINTS, EndpointMap
 from ._errors import StreamError, redact, request_line
@@ -372,7 +372,7 @@ async def aiter_sse(
                     raise state.error(f"the stream exceeded its total timeout of {total:.6g} s")
                 wait = left if wait is None else min(wait, left)
             try:
-                async with asyncio.timeout(wait):
+                async with cancel_after(wait):  # a cancel scope under trio
                     chunk: bytes | None = await anext(chunks, None)
             except TimeoutError as exc:
                 if total is not None and clock() - started >= total:
