@@ -16,10 +16,12 @@ implements the same protocol with server-side atomic operations.
 from __future__ import annotations
 
 import enum
+import functools
+import itertools
 import math
 import numbers
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import attrs
@@ -614,6 +616,9 @@ _FIRST: Final = CircuitPermit()
 apart from the others of its own store only, so stores may share it."""
 
 
+_new_count: Callable[[], Iterator[int]] = functools.partial(itertools.count, 1)
+"""A new count of consecutive failures, whose `next` gives 1, 2, 3...: one step under the GIL."""
+
 _LEASE: Final = 60.0
 """The default probe_lease, in seconds: the Redis store's."""
 
@@ -695,6 +700,7 @@ class InMemoryCircuitStore:
     __slots__ = (
         "__weakref__",
         "_breaker",
+        "_count",
         "_failures",
         "_lock",
         "_now",
@@ -715,7 +721,11 @@ class InMemoryCircuitStore:
         self._threshold = breaker.failure_threshold
         self._lock: threading.Lock | None = None
         self._state = CLOSED
-        self._failures = 0  # consecutive failures while closed
+        # The consecutive failures of a closed circuit: with trip windows, an int
+        # (under the lock); without, a count that `on_failure` advances without
+        # the lock, made at the first failure (`None` until then).
+        self._failures = 0
+        self._count: Iterator[int] | None = None
         # Made at the first opening; now only to keep a probe_lease of one's own.
         self._period: _Period | None = (
             None if probe_lease == _LEASE else _Period(_to_probe_lease(probe_lease))
@@ -746,6 +756,7 @@ class InMemoryCircuitStore:
     def _enter_closed(self, reason: str) -> tuple[CircuitTransition, ...]:
         self._state = CLOSED
         self._failures = 0
+        self._count = None
         for window in self._windows:
             window.clear()
         period = self._period
@@ -786,6 +797,7 @@ class InMemoryCircuitStore:
         period.leases = []
         period.cause = cause
         self._failures = 0
+        self._count = None
         self._state = OPEN
         return (CircuitTransition(OPEN, reason, delay),)
 
@@ -891,10 +903,15 @@ class InMemoryCircuitStore:
             return NO_TRANSITIONS  # the hot path: nothing to write
         with self._lock or self._locked():
             if permit is self.ready:
-                self._failures = 0
                 if not self._windows:
+                    # `settled` first, then a new count: a failure counted without
+                    # the lock either went to the old count (it came before this
+                    # success) or goes to the new one, and clears `settled` after.
                     self.settled = permit
+                    if self._count is not None:
+                        self._count = _new_count()
                     return NO_TRANSITIONS
+                self._failures = 0
                 return self._record(False, duration)
             if self._probe(permit) is None:
                 return NO_TRANSITIONS  # from a period that has ended
@@ -912,16 +929,36 @@ class InMemoryCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`)."""
+        count = self._count
+        if count is not None and permit is self.ready:
+            # Counted without the lock: `next` on an itertools.count is one step
+            # that no other thread interleaves with (the GIL), so every failure
+            # gets its own number and exactly one gets the threshold. `settled`
+            # is cleared after the count (see `on_success`).
+            failures = next(count)
+            self.settled = None
+            threshold = self._threshold
+            if threshold is None or failures < threshold:
+                return NO_TRANSITIONS
+        else:
+            count = None  # not counted yet
         with self._lock or self._locked():
             if permit is self.ready:
-                self._failures += 1
-                self.settled = None
-                if not self._windows:
+                if self._windows:
+                    self._failures += 1
+                    return self._record(True, duration)
+                current = self._count
+                if count is None or current is not count:
+                    # Not counted yet, or counted in a count that a success has
+                    # replaced since (this failure then came after it): count it now.
+                    if current is None:
+                        current = self._count = _new_count()
+                    failures = next(current)
+                    self.settled = None
                     threshold = self._threshold
-                    if threshold is not None and self._failures >= threshold:
-                        return self._enter_open(self._now(), "failures")
-                    return NO_TRANSITIONS
-                return self._record(True, duration)
+                    if threshold is None or failures < threshold:
+                        return NO_TRANSITIONS
+                return self._enter_open(self._now(), "failures")
             if self._probe(permit) is not None:
                 return self._enter_open(self._now(), "half_open_failure")
             return NO_TRANSITIONS
@@ -966,6 +1003,7 @@ class InMemoryCircuitStore:
                 self.ready = self.settled = None
                 self._state = ISOLATED
                 self._failures = 0
+                self._count = None
                 if self._period is not None:
                     self._period.leases = []
                 return (CircuitTransition(ISOLATED, "isolated"),)
