@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_ch
 
 import attrs
 
-from ._fork import fork_safe_lock
+from ._fork import forget_in_child, fork_safe_lock
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -642,9 +642,24 @@ class _Lease:
 
 @final
 class _Period:
-    """What an in-memory circuit keeps once it has opened: made at its first opening."""
+    """
+    What an in-memory circuit keeps once it has opened: made at its first opening.
 
-    __slots__ = ("cause", "delay", "lease", "leases", "opens", "probes", "successes", "until")
+    A forked child forgets the probes running at the fork (`forget_calls_in_flight`):
+    their places come back, and the outcome of one that ends there is ignored.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "cause",
+        "delay",
+        "lease",
+        "leases",
+        "opens",
+        "probes",
+        "successes",
+        "until",
+    )
 
     def __init__(self, lease: float) -> None:
         self.lease = lease  # seconds a probe holds its place (the store's probe_lease)
@@ -655,6 +670,12 @@ class _Period:
         self.successes = 0  # probe successes in this half-open period
         self.leases: list[_Lease] = []  # the probes running in this half-open period
         self.cause: tuple[str, str] | None = None  # (type, message) of what opened it
+        forget_in_child(self)
+
+    def forget_calls_in_flight(self) -> None:
+        """In a forked child: the probes running at the fork give their places back."""
+        self.probes += len(self.leases)
+        self.leases = []
 
 
 @final
