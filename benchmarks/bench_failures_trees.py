@@ -19,6 +19,10 @@ on request. Each round asks for every case in both trees back to back,
 alternating which tree goes first; a case's time in a tree is its best round,
 as in ``bench_failures.py --rounds``. The case with a setup (hooks off) changes
 its process: it is measured last.
+
+A few success paths come along, as guards (a change to the failure paths must
+not cost them): a closed breaker and circuitbreaker's, `rs.Retry`, and a
+bulkhead with a fixed and an adaptive limit.
 """
 
 from __future__ import annotations
@@ -59,6 +63,25 @@ else:
     engine = _load("bench_engine")
 
 
+def guards() -> list[Any]:
+    """The success-path cases (built in a child, once its tree is imported)."""
+    import circuitbreaker
+
+    import resilience as rs
+
+    harness = _load("_harness")
+    work, case = harness.work, harness.Case
+    peer = circuitbreaker.circuit(failure_threshold=5, expected_exception=ConnectionError)
+    adaptive = rs.limits.AIMD(initial=10, maximum=10)
+    return [
+        case("success: circuitbreaker", peer(work)),
+        case("success: rs.CircuitBreaker", rs.CircuitBreaker(on=ConnectionError)(work)),
+        case("success: rs.Retry", rs.Retry(on=ConnectionError)(work)),
+        case("success: rs.Bulkhead", rs.Bulkhead(max_concurrent=10)(work)),
+        case("success: rs.Bulkhead, adaptive", rs.Bulkhead(max_concurrent=adaptive)(work)),
+    ]
+
+
 def serve(argv: list[str]) -> None:
     """A child: import its tree, say which cases it has, then time each case named on stdin."""
     parser = argparse.ArgumentParser(prog=f"bench_failures_trees.py {SERVE}")
@@ -70,7 +93,7 @@ def serve(argv: list[str]) -> None:
     sys.stdout = sys.stderr  # whatever a case prints must not mix with the replies
     where = engine._point_at(args.tree.resolve(), [args.avoid.resolve()])
     failures = _load("bench_failures")  # its `import resilience` finds the tree's
-    cases = {case.name: case for case in failures.cases()}
+    cases = {case.name: case for case in [*guards(), *failures.cases()]}
     timers = {name: failures.cpu_timer(case) for name, case in cases.items()}
     hello = {
         "resilience": where,
