@@ -598,34 +598,6 @@ class _TimeWindow(TripWindow):
         self.hits = self.total = 0
 
 
-@final
-class _Consecutive(TripWindow):
-    """
-    The failures in a row, beside trip windows: *failure_threshold* of them trip.
-
-    Without windows the in-memory store counts them without its lock instead.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, threshold: int) -> None:  # no condition: set what `TripWindow` reads
-        self.rate = 1.0
-        self.minimum = threshold
-        self.reason = "failures"
-        self.slower_than = None
-        self.hits = self.total = 0
-
-    def tripped(self) -> bool:
-        return self.hits >= self.minimum
-
-    def record(self, now: float, hit: bool) -> None:
-        self.hits = self.hits + 1 if hit else 0
-        self.total = self.hits
-
-    def clear(self) -> None:
-        self.hits = self.total = 0
-
-
 def trip_window(condition: FailureRate | SlowCallRate) -> TripWindow:
     """Return an empty window for *condition*: the last N calls, or the last N seconds."""
     if condition.calls is not None:
@@ -750,6 +722,7 @@ class InMemoryCircuitStore:
         "__weakref__",
         "_breaker",
         "_count",
+        "_failures",
         "_lock",
         "_now",
         "_period",
@@ -769,18 +742,16 @@ class InMemoryCircuitStore:
         self._threshold = breaker.failure_threshold
         self._lock: threading.Lock | None = None
         self._state = CLOSED
-        # The consecutive failures of a closed circuit without trip windows: a
-        # count that `on_failure` advances without the lock, made at the first
-        # failure (`None` until then). With windows, one more window counts them.
+        # The consecutive failures of a closed circuit: with trip windows, an int
+        # (under the lock); without, a count that `on_failure` advances without
+        # the lock, made at the first failure (`None` until then).
+        self._failures = 0
         self._count: Iterator[int] | None = None
         # Made at the first opening; now only to keep a probe_lease of one's own.
         self._period: _Period | None = (
             None if probe_lease == _LEASE else _Period(_to_probe_lease(probe_lease))
         )
-        windows = [trip_window(c) for c in breaker.trip]
-        if windows and self._threshold is not None:
-            windows.insert(0, _Consecutive(self._threshold))
-        self._windows = tuple(windows)
+        self._windows = tuple(trip_window(c) for c in breaker.trip)
         # The permit of the current closed period (its identity tells periods
         # apart); None whenever the circuit is not closed.
         self.ready: CircuitPermit | None = _FIRST
@@ -805,6 +776,7 @@ class InMemoryCircuitStore:
 
     def _enter_closed(self, reason: str) -> tuple[CircuitTransition, ...]:
         self._state = CLOSED
+        self._failures = 0
         self._count = None
         for window in self._windows:
             window.clear()
@@ -845,11 +817,15 @@ class InMemoryCircuitStore:
         period.until = now + delay
         period.leases = []
         period.cause = cause
+        self._failures = 0
         self._count = None
         self._state = OPEN
         return (CircuitTransition(OPEN, reason, delay),)
 
     def _tripped(self) -> str | None:
+        threshold = self._threshold
+        if threshold is not None and self._failures >= threshold:
+            return "failures"
         for window in self._windows:
             if window.tripped():
                 return window.reason
@@ -956,6 +932,7 @@ class InMemoryCircuitStore:
                     if self._count is not None:
                         self._count = _new_count()
                     return NO_TRANSITIONS
+                self._failures = 0
                 return self._record(False, duration)
             if self._probe(permit) is None:
                 return NO_TRANSITIONS  # from a period that has ended
@@ -989,6 +966,7 @@ class InMemoryCircuitStore:
         with self._lock or self._locked():
             if permit is self.ready:
                 if self._windows:
+                    self._failures += 1
                     return self._record(True, duration)
                 current = self._count
                 if count is None or current is not count:
@@ -1045,6 +1023,7 @@ class InMemoryCircuitStore:
                     return NO_TRANSITIONS
                 self.ready = self.settled = None
                 self._state = ISOLATED
+                self._failures = 0
                 self._count = None
                 if self._period is not None:
                     self._period.leases = []
