@@ -16,7 +16,6 @@ implements the same protocol with server-side atomic operations.
 from __future__ import annotations
 
 import enum
-import functools
 import itertools
 import math
 import numbers
@@ -616,8 +615,11 @@ _FIRST: Final = CircuitPermit()
 apart from the others of its own store only, so stores may share it."""
 
 
-_new_count: Callable[[], Iterator[int]] = functools.partial(itertools.count, 1)
-"""A new count of consecutive failures, whose `next` gives 1, 2, 3...: one step under the GIL."""
+_new_count: Callable[[int], Iterator[int]] = itertools.count
+"""A count from a start, whose `next` is one step under the GIL (see `_counting`)."""
+
+_UNREACHABLE: Final = 2**62
+"""The failures in a row that a breaker without failure_threshold never reaches."""
 
 _LEASE: Final = 60.0
 """The default probe_lease, in seconds: the Redis store's."""
@@ -727,7 +729,6 @@ class InMemoryCircuitStore:
         "_now",
         "_period",
         "_state",
-        "_threshold",
         "_windows",
         "ready",
         "settled",
@@ -738,13 +739,11 @@ class InMemoryCircuitStore:
         # thousands of breakers (per tenant, per model) cost little each.
         self._breaker = breaker
         self._now = breaker.clock.now
-        # Read on every counted failure (copied: one hop less than the breaker).
-        self._threshold = breaker.failure_threshold
         self._lock: threading.Lock | None = None
         self._state = CLOSED
         # The consecutive failures of a closed circuit: with trip windows, an int
         # (under the lock); without, a count that `on_failure` advances without
-        # the lock, made at the first failure (`None` until then).
+        # the lock, made at the first failure (`None` until then): see `_counting`.
         self._failures = 0
         self._count: Iterator[int] | None = None
         # Made at the first opening; now only to keep a probe_lease of one's own.
@@ -771,6 +770,16 @@ class InMemoryCircuitStore:
                 if lock is None:
                     lock = self._lock = fork_safe_lock()
         return lock
+
+    def _counting(self) -> Iterator[int]:
+        """
+        A new count of failures in a row: its `next` is their number minus the
+        threshold, so the failure that reaches the threshold gets 0.
+
+        The threshold lives in the count, not in a slot of the store.
+        """
+        threshold = self._breaker.failure_threshold
+        return _new_count(1 - (_UNREACHABLE if threshold is None else threshold))
 
     # --- transitions (called with the lock held) ----------------------------
 
@@ -823,7 +832,7 @@ class InMemoryCircuitStore:
         return (CircuitTransition(OPEN, reason, delay),)
 
     def _tripped(self) -> str | None:
-        threshold = self._threshold
+        threshold = self._breaker.failure_threshold
         if threshold is not None and self._failures >= threshold:
             return "failures"
         for window in self._windows:
@@ -930,7 +939,7 @@ class InMemoryCircuitStore:
                     # success) or goes to the new one, and clears `settled` after.
                     self.settled = permit
                     if self._count is not None:
-                        self._count = _new_count()
+                        self._count = self._counting()
                     return NO_TRANSITIONS
                 self._failures = 0
                 return self._record(False, duration)
@@ -956,10 +965,9 @@ class InMemoryCircuitStore:
             # that no other thread interleaves with (the GIL), so every failure
             # gets its own number and exactly one gets the threshold. `settled`
             # is cleared after the count (see `on_success`).
-            failures = next(count)
+            beyond = next(count)  # failures in a row, minus the threshold
             self.settled = None
-            threshold = self._threshold
-            if threshold is None or failures < threshold:
+            if beyond < 0:
                 return NO_TRANSITIONS
         else:
             count = None  # not counted yet
@@ -973,11 +981,10 @@ class InMemoryCircuitStore:
                     # Not counted yet, or counted in a count that a success has
                     # replaced since (this failure then came after it): count it now.
                     if current is None:
-                        current = self._count = _new_count()
-                    failures = next(current)
+                        current = self._count = self._counting()
+                    beyond = next(current)
                     self.settled = None
-                    threshold = self._threshold
-                    if threshold is None or failures < threshold:
+                    if beyond < 0:
                         return NO_TRANSITIONS
                 return self._enter_open(self._now(), "failures")
             if self._probe(permit) is not None:

@@ -478,8 +478,8 @@ class PreemptingCount:
     around the count is otherwise too rare to expose a wrong order of its writes.
     """
 
-    def __init__(self) -> None:
-        self.count = itertools.count(1)
+    def __init__(self, start: int) -> None:
+        self.count = itertools.count(start)
 
     def __iter__(self) -> PreemptingCount:
         return self
