@@ -111,16 +111,6 @@ class _Slots:
             return free
         return free, self.limit + self.debt - len(free)  # `running()`, inlined
 
-    def give_back(self, permit: Any) -> None:
-        """Return *permit*'s token (lock held if the limit is adaptive); none from before a fork."""
-        free = permit if self.adaptive is None else permit[0]
-        if free is not self.free:
-            return  # taken before this process was forked: not counted here
-        if self.debt:
-            self.debt -= 1
-        else:
-            free.append(True)
-
     def move(self, new: int) -> None:
         """Move the limit to *new* (lock held): add tokens, or retire free ones and owe the rest."""
         change, self.limit = new - self.limit, new
@@ -384,7 +374,12 @@ class Bulkhead(GatePolicy):
         failed: Exception | None = None
         with slots.lock:
             previous = limit = slots.limit
-            slots.give_back(permit)
+            free = permit if adaptive is None else permit[0]
+            if free is slots.free:  # else taken before this process was forked: not counted
+                if slots.debt:  # the limit went down: retire the token
+                    slots.debt -= 1
+                else:
+                    free.append(True)
             if adaptive is not None and rtt is not None:
                 try:
                     limit = max(1, adaptive.update(rtt, permit[1], dropped))
