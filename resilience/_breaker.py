@@ -407,7 +407,7 @@ class CircuitBreaker(GatePolicy):
         try:
             verdict = self.on.classify(error)
         except BaseException:
-            store.on_ignored(permit)
+            self._ignore(permit, target)
             raise
         if verdict.trip:
             caused = self._caused
@@ -417,10 +417,10 @@ class CircuitBreaker(GatePolicy):
                     _note_opening(store, transitions, error, verdict)
             else:  # the store keeps the cause with the failure (see `_cause`)
                 transitions = caused(permit, duration, _cause(error, verdict))
-            if transitions:
-                self._announce(transitions, target)
         else:
-            store.on_ignored(permit)
+            transitions = store.on_ignored(permit)
+        if transitions:
+            self._announce(transitions, target)
 
     def _judge(
         self,
@@ -435,7 +435,7 @@ class CircuitBreaker(GatePolicy):
         try:
             verdict = self.on.classify(outcome)
         except BaseException:
-            store.on_ignored(permit)
+            self._ignore(permit, target)
             raise
         if verdict.trip:
             caused = self._caused
@@ -456,7 +456,13 @@ class CircuitBreaker(GatePolicy):
         self, permit: CircuitPermit, error: BaseException, duration: float | None, target: object, /
     ) -> None:
         """Cancellation, interpreter exits, a stream closed early: not counted; a probe is freed."""
-        self._store.on_ignored(permit)
+        self._ignore(permit, target)
+
+    def _ignore(self, permit: CircuitPermit, target: object) -> None:
+        """Release *permit* without an outcome, announcing what the store reports doing so."""
+        transitions = self._store.on_ignored(permit)
+        if transitions:
+            self._announce(transitions, target)
 
     def _announce(self, transitions: tuple[CircuitTransition, ...], fn: object) -> None:
         """Emit the events of *transitions*; called after the store released its lock."""
@@ -519,8 +525,8 @@ class CircuitBreaker(GatePolicy):
         except Exception as exc:
             self.on_failure(permit, exc, None, fn)
             raise
-        except BaseException:
-            store.on_ignored(permit)
+        except BaseException as exc:
+            self.on_cancel(permit, exc, None, fn)
             raise
         if permit is not store.settled:
             self.on_success(permit, result, None, fn)
@@ -541,8 +547,8 @@ class CircuitBreaker(GatePolicy):
         except Exception as exc:
             self.on_failure(permit, exc, None, fn)
             raise
-        except BaseException:
-            store.on_ignored(permit)
+        except BaseException as exc:
+            self.on_cancel(permit, exc, None, fn)
             raise
         if permit is not store.settled:
             self.on_success(permit, result, None, fn)
@@ -574,8 +580,8 @@ class CircuitBreaker(GatePolicy):
                 except Exception as exc:
                     breaker.on_failure(permit, exc, None, fn)
                     raise
-                except BaseException:
-                    store.on_ignored(permit)
+                except BaseException as exc:
+                    breaker.on_cancel(permit, exc, None, fn)
                     raise
                 if permit is not store.settled:
                     breaker.on_success(permit, result, None, fn)
@@ -592,8 +598,8 @@ class CircuitBreaker(GatePolicy):
             except Exception as exc:
                 breaker.on_failure(permit, exc, None, fn)
                 raise
-            except BaseException:
-                store.on_ignored(permit)
+            except BaseException as exc:
+                breaker.on_cancel(permit, exc, None, fn)
                 raise
             if permit is not store.settled:
                 breaker.on_success(permit, result, None, fn)

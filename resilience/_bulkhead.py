@@ -21,7 +21,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._events import Hook, LimitChanged, emit, log_ignored
 from ._exceptions import BulkheadFullError
 from ._explain import Description, rule_lines, seconds
-from ._fork import fork_safe_lock
+from ._fork import forget_in_child, fork_safe_lock
 from ._gate import NO_RESULT, GatePolicy, Wait, Waiter, refuse
 from ._pipeline import pipeline_field, target_name
 from ._validate import check_clock, check_name, to_count, to_hooks, to_seconds
@@ -67,9 +67,15 @@ class _Slots:
     the queue, the hand-over of tokens to waiters, and the limit's changes.
     An adaptive limit that went down retires tokens as calls return them
     (*debt*).
+
+    A permit names the deque its token came from (adaptive: with the calls
+    in flight). A forked child starts afresh, with every token free, no debt
+    and nobody waiting (`forget_calls_in_flight`): the parent's calls never
+    end there, and one that does (the forking thread's) gives its token back
+    to the parent's deque, which the child no longer counts.
     """
 
-    __slots__ = ("adaptive", "debt", "free", "limit", "lock", "queue")
+    __slots__ = ("__weakref__", "adaptive", "debt", "free", "limit", "lock", "queue")
 
     def __init__(self, max_concurrent: int | Limit) -> None:
         self.lock = fork_safe_lock()
@@ -82,22 +88,28 @@ class _Slots:
             self.limit = max(1, max_concurrent.limit)
         self.free = collections.deque([True] * self.limit)
         self.debt = 0
+        forget_in_child(self)
+
+    def forget_calls_in_flight(self) -> None:
+        """In a forked child: every slot free, nobody waiting (see `resilience._fork`)."""
+        self.free = collections.deque([True] * self.limit)
+        self.debt = 0
+        self.queue = collections.deque()
 
     def running(self) -> int:
         """Calls holding a slot (woken waiters included)."""
         return self.limit + self.debt - len(self.free)
 
-    def take(self) -> object:
-        """Take a free token, or raise `IndexError`; return the permit (adaptive: the inflight)."""
-        self.free.pop()
-        return True if self.adaptive is None else self.running()
-
-    def give_back(self) -> None:
-        """Return a token (with the lock held when the limit is adaptive)."""
-        if self.debt:
-            self.debt -= 1
-        else:
-            self.free.append(True)
+    def take(self) -> Any:
+        """
+        Take a free token, or raise `IndexError`; return the permit: the deque
+        the token came from (adaptive: with the calls in flight, this one included).
+        """
+        free = self.free
+        free.pop()
+        if self.adaptive is None:
+            return free
+        return free, self.limit + self.debt - len(free)  # `running()`, inlined
 
     def move(self, new: int) -> None:
         """Move the limit to *new* (lock held): add tokens, or retire free ones and owe the rest."""
@@ -313,7 +325,7 @@ class Bulkhead(GatePolicy):
         """Give the slot to the next caller waiting, or free it; an adaptive limit learns."""
         slots = self._slots
         if slots.adaptive is None:
-            slots.free.append(True)
+            permit.append(True)  # the deque it came from (see `_Slots`)
             if slots.queue:
                 with slots.lock:
                     slots.hand_over()
@@ -355,17 +367,22 @@ class Bulkhead(GatePolicy):
 
     # --- the slow paths -----------------------------------------------------------
 
-    def _learn(self, inflight: int, rtt: float | None, dropped: bool, target: object) -> None:
+    def _learn(self, permit: Any, rtt: float | None, dropped: bool, target: object) -> None:
         """Give a slot back with the lock held; with *rtt*, the adaptive limit learns first."""
         slots = self._slots
         adaptive = slots.adaptive
         failed: Exception | None = None
         with slots.lock:
             previous = limit = slots.limit
-            slots.give_back()
+            free = permit if adaptive is None else permit[0]
+            if free is slots.free:  # else taken before this process was forked: not counted
+                if slots.debt:  # the limit went down: retire the token
+                    slots.debt -= 1
+                else:
+                    free.append(True)
             if adaptive is not None and rtt is not None:
                 try:
-                    limit = max(1, adaptive.update(rtt, inflight, dropped))
+                    limit = max(1, adaptive.update(rtt, permit[1], dropped))
                 except Exception as error:  # the slot is released all the same
                     failed = error
                 if limit != previous:

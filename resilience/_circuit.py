@@ -16,15 +16,16 @@ implements the same protocol with server-side atomic operations.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import numbers
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._fork import fork_safe_lock
+from ._fork import forget_in_child, fork_safe_lock
 from ._validate import to_count, to_seconds
 
 if TYPE_CHECKING:
@@ -614,6 +615,12 @@ _FIRST: Final = CircuitPermit()
 apart from the others of its own store only, so stores may share it."""
 
 
+_new_count: Callable[[int], Iterator[int]] = itertools.count
+"""A count from a start, whose `next` is one step under the GIL (see `_counting`)."""
+
+_UNREACHABLE: Final = 2**62
+"""The failures in a row that a breaker without failure_threshold never reaches."""
+
 _LEASE: Final = 60.0
 """The default probe_lease, in seconds: the Redis store's."""
 
@@ -637,9 +644,24 @@ class _Lease:
 
 @final
 class _Period:
-    """What an in-memory circuit keeps once it has opened: made at its first opening."""
+    """
+    What an in-memory circuit keeps once it has opened: made at its first opening.
 
-    __slots__ = ("cause", "delay", "lease", "leases", "opens", "probes", "successes", "until")
+    A forked child forgets the probes running at the fork (`forget_calls_in_flight`):
+    their places come back, and the outcome of one that ends there is ignored.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "cause",
+        "delay",
+        "lease",
+        "leases",
+        "opens",
+        "probes",
+        "successes",
+        "until",
+    )
 
     def __init__(self, lease: float) -> None:
         self.lease = lease  # seconds a probe holds its place (the store's probe_lease)
@@ -650,6 +672,12 @@ class _Period:
         self.successes = 0  # probe successes in this half-open period
         self.leases: list[_Lease] = []  # the probes running in this half-open period
         self.cause: tuple[str, str] | None = None  # (type, message) of what opened it
+        forget_in_child(self)
+
+    def forget_calls_in_flight(self) -> None:
+        """In a forked child: the probes running at the fork give their places back."""
+        self.probes += len(self.leases)
+        self.leases = []
 
 
 @final
@@ -695,12 +723,12 @@ class InMemoryCircuitStore:
     __slots__ = (
         "__weakref__",
         "_breaker",
+        "_count",
         "_failures",
         "_lock",
         "_now",
         "_period",
         "_state",
-        "_threshold",
         "_windows",
         "ready",
         "settled",
@@ -711,11 +739,13 @@ class InMemoryCircuitStore:
         # thousands of breakers (per tenant, per model) cost little each.
         self._breaker = breaker
         self._now = breaker.clock.now
-        # Read on every counted failure (copied: one hop less than the breaker).
-        self._threshold = breaker.failure_threshold
         self._lock: threading.Lock | None = None
         self._state = CLOSED
-        self._failures = 0  # consecutive failures while closed
+        # The consecutive failures of a closed circuit: with trip windows, an int
+        # (under the lock); without, a count that `on_failure` advances without
+        # the lock, made at the first failure (`None` until then): see `_counting`.
+        self._failures = 0
+        self._count: Iterator[int] | None = None
         # Made at the first opening; now only to keep a probe_lease of one's own.
         self._period: _Period | None = (
             None if probe_lease == _LEASE else _Period(_to_probe_lease(probe_lease))
@@ -741,11 +771,22 @@ class InMemoryCircuitStore:
                     lock = self._lock = fork_safe_lock()
         return lock
 
+    def _counting(self) -> Iterator[int]:
+        """
+        A new count of failures in a row: its `next` is their number minus the
+        threshold, so the failure that reaches the threshold gets 0.
+
+        The threshold lives in the count, not in a slot of the store.
+        """
+        threshold = self._breaker.failure_threshold
+        return _new_count(1 - (_UNREACHABLE if threshold is None else threshold))
+
     # --- transitions (called with the lock held) ----------------------------
 
     def _enter_closed(self, reason: str) -> tuple[CircuitTransition, ...]:
         self._state = CLOSED
         self._failures = 0
+        self._count = None
         for window in self._windows:
             window.clear()
         period = self._period
@@ -786,11 +827,12 @@ class InMemoryCircuitStore:
         period.leases = []
         period.cause = cause
         self._failures = 0
+        self._count = None
         self._state = OPEN
         return (CircuitTransition(OPEN, reason, delay),)
 
     def _tripped(self) -> str | None:
-        threshold = self._threshold
+        threshold = self._breaker.failure_threshold
         if threshold is not None and self._failures >= threshold:
             return "failures"
         for window in self._windows:
@@ -891,10 +933,15 @@ class InMemoryCircuitStore:
             return NO_TRANSITIONS  # the hot path: nothing to write
         with self._lock or self._locked():
             if permit is self.ready:
-                self._failures = 0
                 if not self._windows:
+                    # `settled` first, then a new count: a failure counted without
+                    # the lock either went to the old count (it came before this
+                    # success) or goes to the new one, and clears `settled` after.
                     self.settled = permit
+                    if self._count is not None:
+                        self._count = self._counting()
                     return NO_TRANSITIONS
+                self._failures = 0
                 return self._record(False, duration)
             if self._probe(permit) is None:
                 return NO_TRANSITIONS  # from a period that has ended
@@ -912,16 +959,34 @@ class InMemoryCircuitStore:
         self, permit: CircuitPermit, duration: float | None, /
     ) -> tuple[CircuitTransition, ...]:
         """Record a failure (see `CircuitStore`)."""
+        count = self._count
+        if count is not None and permit is self.ready:
+            # Counted without the lock: `next` on an itertools.count is one step
+            # that no other thread interleaves with (the GIL), so every failure
+            # gets its own number and exactly one gets the threshold. `settled`
+            # is cleared after the count (see `on_success`).
+            beyond = next(count)  # failures in a row, minus the threshold
+            self.settled = None
+            if beyond < 0:
+                return NO_TRANSITIONS
+        else:
+            count = None  # not counted yet
         with self._lock or self._locked():
             if permit is self.ready:
-                self._failures += 1
-                self.settled = None
-                if not self._windows:
-                    threshold = self._threshold
-                    if threshold is not None and self._failures >= threshold:
-                        return self._enter_open(self._now(), "failures")
-                    return NO_TRANSITIONS
-                return self._record(True, duration)
+                if self._windows:
+                    self._failures += 1
+                    return self._record(True, duration)
+                current = self._count
+                if count is None or current is not count:
+                    # Not counted yet, or counted in a count that a success has
+                    # replaced since (this failure then came after it): count it now.
+                    if current is None:
+                        current = self._count = self._counting()
+                    beyond = next(current)
+                    self.settled = None
+                    if beyond < 0:
+                        return NO_TRANSITIONS
+                return self._enter_open(self._now(), "failures")
             if self._probe(permit) is not None:
                 return self._enter_open(self._now(), "half_open_failure")
             return NO_TRANSITIONS
@@ -966,6 +1031,7 @@ class InMemoryCircuitStore:
                 self.ready = self.settled = None
                 self._state = ISOLATED
                 self._failures = 0
+                self._count = None
                 if self._period is not None:
                     self._period.leases = []
                 return (CircuitTransition(ISOLATED, "isolated"),)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import itertools
 import random
 import sys
 import threading
@@ -16,6 +18,7 @@ import pytest
 import trio
 
 import resilience as rs
+from resilience import _circuit
 from resilience.testing import FakeClock
 
 from .forms import Tasks, checkpoint, run_async
@@ -481,3 +484,105 @@ def test_the_lock_is_not_held_across_an_await(backend: str) -> None:
     join_all([thread])  # a deadlock of the event loop on the breaker's lock fails here
     assert result == [["waited", "opened"]]
     assert breaker.state is rs.CircuitState.CLOSED
+
+
+class PreemptingCount:
+    """
+    A failure count whose steps hand the GIL to another thread, before and after counting.
+
+    The in-memory store counts failures without its lock; a thread switch right
+    around the count is otherwise too rare to expose a wrong order of its writes.
+    """
+
+    def __init__(self, start: int) -> None:
+        self.count = itertools.count(start)
+
+    def __iter__(self) -> PreemptingCount:
+        return self
+
+    def __next__(self) -> int:
+        time.sleep(0)  # a switch point, not a sleep
+        value = next(self.count)
+        time.sleep(0)
+        return value
+
+
+@pytest.mark.parametrize("preempting", [False, True], ids=["count", "preempting-count"])
+def test_failures_counted_without_the_lock_are_exact(
+    preempting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: 16 threads x 2,000 failures, the threshold 32,000: all admitted, one opening."""
+    if preempting:
+        monkeypatch.setattr(_circuit, "_new_count", PreemptingCount)
+    calls = 2_000
+    opened: list[rs.Event] = []
+    breaker = rs.CircuitBreaker(
+        on=Boom,
+        failure_threshold=THREADS * calls,
+        hooks=[lambda e: opened.append(e) if isinstance(e, rs.CircuitOpened) else None],
+    )
+    rejected = []
+    start = threading.Barrier(THREADS)
+
+    def boom() -> None:
+        raise Boom
+
+    fn = breaker(boom)
+
+    def worker() -> None:
+        start.wait(WAIT)
+        for _ in range(calls):
+            try:
+                fn()
+            except Boom:
+                pass
+            except rs.CircuitOpenError as error:  # a failure counted twice opens it early
+                rejected.append(error)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    join_all(threads)
+    assert rejected == []
+    assert len(opened) == 1  # a failure lost leaves it closed; one counted twice, two openings
+    assert breaker.state is rs.CircuitState.OPEN
+
+
+def test_a_success_racing_failures_leaves_no_failure_uncleared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19: successes and failures landing together, then one success: nothing counted."""
+    monkeypatch.setattr(_circuit, "_new_count", PreemptingCount)
+    threshold = 3 * THREADS  # more than the 16 + 8 failures in a row a round can make
+
+    breaker = rs.CircuitBreaker(on=Boom, failure_threshold=threshold)
+
+    def body(fail: bool) -> None:
+        if fail:
+            raise Boom
+
+    fn = breaker(body)
+
+    def worker(fail: bool, together: threading.Barrier) -> None:
+        with contextlib.suppress(Boom):
+            fn(True)  # a count to reset
+        together.wait(WAIT)
+        with contextlib.suppress(Boom):
+            fn(fail)
+
+    for round_ in range(100):
+        together = threading.Barrier(THREADS)
+        threads = [
+            threading.Thread(target=worker, args=(n % 2 == 0, together), daemon=True)
+            for n in range(THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        join_all(threads)
+        fn(False)
+        # Whatever the last race left counted, this success cleared it.
+        for _ in range(threshold - 1):
+            with contextlib.suppress(Boom):
+                fn(True)
+        assert breaker.state is rs.CircuitState.CLOSED, f"round {round_}"
+        fn(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,7 +16,9 @@ import pytest
 
 import resilience as rs
 from resilience.engine import fork_safe_lock
+from resilience.testing import FakeClock
 
+from .forms import eventually
 from .threads import WAIT, join_all
 
 pytestmark = [
@@ -33,11 +36,17 @@ class Boom(Exception):
     """A failure the breaker counts."""
 
 
-def fork_children(count: int, work: Callable[[], None]) -> list[int]:
-    """Fork *count* children that each run *work* and exit; return their exit codes (-1: hung)."""
+def fork_children(
+    count: int, work: Callable[[], None], fork: Callable[[], int] = os.fork
+) -> list[int]:
+    """
+    Fork *count* children that each run *work* and exit; return their exit codes (-1: hung).
+
+    *fork* forks (``os.fork``, or a function calling it inside a policy).
+    """
     pids = []
     for _ in range(count):
-        pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: run, report through the exit code, never return to pytest
             code = 1
             try:
@@ -152,3 +161,155 @@ def test_every_lock_of_the_library_is_fork_safe() -> None:
         )
     ]
     assert direct == []
+
+
+# --- gates that count the calls in flight (issue 19) ----------------------------------------
+
+
+def bulkhead_of(slots: int, adaptive: bool) -> rs.Bulkhead:
+    """A bulkhead of *slots* slots: a fixed limit, or an adaptive one pinned there."""
+    if adaptive:
+        return rs.Bulkhead(max_concurrent=rs.limits.AIMD(initial=slots, maximum=slots))
+    return rs.Bulkhead(max_concurrent=slots)
+
+
+ADAPTIVE = pytest.mark.parametrize("adaptive", [False, True], ids=["fixed", "adaptive"])
+
+
+def take_every_slot(bulkhead: rs.Bulkhead, slots: int) -> None:
+    """In the child: *slots* calls at once get in, one more is refused, and all give back."""
+    with contextlib.ExitStack() as stack:
+        for _ in range(slots):
+            stack.enter_context(bulkhead)
+        if bulkhead.running != slots:
+            raise RuntimeError(f"{bulkhead.running} running, not {slots}")
+        try:
+            with bulkhead:
+                raise RuntimeError("a call beyond the limit got in")
+        except rs.BulkheadFullError:
+            pass
+    if bulkhead.running != 0:
+        raise RuntimeError(f"{bulkhead.running} running after every call ended")
+
+
+@ADAPTIVE
+def test_a_bulkhead_in_a_child_forgets_the_calls_other_threads_had_in_flight(
+    adaptive: bool,
+) -> None:
+    """Issue 19: forked while 3 threads hold its 3 slots, a child's bulkhead has all 3 free."""
+    bulkhead = bulkhead_of(3, adaptive)
+    inside, release = threading.Barrier(4), threading.Event()
+
+    def hold() -> None:
+        def body() -> None:
+            inside.wait(WAIT)
+            release.wait(WAIT)
+
+        bulkhead.call(body)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        inside.wait(WAIT)  # every slot is held
+        assert bulkhead.running == 3
+
+        def use() -> None:
+            if bulkhead.running != 0:
+                raise RuntimeError(f"{bulkhead.running} running in the child")
+            take_every_slot(bulkhead, 3)
+
+        codes = fork_children(1, use)
+    finally:
+        release.set()
+        join_all(threads)
+    assert codes == [0]
+    assert bulkhead.running == 0  # the parent's own count is untouched
+
+
+@ADAPTIVE
+def test_a_call_forking_inside_a_bulkhead_gives_the_child_no_extra_slot(adaptive: bool) -> None:
+    """Issue 19: a call that forks ends in the child too, without adding a slot there."""
+    bulkhead = bulkhead_of(2, adaptive)
+
+    @bulkhead
+    def fork_inside() -> int:
+        return os.fork()
+
+    def use() -> None:  # in the child, once fork_inside returned there
+        take_every_slot(bulkhead, 2)
+
+    assert fork_children(1, use, fork=fork_inside) == [0]
+    assert bulkhead.running == 0
+
+
+@ADAPTIVE
+def test_a_bulkhead_in_a_child_forgets_the_parents_waiters(adaptive: bool) -> None:
+    """Issue 19: a child never hands a slot to a caller that waited in the parent."""
+    bulkhead = rs.Bulkhead(
+        max_concurrent=(rs.limits.AIMD(initial=1, maximum=1) if adaptive else 1), max_queue=1
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        def body() -> None:
+            inside.set()
+            release.wait(WAIT)
+
+        bulkhead.call(body)
+
+    holder = threading.Thread(target=hold)
+    waiter = threading.Thread(target=bulkhead.call, args=(int,))
+    holder.start()
+    try:
+        assert inside.wait(WAIT)
+        waiter.start()
+        eventually(lambda: bulkhead.waiting == 1)  # it waits for as long as the slot is held
+
+        def use() -> None:
+            if bulkhead.waiting != 0:
+                raise RuntimeError(f"{bulkhead.waiting} waiting in the child")
+            for _ in range(2):  # the second time: the slot came back, and went to no one else
+                with bulkhead:
+                    if bulkhead.running != 1:
+                        raise RuntimeError(f"{bulkhead.running} running in the child")
+            if bulkhead.running != 0:
+                raise RuntimeError(f"{bulkhead.running} running after every call ended")
+
+        codes = fork_children(1, use)
+    finally:
+        release.set()
+        join_all([holder, waiter])
+    assert codes == [0]
+
+
+def test_a_half_open_circuit_in_a_child_forgets_the_probe_another_thread_runs() -> None:
+    """Issue 19: forked while a thread runs the only probe, a child's circuit admits its own."""
+    clock = FakeClock()
+    breaker = rs.CircuitBreaker(on=Boom, failure_threshold=1, reset_timeout=10.0, clock=clock)
+    breaker.open()
+    clock.advance(10.0)
+    inside, release = threading.Event(), threading.Event()
+
+    def probe() -> None:
+        inside.set()
+        release.wait(WAIT)
+
+    prober = threading.Thread(target=breaker.call, args=(probe,))
+    prober.start()
+    try:
+        assert inside.wait(WAIT)
+        with pytest.raises(rs.CircuitOpenError):  # the only probe place is taken
+            breaker.call(int)
+
+        def use() -> None:
+            breaker.call(int)  # the child's own probe: it closes the circuit
+            if breaker.state is not rs.CircuitState.CLOSED:
+                raise RuntimeError(breaker.state)
+
+        codes = fork_children(1, use)
+    finally:
+        release.set()
+        join_all([prober])
+    assert codes == [0]
+    assert breaker.state is rs.CircuitState.CLOSED  # the parent's probe closed it

@@ -697,9 +697,10 @@ def test_gradient_baseline_does_not_creep_under_sustained_load() -> None:
 #
 # Above, a model stands in for the bulkhead. Here the real one decides, driven
 # through its gate methods on one thread, on virtual time (a FakeClock moved
-# to each event): each client calls `admit(None)`; an int permit runs at
-# once, a `Wait` queues, and after each release the waiters the bulkhead woke
-# (no longer `waiting`) run with the permit it handed them. A completion
+# to each event): each client calls `admit(None)`; a permit runs at once
+# (its second item: the calls in flight, itself included), a `Wait` queues,
+# and after each release the waiters the bulkhead woke (no longer
+# `waiting`) run with the permit it handed them. A completion
 # reports `on_success`, or `on_failure` with what the dependency answered, an
 # overload: a 429 (a quick refusal) or a TimeoutError (a slow one). The
 # bulkhead times nothing here (the engine would): the duration passed is the
@@ -726,15 +727,16 @@ def simulate_bulkhead(
     clients = 4 * max(phase.capacity for phase in phases)
     clock = FakeClock()
     bulkhead = rs.Bulkhead(max_concurrent=limit, max_queue=clients, clock=clock)
-    events: list[tuple[float, int, float, int, bool]] = []  # end, seq, start, permit, dropped
+    events: list[tuple[float, int, float, Any, bool]] = []  # end, seq, start, permit, dropped
     queued: deque[Waiter] = deque()  # first come, first served, as the bulkhead's queue
-    starting: list[int] = []  # permits of the calls starting at this instant
+    starting: list[Any] = []  # permits of the calls starting at this instant
     run = BulkheadRun(samples=[])
     seq = 0
 
-    def admitted(permit: int) -> None:
-        if permit > bulkhead.limit:
-            run.overfull.append((permit, bulkhead.limit))
+    def admitted(permit: Any) -> None:
+        inflight = permit[1]  # an adaptive bulkhead's permit: (its tokens, the calls in flight)
+        if inflight > bulkhead.limit:
+            run.overfull.append((inflight, bulkhead.limit))
         starting.append(permit)
 
     def call() -> None:
@@ -744,7 +746,6 @@ def simulate_bulkhead(
             assert permit.waiter is not None
             queued.append(permit.waiter)
         else:
-            assert isinstance(permit, int)
             admitted(permit)
 
     def woken() -> None:
