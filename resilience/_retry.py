@@ -13,22 +13,26 @@ import math
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, final
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, final
 
 import attrs
 
 from . import backoff as _backoff
-from ._budget import Budget
 from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, _registry, emit, heard, listening
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
 from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
+
+# `_explain` (Description and its helpers) is imported by describe(), when first
+# called: nothing of it runs on a call path, and `import resilience` skips it.
+if TYPE_CHECKING:
+    from ._budget import Budget
+    from ._explain import Description, Sleeps
 
 __all__ = ["Attempt", "Attempts", "Retry", "RetryKind"]
 
@@ -55,7 +59,11 @@ def _to_max_retry_after(value: object) -> float | None:
 
 
 def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, Budget):
+    if value is None:
+        return
+    from ._budget import Budget  # imported when a Retry is given a budget
+
+    if not isinstance(value, Budget):
         raise TypeError(
             "budget must be a Budget (first() and spend() -> bool: "
             f"resilience.RetryBudget, resilience.TokenBudget) or None, "
@@ -168,6 +176,8 @@ def _plural(n: int) -> str:
 
 def _sleep_lines(sleeps: Sleeps, n: int, *, numbered: bool) -> list[str]:
     """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
+    from ._explain import span
+
     lines = []
     many = sleeps.retries > 6
     shown = [*sleeps.first(4), None, sleeps.last()] if many else sleeps.first(6)
@@ -282,6 +292,8 @@ class Retry(PolicyMixin):
         builtin backoffs, unknown for your own), and how a ``Retry-After``
         stretches them.
         """
+        from ._explain import Description, backoff_bounds, largest, rule_lines, seconds
+
         n = self.max_attempts
         label = f"Retry {self.name!r}" if self.name is not None else "Retry"
         details = ["retries (first matching rule decides):", *rule_lines(self.on, "retry")]
