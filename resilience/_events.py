@@ -297,6 +297,9 @@ class Event:
         return out
 
 
+# A built-in event's __init__ sets its fields with this (they are frozen to everyone else).
+_set: Final = object.__setattr__
+
 # The field names of each event class, in order, and those compared: made on first use.
 _layouts: dict[type[Event], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -324,13 +327,6 @@ def field_names(cls: type[Event]) -> tuple[str, ...]:
 
 def _compared(event: Event) -> tuple[Any, ...]:
     return tuple(getattr(event, field) for field in _layout(type(event))[1])
-
-
-def _fill(event: Event, values: dict[str, Any]) -> None:
-    """Set the fields of a built-in *event* from its ``__init__``'s arguments (`locals`)."""
-    for field in field_names(type(event)):
-        if field in values:
-            object.__setattr__(event, field, values[field])
 
 
 def _label(event: Event) -> str:
@@ -405,7 +401,13 @@ class RetryScheduled(Event):
         error: BaseException | None = None,
         kind: str | None = None,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "attempt", attempt)
+        _set(self, "delay", delay)
+        _set(self, "elapsed", elapsed)
+        _set(self, "error", error)
+        _set(self, "kind", kind)
 
     def message(self) -> str:
         cause = _describe_error(self.error) or "a refused result"
@@ -459,7 +461,12 @@ class RetriesExhausted(Event):
         reason: str,
         error: BaseException | None = None,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "attempts", attempts)
+        _set(self, "elapsed", elapsed)
+        _set(self, "reason", reason)
+        _set(self, "error", error)
 
     def message(self) -> str:
         cause = _describe_error(self.error) or "a refused result"
@@ -502,7 +509,10 @@ class TimeoutExpired(Event):
         timeout: float,
         idle: bool = False,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "timeout", timeout)
+        _set(self, "idle", idle)
 
     def message(self) -> str:
         which = "idle timeout" if self.idle else "timeout"
@@ -542,7 +552,10 @@ class CallRejected(Event):
         reason: str,
         retry_after: float | None = None,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
+        _set(self, "retry_after", retry_after)
 
     def message(self) -> str:
         return f"{_label(self)}: call rejected ({_says(self.reason)})"
@@ -573,7 +586,10 @@ class CircuitOpened(Event):
         reason: str,
         retry_after: float | None = None,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
+        _set(self, "retry_after", retry_after)
 
     def message(self) -> str:
         until = (
@@ -612,7 +628,9 @@ class CircuitClosed(Event):
         target: str | None = None,
         reason: str = "probes_succeeded",
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return f"{_label(self)}: circuit closed ({_says(self.reason)})"
@@ -650,7 +668,11 @@ class LimitChanged(Event):
         previous: int,
         reason: str = "sample",
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "limit", limit)
+        _set(self, "previous", previous)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return f"{_label(self)}: limit {self.previous} -> {self.limit} ({_says(self.reason)})"
@@ -683,7 +705,10 @@ class RateLimitWaited(Event):
         delay: float,
         cost: float,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "delay", delay)
+        _set(self, "cost", cost)
 
     def message(self) -> str:
         return f"{_label(self)}: waits {seconds_text(self.delay)} s for {self.cost:g} unit(s)"
@@ -719,7 +744,11 @@ class RateChanged(Event):
         previous: float,
         reason: str,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "rate", rate)
+        _set(self, "previous", previous)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return (
@@ -753,7 +782,10 @@ class FallbackUsed(Event):
         error: BaseException | None = None,
         kind: str | None = None,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "error", error)
+        _set(self, "kind", kind)
 
     def message(self) -> str:
         what = "a refused result" if self.error is None else type(self.error).__name__
@@ -786,7 +818,10 @@ class HedgeStarted(Event):
         hedge: int,
         delay: float,
     ) -> None:
-        _fill(self, locals())
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "hedge", hedge)
+        _set(self, "delay", delay)
 
     def message(self) -> str:
         return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"
