@@ -388,14 +388,16 @@ Waits up to 0.1, 0.2, 0.4… seconds, never more than 10 seconds.
 _LAZY: Final = frozenset({"constant", "linear", "proportional", "schedule"})
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'resilience.backoff' has no attribute {name!r}")
-    from . import _backoffs
+if not TYPE_CHECKING:  # type checkers see the imports at the top, and flag unknown names
 
-    value = getattr(_backoffs, name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module 'resilience.backoff' has no attribute {name!r}")
+        from . import _backoffs
+
+        value = getattr(_backoffs, name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
