@@ -43,7 +43,7 @@ def _check_attempts(instance: object, attribute: attrs.Attribute[int], value: ob
     to_count("attempts", value)
 
 
-def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def _check_backoff(instance: object, attribute: attrs.Attribute[Any] | None, value: object) -> None:
     if isinstance(value, type) or not callable(value):  # a class: rs.backoff.constant, not (1.0)
         raise TypeError(
             "backoff must be a Backoff: a callable (attempt, previous, rng) -> seconds, "
@@ -71,18 +71,7 @@ def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: obje
         )
 
 
-def _check_kind_attempts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        to_count("attempts", value)
-
-
-def _check_kind_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _check_backoff(instance, attribute, value)
-
-
 @final
-@attrs.frozen(kw_only=True, repr=False)
 class RetryKind:
     """
     What one kind of failure gets instead of the Retry's defaults; spelled `Retry.kind`.
@@ -94,6 +83,8 @@ class RetryKind:
         per_kind={"rate_limit": rs.Retry.kind(attempts=6, backoff=rs.backoff.constant(5.0))},
     )
     ```
+
+    Immutable, hashable and comparable by value, and it pickles.
 
     Args:
         attempts: Total tries, the first included, when the failure is of this
@@ -110,15 +101,48 @@ class RetryKind:
         ValueError: On ``attempts`` below 1, or neither argument given.
     """
 
-    attempts: int | None = attrs.field(default=None, validator=_check_kind_attempts)
-    backoff: _backoff.Backoff | None = attrs.field(default=None, validator=_check_kind_backoff)
+    # A plain slotted class, not an attrs one: two fields, checked by hand,
+    # and nothing for attrs to generate at `import resilience`.
+    __slots__ = ("attempts", "backoff")
 
-    def __attrs_post_init__(self) -> None:
-        if self.attempts is None and self.backoff is None:
+    attempts: int | None
+    backoff: _backoff.Backoff | None
+
+    def __init__(
+        self, *, attempts: int | None = None, backoff: _backoff.Backoff | None = None
+    ) -> None:
+        if attempts is not None:
+            to_count("attempts", attempts)
+        if backoff is not None:
+            _check_backoff(self, None, backoff)
+        if attempts is None and backoff is None:
             raise ValueError(
                 "Retry.kind() needs attempts= or backoff= (or both): "
                 "without either it changes nothing"
             )
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "backoff", backoff)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not RetryKind:
+            return NotImplemented
+        return (self.attempts, self.backoff) == (other.attempts, other.backoff)
+
+    def __hash__(self) -> int:
+        return hash((RetryKind, self.attempts, self.backoff))
+
+    def __getstate__(self) -> tuple[int | None, _backoff.Backoff | None]:
+        return (self.attempts, self.backoff)
+
+    def __setstate__(self, state: tuple[int | None, _backoff.Backoff | None]) -> None:
+        object.__setattr__(self, "attempts", state[0])
+        object.__setattr__(self, "backoff", state[1])
 
     def __repr__(self) -> str:
         parts = []
