@@ -85,7 +85,8 @@ class AsyncRedisStore:
     """
     Where a fleet keeps its shared pauses, for async code: a ``redis.asyncio`` client and its rules.
 
-    Pass it as an `AsyncRetryAfterPause`'s ``store=``. It is `RedisStore`'s
+    Pass it as an `AsyncRetryAfterPause`'s ``store=`` (and an
+    `AsyncRedisRateLimiter`'s or `AsyncRedisRetryBudget`'s). It is `RedisStore`'s
     twin: the same keys (``{prefix}:pause:{<name>}``), scripts and options,
     so a sync `RetryAfterPause` and an async one with the same *prefix* and
     *name* share one pause. Every round trip is awaited in the calling task:
@@ -138,6 +139,10 @@ class AsyncRedisStore:
     def pause_key(self, name: str) -> str:
         """Return the key that exists while the pause *name* lasts (as `RedisStore`'s)."""
         return f"{self.prefix}:pause:{{{name}}}"
+
+    def budget_key(self, name: str) -> str:
+        """Return the key of the hash holding the retry budget *name*'s window, as `RedisStore`."""
+        return f"{self.prefix}:budget:{{{name}}}"
 
 
 def _asyncio_only() -> None:
