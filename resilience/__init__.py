@@ -11,19 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import backoff as backoff
-from . import deadline as deadline
-from ._breaker import CircuitBreaker as CircuitBreaker
-from ._budget import Budget as Budget
-from ._budget import RetryBudget as RetryBudget
-from ._budget import TokenBudget as TokenBudget
-from ._circuit import CircuitPermit as CircuitPermit
-from ._circuit import CircuitRejection as CircuitRejection
-from ._circuit import CircuitState as CircuitState
-from ._circuit import CircuitStore as CircuitStore
-from ._circuit import CircuitTransition as CircuitTransition
-from ._circuit import FailureRate as FailureRate
-from ._circuit import InMemoryCircuitStore as InMemoryCircuitStore
-from ._circuit import SlowCallRate as SlowCallRate
 from ._classify import ErrorClassifier as ErrorClassifier
 from ._classify import Rule as Rule
 from ._classify import Verdict as Verdict
@@ -56,22 +43,32 @@ from ._exceptions import ResilienceError as ResilienceError
 from ._exceptions import RetryExhaustedError as RetryExhaustedError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import TimeoutExceededError as TimeoutExceededError
-from ._explain import Description as Description
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import Policy as Policy
 from ._pipeline import Runner as Runner
 from ._pipeline import Shape as Shape
 from ._pipeline import compose as compose
-from ._ratelimit import RateLimiter as RateLimiter
-from ._ratelimit import RateLimitPermit as RateLimitPermit
 from ._retry import Attempt as Attempt
 from ._retry import Attempts as Attempts
 from ._retry import Retry as Retry
-from ._timeout import Timeout as Timeout
 
 if TYPE_CHECKING:
+    from . import deadline as deadline
     from . import limits as limits
+    from ._breaker import CircuitBreaker as CircuitBreaker
+    from ._budget import Budget as Budget
+    from ._budget import RetryBudget as RetryBudget
+    from ._budget import TokenBudget as TokenBudget
     from ._bulkhead import Bulkhead as Bulkhead
+    from ._circuit import CircuitPermit as CircuitPermit
+    from ._circuit import CircuitRejection as CircuitRejection
+    from ._circuit import CircuitState as CircuitState
+    from ._circuit import CircuitStore as CircuitStore
+    from ._circuit import CircuitTransition as CircuitTransition
+    from ._circuit import FailureRate as FailureRate
+    from ._circuit import InMemoryCircuitStore as InMemoryCircuitStore
+    from ._circuit import SlowCallRate as SlowCallRate
+    from ._explain import Description as Description
     from ._fallback import Fallback as Fallback
     from ._hedge import Hedge as Hedge
     from ._hedge import HedgeDelay as HedgeDelay
@@ -80,10 +77,31 @@ if TYPE_CHECKING:
     from ._metrics import MetricsCollector as MetricsCollector
     from ._metrics import MetricsSnapshot as MetricsSnapshot
     from ._metrics import PolicyMetrics as PolicyMetrics
+    from ._ratelimit import RateLimiter as RateLimiter
+    from ._ratelimit import RateLimitPermit as RateLimitPermit
+    from ._timeout import Timeout as Timeout
 
-# Imported on first use (module __getattr__): what the success path of Retry,
-# CircuitBreaker and Timeout does not need, so that `import resilience` stays cheap.
+# `import resilience` loads what `@rs.Retry(...)` needs on its success path (the
+# classifier, the backoffs, the events, the exceptions, compose). The rest is
+# imported when first named, here (module __getattr__) or by `from resilience
+# import X`, and is then an ordinary global: no cost on any call path.
 _LAZY: dict[str, str] = {
+    "CircuitBreaker": "._breaker",
+    "CircuitPermit": "._circuit",
+    "CircuitRejection": "._circuit",
+    "CircuitState": "._circuit",
+    "CircuitStore": "._circuit",
+    "CircuitTransition": "._circuit",
+    "FailureRate": "._circuit",
+    "InMemoryCircuitStore": "._circuit",
+    "SlowCallRate": "._circuit",
+    "Timeout": "._timeout",
+    "Budget": "._budget",
+    "RetryBudget": "._budget",
+    "TokenBudget": "._budget",
+    "Description": "._explain",
+    "RateLimiter": "._ratelimit",
+    "RateLimitPermit": "._ratelimit",
     "Bulkhead": "._bulkhead",
     "Fallback": "._fallback",
     "Hedge": "._hedge",
@@ -93,22 +111,25 @@ _LAZY: dict[str, str] = {
     "MetricsCollector": "._metrics",
     "MetricsSnapshot": "._metrics",
     "PolicyMetrics": "._metrics",
+    "deadline": "",
     "limits": "",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'resilience' has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # type checkers see the imports above, and flag unknown names
 
-    if not module:  # a submodule
-        value: Any = importlib.import_module(f"{__name__}.{name}")
-    else:
-        value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'resilience' has no attribute {name!r}")
+        import importlib
+
+        if not module:  # a submodule
+            value: Any = importlib.import_module(f"{__name__}.{name}")
+        else:
+            value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
@@ -197,9 +218,6 @@ for _name in (
     "Attempt",
     "Attempts",
     "Retry",
-    "Budget",
-    "RetryBudget",
-    "TokenBudget",
 ):
     globals()[_name].__module__ = "resilience"
 del _name

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, ParamSpec, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, final
 
 import attrs
 
@@ -49,7 +49,6 @@ from ._events import (
     heard,
 )
 from ._exceptions import CircuitOpenError
-from ._explain import Description, rule_lines, seconds
 from ._gate import NO_RESULT, FastPath, GatePolicy, rejected
 from ._pipeline import (
     _COROUTINE,
@@ -62,6 +61,11 @@ from ._pipeline import (
 )
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
 from .backoff import Backoff
+
+# `_explain` (Description and its helpers) is imported by describe(), when first
+# called: nothing of it runs on a call path, and `import resilience` skips it.
+if TYPE_CHECKING:
+    from ._explain import Description
 
 __all__ = ["CircuitBreaker"]
 
@@ -106,6 +110,8 @@ def _check_store(instance: object, attribute: attrs.Attribute[Any], value: objec
 
 
 def _window(condition: FailureRate | SlowCallRate) -> str:
+    from ._explain import seconds
+
     if condition.calls is not None:
         window = f"the last {condition.calls} calls"
     else:
@@ -114,6 +120,8 @@ def _window(condition: FailureRate | SlowCallRate) -> str:
 
 
 def _describe_condition(condition: FailureRate | SlowCallRate) -> str:
+    from ._explain import seconds
+
     share = f"{condition.rate:.0%}"
     if isinstance(condition, SlowCallRate):
         slow = seconds(condition.slower_than)
@@ -268,6 +276,8 @@ class CircuitBreaker(GatePolicy):
         counts as a failure (rule by rule), and its state now. A breaker adds
         no attempts and no time: a rejection is immediate.
         """
+        from ._explain import Description, rule_lines, seconds
+
         label = f"CircuitBreaker {self.name!r}" if self.name is not None else "CircuitBreaker"
         trips = [_describe_condition(c) for c in self.trip]
         if self.failure_threshold is not None:

@@ -325,3 +325,7 @@ class TokenBudget:
         self._seen = total + 1
         if new:
             self._tokens = min(self._tokens + new * self._ratio, float(self._max))
+
+
+for _cls in (Budget, RetryBudget, TokenBudget):
+    _cls.__module__ = "resilience"

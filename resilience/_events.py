@@ -13,6 +13,8 @@ scrubbed of what looks like a credential (``sk-...`` keys, bearer tokens,
 may quote a header or a request, and log records travel further than exceptions.
 """
 
+# ruff: noqa: RUF023 (an event's __slots__ lists its fields in their order, not sorted)
+
 from __future__ import annotations
 
 import logging
@@ -231,8 +233,9 @@ class Event:
     """
     Base of every event.
 
-    Events are frozen: facts that happened. Every field is listed, with its
-    stable log name, in the catalogue of ``docs/events.md``.
+    Events are frozen: facts that happened, equal when their fields are, and
+    they pickle. Every field is listed, with its stable log name, in the
+    catalogue of ``docs/events.md``.
 
     Attributes:
         name: The name of the policy that reports it (`None` when unnamed).
@@ -241,10 +244,38 @@ class Event:
         level: Class attribute: the `logging` level `log_event` uses for this event.
     """
 
+    # The built-in events are plain slotted subclasses with their own typed
+    # ``__init__`` and the generic methods below, not attrs classes: attrs
+    # would generate and compile their methods at ``import resilience``, for
+    # objects built only when someone listens. A subclass made with
+    # ``@attrs.frozen`` (the Redis integration's events, a user's) still
+    # works: it inherits ``name`` and ``target`` and gets its own methods.
+
     level: ClassVar[int] = logging.INFO
+    # Fields left out of equality and hashing (an exception: compared by identity).
+    _uncompared: ClassVar[frozenset[str]] = frozenset()
 
     name: str | None = None
     target: str | None = None
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{field}={getattr(self, field)!r}" for field in field_names(type(self)))
+        return f"{type(self).__qualname__}({values})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _compared(self) == _compared(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), *_compared(self)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in field_names(type(self))}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for field, value in state.items():
+            object.__setattr__(self, field, value)
 
     def message(self) -> str:
         """Return a one-line, human-readable description (used by `log_event`)."""
@@ -258,12 +289,44 @@ class Event:
         ``"Type: message"``, redacted and cut to 200 characters.
         """
         out: dict[str, Any] = {"resilience_event": type(self).__name__}
-        for field in attrs.fields(type(self)):
-            value = getattr(self, field.name)
+        for field in field_names(type(self)):
+            value = getattr(self, field)
             if isinstance(value, BaseException):
                 value = _describe_error(value)
-            out[f"resilience_{field.name}"] = value
+            out[f"resilience_{field}"] = value
         return out
+
+
+# A built-in event's __init__ sets its fields with this (they are frozen to everyone else).
+_set: Final = object.__setattr__
+
+# The field names of each event class, in order, and those compared: made on first use.
+_layouts: dict[type[Event], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _layout(cls: type[Event]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    layout = _layouts.get(cls)
+    if layout is None:
+        names: tuple[str, ...] = ()
+        for klass in reversed(cls.__mro__):
+            own = klass.__dict__
+            if "__attrs_attrs__" in own:  # an attrs class: its fields, its bases' included
+                names = tuple(field.name for field in own["__attrs_attrs__"])
+            else:  # a plain subclass: its own slots follow
+                names += tuple(own.get("__slots__", ()))
+        layout = (names, tuple(name for name in names if name not in cls._uncompared))
+        if len(_layouts) < 1024:  # a cache, bounded: classes made at run time stay collectable
+            _layouts[cls] = layout
+    return layout
+
+
+def field_names(cls: type[Event]) -> tuple[str, ...]:
+    """Return the names of the fields of the event class *cls*, in order (the base's first)."""
+    return _layout(cls)[0]
+
+
+def _compared(event: Event) -> tuple[Any, ...]:
+    return tuple(getattr(event, field) for field in _layout(type(event))[1])
 
 
 def _label(event: Event) -> str:
@@ -305,7 +368,6 @@ def _says(reason: str) -> str:
     return _SAYS.get(reason) or reason.replace("_", " ")
 
 
-@attrs.frozen(kw_only=True)
 class RetryScheduled(Event):
     """
     An attempt failed and another one is scheduled after *delay* seconds.
@@ -318,11 +380,34 @@ class RetryScheduled(Event):
         kind: The classifier's kind for the failure (``"server"``, ...), if any.
     """
 
+    _uncompared: ClassVar[frozenset[str]] = frozenset({"error"})
+
+    __slots__ = ("attempt", "delay", "elapsed", "error", "kind")
+
     attempt: int
     delay: float
     elapsed: float
-    error: BaseException | None = attrs.field(default=None, eq=False)
-    kind: str | None = None
+    error: BaseException | None
+    kind: str | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        attempt: int,
+        delay: float,
+        elapsed: float,
+        error: BaseException | None = None,
+        kind: str | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "attempt", attempt)
+        _set(self, "delay", delay)
+        _set(self, "elapsed", elapsed)
+        _set(self, "error", error)
+        _set(self, "kind", kind)
 
     def message(self) -> str:
         cause = _describe_error(self.error) or "a refused result"
@@ -332,7 +417,6 @@ class RetryScheduled(Event):
         )
 
 
-@attrs.frozen(kw_only=True)
 class RetriesExhausted(Event):
     """
     Retry gave up; the last failure goes to the caller.
@@ -358,10 +442,31 @@ class RetriesExhausted(Event):
 
     level: ClassVar[int] = logging.WARNING
 
+    _uncompared: ClassVar[frozenset[str]] = frozenset({"error"})
+
+    __slots__ = ("attempts", "elapsed", "reason", "error")
+
     attempts: int
     elapsed: float
     reason: str
-    error: BaseException | None = attrs.field(default=None, eq=False)
+    error: BaseException | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        attempts: int,
+        elapsed: float,
+        reason: str,
+        error: BaseException | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "attempts", attempts)
+        _set(self, "elapsed", elapsed)
+        _set(self, "reason", reason)
+        _set(self, "error", error)
 
     def message(self) -> str:
         cause = _describe_error(self.error) or "a refused result"
@@ -372,7 +477,6 @@ class RetriesExhausted(Event):
         )
 
 
-@attrs.frozen(kw_only=True)
 class TimeoutExpired(Event):
     """
     A deadline passed.
@@ -392,15 +496,29 @@ class TimeoutExpired(Event):
         idle: Whether it was the idle (between-items) limit of a stream.
     """
 
+    __slots__ = ("timeout", "idle")
+
     timeout: float
-    idle: bool = False
+    idle: bool
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        timeout: float,
+        idle: bool = False,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "timeout", timeout)
+        _set(self, "idle", idle)
 
     def message(self) -> str:
         which = "idle timeout" if self.idle else "timeout"
         return f"{_label(self)}: {which} of {seconds_text(self.timeout)} s expired"
 
 
-@attrs.frozen(kw_only=True)
 class CallRejected(Event):
     """
     A policy refused to run a call (nothing ran).
@@ -421,14 +539,28 @@ class CallRejected(Event):
 
     level: ClassVar[int] = logging.WARNING
 
+    __slots__ = ("reason", "retry_after")
+
     reason: str
-    retry_after: float | None = None
+    retry_after: float | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        reason: str,
+        retry_after: float | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
+        _set(self, "retry_after", retry_after)
 
     def message(self) -> str:
         return f"{_label(self)}: call rejected ({_says(self.reason)})"
 
 
-@attrs.frozen(kw_only=True)
 class CircuitOpened(Event):
     """
     A circuit breaker opened: calls are rejected for *retry_after* seconds.
@@ -441,8 +573,23 @@ class CircuitOpened(Event):
 
     level: ClassVar[int] = logging.WARNING
 
+    __slots__ = ("reason", "retry_after")
+
     reason: str
-    retry_after: float | None = None
+    retry_after: float | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        reason: str,
+        retry_after: float | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
+        _set(self, "retry_after", retry_after)
 
     def message(self) -> str:
         until = (
@@ -453,15 +600,15 @@ class CircuitOpened(Event):
         return f"{_label(self)}: circuit opened ({_says(self.reason)}); rejecting calls {until}"
 
 
-@attrs.frozen(kw_only=True)
 class CircuitHalfOpened(Event):
     """A circuit breaker's open period ended: it admits probe calls."""
+
+    __slots__ = ()
 
     def message(self) -> str:
         return f"{_label(self)}: circuit half-open"
 
 
-@attrs.frozen(kw_only=True)
 class CircuitClosed(Event):
     """
     A circuit breaker closed: calls flow again.
@@ -470,13 +617,25 @@ class CircuitClosed(Event):
         reason: ``"probes_succeeded"``, ``"manual"`` or ``"reset"``.
     """
 
-    reason: str = "probes_succeeded"
+    __slots__ = ("reason",)
+
+    reason: str
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        reason: str = "probes_succeeded",
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return f"{_label(self)}: circuit closed ({_says(self.reason)})"
 
 
-@attrs.frozen(kw_only=True)
 class LimitChanged(Event):
     """
     A bulkhead's adaptive limit moved: it now lets *limit* calls run at once.
@@ -494,15 +653,31 @@ class LimitChanged(Event):
 
     level: ClassVar[int] = logging.DEBUG
 
+    __slots__ = ("limit", "previous", "reason")
+
     limit: int
     previous: int
-    reason: str = "sample"
+    reason: str
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        limit: int,
+        previous: int,
+        reason: str = "sample",
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "limit", limit)
+        _set(self, "previous", previous)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return f"{_label(self)}: limit {self.previous} -> {self.limit} ({_says(self.reason)})"
 
 
-@attrs.frozen(kw_only=True)
 class RateLimitWaited(Event):
     """
     A `RateLimiter` made a call wait its turn: it runs after *delay* seconds.
@@ -517,14 +692,28 @@ class RateLimitWaited(Event):
 
     level: ClassVar[int] = logging.DEBUG
 
+    __slots__ = ("delay", "cost")
+
     delay: float
     cost: float
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        delay: float,
+        cost: float,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "delay", delay)
+        _set(self, "cost", cost)
 
     def message(self) -> str:
         return f"{_label(self)}: waits {seconds_text(self.delay)} s for {self.cost:g} unit(s)"
 
 
-@attrs.frozen(kw_only=True)
 class RateChanged(Event):
     """
     An adaptive `RateLimiter` moved its rate: it now lets *rate* units through per window.
@@ -540,9 +729,26 @@ class RateChanged(Event):
             (a 429); ``"recovered"``: successes raised it back to its full rate.
     """
 
+    __slots__ = ("rate", "previous", "reason")
+
     rate: float
     previous: float
     reason: str
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        rate: float,
+        previous: float,
+        reason: str,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "rate", rate)
+        _set(self, "previous", previous)
+        _set(self, "reason", reason)
 
     def message(self) -> str:
         return (
@@ -551,7 +757,6 @@ class RateChanged(Event):
         )
 
 
-@attrs.frozen(kw_only=True)
 class FallbackUsed(Event):
     """
     A `Fallback` answered instead of the call: the caller gets the fallback's value.
@@ -564,15 +769,29 @@ class FallbackUsed(Event):
         kind: The classifier's kind of that failure (``"rate_limit"``, ...), if any.
     """
 
-    error: BaseException | None = None
-    kind: str | None = None
+    __slots__ = ("error", "kind")
+
+    error: BaseException | None
+    kind: str | None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        error: BaseException | None = None,
+        kind: str | None = None,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "error", error)
+        _set(self, "kind", kind)
 
     def message(self) -> str:
         what = "a refused result" if self.error is None else type(self.error).__name__
         return f"{_label(self)}: fallback used instead of {what}"
 
 
-@attrs.frozen(kw_only=True)
 class HedgeStarted(Event):
     """
     A `Hedge` started another copy of a call still running after *delay* seconds.
@@ -586,8 +805,23 @@ class HedgeStarted(Event):
 
     level: ClassVar[int] = logging.DEBUG
 
+    __slots__ = ("hedge", "delay")
+
     hedge: int
     delay: float
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        hedge: int,
+        delay: float,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "target", target)
+        _set(self, "hedge", hedge)
+        _set(self, "delay", delay)
 
     def message(self) -> str:
         return f"{_label(self)}: hedge {self.hedge} started after {seconds_text(self.delay)} s"

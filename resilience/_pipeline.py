@@ -28,7 +28,6 @@ import attrs
 
 from ._classify import REQUIRED, ErrorClassifier
 from ._events import redact
-from ._explain import explain, timeline, worst_case
 
 __all__ = [
     "CALL",
@@ -372,6 +371,8 @@ class Pipeline:
         Returns:
             Plain text, lines separated by ``"\\n"``, no trailing newline.
         """
+        from ._explain import explain  # the renderer: loaded when first used
+
         return explain(self.policies)
 
     def timeline(self) -> str:
@@ -388,6 +389,8 @@ class Pipeline:
             Plain text, lines separated by ``"\\n"``; empty when no policy
             waits between runs (no Retry, or one whose sleeps are not known).
         """
+        from ._explain import timeline
+
         return "\n".join(timeline(self.policies))
 
     def worst_case(self, call: float | None = None, *, retry_after: bool = True) -> float | None:
@@ -409,6 +412,8 @@ class Pipeline:
         Returns:
             The bound in seconds, or `None` when nothing bounds the call.
         """
+        from ._explain import worst_case
+
         return worst_case(self.policies, call, retry_after=retry_after)
 
 

@@ -13,22 +13,26 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, ClassVar, NoReturn, final
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, final
 
 import attrs
 
 from . import backoff as _backoff
-from ._budget import Budget, async_spend, sync_only
 from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
 from ._events import Hook, RetriesExhausted, RetryScheduled, _registry, emit, heard, listening
 from ._exceptions import RetryExhaustedError, StreamInterruptedError, seconds_text
-from ._explain import Description, Sleeps, backoff_bounds, largest, rule_lines, seconds, span
 from ._notes import set_note
 from ._pipeline import CALL, PolicyMixin, Runner, pipeline_field, target_name
 from ._streams import astep, step
 from ._validate import check_clock, check_name, check_rng, to_count, to_hooks, to_seconds
+
+# `_explain` (Description and its helpers) is imported by describe(), when first
+# called: nothing of it runs on a call path, and `import resilience` skips it.
+if TYPE_CHECKING:
+    from ._budget import Budget
+    from ._explain import Description, Sleeps
 
 __all__ = ["Attempt", "Attempts", "Retry", "RetryKind"]
 
@@ -39,7 +43,7 @@ def _check_attempts(instance: object, attribute: attrs.Attribute[int], value: ob
     to_count("attempts", value)
 
 
-def _check_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def _check_backoff(instance: object, attribute: attrs.Attribute[Any] | None, value: object) -> None:
     if isinstance(value, type) or not callable(value):  # a class: rs.backoff.constant, not (1.0)
         raise TypeError(
             "backoff must be a Backoff: a callable (attempt, previous, rng) -> seconds, "
@@ -54,8 +58,28 @@ def _to_max_retry_after(value: object) -> float | None:
     )
 
 
+def _async_spend(budget: Budget | None) -> Callable[[], Awaitable[bool]] | None:
+    """*budget*'s awaited spend (``aspend``), if it has one; `_budget` loads with a first budget."""
+    if budget is None:
+        return None
+    from ._budget import async_spend
+
+    return async_spend(budget)
+
+
+def _sync_only(budget: Budget, what: str) -> None:
+    """Refuse, at decoration, a budget only an awaited round trip can ask (`_budget.sync_only`)."""
+    from ._budget import sync_only
+
+    sync_only(budget, what)
+
+
 def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, Budget):
+    if value is None:
+        return
+    from ._budget import Budget  # imported when a Retry is given a budget
+
+    if not isinstance(value, Budget):
         raise TypeError(
             "budget must be a Budget (first() and spend() -> bool: "
             f"resilience.RetryBudget, resilience.TokenBudget) or None, "
@@ -63,18 +87,7 @@ def _check_budget(instance: object, attribute: attrs.Attribute[Any], value: obje
         )
 
 
-def _check_kind_attempts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        to_count("attempts", value)
-
-
-def _check_kind_backoff(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _check_backoff(instance, attribute, value)
-
-
 @final
-@attrs.frozen(kw_only=True, repr=False)
 class RetryKind:
     """
     What one kind of failure gets instead of the Retry's defaults; spelled `Retry.kind`.
@@ -86,6 +99,8 @@ class RetryKind:
         per_kind={"rate_limit": rs.Retry.kind(attempts=6, backoff=rs.backoff.constant(5.0))},
     )
     ```
+
+    Immutable, hashable and comparable by value, and it pickles.
 
     Args:
         attempts: Total tries, the first included, when the failure is of this
@@ -102,15 +117,48 @@ class RetryKind:
         ValueError: On ``attempts`` below 1, or neither argument given.
     """
 
-    attempts: int | None = attrs.field(default=None, validator=_check_kind_attempts)
-    backoff: _backoff.Backoff | None = attrs.field(default=None, validator=_check_kind_backoff)
+    # A plain slotted class, not an attrs one: two fields, checked by hand,
+    # and nothing for attrs to generate at `import resilience`.
+    __slots__ = ("attempts", "backoff")
 
-    def __attrs_post_init__(self) -> None:
-        if self.attempts is None and self.backoff is None:
+    attempts: int | None
+    backoff: _backoff.Backoff | None
+
+    def __init__(
+        self, *, attempts: int | None = None, backoff: _backoff.Backoff | None = None
+    ) -> None:
+        if attempts is not None:
+            to_count("attempts", attempts)
+        if backoff is not None:
+            _check_backoff(self, None, backoff)
+        if attempts is None and backoff is None:
             raise ValueError(
                 "Retry.kind() needs attempts= or backoff= (or both): "
                 "without either it changes nothing"
             )
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "backoff", backoff)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise attrs.exceptions.FrozenInstanceError
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not RetryKind:
+            return NotImplemented
+        return (self.attempts, self.backoff) == (other.attempts, other.backoff)
+
+    def __hash__(self) -> int:
+        return hash((RetryKind, self.attempts, self.backoff))
+
+    def __getstate__(self) -> tuple[int | None, _backoff.Backoff | None]:
+        return (self.attempts, self.backoff)
+
+    def __setstate__(self, state: tuple[int | None, _backoff.Backoff | None]) -> None:
+        object.__setattr__(self, "attempts", state[0])
+        object.__setattr__(self, "backoff", state[1])
 
     def __repr__(self) -> str:
         parts = []
@@ -168,6 +216,8 @@ def _plural(n: int) -> str:
 
 def _sleep_lines(sleeps: Sleeps, n: int, *, numbered: bool) -> list[str]:
     """The sleeps of one backoff, the middle elided past 6; by attempt, or by its own retry."""
+    from ._explain import span
+
     lines = []
     many = sleeps.retries > 6
     shown = [*sleeps.first(4), None, sleeps.last()] if many else sleeps.first(6)
@@ -282,6 +332,8 @@ class Retry(PolicyMixin):
         builtin backoffs, unknown for your own), and how a ``Retry-After``
         stretches them.
         """
+        from ._explain import Description, backoff_bounds, largest, rule_lines, seconds
+
         n = self.max_attempts
         label = f"Retry {self.name!r}" if self.name is not None else "Retry"
         details = ["retries (first matching rule decides):", *rule_lines(self.on, "retry")]
@@ -397,7 +449,7 @@ class Retry(PolicyMixin):
 
     def _bind_sync(self, inner: Runner) -> Runner:
         if self.budget is not None:
-            sync_only(self.budget, "a function")
+            _sync_only(self.budget, "a function")
             return self._bind_sync_budget(inner, self.budget)
         now = self.clock.now
         classify = self.on.classify
@@ -575,7 +627,7 @@ class Retry(PolicyMixin):
         results = self.on.handles_results
         asleep = self.clock.asleep
         direct = inner is CALL
-        aspend = async_spend(self.budget)
+        aspend = _async_spend(self.budget)
         try:
             while True:
                 if aspend is None:
@@ -614,7 +666,7 @@ class Retry(PolicyMixin):
 
         budget = self.budget
         if budget is not None:
-            sync_only(budget, "a generator function")
+            _sync_only(budget, "a generator function")
 
         def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
@@ -669,7 +721,7 @@ class Retry(PolicyMixin):
         direct = inner is CALL
 
         budget = self.budget
-        aspend = async_spend(budget)
+        aspend = _async_spend(budget)
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
@@ -1040,7 +1092,7 @@ class Attempt:
         loop = self._loop
         if not isinstance(exc, Exception) or loop._retry.budget is None:
             return self.__exit__(exc_type, exc, tb)
-        aspend = async_spend(loop._retry.budget)
+        aspend = _async_spend(loop._retry.budget)
         if aspend is None:
             return self.__exit__(exc_type, exc, tb)
         call = loop._call

@@ -33,7 +33,6 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._deadline import DEADLINE, Deadline, RawDeadline, public_deadline, time_left
 from ._events import Hook, TimeoutExpired, emit
 from ._exceptions import TimeoutExceededError, seconds_text
-from ._explain import Description, seconds
 from ._lazy import lazy_module
 from ._pipeline import (
     CALL,
@@ -47,8 +46,12 @@ from ._pipeline import (
 from ._streams import astep, step
 from ._validate import check_clock, check_name, to_hooks, to_seconds
 
+# `_explain` (Description and its helpers) is imported by describe(), when first
+# called: nothing of it runs on a call path, and `import resilience` skips it.
 if TYPE_CHECKING:
     import asyncio
+
+    from ._explain import Description
 else:  # imported on first use: sync code never needs it
     asyncio = lazy_module("asyncio", globals())
 
@@ -213,6 +216,8 @@ class Timeout(PolicyMixin):
         a Retry, the whole call when it sits outside), on the assumption that
         sync code cooperates with its deadline.
         """
+        from ._explain import Description, seconds
+
         label = f"Timeout {self.name!r}" if self.name is not None else "Timeout"
         title = f"{label}: {seconds(self.seconds)}"
         details = [

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import numbers
 import sys
-from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -39,6 +38,11 @@ from ._validate import to_seconds
 
 if TYPE_CHECKING:
     import random
+
+    from ._backoffs import constant as constant
+    from ._backoffs import linear as linear
+    from ._backoffs import proportional as proportional
+    from ._backoffs import schedule as schedule
 
 __all__ = [
     "DEFAULT",
@@ -150,24 +154,12 @@ def _duration(name: str, value: object) -> float:
     )
 
 
-def _to_delay(value: float | timedelta) -> float:
-    return _duration("delay", value)
-
-
 def _to_initial(value: float | timedelta) -> float:
     return _duration("initial", value)
 
 
-def _to_step(value: float | timedelta) -> float:
-    return _duration("step", value)
-
-
 def _to_max(value: float | timedelta) -> float:
     return _duration("max", value)
-
-
-def _to_optional_max(value: float | timedelta | None) -> float | None:
-    return None if value is None else _duration("max", value)
 
 
 def _to_float(value: float) -> float:
@@ -192,30 +184,12 @@ def _check_multiplier(_: object, attribute: attrs.Attribute[Any], value: object)
         raise ValueError(f"multiplier must be a finite number >= 1, got {value!r}")
 
 
-def _check_fraction(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not _is_real(value):
-        raise TypeError(f"fraction must be a number, got {type(value).__name__}: {value!r}")
-    if not (isinstance(value, float) and 0.0 <= value <= 1.0):
-        raise ValueError(f"fraction must be a number between 0 and 1, got {value!r}")
-
-
 def _check_jitter(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, type):
         # `jitter=proportional` (the class, not yet called) is callable yet wrong.
         raise TypeError(f"jitter must be a Jitter value, got the class {value.__name__!r} itself")
     if not callable(value):
         raise TypeError(f"jitter must be a callable Jitter, got {type(value).__name__}: {value!r}")
-
-
-def _to_delays(value: Iterable[float | timedelta]) -> tuple[float, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(
-            f"delays must be an iterable of seconds, got {type(value).__name__}: {value!r}"
-        )
-    delays = tuple(_duration(f"delays[{index}]", item) for index, item in enumerate(value))
-    if not delays:
-        raise ValueError(f"delays must not be empty, got {value!r}")
-    return delays
 
 
 # --------------------------------------------------------------------------
@@ -234,10 +208,15 @@ def _finish(
     raise ValueError(f"jitter {jitter!r} returned {value!r}; expected a finite number >= 0")
 
 
+# The jitters are singletons, pickled and copied by name (``__reduce__``): plain
+# classes, equal by identity, with nothing for attrs to generate.
+
+
 @final
-@attrs.frozen(repr=False)
 class _NoJitter:
     """The curve value itself. Reach: exactly the curve value."""
+
+    __slots__ = ()
 
     def __call__(self, delay: float, previous: float, rng: random.Random, /) -> float:
         return delay
@@ -250,9 +229,10 @@ class _NoJitter:
 
 
 @final
-@attrs.frozen(repr=False)
 class _FullJitter:
     """Uniform in ``[0, delay]``. Reach: never above the curve value."""
+
+    __slots__ = ()
 
     def __call__(self, delay: float, previous: float, rng: random.Random, /) -> float:
         return delay * rng.random()
@@ -265,9 +245,10 @@ class _FullJitter:
 
 
 @final
-@attrs.frozen(repr=False)
 class _EqualJitter:
     """Uniform in ``[delay / 2, delay]``. Reach: never above the curve value."""
+
+    __slots__ = ()
 
     def __call__(self, delay: float, previous: float, rng: random.Random, /) -> float:
         half = delay / 2.0
@@ -283,9 +264,10 @@ class _EqualJitter:
 
 
 @final
-@attrs.frozen(repr=False)
 class _DecorrelatedJitter:
     """Uniform in ``[delay / 3, 3 * previous]``, the top kept in ``[delay, 3 * delay]``."""
+
+    __slots__ = ()
 
     def __call__(self, delay: float, previous: float, rng: random.Random, /) -> float:
         low = delay / 3.0
@@ -342,37 +324,6 @@ the ``max`` of `linear` and `exponential`).
 """
 
 
-@final
-@attrs.frozen(repr=False)
-class proportional:
-    """
-    Proportional jitter: the curve value times a uniform factor in ``[1 - fraction, 1 + fraction]``.
-
-    ``proportional(0.25)`` is the "±25 %" of the docs. Reach: up to
-    ``(1 + fraction)`` times the curve value, never below ``(1 - fraction)`` times.
-
-    Args:
-        fraction: The relative spread, a number in ``[0, 1]``; ``0`` means no
-            jitter, ``1`` means anywhere from ``0`` to twice the curve value.
-
-    Raises:
-        TypeError: *fraction* is not a number.
-        ValueError: *fraction* is outside ``[0, 1]``.
-    """
-
-    fraction: float = attrs.field(converter=_to_float, validator=_check_fraction)
-
-    def __call__(self, delay: float, previous: float, rng: random.Random, /) -> float:
-        """Return *delay* times a uniform factor in ``[1 - fraction, 1 + fraction]``."""
-        low = 1.0 - self.fraction
-        high = 1.0 + self.fraction
-        factor = low + (high - low) * rng.random()
-        return delay * (factor if factor < high else high)
-
-    def __repr__(self) -> str:
-        return f"proportional({self.fraction!r})"
-
-
 # --------------------------------------------------------------------------
 # Curves.
 
@@ -380,80 +331,6 @@ class proportional:
 def _check_attempt(attempt: int) -> None:
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt!r}")
-
-
-@final
-@attrs.frozen
-class constant:
-    """
-    Wait the same *delay* before every retry.
-
-    There is no cap: the result stays within *jitter*'s reach of *delay*.
-
-    Args:
-        delay: Seconds, or a `datetime.timedelta`. Required.
-        jitter: How to spread the delay. Default: `none`.
-
-    Raises:
-        TypeError: *delay* is not a number or timedelta, or *jitter* is not callable.
-        ValueError: *delay* is negative, NaN or infinite.
-    """
-
-    delay: float = attrs.field(converter=_to_delay)
-    jitter: Jitter = attrs.field(default=none, kw_only=True, validator=_check_jitter)
-
-    def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
-        """Return the seconds to wait after failed attempt *attempt* (see `Backoff`)."""
-        if attempt < 1:
-            _check_attempt(attempt)
-        jitter = self.jitter
-        if jitter is none:  # the failure path's common case: no call, no clamp to make
-            delay = self.delay
-            return delay if delay < _LONGEST else _LONGEST
-        return _finish(jitter, self.delay, previous, rng, _LONGEST)
-
-
-@final
-@attrs.frozen
-class linear:
-    """
-    Wait *initial*, then *step* more before each further retry: ``initial + step * (attempt - 1)``.
-
-    ``linear(1.0)`` waits 1, 2, 3, 4… seconds. With *max*, the curve stops
-    growing at *max* and the jittered result never exceeds it.
-
-    Args:
-        initial: Seconds before the first retry, or a `datetime.timedelta`. Required.
-        step: Seconds added per retry, or a `datetime.timedelta`. Default: *initial*.
-        max: Cap in seconds on the curve and on the jittered result, or a
-            `datetime.timedelta`; at least *initial*. Default: `None` (no cap).
-        jitter: How to spread each delay. Default: `none`.
-
-    Raises:
-        TypeError: A duration is not a number or timedelta, or *jitter* is not callable.
-        ValueError: A duration is negative, NaN or infinite, or *max* < *initial*.
-    """
-
-    initial: float = attrs.field(converter=_to_initial)
-    step: float = attrs.field(
-        default=attrs.Factory(lambda self: self.initial, takes_self=True),
-        kw_only=True,
-        converter=_to_step,
-    )
-    max: float | None = attrs.field(
-        default=None, kw_only=True, converter=_to_optional_max, validator=_check_max
-    )
-    jitter: Jitter = attrs.field(default=none, kw_only=True, validator=_check_jitter)
-
-    def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
-        """Return the seconds to wait after failed attempt *attempt* (see `Backoff`)."""
-        _check_attempt(attempt)
-        ceiling = _LONGEST if self.max is None else self.max
-        try:
-            delay = self.initial + self.step * (attempt - 1)
-        except OverflowError:  # an attempt number beyond the float range
-            delay = ceiling if self.step else self.initial
-        return _finish(self.jitter, delay if delay < ceiling else ceiling, previous, rng, ceiling)
 
 
 @final
@@ -498,42 +375,30 @@ class exponential:
         return _finish(self.jitter, min(delay, self.max), previous, rng, self.max)
 
 
-@final
-@attrs.frozen
-class schedule:
-    """
-    Wait the given delays in turn, then repeat the last one for every further retry.
-
-    ``schedule([0, 1, 2, 4, 8])`` retries at once, then after 1, 2, 4 and 8
-    seconds, then every 8 seconds for as long as `Retry` keeps trying. The
-    delays are used in the order given. There is no cap: the result stays
-    within *jitter*'s reach of the scheduled delay.
-
-    Args:
-        delays: Seconds (numbers or `datetime.timedelta`) before the 1st, 2nd…
-            retry; at least one. Required.
-        jitter: How to spread each delay. Default: `none`.
-
-    Raises:
-        TypeError: *delays* is not an iterable of numbers or timedeltas, or
-            *jitter* is not callable.
-        ValueError: *delays* is empty, or holds a negative, NaN or infinite delay.
-    """
-
-    delays: tuple[float, ...] = attrs.field(converter=_to_delays)
-    jitter: Jitter = attrs.field(default=none, kw_only=True, validator=_check_jitter)
-
-    def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
-        """Return the seconds to wait after failed attempt *attempt* (see `Backoff`)."""
-        _check_attempt(attempt)
-        delays = self.delays
-        delay = delays[attempt - 1] if attempt < len(delays) else delays[-1]
-        return _finish(self.jitter, delay, previous, rng, _LONGEST)
-
-
 DEFAULT: Backoff = exponential(initial=0.1, max=10.0, jitter=full)
 """
 `Retry`'s default backoff: ``exponential(initial=0.1, max=10.0, multiplier=2.0, jitter=full)``.
 
 Waits up to 0.1, 0.2, 0.4… seconds, never more than 10 seconds.
 """
+
+
+# The builtins that Retry's default does not use, defined in `_backoffs` and
+# imported when first named: `import resilience` skips their attrs classes.
+_LAZY: Final = frozenset({"constant", "linear", "proportional", "schedule"})
+
+
+if not TYPE_CHECKING:  # type checkers see the imports at the top, and flag unknown names
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module 'resilience.backoff' has no attribute {name!r}")
+        from . import _backoffs
+
+        value = getattr(_backoffs, name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -47,7 +47,8 @@ and from `resilience` (a test holds them to it):
   ``bind``), `pipeline_field` (its attrs field), `CALL` (the innermost
   runner), `target_name` (an event's label for a function);
 - events: `emit` (builds an event only when someone listens), `refuse` (a
-  `CallRejected` event, then the gate's `RejectedError`);
+  `CallRejected` event, then the gate's `RejectedError`), `event_fields` (an
+  event class's field names, for exporters);
 - validation, at construction: `to_seconds`, `to_count`, `to_hooks`,
   `to_classifier`, `check_clock`, `check_name`, `check_rng`;
 - time: `SYSTEM_CLOCK`, `testing_enabled`, `cancel_after` (a deadline for
@@ -69,6 +70,7 @@ from ._classify import to_classifier as to_classifier
 from ._clock import SYSTEM_CLOCK as SYSTEM_CLOCK
 from ._clock import testing_enabled as testing_enabled
 from ._events import emit as emit
+from ._events import field_names as event_fields
 from ._exceptions import seconds_text as seconds_text
 from ._explain import rule_lines as rule_lines
 from ._explain import seconds as describe_seconds
@@ -128,6 +130,7 @@ __all__ = [
     "check_rng",
     "describe_seconds",
     "emit",
+    "event_fields",
     "fork_safe_lock",
     "pipeline_field",
     "refuse",

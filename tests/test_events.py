@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
+import pickle
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +16,7 @@ import attrs
 import pytest
 
 import resilience as rs
-from resilience._events import emit
+from resilience.engine import emit, event_fields
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
@@ -103,7 +106,7 @@ def test_events_are_frozen() -> None:
     """Events are immutable facts."""
     event = rs.RetryScheduled(attempt=1, delay=0.5, elapsed=0.0)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        event.delay = 2.0  # type: ignore[misc]
+        event.delay = 2.0
 
 
 def test_fields_use_stable_prefixed_names() -> None:
@@ -236,7 +239,7 @@ def test_every_event_is_in_the_one_table_with_its_fields_and_level() -> None:
     assert set(catalogue) == {cls.__name__ for cls in EVENTS}
     for cls in EVENTS:
         level, fields = catalogue[cls.__name__]
-        own = [f.name for f in attrs.fields(cls) if f.name not in ("name", "target")]
+        own = [name for name in event_fields(cls) if name not in ("name", "target")]
         assert fields == {name: f"resilience_{name}" for name in own}, cls.__name__
         assert level == logging.getLevelName(cls.level), cls.__name__
 
@@ -246,16 +249,77 @@ def test_every_event_is_frozen_and_public(cls: type[rs.Event]) -> None:
     """Every event class is frozen, named resilience.X, documented, and has a message."""
     assert cls.__module__ == "resilience"
     assert cls.__doc__
-    required: dict[str, Any] = {
-        f.name: 1 if f.type in ("int", "float") else "x"
-        for f in attrs.fields(cls)
-        if f.default is attrs.NOTHING
-    }
-    event = cls(**required)
+    event = sample(cls)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         event.name = "other"  # type: ignore[misc]
     assert isinstance(event.message(), str)
     assert event.fields()["resilience_event"] == cls.__name__
+
+
+def sample(cls: type[rs.Event], **fields: Any) -> rs.Event:
+    """An event of type *cls*, its required fields filled in (1 for numbers, "x" otherwise)."""
+    required: dict[str, Any] = {
+        p.name: 1 if p.annotation in ("int", "float") else "x"
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is inspect.Parameter.empty
+    }
+    return cls(**{**required, **fields})
+
+
+@pytest.mark.parametrize("cls", EVENTS, ids=lambda cls: cls.__name__)
+def test_every_event_pickles_copies_and_hashes_by_value(cls: type[rs.Event]) -> None:
+    """An event comes back equal from pickle and copy, and equal events hash alike (issue 19)."""
+    event = sample(cls, name="api", target="f")
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert copy.deepcopy(event) == event
+    assert hash(sample(cls, name="api", target="f")) == hash(event)
+    assert event != sample(cls, name="other", target="f")
+    assert event != rs.Event(name="api", target="f")  # another class is never equal
+
+
+def test_event_reprs_read_as_the_call_that_made_them() -> None:
+    """The repr lists every field, the base's first, as attrs wrote it (issue 19)."""
+    error = ValueError("boom")
+    event = rs.RetryScheduled(name="n", attempt=1, delay=0.5, elapsed=1.0, error=error)
+    assert repr(event) == (
+        "RetryScheduled(name='n', target=None, attempt=1, delay=0.5, elapsed=1.0, "
+        "error=ValueError('boom'), kind=None)"
+    )
+    assert repr(rs.CircuitHalfOpened(name="b")) == "CircuitHalfOpened(name='b', target=None)"
+
+
+def test_an_exception_field_is_left_out_of_equality_where_attrs_left_it_out() -> None:
+    """RetryScheduled and RetriesExhausted compare without their error; FallbackUsed with it."""
+    first, second = ValueError("a"), ValueError("b")
+    assert rs.RetryScheduled(attempt=1, delay=0, elapsed=0, error=first) == rs.RetryScheduled(
+        attempt=1, delay=0, elapsed=0, error=second
+    )
+    exhausted = {
+        rs.RetriesExhausted(attempts=3, elapsed=0, reason="attempts", error=e)
+        for e in (first, second)
+    }
+    assert len(exhausted) == 1
+    assert rs.FallbackUsed(error=first) != rs.FallbackUsed(error=second)
+
+
+def test_an_attrs_subclass_of_event_gets_the_base_fields_and_its_own() -> None:
+    """@attrs.frozen subclasses of rs.Event (a user's, the Redis events) work as before."""
+
+    @attrs.frozen(kw_only=True)
+    class Paged(rs.Event):
+        pages: int
+
+    event = Paged(name="n", pages=2)
+    assert (event.name, event.target, event.pages) == ("n", None, 2)
+    assert event.fields() == {
+        "resilience_event": "Paged",
+        "resilience_name": "n",
+        "resilience_target": None,
+        "resilience_pages": 2,
+    }
+    assert event == Paged(name="n", pages=2) != Paged(name="n", pages=3)
+    assert event_fields(Paged) == ("name", "target", "pages")
+    assert repr(event).endswith("Paged(name='n', target=None, pages=2)")
 
 
 def test_circuit_opened_says_how_long_calls_are_rejected() -> None:

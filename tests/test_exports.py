@@ -155,6 +155,7 @@ ENGINE = {
     "check_rng",
     "describe_seconds",
     "emit",
+    "event_fields",
     "fork_safe_lock",
     "pipeline_field",
     "refuse",

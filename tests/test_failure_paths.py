@@ -446,23 +446,88 @@ def test_a_decorated_function_costs_at_most_a_closure_and_200_bytes() -> None:
 # --- issue 19 item 5: import time ----------------------------------------------------------
 
 
-def test_import_resilience_leaves_what_the_success_path_does_not_need() -> None:
-    """Issue 19: asyncio, wrapt and the rarely used policies load on first use, and still work."""
+# What `import resilience` leaves for first use: every module but those the
+# success path of a Retry needs (issue 19 item 5).
+LAZY_MODULES = (
+    "asyncio",
+    "wrapt",
+    "typing_extensions",
+    "resilience.limits",
+    "resilience.deadline",
+    "resilience._backoffs",
+    "resilience._breaker",
+    "resilience._budget",
+    "resilience._bulkhead",
+    "resilience._circuit",
+    "resilience._explain",
+    "resilience._fallback",
+    "resilience._gate",
+    "resilience._hedge",
+    "resilience._metrics",
+    "resilience._ratelimit",
+    "resilience._timeout",
+)
+
+
+def run_fresh(code: str) -> list[str]:
+    """Run *code* in a fresh interpreter; return the lines it prints."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_import_resilience_leaves_what_the_success_path_does_not_need() -> None:
+    """Issue 19: asyncio, wrapt, the breaker, Timeout, the rarer policies load on first use."""
     code = (
         "import sys, resilience as rs\n"
-        "lazy = ['asyncio', 'wrapt', 'typing_extensions', 'resilience.limits',\n"
-        "        'resilience._bulkhead', 'resilience._fallback', 'resilience._hedge',\n"
-        "        'resilience._metrics']\n"
-        "print([m for m in lazy if m in sys.modules])\n"
+        f"print([m for m in {LAZY_MODULES!r} if m in sys.modules])\n"
         "print(rs.Bulkhead.__module__, rs.limits.__name__, 'Hedge' in dir(rs))\n"
         "import asyncio\n"
         "print(asyncio.run(rs.Timeout(1.0).acall(asyncio.sleep, 0, 'ok')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["[]", "resilience resilience.limits True", "ok"]
+    assert run_fresh(code) == ["[]", "resilience resilience.limits True", "ok"]
+
+
+def test_a_retry_call_loads_nothing_it_does_not_use() -> None:
+    """Issue 19: building a Retry and calling through it imports none of the deferred modules."""
+    code = (
+        "import sys, resilience as rs\n"
+        "retry = rs.Retry(on=rs.transient, attempts=2, backoff=rs.backoff.DEFAULT)\n"
+        "print(retry.call(lambda: 'ok'))\n"
+        f"print([m for m in {LAZY_MODULES!r} if m in sys.modules])\n"
+    )
+    assert run_fresh(code) == ["ok", "[]"]
+
+
+def test_every_deferred_name_resolves_however_it_is_named() -> None:
+    """Issue 19: a deferred name works as rs.X, from resilience import X, and is in dir()."""
+    code = (
+        "import resilience as rs, resilience.backoff as backoff, pickle\n"
+        "from resilience import CircuitBreaker, Description, deadline\n"
+        "from resilience.backoff import linear\n"
+        "print(CircuitBreaker is rs.CircuitBreaker, deadline.__name__, Description.__module__)\n"
+        "print(sorted(set(rs.__all__) - set(dir(rs))),"
+        " sorted(set(backoff.__all__) - set(dir(backoff))))\n"
+        "print(all(getattr(rs, name) is not None for name in rs.__all__))\n"
+        "curve = rs.backoff.constant(1.0, jitter=rs.backoff.proportional(0.5))\n"
+        "print(type(curve).__module__, pickle.loads(pickle.dumps(curve)) == curve, linear(1.0))\n"
+    )
+    assert run_fresh(code) == [
+        "True resilience.deadline resilience",
+        "[] []",
+        "True",
+        "resilience.backoff True linear(initial=1.0, step=1.0, max=None, jitter=none)",
+    ]
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    """The deferring __getattr__ of resilience and resilience.backoff knows its names only."""
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        rs.Nope  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        rs.backoff.nope  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_breaker_docs_lease_example_runs_as_written() -> None:

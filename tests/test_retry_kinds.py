@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -394,3 +395,16 @@ def test_per_kind_needs_a_retrying_rule_of_that_kind() -> None:
     on = rs.ErrorClassifier([rs.Rule(status=400, retry=False, kind="client")])
     with pytest.raises(ValueError, match=r"its kinds: none\)"):
         rs.Retry(on=on, per_kind={"client": rs.Retry.kind(attempts=2)})
+
+
+def test_a_kind_is_frozen_compares_hashes_and_pickles_by_value() -> None:
+    """Retry.kind is a value, as when it was an attrs class (issue 19: a plain class now)."""
+    kind = rs.Retry.kind(attempts=6, backoff=backoff.constant(5.0))
+    same = rs.Retry.kind(attempts=6, backoff=backoff.constant(5.0))
+    assert kind == same != rs.Retry.kind(attempts=5, backoff=backoff.constant(5.0))
+    assert hash(kind) == hash(same)
+    assert pickle.loads(pickle.dumps(kind)) == kind
+    retry = rs.Retry(on=rs.transient, per_kind={"server": kind})
+    assert pickle.loads(pickle.dumps(retry)) == retry
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        kind.attempts = 2

@@ -35,7 +35,15 @@ from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 
 import resilience as rs
 from resilience import Description, Event, TimeoutExpired
-from resilience.engine import CALL, PolicyMixin, astep, pipeline_field, step, target_name
+from resilience.engine import (
+    CALL,
+    PolicyMixin,
+    astep,
+    event_fields,
+    pipeline_field,
+    step,
+    target_name,
+)
 
 __all__ = ["OpenTelemetryTracing", "TracingSpans"]
 
@@ -62,8 +70,7 @@ def _event_name(cls: type[Event]) -> str:
 def _attributes(event: Event) -> dict[str, Any]:
     """The event as span-event attributes: plain values only, exceptions by type."""
     out: dict[str, Any] = {EVENT: type(event).__name__, POLICY: event.name or "default"}
-    for field in attrs.fields(type(event)):
-        key = field.name
+    for key in event_fields(type(event)):
         if key == "name":
             continue
         value = getattr(event, key)
