@@ -16,6 +16,7 @@ from ._breaker import CircuitBreaker as CircuitBreaker
 from ._budget import Budget as Budget
 from ._budget import RetryBudget as RetryBudget
 from ._budget import TokenBudget as TokenBudget
+from ._circuit import AsyncCircuitStore as AsyncCircuitStore
 from ._circuit import CircuitPermit as CircuitPermit
 from ._circuit import CircuitRejection as CircuitRejection
 from ._circuit import CircuitState as CircuitState
@@ -118,6 +119,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AsyncCircuitStore",
     "Attempt",
     "Attempts",
     "Budget",

@@ -72,6 +72,7 @@ from ._explain import rule_lines as rule_lines
 from ._explain import seconds as describe_seconds
 from ._fork import fork_safe_lock as fork_safe_lock
 from ._gate import NO_RESULT as NO_RESULT
+from ._gate import AwaitingGate as AwaitingGate
 from ._gate import FastPath as FastPath
 from ._gate import Gate as Gate
 from ._gate import GatePolicy as GatePolicy
@@ -106,6 +107,7 @@ __all__ = [
     "NO_RESULT",
     "OTHER",
     "SYSTEM_CLOCK",
+    "AwaitingGate",
     "FastPath",
     "Gate",
     "GatePolicy",

@@ -8,6 +8,7 @@ from pathlib import Path
 import resilience as rs
 
 PUBLIC = {
+    "AsyncCircuitStore",
     "Attempt",
     "Attempts",
     "Budget",
