@@ -217,3 +217,14 @@ async def use_limiter() -> None:
         assert_type(apermit, rs.RateLimitPermit)
     async with rs.RateLimiter(rate=1) as entered:
         assert_type(entered, rs.RateLimiter)
+
+
+# A breaker whose circuit is awaited (an AsyncCircuitStore): its store= is accepted as is.
+def async_breaker(store: rs.AsyncCircuitStore) -> rs.CircuitBreaker:
+    return rs.CircuitBreaker(on=rs.transient, name="typing", store=lambda b: store)
+
+
+async def use_async_breaker(b: rs.CircuitBreaker) -> None:
+    assert_type(await b.acall(afetch, "w"), int)
+    await b.aopen()
+    await b.areset()
