@@ -9,6 +9,8 @@ subclass `GatePolicy`, and the engine supplies the rest: the drivers for
 functions, coroutine functions and (async) generator functions, ``with`` and
 ``async with``, waiting (`Wait`, `Waiter`) in sync and async code without
 passing the deadline, and the rule that cancellation is never a failure.
+A gate whose decisions need I/O is an `AwaitingGate`: the async drivers
+await them.
 
 ```python
 import resilience as rs

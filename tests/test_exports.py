@@ -137,6 +137,7 @@ ENGINE = {
     "OTHER",
     "SYSTEM_CLOCK",
     "FastPath",
+    "AwaitingGate",
     "Gate",
     "GatePolicy",
     "Observer",

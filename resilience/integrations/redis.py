@@ -41,6 +41,11 @@ What the circuit store guarantees (see ``docs/fleet.md``):
   `StoreUnavailable`, tries Redis again every *reconnect* seconds, and emits
   `StoreRecovered` when it answers.
 
+For async code, `AsyncRedisStore` is `RedisStore`'s twin over
+``redis.asyncio``: a breaker given one (``store=AsyncRedisStore(client)``)
+awaits its round trips, and `AsyncRetryAfterPause` is the pause that uses it;
+they share the keys, scripts and guarantees above with the sync store.
+
 Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
 `resilience` never imports this module nor ``redis``.
 
@@ -601,8 +606,8 @@ def _check_client(instance: object, attribute: attrs.Attribute[Any], value: obje
         )
     if inspect.iscoroutinefunction(getattr(value, "execute_command", None)):
         raise TypeError(
-            "client must be a synchronous redis.Redis client, not a redis.asyncio one: "
-            "the breaker's store protocol is synchronous (async drivers use it too), "
+            "client must be a synchronous redis.Redis client, not a redis.asyncio one "
+            "(for a redis.asyncio client, use AsyncRedisStore), "
             f"got {type(value).__module__}.{type(value).__name__}"
         )
 
@@ -702,9 +707,11 @@ class RedisStore:
     The store uses the client's synchronous API from every driver, async ones
     included: a round trip (a refresh, a failure, a transition) holds the
     event loop for its duration, bounded by the client's ``socket_timeout``.
-    Give the client short timeouts and no retries of its own (see `from_url`);
-    redis-py's defaults (5 s timeouts, 3 retries) could stall a call for many
-    seconds while Redis is down.
+    For async code, `AsyncRedisStore` (a ``redis.asyncio`` client) is its
+    twin whose round trips are awaited; both share the circuits and pauses
+    of the same names. Give the client short timeouts and no retries of its
+    own (see `from_url`); redis-py's defaults (5 s timeouts, 3 retries) could
+    stall a call for many seconds while Redis is down.
 
     Args:
         client: A ``redis.Redis`` client (positional). Required.
