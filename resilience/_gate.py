@@ -216,9 +216,12 @@ class AwaitingGate(Gate, Protocol):
     `Gate.on_failure`: the async drivers (coroutine functions, async
     generator functions, ``async with``) await them in the call's own task,
     so the event loop runs other tasks during a round trip. It has no fast
-    path (`Gate.fast` is not read). Sync shapes cannot await: binding one,
-    or entering ``with``, raises `TypeError`. Which drivers a gate gets is
-    decided once, at bind time: a gate that does not await pays nothing.
+    path (`Gate.fast` is not read): every call is admitted and every
+    outcome reported through them. Sync shapes cannot await: binding one,
+    or entering ``with``, raises `TypeError`, whose message the gate may
+    give with an optional ``sync_refusal(what) -> str`` (say what to use
+    instead). Which drivers a gate gets is decided once, at bind time: a
+    gate that does not await pays nothing.
 
     What stays sync: `Gate.on_cancel` (a cancelled task must not wait for
     I/O: start a task if a round trip is needed, and never count the call)
