@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 import resilience as rs
@@ -132,7 +133,9 @@ def test_failures_in_two_processes_open_one_circuit(
         sync.call(lambda: "ok")  # a sync breaker of the same name: the same circuit
 
 
-def test_a_sync_breakers_failures_count_for_the_async_one(url: str, client: redis.Redis) -> None:
+def test_a_sync_breakers_failures_count_for_the_async_one(
+    url: str, client: redis.Redis, world: str
+) -> None:
     """A sync process and an async one share the count: the async failure opens it."""
     sync = breaker(RedisStore(client))
     for _ in range(2):
@@ -145,10 +148,12 @@ def test_a_sync_breakers_failures_count_for_the_async_one(url: str, client: redi
             await fail(b)
             return state(b)
 
-    assert run_async(main) is rs.CircuitState.OPEN
+    assert run_async(main, world) is rs.CircuitState.OPEN
 
 
-def test_the_closed_success_path_makes_no_round_trip(url: str, client: redis.Redis) -> None:
+def test_the_closed_success_path_makes_no_round_trip(
+    url: str, client: redis.Redis, world: str
+) -> None:
     """Fresh cache, closed, nothing pending: a success reads and writes nothing."""
 
     async def main() -> None:
@@ -160,7 +165,7 @@ def test_the_closed_success_path_makes_no_round_trip(url: str, client: redis.Red
                 assert await b.acall(ok) == "ok"
             assert round_trips(client) == before
 
-    run_async(main)
+    run_async(main, world)
 
 
 def test_one_opening_one_event_for_the_fleet(url: str, world: str) -> None:
@@ -211,7 +216,7 @@ def test_a_half_open_probe_is_claimed_once_fleet_wide(url: str, world: str) -> N
     assert run_async(main, world) == ["CircuitHalfOpened", "CircuitClosed"]
 
 
-def test_a_failed_probe_opens_it_again(url: str, client: redis.Redis) -> None:
+def test_a_failed_probe_opens_it_again(url: str, client: redis.Redis, world: str) -> None:
     """One failed probe reopens the shared circuit."""
 
     async def main() -> None:
@@ -223,7 +228,7 @@ def test_a_failed_probe_opens_it_again(url: str, client: redis.Redis) -> None:
             assert client.hget(KEY, "s") == b"o"
             assert client.hget(KEY, "n") == b"2"
 
-    run_async(main)
+    run_async(main, world)
 
 
 def test_a_cancelled_probe_gives_its_lease_back_and_is_not_counted(
@@ -258,7 +263,41 @@ def test_a_cancelled_probe_gives_its_lease_back_and_is_not_counted(
     assert client.hget(KEY, "s") == b"c"
 
 
-def test_a_cancelled_closed_call_is_never_counted(url: str, client: redis.Redis) -> None:
+def test_an_anyio_cancel_scope_around_a_probe_returns_its_lease(
+    url: str, client: redis.Redis
+) -> None:
+    """anyio cancels level-triggered (every await in the scope): the lease still goes back."""
+
+    async def main() -> None:
+        async with opened(url, refresh=0) as store:
+            b = breaker(store, reset_timeout=0.0)
+            await b.aopen()
+            started = anyio.Event()
+
+            async def hang() -> None:
+                started.set()
+                await anyio.sleep_forever()
+
+            async def cancel(scope: anyio.CancelScope) -> None:
+                await started.wait()
+                scope.cancel()
+
+            async with anyio.create_task_group() as tasks:
+                with anyio.CancelScope() as scope:
+                    tasks.start_soon(cancel, scope)
+                    await b.acall(hang)
+            assert scope.cancelled_caught
+            circuit: Any = b._store
+            await asyncio.gather(*circuit._tasks)
+            assert client.zcard(LEASES) == 0
+            assert client.hget(KEY, "s") == b"h"
+
+    run_async(main, "anyio-asyncio")
+
+
+def test_a_cancelled_closed_call_is_never_counted(
+    url: str, client: redis.Redis, world: str
+) -> None:
     """A closed-state call cancelled mid-flight counts no failure."""
 
     async def main() -> None:
@@ -270,7 +309,7 @@ def test_a_cancelled_closed_call_is_never_counted(url: str, client: redis.Redis)
                     await b.acall(asyncio.sleep, 60)
             assert await b.acall(ok) == "ok"
 
-    run_async(main)
+    run_async(main, world)
     assert client.hget(KEY, "f") == b"0"
 
 
@@ -315,7 +354,9 @@ def test_async_with_and_async_generators_record_through_redis(
     assert run_async(main, world) == [1, 2]
 
 
-def test_a_result_the_classifier_refuses_is_a_shared_failure(url: str, client: redis.Redis) -> None:
+def test_a_result_the_classifier_refuses_is_a_shared_failure(
+    url: str, client: redis.Redis, world: str
+) -> None:
     """A classifier that judges results counts a refused result in Redis."""
 
     async def main() -> None:
@@ -335,11 +376,11 @@ def test_a_result_the_classifier_refuses_is_a_shared_failure(url: str, client: r
             assert await b.acall(bad) == "bad"
             assert state(b) is rs.CircuitState.OPEN
 
-    run_async(main)
+    run_async(main, world)
     assert client.hget(KEY, "s") == b"o"
 
 
-def test_ignored_errors_neither_count_nor_reset(url: str, client: redis.Redis) -> None:
+def test_ignored_errors_neither_count_nor_reset(url: str, client: redis.Redis, world: str) -> None:
     """An error the classifier does not trip on changes nothing in Redis."""
 
     async def main() -> None:
@@ -355,10 +396,10 @@ def test_ignored_errors_neither_count_nor_reset(url: str, client: redis.Redis) -
             await fail(b, 2)
             assert state(b) is rs.CircuitState.OPEN
 
-    run_async(main)
+    run_async(main, world)
 
 
-def test_manual_control_is_awaited_and_shared(url: str, client: redis.Redis) -> None:
+def test_manual_control_is_awaited_and_shared(url: str, client: redis.Redis, world: str) -> None:
     """aopen, aisolate, aclose and areset move the circuit in Redis; events as the sync ones."""
 
     async def main() -> list[str]:
@@ -375,7 +416,7 @@ def test_manual_control_is_awaited_and_shared(url: str, client: redis.Redis) -> 
             assert state(b) is rs.CircuitState.CLOSED
             return named(events)
 
-    assert run_async(main) == [
+    assert run_async(main, world) == [
         "CircuitOpened",
         "CircuitOpened",
         "CircuitClosed",
@@ -404,7 +445,9 @@ def test_the_async_manual_controls_serve_a_sync_store_too() -> None:
 # --- rollback --------------------------------------------------------------------------------
 
 
-def test_a_rolled_back_circuit_is_adopted_with_one_event(url: str, client: redis.Redis) -> None:
+def test_a_rolled_back_circuit_is_adopted_with_one_event(
+    url: str, client: redis.Redis, world: str
+) -> None:
     """#18.1 in async: Redis back at an older period is adopted, said once, and counts again."""
 
     async def main() -> None:
@@ -419,7 +462,7 @@ def test_a_rolled_back_circuit_is_adopted_with_one_event(url: str, client: redis
             assert state(b) is rs.CircuitState.OPEN
 
     with capture_events() as events:
-        run_async(main)
+        run_async(main, world)
     assert named(events, StoreRolledBack) == ["StoreRolledBack"]
     assert named(events, rs.CircuitOpened).count("CircuitOpened") == 2  # aopen, then failures
 
@@ -427,7 +470,9 @@ def test_a_rolled_back_circuit_is_adopted_with_one_event(url: str, client: redis
 # --- Redis unreachable ------------------------------------------------------------------------
 
 
-def test_an_unreachable_redis_falls_back_to_a_local_circuit(redis_server: RedisServer) -> None:
+def test_an_unreachable_redis_falls_back_to_a_local_circuit(
+    redis_server: RedisServer, world: str
+) -> None:
     """No Redis (a wrong port): calls run on a local circuit; StoreUnavailable once."""
     address = f"redis://127.0.0.1:{free_port()}/0"
 
@@ -441,7 +486,7 @@ def test_an_unreachable_redis_falls_back_to_a_local_circuit(redis_server: RedisS
             assert state(b) is rs.CircuitState.OPEN
 
     with capture_events() as events:
-        run_async(main)
+        run_async(main, world)
     (lost,) = (e for e in events if isinstance(e, StoreUnavailable))
     assert (lost.name, lost.fallback) == ("api", "local")
     assert isinstance(lost.error, redis.exceptions.ConnectionError)
@@ -449,7 +494,7 @@ def test_an_unreachable_redis_falls_back_to_a_local_circuit(redis_server: RedisS
 
 
 @pytest.mark.parametrize("fallback", ["admit", "reject"])
-def test_fallback_admit_or_reject(own_server: RedisServer, fallback: str) -> None:
+def test_fallback_admit_or_reject(own_server: RedisServer, fallback: str, world: str) -> None:
     """fallback='admit' runs every call uncounted; 'reject' refuses every call."""
 
     async def main() -> None:
@@ -468,11 +513,13 @@ def test_fallback_admit_or_reject(own_server: RedisServer, fallback: str) -> Non
                 assert state(b) is rs.CircuitState.OPEN
 
     with capture_events() as events:
-        run_async(main)
+        run_async(main, world)
     assert named(events, StoreUnavailable) == ["StoreUnavailable"]
 
 
-def test_redis_back_up_is_used_again_with_store_recovered(own_server: RedisServer) -> None:
+def test_redis_back_up_is_used_again_with_store_recovered(
+    own_server: RedisServer, world: str
+) -> None:
     """Killed mid-run: local fallback; restarted: after *reconnect*, Redis counts again."""
     clock = FakeClock()
     port = own_server.port
@@ -489,7 +536,7 @@ def test_redis_back_up_is_used_again_with_store_recovered(own_server: RedisServe
             await fail(b)  # the next attempt reaches Redis and is counted there
 
     with capture_events() as events:
-        run_async(main)
+        run_async(main, world)
     assert named(events, StoreUnavailable, StoreRecovered) == ["StoreUnavailable", "StoreRecovered"]
     (recovered,) = (e for e in events if isinstance(e, StoreRecovered))
     assert recovered.downtime >= 5.0
