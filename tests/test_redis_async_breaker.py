@@ -14,7 +14,7 @@ import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
 from .forms import run_async
-from .redis_server import RedisServer, free_port, put_to_sleep
+from .redis_server import RedisServer, free_port, make_client, put_to_sleep
 
 pytest.importorskip("redis", reason="the redis package is not installed")
 
@@ -465,6 +465,67 @@ def test_a_rolled_back_circuit_is_adopted_with_one_event(
         run_async(main, world)
     assert named(events, StoreRolledBack) == ["StoreRolledBack"]
     assert named(events, rs.CircuitOpened).count("CircuitOpened") == 2  # aopen, then failures
+
+
+def test_an_outcome_redis_runs_after_the_client_gave_up_changes_nothing(
+    own_server: RedisServer, world: str
+) -> None:
+    """#18.2 in async: a failure whose round trip timed out (Redis asleep) is not applied
+    when Redis wakes: no opening that nobody announced."""
+    admin = make_client(own_server.url, socket_timeout=5.0)
+
+    async def main() -> None:
+        async with opened(own_server.url, timeout=0.1) as store:
+            b = breaker(store, failure_threshold=2)
+            await fail(b)  # counted in Redis; the process learns the server's time
+            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 0.5)
+            await fail(b)  # times out on the client: Redis is asleep
+            await asyncio.to_thread(admin.ping)  # awake, every request queued meanwhile run
+            sleeper.close()
+
+    with capture_events() as events:
+        run_async(main, world)
+    assert "StoreUnavailable" in named(events)
+    assert "CircuitOpened" not in named(events)
+    shared = admin.hgetall(KEY)
+    admin.close()
+    assert (shared[b"s"], shared[b"f"]) == (b"c", b"1")
+
+
+def test_an_opening_whose_reply_was_lost_is_announced_once_by_its_opener(
+    own_server: RedisServer, world: str
+) -> None:
+    """#18.2 in async: Redis ran the opening failure after the client gave up waiting: the
+    opener announces it with its next reply, once; another store never does."""
+    clock = FakeClock()
+    admin = make_client(own_server.url, socket_timeout=5.0)
+    other = breaker(RedisStore(admin), clock)
+
+    async def main() -> None:
+        async with opened(own_server.url, timeout=0.1) as store:
+            a = breaker(store, clock, failure_threshold=2)
+            circuit: Any = a._store
+            circuit._late_after = 0  # no deadline: Redis runs it whenever it wakes
+            await fail(a)
+            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 0.5)
+            await fail(a)  # times out on the client; Redis runs it when it wakes: it opens
+            await asyncio.to_thread(admin.ping)
+            sleeper.close()
+            assert admin.hget(KEY, "s") == b"o"
+            for _ in range(2):  # the other store sees the opening and announces nothing
+                with pytest.raises(rs.CircuitOpenError):
+                    other.call(lambda: "ok")
+            clock.advance(store.reconnect)  # the opener tries Redis again
+            for _ in range(2):
+                with pytest.raises(rs.CircuitOpenError):
+                    await a.acall(ok)
+
+    with capture_events() as events:
+        run_async(main, world)
+    openings = [e for e in events if isinstance(e, rs.CircuitOpened)]
+    assert len(openings) == int(admin.hget(KEY, "n") or 0) == 1
+    admin.close()
+    assert (openings[0].name, openings[0].reason) == ("api", "failures")
 
 
 # --- Redis unreachable ------------------------------------------------------------------------
