@@ -13,7 +13,7 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
-from .forms import run_async
+from .forms import run_async, until
 from .redis_server import RedisServer, free_port, make_client, put_to_sleep
 
 pytest.importorskip("redis", reason="the redis package is not installed")
@@ -214,6 +214,40 @@ def test_a_half_open_probe_is_claimed_once_fleet_wide(url: str, world: str) -> N
             return named(events, rs.CircuitHalfOpened, rs.CircuitClosed)
 
     assert run_async(main, world) == ["CircuitHalfOpened", "CircuitClosed"]
+
+
+def test_twenty_tasks_in_two_processes_get_exactly_the_probes(url: str, world: str) -> None:
+    """10 tasks per store ask for a probe at once: exactly half_open_max_calls run."""
+
+    async def main() -> tuple[int, int]:
+        async with opened(url, refresh=0) as one, opened(url, refresh=0) as two:
+            stores = (one, two)
+            breakers = [
+                breaker(
+                    stores[n % 2], reset_timeout=0.0, half_open_max_calls=2, success_threshold=2
+                )
+                for n in range(20)
+            ]
+            await breakers[0].aopen()
+            release = asyncio.Event()
+
+            async def probe() -> str:
+                await release.wait()
+                return "probed"
+
+            async def attempt(b: rs.CircuitBreaker) -> str:
+                try:
+                    return await b.acall(probe)
+                except rs.CircuitOpenError:
+                    return "rejected"
+
+            tasks = [asyncio.ensure_future(attempt(b)) for b in breakers]
+            await until(lambda: sum(t.done() for t in tasks) >= 18)  # the rejected ones
+            release.set()
+            outcomes = await asyncio.gather(*tasks)
+        return outcomes.count("probed"), outcomes.count("rejected")
+
+    assert run_async(main, world) == (2, 18)
 
 
 def test_a_failed_probe_opens_it_again(url: str, client: redis.Redis, world: str) -> None:
