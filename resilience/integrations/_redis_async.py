@@ -226,9 +226,10 @@ class AsyncRedisCircuitStore(_CircuitCore):
       lease expires after *probe_lease*);
     - `snapshot` (`CircuitBreaker.state`) answers from the state last read,
       without a round trip;
-    - two tasks finding the cache stale at once may both read Redis (a
-      thread waits for the other's read instead): each script is atomic, so
-      this costs a round trip, never a decision.
+    - a task that finds another task's read in flight answers from the
+      state it replaces when it can (as threads do), else reads Redis too
+      instead of waiting: each script is atomic, so this costs a round
+      trip, never a decision.
     """
 
     __slots__ = ("_tasks",)
