@@ -689,6 +689,38 @@ def test_a_slow_redis_never_holds_the_event_loop(url: str, asleep: Any, world: s
     assert during >= 5, f"the loop ticked {during} times while Redis was slow"
 
 
+def test_a_failure_recorded_while_redis_is_slow_never_holds_the_event_loop(
+    url: str, client: redis.Redis, asleep: Any, world: str
+) -> None:
+    """The round trip after the call (a failure counted) is awaited too: the ticker ticks."""
+
+    async def main() -> int:
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                await asyncio.sleep(0.002)
+                ticks += 1
+
+        async with opened(url, timeout=10.0) as store:
+            b = breaker(store)
+            assert await b.acall(ok) == "ok"  # the cache is fresh: the failure's call needs no read
+            task = asyncio.ensure_future(ticker())
+            await asyncio.to_thread(asleep)
+            before = ticks
+            await fail(b)  # its record waits behind DEBUG SLEEP
+            during = ticks - before
+            done = True
+            await task
+        return during
+
+    during = run_async(main, world)
+    assert during >= 5, f"the loop ticked {during} times while Redis was slow"
+    assert client.hget(KEY, "f") == b"1"
+
+
 # --- misuse -------------------------------------------------------------------------------------
 
 
