@@ -10,8 +10,10 @@ never pay for the bookkeeping of calls that fail.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Final, Protocol, final, runtime_checkable
 
@@ -58,8 +60,29 @@ class Budget(Protocol):
         the retry happens if and only if this returns `True`. `False` makes
         Retry give up at once (`resilience.RetriesExhausted` with reason
         ``"budget"``).
+
+        A budget that decides with I/O (a round trip to a shared store) may
+        instead have a coroutine method ``aspend() -> bool``: an async Retry
+        awaits it in place of `spend`, and a sync Retry refuses such a budget
+        (``resilience.integrations.redis.AsyncRedisRetryBudget`` is one).
         """
         ...
+
+
+def async_spend(budget: object) -> Callable[[], Awaitable[bool]] | None:
+    """*budget*'s ``aspend`` if it has one (a coroutine method): what an async Retry awaits."""
+    aspend = getattr(budget, "aspend", None)
+    return aspend if inspect.iscoroutinefunction(aspend) else None
+
+
+def sync_only(budget: object, what: str) -> None:
+    """Refuse, at decoration, a budget only an awaited round trip can ask (for *what*)."""
+    if async_spend(budget) is not None:
+        raise TypeError(
+            f"budget {budget!r} decides with an awaited round trip (aspend): a Retry holding "
+            f"it protects coroutine and async generator functions, got {what}; give the sync "
+            "code a budget with a sync spend() (RedisRetryBudget with a RedisStore)"
+        )
 
 
 # Counts meet floats (ratios, fractions of calls): beyond 2**53 they lose units.

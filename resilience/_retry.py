@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, NoReturn, final
 
 import attrs
 
 from . import backoff as _backoff
-from ._budget import Budget
+from ._budget import Budget, async_spend, sync_only
 from ._classify import REQUIRED, ErrorClassifier, Verdict, to_classifier
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
 from ._deadline import DEADLINE, time_left
@@ -397,6 +397,7 @@ class Retry(PolicyMixin):
 
     def _bind_sync(self, inner: Runner) -> Runner:
         if self.budget is not None:
+            sync_only(self.budget, "a function")
             return self._bind_sync_budget(inner, self.budget)
         now = self.clock.now
         classify = self.on.classify
@@ -574,9 +575,13 @@ class Retry(PolicyMixin):
         results = self.on.handles_results
         asleep = self.clock.asleep
         direct = inner is CALL
+        aspend = async_spend(self.budget)
         try:
             while True:
-                delay = call.failed(outcome, verdict)
+                if aspend is None:
+                    delay = call.failed(outcome, verdict)
+                else:
+                    delay = await call.afailed(outcome, verdict, aspend)
                 if delay > 0:
                     await asleep(delay)
                 try:
@@ -608,6 +613,8 @@ class Retry(PolicyMixin):
         direct = inner is CALL
 
         budget = self.budget
+        if budget is not None:
+            sync_only(budget, "a generator function")
 
         def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
@@ -662,6 +669,7 @@ class Retry(PolicyMixin):
         direct = inner is CALL
 
         budget = self.budget
+        aspend = async_spend(budget)
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = now()
@@ -679,7 +687,11 @@ class Retry(PolicyMixin):
                     except Exception as exc:
                         if call is None:
                             call = _RetryCall(self, start, fn)
-                        delay = call.failed(exc, None)  # raises when giving up
+                        # raises when giving up
+                        if aspend is None:
+                            delay = call.failed(exc, None)
+                        else:
+                            delay = await call.afailed(exc, None, aspend)
                         await it.aclose()
                         if delay > 0:
                             await asleep(delay)
@@ -790,12 +802,16 @@ class _RetryCall:
                 error = outcome = None
         raise RetryExhaustedError(outcome, self.attempt, f"{text}: the last result was refused")
 
-    def failed(self, outcome: object, verdict: Verdict | None) -> float:
+    def failed(
+        self, outcome: object, verdict: Verdict | None, deferred: list[Verdict] | None = None
+    ) -> float:
         """
         Record that the current attempt failed with *outcome*; return the delay before the next.
 
         Raises the final failure (the exception itself, or `RetryExhaustedError`
-        for a result) when Retry gives up.
+        for a result) when Retry gives up. With *deferred* (a list), the
+        budget is not asked: the verdict is appended to it and `afailed`
+        finishes once the budget's awaited answer is in.
         """
         try:
             retry = self.retry
@@ -883,30 +899,65 @@ class _RetryCall:
                     )
             # Asked last: a retry that something else refuses costs the budget nothing.
             budget = retry.budget
-            if budget is not None and not budget.spend():
-                self._give_up(
-                    outcome,
-                    "budget",
-                    f"retry budget spent: gave up after {_plural(attempt)}, "
-                    f"{budget!r} allows no retry now",
-                )
-            # `listening`, inlined for the common case: only the log hook, unheard.
-            if retry.hooks or not _registry.logs_only or heard(RetryScheduled.level):
-                self._scheduled(outcome, verdict, attempt, delay)
-            self.attempt = attempt + 1
+            if budget is not None:
+                if deferred is not None:
+                    deferred.append(verdict)
+                    return delay
+                if not budget.spend():
+                    self._spent(outcome)
+            self._commit(outcome, verdict, delay)
             return delay
         except BaseException as error:
-            # A classifier, backoff or hook of the user's that raised: the failure it
-            # was judging is chained, never lost. (The runners call this outside
-            # their `except` blocks, so Python does not chain it by itself.)
-            if (
-                error is not outcome
-                and isinstance(outcome, BaseException)
-                and error.__context__ is None
-            ):
-                error.__context__ = outcome
+            self._chain(error, outcome)
             outcome = None  # the traceback holds this frame: no cycle through it
             raise
+
+    async def afailed(
+        self, outcome: object, verdict: Verdict | None, aspend: Callable[[], Awaitable[bool]]
+    ) -> float:
+        """`failed`, awaiting the answer of a budget that decides with I/O (``aspend``)."""
+        deferred: list[Verdict] = []
+        delay = self.failed(outcome, verdict, deferred)
+        try:
+            if not await aspend():
+                self._spent(outcome)
+            self._commit(outcome, deferred[0], delay)
+            return delay
+        except BaseException as error:
+            self._chain(error, outcome)
+            outcome = None
+            raise
+
+    def _spent(self, outcome: object) -> NoReturn:
+        self._give_up(
+            outcome,
+            "budget",
+            f"retry budget spent: gave up after {_plural(self.attempt)}, "
+            f"{self.retry.budget!r} allows no retry now",
+        )
+
+    def _commit(self, outcome: object, verdict: Verdict, delay: float) -> None:
+        """The retry is on: say so (`RetryScheduled`), and count the attempt."""
+        attempt = self.attempt
+        # `listening`, inlined for the common case: only the log hook, unheard.
+        if self.retry.hooks or not _registry.logs_only or heard(RetryScheduled.level):
+            self._scheduled(outcome, verdict, attempt, delay)
+        self.attempt = attempt + 1
+
+    @staticmethod
+    def _chain(error: BaseException, outcome: object) -> None:
+        """
+        A classifier, backoff, budget or hook of the user's that raised chains *outcome*.
+
+        The failure it was judging is never lost. (The runners call `failed`
+        outside their `except` blocks, so Python does not chain it by itself.)
+        """
+        if (
+            error is not outcome
+            and isinstance(outcome, BaseException)
+            and error.__context__ is None
+        ):
+            error.__context__ = outcome
 
     def _scheduled(self, outcome: object, verdict: Verdict, attempt: int, delay: float) -> None:
         retry = self.retry
@@ -982,10 +1033,27 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # The same bookkeeping as `with attempt:` (nothing here awaits: the sleep
-        # before the next attempt belongs to the loop's __anext__). Spelled for
-        # tenacity users, who write `async with attempt:` (issue #15).
-        return self.__exit__(exc_type, exc, tb)
+        # The same bookkeeping as `with attempt:` (the sleep before the next attempt
+        # belongs to the loop's __anext__). Spelled for tenacity users, who write
+        # `async with attempt:` (issue #15); it also awaits a budget that decides
+        # with I/O (``aspend``), which `with attempt:` cannot.
+        loop = self._loop
+        if not isinstance(exc, Exception) or loop._retry.budget is None:
+            return self.__exit__(exc_type, exc, tb)
+        aspend = async_spend(loop._retry.budget)
+        if aspend is None:
+            return self.__exit__(exc_type, exc, tb)
+        call = loop._call
+        if call is None:
+            call = loop._call = _RetryCall(loop._retry, loop._start, None)
+        try:
+            loop._delay = await call.afailed(exc, None, aspend)
+        except BaseException as final_:
+            loop._done = True
+            if final_ is exc:
+                return False  # propagate the original from the with block, noted
+            raise
+        return True
 
 
 @final

@@ -329,6 +329,32 @@ def test_an_anyio_cancel_scope_around_a_probe_returns_its_lease(
     run_async(main, "anyio-asyncio")
 
 
+def test_a_probe_cancelled_while_its_reply_arrives_never_runs_and_gives_its_lease_back(
+    url: str, client: redis.Redis, world: str
+) -> None:
+    """Issue #15: redis-py returns the acquire's reply despite the cancel; the probe never runs."""
+
+    async def main() -> None:
+        async with opened(url, refresh=0) as store:
+            b = breaker(store, reset_timeout=0.0)
+            await b.aopen()
+
+            async def probe() -> None:
+                raise AssertionError("the cancelled probe ran")
+
+            task = asyncio.ensure_future(b.acall(probe))
+            await until(lambda: client.zcard(LEASES) == 1)  # Redis granted the lease
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            circuit: Any = b._store
+            await asyncio.gather(*circuit._tasks)
+            assert client.zcard(LEASES) == 0
+            assert client.hget(KEY, "s") == b"h"  # neither run nor counted
+
+    run_async(main, world)
+
+
 def test_a_cancelled_closed_call_is_never_counted(
     url: str, client: redis.Redis, world: str
 ) -> None:

@@ -37,7 +37,7 @@ import redis.asyncio
 import redis.asyncio.retry
 import redis.backoff
 
-from resilience import Clock, Description, ErrorClassifier, Hook, Shape
+from resilience import CircuitPermit, Clock, Description, ErrorClassifier, Hook, Shape
 from resilience.engine import (
     SYSTEM_CLOCK,
     astep,
@@ -80,7 +80,7 @@ from .redis import (
 )
 
 if TYPE_CHECKING:
-    from resilience import CircuitBreaker, CircuitPermit, CircuitRejection, CircuitState
+    from resilience import CircuitBreaker, CircuitRejection, CircuitState
     from resilience import CircuitTransition as Transition
 
 __all__ = ["AsyncRedisCircuitStore", "AsyncRedisStore", "AsyncRetryAfterPause"]
@@ -107,13 +107,14 @@ class AsyncRedisStore:
     `RedisStore`'s twin. Pass it as a `resilience.CircuitBreaker`'s ``store=``
     (it is the factory the breaker calls: the breaker then protects
     coroutine functions, async generator functions and ``async with``
-    blocks, and awaits each round trip) and as an `AsyncRetryAfterPause`'s
-    ``store=``. The same keys (``{prefix}:circuit:{<name>}``,
-    ``{prefix}:pause:{<name>}``), scripts and options as `RedisStore`: a sync
-    breaker or pause and an async one with the same *prefix* and *name* share
-    one circuit, one pause. Every round trip is awaited in the calling task:
-    the event loop keeps running while Redis answers (or does not). It runs
-    under asyncio (anyio's asyncio backend included), not trio.
+    blocks, and awaits each round trip), as an `AsyncRetryAfterPause`'s
+    ``store=``, and as an `AsyncRedisRateLimiter`'s or
+    `AsyncRedisRetryBudget`'s. The same keys (``{prefix}:circuit:{<name>}``,
+    ``{prefix}:pause:{<name>}``, ...), scripts and options as `RedisStore`: a
+    sync breaker or pause and an async one with the same *prefix* and *name*
+    share one circuit, one pause. Every round trip is awaited in the calling
+    task: the event loop keeps running while Redis answers (or does not). It
+    runs under asyncio (anyio's asyncio backend included), not trio.
 
     Args:
         client: A ``redis.asyncio.Redis`` client (positional). Required.
@@ -189,15 +190,37 @@ class AsyncRedisStore:
         """Return the key that exists while the pause *name* lasts (as `RedisStore`'s)."""
         return f"{self.prefix}:pause:{{{name}}}"
 
+    def budget_key(self, name: str) -> str:
+        """Return the key of the hash holding the retry budget *name*'s window, as `RedisStore`."""
+        return f"{self.prefix}:budget:{{{name}}}"
 
-def _asyncio_only(who: str = "AsyncRetryAfterPause") -> None:
+
+def _asyncio_only(kind: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         raise RuntimeError(
-            f"{who} talks to Redis with redis.asyncio, which runs under asyncio "
-            "only (anyio on its asyncio backend included), not under trio"
+            f"{kind} talks to Redis with redis.asyncio, which runs under asyncio only "
+            "(anyio on its asyncio backend included), not under trio"
         ) from None
+
+
+def _cancellations() -> tuple[asyncio.Task[Any] | None, int]:
+    """The current task and its pending cancellations, read before a round trip."""
+    task = asyncio.current_task()
+    return task, 0 if task is None else task.cancelling()
+
+
+def _swallowed(task: asyncio.Task[Any] | None, before: int) -> bool:
+    """
+    Whether a cancellation reached the task during a round trip that returned all the same.
+
+    redis-py's asyncio client (with a socket timeout) lets a round trip return
+    its reply when the task is cancelled while the reply is being read: the
+    cancellation would be lost, and a cancelled call would go on to wait and
+    run. The caller raises it again.
+    """
+    return task is not None and task.cancelling() > before
 
 
 _BREAKER: Final = "A CircuitBreaker with an AsyncRedisStore"
@@ -226,6 +249,9 @@ class AsyncRedisCircuitStore(_CircuitCore):
       lease expires after *probe_lease*);
     - `snapshot` (`CircuitBreaker.state`) answers from the state last read,
       without a round trip;
+    - a cancellation that redis-py's asyncio client swallows while it reads
+      a reply is raised again (a probe admitted by that reply gives its
+      lease back first, and never runs);
     - a task that finds another task's read in flight answers from the
       state it replaces when it can (as threads do), else reads Redis too
       instead of waiting: each script is atomic, so this costs a round
@@ -257,11 +283,22 @@ class AsyncRedisCircuitStore(_CircuitCore):
             return None
         return self._accept(reply, epoch, begun)
 
+    async def _aeval_or_cancelled(
+        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
+    ) -> _Reply | None:
+        """`_aeval`, raising again a cancellation redis-py swallowed while it read the reply."""
+        _asyncio_only(_BREAKER)
+        task, cancelling = _cancellations()
+        reply = await self._aeval(script, extra, opens, cause)
+        if _swallowed(task, cancelling):
+            raise asyncio.CancelledError
+        return reply
+
     async def _arecord(self, record: _Record) -> tuple[Transition, ...]:
         recording = self._recording(record)
         if recording is None:
             return _NO_TRANSITIONS
-        reply = await self._aeval(self._record_script, *recording, record.cause)
+        reply = await self._aeval_or_cancelled(self._record_script, *recording, record.cause)
         return _NO_TRANSITIONS if reply is None else self._transitions(reply)
 
     # --- the protocol (resilience.AsyncCircuitStore) ----------------------------
@@ -284,13 +321,20 @@ class AsyncRedisCircuitStore(_CircuitCore):
             cached = self._cached(self._now(), True)
             if cached is not None:
                 return cached
+        _asyncio_only(_BREAKER)
+        task, cancelling = _cancellations()
         try:
             lease = _new_lease()
             reply = await self._aeval(self._acquire_script, (lease,), False)
         finally:
             if alone:
                 fetch.release()
-        return self._acquired(reply, lease)
+        answer = self._acquired(reply, lease)
+        if _swallowed(task, cancelling):  # cancelled while the reply was read: never run
+            if isinstance(answer, CircuitPermit):
+                self.on_ignored(answer)  # a probe's lease goes back
+            raise asyncio.CancelledError
+        return answer
 
     async def aon_success(
         self, permit: CircuitPermit, duration: float | None, /
@@ -333,7 +377,7 @@ class AsyncRedisCircuitStore(_CircuitCore):
     async def _amanual(self, code: str, state: CircuitState | None) -> tuple[Transition, ...]:
         reply = None
         if not self._link.skip(self._now()):
-            reply = await self._aeval(self._force_script, (code,), code == "o")
+            reply = await self._aeval_or_cancelled(self._force_script, (code,), code == "o")
         return self._forced(reply, state)
 
     def snapshot(self) -> tuple[CircuitState, float | None]:
@@ -393,7 +437,7 @@ class _AsyncPause:
         try:
             self.left(now)
             epoch = self._link.epoch
-            _asyncio_only()
+            _asyncio_only("AsyncRetryAfterPause")
             try:
                 ms, pause = _parse(await self._read(keys=self._key))
             except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -425,7 +469,7 @@ class _AsyncPause:
         if self._link.skip(self._now()):
             return
         epoch = self._link.epoch
-        _asyncio_only()
+        _asyncio_only("AsyncRetryAfterPause")
         try:
             ms, pause = _parse(await self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:

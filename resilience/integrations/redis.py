@@ -117,6 +117,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncRedisCircuitStore",
+    "AsyncRedisRateLimiter",
+    "AsyncRedisRetryBudget",
     "AsyncRedisStore",
     "AsyncRetryAfterPause",
     "CallDelayed",
@@ -1914,8 +1916,124 @@ def _feed(first: Callable[[], object], count: int) -> None:
     collections.deque(itertools.islice(iter(first, _NEVER), count), maxlen=0)
 
 
+class _SharedBudget:
+    """
+    The I/O-free half of the fleet-wide retry budgets, sync and async.
+
+    The settings, the local count of first attempts (`first`), what one
+    `spend` hands to the script (`take`), and the local fallback.
+    """
+
+    __slots__ = (
+        "_args",
+        "_count",
+        "_hooks",
+        "_key",
+        "_last",
+        "_link",
+        "_local",
+        "_lock",
+        "_name",
+        "_now",
+        "_script",
+        "_seen",
+        "_store",
+        "first",
+    )
+
+    _kind: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        store: Any,
+        ratio: float = 0.1,
+        minimum: int = 10,
+        per: float | timedelta = 1.0,
+        hooks: Iterable[Hook] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._name = _check_name("retry budget", name)
+        # The fallback checks ratio, minimum, per and clock (the errors name them).
+        local = RetryBudget(ratio=ratio, minimum=minimum, per=per, clock=clock)
+        seconds = local.per
+        if seconds < _SHORTEST_WINDOW:
+            raise ValueError(
+                f"per must be at least {_SHORTEST_WINDOW} seconds with a RedisStore "
+                f"(10 buckets of at least a millisecond on the server's clock), got {per!r}"
+            )
+        _bounded_seconds("per", seconds)
+        self._local = local
+        self._store = store
+        self._hooks = to_hooks(hooks)
+        self._now = clock.now
+        self._key = (store.budget_key(self._name),)
+        self._script = store.client.register_script(_LUA_BUDGET)
+        self._args = (
+            repr(seconds * 1e6 / 10),  # a bucket's width, µs
+            repr(local.ratio),
+            local.minimum,
+            math.ceil(seconds * 1000),  # the key's time to live, ms
+        )
+        self._link = _Link(self._name, self._hooks, self._now, store.reconnect)
+        self._lock = fork_safe_lock()
+        self._count = itertools.count()
+        # The success path: a bound C method, called without a lock.
+        self.first = self._count.__next__
+        self._seen = 0  # first attempts handed on so far (and own reads)
+        self._last = self._now()  # when they were last handed on
+
+    def __repr__(self) -> str:
+        local = self._local
+        return (
+            f"{self._kind}(name={self._name!r}, ratio={local.ratio!r}, "
+            f"minimum={local.minimum!r}, per={local.per!r})"
+        )
+
+    @property
+    def name(self) -> str:
+        """The budget's shared identity."""
+        return self._name
+
+    @property
+    def ratio(self) -> float:
+        """Retries allowed per first attempt."""
+        return self._local.ratio
+
+    @property
+    def minimum(self) -> int:
+        """Retries allowed per window whatever the traffic."""
+        return self._local.minimum
+
+    @property
+    def per(self) -> float:
+        """The window, in seconds."""
+        return self._local.per
+
+    def take(self) -> tuple[float, int, tuple[Any, ...]]:
+        """
+        Before a round trip: now, the first attempts counted since the last, the script's args.
+        """
+        with self._lock:
+            now = self._now()
+            # next() counts this read too: `_seen` absorbs it.
+            total = next(self._count)
+            new = total - self._seen
+            self._seen = total + 1
+            span = max(now - self._last, 0.0)
+            self._last = max(now, self._last)
+        return now, new, (new, f"{span * 1e6:.0f}", *self._args)
+
+    def fallback(self, new: int) -> bool:
+        """Redis does not answer: the local budget decides, told of the *new* first attempts."""
+        local = self._local
+        _feed(local.first, new)
+        return local.spend()
+
+
 @final
-class RedisRetryBudget:
+class RedisRetryBudget(_SharedBudget):
     """
     A `resilience.RetryBudget` whose window is kept in Redis: one budget for the whole fleet.
 
@@ -1955,6 +2073,9 @@ class RedisRetryBudget:
     seconds and emits `StoreRecovered` when it answers. Redis is never the
     reason a call fails.
 
+    For async code, `AsyncRedisRetryBudget` with an `AsyncRedisStore` is the
+    same budget over ``redis.asyncio`` (both share a window of the same name).
+
     Thread-safe; the round trip is made outside any lock. Configure the
     budgets of one name alike everywhere: each process applies its own
     *ratio* and *minimum* to the shared counts.
@@ -1981,22 +2102,9 @@ class RedisRetryBudget:
     .. versionadded:: 0.2.0
     """
 
-    __slots__ = (
-        "_args",
-        "_count",
-        "_hooks",
-        "_key",
-        "_last",
-        "_link",
-        "_local",
-        "_lock",
-        "_name",
-        "_now",
-        "_script",
-        "_seen",
-        "_store",
-        "first",
-    )
+    __slots__ = ()
+
+    _kind = "RedisRetryBudget"
 
     def __init__(
         self,
@@ -2009,69 +2117,19 @@ class RedisRetryBudget:
         hooks: Iterable[Hook] = (),
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._name = _check_name("retry budget", name)
         if not isinstance(store, RedisStore):
-            raise TypeError(f"store must be a RedisStore, got {type(store).__name__}: {store!r}")
-        # The fallback checks ratio, minimum, per and clock (the errors name them).
-        local = RetryBudget(ratio=ratio, minimum=minimum, per=per, clock=clock)
-        seconds = local.per
-        if seconds < _SHORTEST_WINDOW:
-            raise ValueError(
-                f"per must be at least {_SHORTEST_WINDOW} seconds with a RedisStore "
-                f"(10 buckets of at least a millisecond on the server's clock), got {per!r}"
+            raise TypeError(
+                "store must be a RedisStore (for an AsyncRedisStore, use AsyncRedisRetryBudget), "
+                f"got {type(store).__name__}: {store!r}"
             )
-        _bounded_seconds("per", seconds)
-        self._local = local
-        self._store = store
-        self._hooks = to_hooks(hooks)
-        self._now = clock.now
-        self._key = (store.budget_key(self._name),)
-        self._script = store.client.register_script(_LUA_BUDGET)
-        self._args = (
-            repr(seconds * 1e6 / 10),  # a bucket's width, µs
-            repr(local.ratio),
-            local.minimum,
-            math.ceil(seconds * 1000),  # the key's time to live, ms
+        super().__init__(
+            name=name, store=store, ratio=ratio, minimum=minimum, per=per, hooks=hooks, clock=clock
         )
-        self._link = _Link(self._name, self._hooks, self._now, store.reconnect)
-        self._lock = fork_safe_lock()
-        self._count = itertools.count()
-        # The success path: a bound C method, called without a lock.
-        self.first = self._count.__next__
-        self._seen = 0  # first attempts handed on so far (and own reads)
-        self._last = self._now()  # when they were last handed on
-
-    def __repr__(self) -> str:
-        local = self._local
-        return (
-            f"RedisRetryBudget(name={self._name!r}, ratio={local.ratio!r}, "
-            f"minimum={local.minimum!r}, per={local.per!r})"
-        )
-
-    @property
-    def name(self) -> str:
-        """The budget's shared identity."""
-        return self._name
 
     @property
     def store(self) -> RedisStore:
         """The `RedisStore` holding it."""
-        return self._store
-
-    @property
-    def ratio(self) -> float:
-        """Retries allowed per first attempt."""
-        return self._local.ratio
-
-    @property
-    def minimum(self) -> int:
-        """Retries allowed per window whatever the traffic."""
-        return self._local.minimum
-
-    @property
-    def per(self) -> float:
-        """The window, in seconds."""
-        return self._local.per
+        return self._store  # type: ignore[no-any-return]
 
     def spend(self) -> bool:
         """
@@ -2079,31 +2137,19 @@ class RedisRetryBudget:
 
         One Lua script round trip (none while Redis is down, between reconnect attempts).
         """
-        with self._lock:
-            now = self._now()
-            # next() counts this read too: `_seen` absorbs it.
-            total = next(self._count)
-            new = total - self._seen
-            self._seen = total + 1
-            span = max(now - self._last, 0.0)
-            self._last = max(now, self._last)
+        now, new, arguments = self.take()
         link = self._link
         if link.skip(now):
-            return self._fallback(new)
+            return self.fallback(new)
         epoch = link.epoch
         try:
-            reply = self._script(keys=self._key, args=(new, f"{span * 1e6:.0f}", *self._args))
+            reply = self._script(keys=self._key, args=arguments)
             allowed = int(reply[0]) == 1
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
             link.lost(exc, "local")
-            return self._fallback(new)
+            return self.fallback(new)
         link.answered(epoch)
         return allowed
-
-    def _fallback(self, new: int) -> bool:
-        local = self._local
-        _feed(local.first, new)
-        return local.spend()
 
 
 for _cls in (
@@ -2121,12 +2167,13 @@ for _cls in (
 del _cls
 
 
-# The redis.asyncio twins, in a module of their own; imported last (they use the above).
+# The redis.asyncio twins, in modules of their own; imported last (they use the above).
 from ._redis_async import (  # noqa: E402
     AsyncRedisCircuitStore,
     AsyncRedisStore,
     AsyncRetryAfterPause,
 )
+from ._redis_async_shared import AsyncRedisRateLimiter, AsyncRedisRetryBudget  # noqa: E402
 
 # The fleet-wide rate limiter lives in a module of its own; it is part of this namespace.
 from ._redis_limiter import RedisRateLimiter as RedisRateLimiter  # noqa: E402

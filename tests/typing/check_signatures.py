@@ -228,3 +228,44 @@ async def use_async_breaker(b: rs.CircuitBreaker) -> None:
     assert_type(await b.acall(afetch, "w"), int)
     await b.aopen()
     await b.areset()
+
+
+# --- the fleet's async rate limiter and retry budget (issue #15) ---------------------------
+
+from resilience.integrations.redis import (  # noqa: E402
+    AsyncRedisRateLimiter,
+    AsyncRedisRetryBudget,
+    AsyncRedisStore,
+)
+
+fleet_async = AsyncRedisStore.from_url("redis://localhost:6379/0")
+arpm = AsyncRedisRateLimiter(name="rpm", store=fleet_async, rate=600)
+abudget = AsyncRedisRetryBudget(name="api", store=fleet_async, ratio=0.1)
+
+
+@rs.Retry(on=ConnectionError, budget=abudget)
+@arpm
+async def limited_fetch(url: str, *, tokens: int = 1) -> bytes:
+    return url.encode()
+
+
+async def use_fleet() -> None:
+    assert_type(await limited_fetch("u", tokens=2), bytes)
+    assert_type(await arpm.acall(afetch, "x"), int)
+    assert_type(await abudget.aspend(), bool)
+    assert_type(arpm.admitted, float)
+    async with arpm as entered:
+        assert_type(entered, AsyncRedisRateLimiter)
+
+
+abreaker = rs.CircuitBreaker(on=rs.transient, name="api", store=fleet_async)
+
+
+@abreaker
+async def guarded(url: str) -> bytes:
+    return url.encode()
+
+
+async def use_fleet_breaker() -> None:
+    assert_type(await guarded("u"), bytes)
+    await abreaker.aisolate()
