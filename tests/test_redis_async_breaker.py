@@ -332,7 +332,8 @@ def test_an_anyio_cancel_scope_around_a_probe_returns_its_lease(
 def test_a_probe_cancelled_while_its_reply_arrives_never_runs_and_gives_its_lease_back(
     url: str, client: redis.Redis, world: str
 ) -> None:
-    """Issue #15: redis-py returns the acquire's reply despite the cancel; the probe never runs."""
+    """Issue #15: cancelled once Redis granted its lease (redis-py may return the reply all
+    the same): the probe never runs, and its lease goes back."""
 
     async def main() -> None:
         async with opened(url, refresh=0) as store:

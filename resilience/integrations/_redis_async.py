@@ -27,9 +27,10 @@ Imported by ``resilience.integrations.redis``; needs the ``redis`` extra.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
 import attrs
@@ -249,9 +250,10 @@ class AsyncRedisCircuitStore(_CircuitCore):
       lease expires after *probe_lease*);
     - `snapshot` (`CircuitBreaker.state`) answers from the state last read,
       without a round trip;
-    - a cancellation that redis-py's asyncio client swallows while it reads
-      a reply is raised again (a probe admitted by that reply gives its
-      lease back first, and never runs);
+    - a call cancelled during the round trip that admits it never runs,
+      and the lease Redis may have granted it goes back (also when
+      redis-py's asyncio client swallows the cancellation while it reads
+      the reply: it is raised again);
     - a task that finds another task's read in flight answers from the
       state it replaces when it can (as threads do), else reads Redis too
       instead of waiting: each script is atomic, so this costs a round
@@ -323,9 +325,12 @@ class AsyncRedisCircuitStore(_CircuitCore):
                 return cached
         _asyncio_only(_BREAKER)
         task, cancelling = _cancellations()
+        lease = _new_lease()
         try:
-            lease = _new_lease()
             reply = await self._aeval(self._acquire_script, (lease,), False)
+        except BaseException:  # cancelled: Redis may have granted the lease all the same
+            self._spawn(self._release(lease))
+            raise
         finally:
             if alone:
                 fetch.release()
@@ -357,14 +362,25 @@ class AsyncRedisCircuitStore(_CircuitCore):
         step = self._ignored(permit)
         if not isinstance(step, _Record):
             return step
+        self._spawn(self._arecord(step))
+        return _NO_TRANSITIONS
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run *work* in a task of its own (a cancelled task cannot wait for Redis)."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop to run it: the lease expires
-            return _NO_TRANSITIONS
-        task = loop.create_task(self._arecord(step))
+        except RuntimeError:  # no event loop to run it: a lease expires instead
+            work.close()
+            return
+        task = loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return _NO_TRANSITIONS
+
+    async def _release(self, lease: str) -> None:
+        """Take *lease* out of the circuit's leases, whatever its period (ids are unique)."""
+        client: Any = self._config.client
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await client.zrem(self._keys[1], lease)
 
     async def aforce(self, state: CircuitState, /) -> tuple[Transition, ...]:
         """Move the shared circuit by hand; local only while Redis is down."""
