@@ -536,10 +536,10 @@ def test_an_outcome_redis_runs_after_the_client_gave_up_changes_nothing(
     admin = make_client(own_server.url, socket_timeout=5.0)
 
     async def main() -> None:
-        async with opened(own_server.url, timeout=0.1) as store:
+        async with opened(own_server.url, timeout=1.0) as store:
             b = breaker(store, failure_threshold=2)
             await fail(b)  # counted in Redis; the process learns the server's time
-            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 0.5)
+            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 3.0)
             await fail(b)  # times out on the client: Redis is asleep
             await asyncio.to_thread(admin.ping)  # awake, every request queued meanwhile run
             sleeper.close()
@@ -563,12 +563,12 @@ def test_an_opening_whose_reply_was_lost_is_announced_once_by_its_opener(
     other = breaker(RedisStore(admin), clock)
 
     async def main() -> None:
-        async with opened(own_server.url, timeout=0.1) as store:
+        async with opened(own_server.url, timeout=1.0) as store:
             a = breaker(store, clock, failure_threshold=2)
             circuit: Any = a._store
             circuit._late_after = 0  # no deadline: Redis runs it whenever it wakes
             await fail(a)
-            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 0.5)
+            sleeper = await asyncio.to_thread(put_to_sleep, own_server.url, 3.0)
             await fail(a)  # times out on the client; Redis runs it when it wakes: it opens
             await asyncio.to_thread(admin.ping)
             sleeper.close()
@@ -599,7 +599,7 @@ def test_an_unreachable_redis_falls_back_to_a_local_circuit(
     address = f"redis://127.0.0.1:{free_port()}/0"
 
     async def main() -> None:
-        async with opened(address, timeout=0.5) as store:
+        async with opened(address) as store:
             b = breaker(store)
             assert await b.acall(ok) == "ok"
             await fail(b, 3)
@@ -620,7 +620,7 @@ def test_fallback_admit_or_reject(own_server: RedisServer, fallback: str, world:
     """fallback='admit' runs every call uncounted; 'reject' refuses every call."""
 
     async def main() -> None:
-        async with opened(own_server.url, refresh=0, fallback=fallback, timeout=0.5) as store:
+        async with opened(own_server.url, refresh=0, fallback=fallback) as store:
             b = breaker(store)
             assert await b.acall(ok) == "ok"
             await asyncio.to_thread(own_server.kill)
@@ -647,7 +647,7 @@ def test_redis_back_up_is_used_again_with_store_recovered(
     port = own_server.port
 
     async def main() -> None:
-        async with opened(own_server.url, refresh=0, reconnect=5.0, timeout=0.5) as store:
+        async with opened(own_server.url, refresh=0, reconnect=5.0) as store:
             b = breaker(store, clock)
             assert await b.acall(ok) == "ok"
             await asyncio.to_thread(own_server.kill)
