@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from ._budget import RetryBudget as RetryBudget
     from ._budget import TokenBudget as TokenBudget
     from ._bulkhead import Bulkhead as Bulkhead
+    from ._circuit import AsyncCircuitStore as AsyncCircuitStore
     from ._circuit import CircuitPermit as CircuitPermit
     from ._circuit import CircuitRejection as CircuitRejection
     from ._circuit import CircuitState as CircuitState
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
 # import X`, and is then an ordinary global: no cost on any call path.
 _LAZY: dict[str, str] = {
     "CircuitBreaker": "._breaker",
+    "AsyncCircuitStore": "._circuit",
     "CircuitPermit": "._circuit",
     "CircuitRejection": "._circuit",
     "CircuitState": "._circuit",
@@ -139,6 +141,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AsyncCircuitStore",
     "Attempt",
     "Attempts",
     "Budget",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, final
 import attrs
 
 from ._circuit import (
+    AsyncCircuitStore,
     CircuitPermit,
     CircuitRejection,
     CircuitState,
@@ -105,7 +106,8 @@ def _check_store(instance: object, attribute: attrs.Attribute[Any], value: objec
     if not callable(value):
         raise TypeError(
             "store must be a callable taking the breaker and returning a CircuitStore "
-            f"(such as resilience.InMemoryCircuitStore), got {type(value).__name__}: {value!r}"
+            "or an AsyncCircuitStore (such as resilience.InMemoryCircuitStore), "
+            f"got {type(value).__name__}: {value!r}"
         )
 
 
@@ -193,7 +195,12 @@ class CircuitBreaker(GatePolicy):
         rng: The random source of a jittered *reset_timeout* backoff. Default:
             a shared `random.Random`.
         store: A callable that makes the circuit's store, given the breaker;
-            see `CircuitStore`. Default: `InMemoryCircuitStore`.
+            see `CircuitStore`. Default: `InMemoryCircuitStore`. A factory
+            of an `AsyncCircuitStore` (an
+            `resilience.integrations.redis.AsyncRedisStore`) makes a breaker
+            for async code only: coroutine functions, async generator
+            functions and ``async with``; its round trips are awaited, and
+            its manual controls are `aopen`, `aclose`, `aisolate`, `areset`.
 
     Raises:
         TypeError: On an argument of the wrong type (``bool`` is not a number).
@@ -215,10 +222,15 @@ class CircuitBreaker(GatePolicy):
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=to_hooks, repr=False)
     clock: Clock = attrs.field(default=SYSTEM_CLOCK, validator=check_clock, repr=False)
     rng: random.Random = attrs.field(default=_RNG, repr=False, validator=check_rng)
-    store: Callable[[CircuitBreaker], CircuitStore] = attrs.field(
+    store: Callable[[CircuitBreaker], CircuitStore | AsyncCircuitStore] = attrs.field(
         default=InMemoryCircuitStore, validator=_check_store, repr=False
     )
     _store: CircuitStore = attrs.field(init=False, repr=False)
+    # The store when it is an AsyncCircuitStore (then `_store` is the same object,
+    # used only for its sync steps `on_ignored` and `snapshot`), else None.
+    _astore: AsyncCircuitStore | None = attrs.field(init=False, repr=False)
+    # Whether the engine awaits this gate's decisions (see resilience.engine.AwaitingGate).
+    awaits: bool = attrs.field(init=False, repr=False)
     # The store's optional `on_failure_caused`, looked up once (see `_cause`).
     _caused: Callable[..., tuple[CircuitTransition, ...]] | None = attrs.field(
         init=False, repr=False
@@ -237,12 +249,21 @@ class CircuitBreaker(GatePolicy):
                 f"({self.half_open_max_calls!r}): a half-open circuit admits no more probes "
                 f"than that, got success_threshold={self.success_threshold!r}"
             )
-        store = self.store(self)
+        store: Any = self.store(self)
+        astore = None
         if not isinstance(store, CircuitStore):
-            raise TypeError(f"store must return a CircuitStore, got {type(store).__name__}")
+            if not isinstance(store, AsyncCircuitStore):
+                raise TypeError(
+                    "store must return a CircuitStore or an AsyncCircuitStore, "
+                    f"got {type(store).__name__}"
+                )
+            astore = store
         object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "_astore", astore)
+        object.__setattr__(self, "awaits", astore is not None)
         object.__setattr__(self, "_caused", getattr(store, "on_failure_caused", None))
-        direct = self.fast is not None and not self.timed and not self.on.handles_results
+        fast = astore is None and self.fast is not None
+        direct = fast and not self.timed and not self.on.handles_results
         object.__setattr__(self, "_direct", direct)
 
     @property
@@ -334,7 +355,11 @@ class CircuitBreaker(GatePolicy):
         Counts as an opening of the streak that a backoff *reset_timeout* grows
         with. An isolated circuit stays isolated. Emits `CircuitOpened`
         (reason ``"manual"``).
+
+        Raises:
+            TypeError: If the store is an `AsyncCircuitStore`: use `aopen`.
         """
+        self._manual("open")
         self._announce(self._store.force(CircuitState.OPEN), None)
 
     def close(self) -> None:
@@ -343,7 +368,11 @@ class CircuitBreaker(GatePolicy):
 
         Releases an isolated circuit too. Counts are cleared. Emits
         `CircuitClosed` (reason ``"manual"``) unless it was already closed.
+
+        Raises:
+            TypeError: If the store is an `AsyncCircuitStore`: use `aclose`.
         """
+        self._manual("close")
         self._announce(self._store.force(CircuitState.CLOSED), None)
 
     def isolate(self) -> None:
@@ -353,7 +382,11 @@ class CircuitBreaker(GatePolicy):
         Every call is rejected with `CircuitOpenError` whose ``retry_after`` is
         `None`; time never makes an isolated circuit half-open. Emits
         `CircuitOpened` (reason ``"isolated"``).
+
+        Raises:
+            TypeError: If the store is an `AsyncCircuitStore`: use `aisolate`.
         """
+        self._manual("isolate")
         self._announce(self._store.force(CircuitState.ISOLATED), None)
 
     def reset(self) -> None:
@@ -361,8 +394,54 @@ class CircuitBreaker(GatePolicy):
         Return the circuit to its initial state: closed, nothing counted, no open streak.
 
         Emits `CircuitClosed` (reason ``"reset"``) unless it was already closed.
+
+        Raises:
+            TypeError: If the store is an `AsyncCircuitStore`: use `areset`.
         """
+        self._manual("reset")
         self._announce(self._store.reset(), None)
+
+    def _manual(self, action: str) -> None:
+        if self._astore is not None:
+            raise TypeError(
+                f"{self._label()} keeps its circuit in an async store "
+                f"({type(self._astore).__name__}): use `await breaker.a{action}()`"
+            )
+
+    async def aopen(self) -> None:
+        """As `open`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+        astore = self._astore
+        if astore is None:
+            self.open()
+        else:
+            self._announce(await astore.aforce(CircuitState.OPEN), None)
+
+    async def aclose(self) -> None:
+        """As `close`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+        astore = self._astore
+        if astore is None:
+            self.close()
+        else:
+            self._announce(await astore.aforce(CircuitState.CLOSED), None)
+
+    async def aisolate(self) -> None:
+        """As `isolate`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+        astore = self._astore
+        if astore is None:
+            self.isolate()
+        else:
+            self._announce(await astore.aforce(CircuitState.ISOLATED), None)
+
+    async def areset(self) -> None:
+        """As `reset`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+        astore = self._astore
+        if astore is None:
+            self.reset()
+        else:
+            self._announce(await astore.areset(), None)
+
+    def _label(self) -> str:
+        return "CircuitBreaker" if self.name is None else f"CircuitBreaker {self.name!r}"
 
     # --- the gate (see resilience.engine.Gate): the engine runs the call ----------
 
@@ -380,7 +459,7 @@ class CircuitBreaker(GatePolicy):
     def fast(self) -> FastPath | None:
         """The store, when it offers the fast path (``ready`` and ``settled``); else `None`."""
         store = self._store
-        if hasattr(store, "ready") and hasattr(store, "settled"):
+        if self._astore is None and hasattr(store, "ready") and hasattr(store, "settled"):
             return store  # type: ignore[return-value]
         return None
 
@@ -473,6 +552,71 @@ class CircuitBreaker(GatePolicy):
         transitions = self._store.on_ignored(permit)
         if transitions:
             self._announce(transitions, target)
+
+    # --- the awaiting gate (resilience.engine.AwaitingGate), with an AsyncCircuitStore ----
+
+    def sync_refusal(self, what: str) -> str:
+        """The message of the `TypeError` that sync use of an awaiting breaker raises."""
+        store = self._store
+        hint = getattr(store, "sync_refusal", None)
+        return (
+            f"{self._label()} keeps its circuit in an async store ({type(store).__name__}): "
+            "it protects coroutine functions, async generator functions and `async with` "
+            f"blocks, got {what}; "
+            + (hint if isinstance(hint, str) else "for sync code, give a breaker a CircuitStore")
+        )
+
+    async def aadmit(self, target: object, /) -> CircuitPermit:
+        """
+        As `admit`, awaiting the `AsyncCircuitStore`'s decision.
+
+        Raises:
+            CircuitOpenError: If the circuit refuses calls now.
+        """
+        astore: Any = self._astore
+        permit: CircuitPermit | CircuitRejection = await astore.aacquire()
+        if type(permit) is CircuitRejection:
+            raise self._rejection(permit, target)
+        if permit.transitions:
+            self._announce(permit.transitions, target)
+        return permit
+
+    async def aon_success(
+        self, permit: CircuitPermit, result: object, duration: float | None, target: object, /
+    ) -> None:
+        """As `on_success`, awaiting the `AsyncCircuitStore`'s round trip, if any."""
+        astore: Any = self._astore
+        if result is NO_RESULT or not self.on.handles_results:
+            transitions = await astore.aon_success(permit, duration)
+        else:
+            try:
+                verdict = self.on.classify(result)
+            except BaseException:
+                astore.on_ignored(permit)
+                raise
+            if verdict.trip:
+                transitions = await astore.aon_failure(permit, duration, _cause(result, verdict))
+            else:
+                transitions = await astore.aon_success(permit, duration)
+        if transitions:
+            self._announce(transitions, target)
+
+    async def aon_failure(
+        self, permit: CircuitPermit, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """As `on_failure`, awaiting the `AsyncCircuitStore`'s round trip."""
+        astore: Any = self._astore
+        try:
+            verdict = self.on.classify(error)
+        except BaseException:
+            astore.on_ignored(permit)
+            raise
+        if verdict.trip:
+            transitions = await astore.aon_failure(permit, duration, _cause(error, verdict))
+            if transitions:
+                self._announce(transitions, target)
+        else:
+            astore.on_ignored(permit)
 
     def _announce(self, transitions: tuple[CircuitTransition, ...], fn: object) -> None:
         """Emit the events of *transitions*; called after the store released its lock."""

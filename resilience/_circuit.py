@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
 
 __all__ = [
+    "AsyncCircuitStore",
     "CircuitPermit",
     "CircuitRejection",
     "CircuitState",
@@ -464,6 +465,68 @@ class CircuitStore(Protocol):
             ``(state, retry_after)``: *retry_after* is the seconds until
             half-open, `None` unless the state is `OPEN`.
         """
+        ...
+
+
+@runtime_checkable
+class AsyncCircuitStore(Protocol):
+    """
+    A `CircuitStore` whose decisions are awaited: its circuit lives behind I/O (Redis).
+
+    What a breaker's ``store=`` factory may return instead of a `CircuitStore`
+    (`resilience.integrations.redis.AsyncRedisStore` makes one). The same
+    state machine, the same atomic steps and transitions; the steps that may
+    make a round trip are coroutines, awaited by the breaker in the calling
+    task, so the event loop runs other tasks meanwhile. The breaker is then
+    an awaiting gate (`resilience.engine.AwaitingGate`): it protects
+    coroutine functions, async generator functions and ``async with``
+    blocks; a sync function, a generator or ``with`` is a `TypeError` naming
+    what to use instead (the store's ``sync_refusal``, when it has one). Its
+    manual controls are `CircuitBreaker.aopen`, ``aclose``, ``aisolate`` and
+    ``areset``.
+
+    Two steps stay sync, and never wait for I/O: `on_ignored`, called for a
+    cancelled call too (a cancelled task cannot await: a store that must
+    return a probe's place starts a task for it), and `snapshot`, which
+    answers from what the store last read (for `CircuitBreaker.state`).
+    """
+
+    async def aacquire(self) -> CircuitPermit | CircuitRejection:
+        """As `CircuitStore.acquire`, awaited."""
+        ...
+
+    async def aon_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """As `CircuitStore.on_success`, awaited."""
+        ...
+
+    async def aon_failure(
+        self, permit: CircuitPermit, duration: float | None, cause: tuple[str, str] | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """
+        As `CircuitStore.on_failure`, awaited; *cause* is what failed.
+
+        *cause* is the failure's type name and redacted message (text only):
+        the store keeps it as the circuit's cause if this failure opens it, for
+        the `CircuitRejection` of later calls.
+        """
+        ...
+
+    def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
+        """As `CircuitStore.on_ignored`, without waiting for I/O (see above)."""
+        ...
+
+    async def aforce(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
+        """As `CircuitStore.force`, awaited."""
+        ...
+
+    async def areset(self) -> tuple[CircuitTransition, ...]:
+        """As `CircuitStore.reset`, awaited."""
+        ...
+
+    def snapshot(self) -> tuple[CircuitState, float | None]:
+        """As `CircuitStore.snapshot`, from the state last read (no I/O)."""
         ...
 
 
@@ -1068,6 +1131,7 @@ for _cls in (
     CircuitPermit,
     CircuitRejection,
     CircuitStore,
+    AsyncCircuitStore,
     InMemoryCircuitStore,
 ):
     _cls.__module__ = "resilience"

@@ -20,7 +20,10 @@ A gate holds decisions only. This module owns, once for every gate:
   is not an `Exception`, and a consumer closing a stream early) are handed to
   `Gate.on_cancel`, never recorded as failures;
 - the fast path: a gate whose `FastPath` says the call is admitted and its
-  success changes nothing costs two attribute reads per call.
+  success changes nothing costs two attribute reads per call;
+- awaiting gates (`AwaitingGate`): a gate whose decisions need I/O (a
+  circuit kept in Redis through ``redis.asyncio``) has them awaited by the
+  async drivers, chosen when the gate is bound; other gates pay nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ else:  # imported on first use: sync code never needs it
 
 __all__ = [
     "NO_RESULT",
+    "AwaitingGate",
     "FastPath",
     "Gate",
     "GatePolicy",
@@ -139,6 +143,10 @@ class Gate(Protocol):
             with) and still ``admit(None)`` for a ``with`` block, so give
             both parameters defaults. Read once, when the gate is bound;
             a gate without the attribute receives no arguments.
+        awaits: Whether the gate's decisions must be awaited: then it is an
+            `AwaitingGate`, bound to coroutine and async generator functions
+            and ``async with`` only. Read once, when the gate is bound; a
+            gate without the attribute is not awaited.
     """
 
     @property
@@ -197,6 +205,64 @@ class Gate(Protocol):
         long it waited. May return a permit instead, to admit the call after all.
         """
         ...
+
+
+class AwaitingGate(Gate, Protocol):
+    """
+    A `Gate` whose decisions are awaited: they make round trips (to a shared store).
+
+    A gate whose ``awaits`` is true when it is bound is driven through these
+    coroutines instead of `Gate.admit`, `Gate.on_success` and
+    `Gate.on_failure`: the async drivers (coroutine functions, async
+    generator functions, ``async with``) await them in the call's own task,
+    so the event loop runs other tasks during a round trip. It has no fast
+    path (`Gate.fast` is not read): every call is admitted and every
+    outcome reported through them. Sync shapes cannot await: binding one,
+    or entering ``with``, raises `TypeError`, whose message the gate may
+    give with an optional ``sync_refusal(what) -> str`` (say what to use
+    instead). Which drivers a gate gets is decided once, at bind time: a
+    gate that does not await pays nothing.
+
+    What stays sync: `Gate.on_cancel` (a cancelled task must not wait for
+    I/O: start a task if a round trip is needed, and never count the call)
+    and `Gate.on_expired`, called while a `Wait` that ``aadmit`` returned is
+    waited out.
+    """
+
+    @property
+    def awaits(self) -> bool: ...
+
+    async def aadmit(self, target: object, /) -> Any:
+        """As `Gate.admit`, awaited: return a permit, a `Wait`, or raise a `RejectedError`."""
+        ...
+
+    async def aon_success(
+        self, permit: Any, result: Any, duration: float | None, target: object, /
+    ) -> None:
+        """As `Gate.on_success`, awaited."""
+        ...
+
+    async def aon_failure(
+        self, permit: Any, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """As `Gate.on_failure`, awaited."""
+        ...
+
+
+def awaits(gate: object) -> bool:
+    """Whether *gate* is an `AwaitingGate` now (read at bind time)."""
+    return bool(getattr(gate, "awaits", False))
+
+
+def not_awaitable(gate: object, what: str) -> TypeError:
+    """The `TypeError` of an awaiting gate used from sync code (*what*: a function, ``with``)."""
+    explain = getattr(gate, "sync_refusal", None)
+    if explain is not None:
+        return TypeError(explain(what))
+    return TypeError(
+        f"{type(gate).__name__} awaits its decisions: it protects coroutine functions, async "
+        f"generator functions and `async with` blocks, got {what}"
+    )
 
 
 @final
@@ -446,6 +512,17 @@ async def admit_async(gate: Gate, target: object, call: _Call | None = None) -> 
     return permit
 
 
+async def admit_awaited(gate: AwaitingGate, target: object, call: _Call | None = None) -> Any:
+    """As `admit_async`, for an `AwaitingGate`: its decision is awaited."""
+    if call is None:
+        permit = await gate.aadmit(target)
+    else:
+        permit = await gate.aadmit(target, *call)  # type: ignore[call-arg]
+    if type(permit) is Wait:
+        permit = await wait_async(gate, permit, target)
+    return permit
+
+
 def refuse(
     hooks: tuple[Hook, ...],
     error: RejectedError,
@@ -507,8 +584,18 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
     Return a runner that runs *inner* through *gate*, for callables of *shape*.
 
     What a gate policy's ``bind`` returns (`GatePolicy` does it for you).
-    The gate's `timed`, `results`, `fast` and `clock` are read here, once.
+    The gate's `timed`, `results`, `fast` and `clock` are read here, once,
+    and whether it awaits its decisions (an `AwaitingGate`).
+
+    Raises:
+        TypeError: If the gate awaits and *shape* is sync (a function or a generator).
     """
+    if awaits(gate):
+        if shape is Shape.ASYNC:
+            return _awaited(gate, inner)  # type: ignore[arg-type]
+        if shape is Shape.AGEN:
+            return _agen_awaited(gate, inner)  # type: ignore[arg-type]
+        raise not_awaitable(gate, f"a {shape.value}")
     if shape is Shape.SYNC:
         return _sync(gate, inner)
     if shape is Shape.ASYNC:
@@ -690,6 +777,83 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
     return run
 
 
+def _awaited(gate: AwaitingGate, inner: Runner) -> Runner:
+    """The coroutine driver of an `AwaitingGate`: its decisions awaited in the call's task."""
+    aadmit, aon_success, aon_failure = gate.aadmit, gate.aon_success, gate.aon_failure
+    on_cancel = gate.on_cancel
+    arguments = takes_arguments(gate)
+    direct = inner is CALL
+    timed = gate.timed
+    now = gate.clock.now
+
+    async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        permit = await (aadmit(fn, args, kwargs) if arguments else aadmit(fn))  # type: ignore[call-arg]
+        if type(permit) is Wait:
+            permit = await wait_async(gate, permit, fn)
+        start = now() if timed else 0.0
+        try:
+            result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+        except Exception as exc:
+            await aon_failure(permit, exc, now() - start if timed else None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel(permit, exc, now() - start if timed else None, fn)
+            raise
+        await aon_success(permit, result, now() - start if timed else None, fn)
+        return result
+
+    return run
+
+
+def _agen_awaited(gate: AwaitingGate, inner: Runner) -> Runner:
+    """The async generator driver of an `AwaitingGate` (admitted at the first item, as `_agen`)."""
+    aon_success, aon_failure = gate.aon_success, gate.aon_failure
+    arguments = takes_arguments(gate)
+    direct = inner is CALL
+    timed = gate.timed
+    now = gate.clock.now
+
+    async def run(
+        fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        permit = await admit_awaited(gate, fn, (args, kwargs) if arguments else None)
+        start = now() if timed else None
+        duration: float | None = None
+        try:
+            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            try:
+                item = await it.__anext__()
+                if start is not None:
+                    duration = now() - start
+                while True:
+                    sent: Any = None
+                    thrown: BaseException | None = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow() from the consumer: forward it
+                        thrown = exc
+                    item = await astep(it, sent, thrown)
+            except StopAsyncIteration:
+                pass
+            finally:
+                await it.aclose()
+        except Exception as exc:
+            if start is not None and duration is None:
+                duration = now() - start
+            await aon_failure(permit, exc, duration, fn)
+            raise
+        except BaseException as exc:  # GeneratorExit: the consumer stopped early
+            _stream_failed(gate, permit, exc, duration, start, fn)
+            raise
+        if start is not None and duration is None:
+            duration = now() - start
+        await aon_success(permit, NO_RESULT, duration, fn)
+
+    return run
+
+
 def _stream_failed(
     gate: Gate,
     permit: Any,
@@ -758,6 +922,17 @@ class GatePolicy(PolicyMixin):
         return SYSTEM_CLOCK
 
     @property
+    def awaits(self) -> bool:
+        """
+        Whether the decisions are awaited (an `AwaitingGate`). Default: `False`.
+
+        When true, the gate implements ``aadmit``, ``aon_success`` and
+        ``aon_failure``, and protects only coroutine functions, async
+        generator functions and ``async with`` blocks.
+        """
+        return False
+
+    @property
     def arguments(self) -> bool:
         """
         Whether `admit` receives the call's arguments (see `Gate`). Default: `False`.
@@ -789,6 +964,8 @@ class GatePolicy(PolicyMixin):
 
     def __enter__(self) -> Self:
         """Admit the block, waiting if the gate asks; return the policy."""
+        if self.awaits:
+            raise not_awaitable(self, "a `with` block (use `async with`)")
         frame = id(sys._getframe(1))
         permit = admit_sync(self, None)
         _enter(self, frame, permit)
@@ -806,7 +983,10 @@ class GatePolicy(PolicyMixin):
     async def __aenter__(self) -> Self:
         """As ``__enter__``, waiting without blocking the event loop."""
         frame = id(sys._getframe(1))
-        permit = await admit_async(self, None)
+        if self.awaits:
+            permit = await admit_awaited(self, None)  # type: ignore[arg-type]
+        else:
+            permit = await admit_async(self, None)
         _enter(self, frame, permit)
         return self
 
@@ -816,8 +996,18 @@ class GatePolicy(PolicyMixin):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """As ``__exit__``, for ``async with``."""
-        _exit(self, id(sys._getframe(1)), exc)
+        """As ``__exit__``, for ``async with`` (the outcome awaited if the gate awaits)."""
+        if not self.awaits:
+            _exit(self, id(sys._getframe(1)), exc)
+            return
+        permit, duration = _leave(self, id(sys._getframe(1)))
+        gate: Any = self
+        if exc is None:
+            await gate.aon_success(permit, NO_RESULT, duration, None)
+        elif isinstance(exc, Exception):
+            await gate.aon_failure(permit, exc, duration, None)
+        else:
+            self.on_cancel(permit, exc, duration, None)
 
 
 def _enter(gate: Gate, frame: int, permit: Any) -> None:
@@ -826,6 +1016,17 @@ def _enter(gate: Gate, frame: int, permit: Any) -> None:
 
 
 def _exit(gate: Gate, frame: int, exc: BaseException | None) -> None:
+    permit, duration = _leave(gate, frame)
+    if exc is None:
+        gate.on_success(permit, NO_RESULT, duration, None)
+    elif isinstance(exc, Exception):
+        gate.on_failure(permit, exc, duration, None)
+    else:
+        gate.on_cancel(permit, exc, duration, None)
+
+
+def _leave(gate: Gate, frame: int) -> tuple[Any, float | None]:
+    """Take the block *frame* entered through *gate* off the stack: its permit and duration."""
     entered = _ENTERED.get()
     # The innermost block of this gate entered by the same frame: blocks of
     # generators suspended inside them interleave, and each must report its
@@ -845,10 +1046,4 @@ def _exit(gate: Gate, frame: int, exc: BaseException | None) -> None:
         raise RuntimeError(f"{type(gate).__name__}.__exit__ without a matching __enter__")
     _, _, permit, start = entered[found]
     _ENTERED.set(entered[:found] + entered[found + 1 :])
-    duration = None if start is None else gate.clock.now() - start
-    if exc is None:
-        gate.on_success(permit, NO_RESULT, duration, None)
-    elif isinstance(exc, Exception):
-        gate.on_failure(permit, exc, duration, None)
-    else:
-        gate.on_cancel(permit, exc, duration, None)
+    return permit, None if start is None else gate.clock.now() - start

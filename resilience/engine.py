@@ -9,6 +9,8 @@ subclass `GatePolicy`, and the engine supplies the rest: the drivers for
 functions, coroutine functions and (async) generator functions, ``with`` and
 ``async with``, waiting (`Wait`, `Waiter`) in sync and async code without
 passing the deadline, and the rule that cancellation is never a failure.
+A gate whose decisions need I/O is an `AwaitingGate`: the async drivers
+await them.
 
 ```python
 import resilience as rs
@@ -76,6 +78,7 @@ from ._explain import rule_lines as rule_lines
 from ._explain import seconds as describe_seconds
 from ._fork import fork_safe_lock as fork_safe_lock
 from ._gate import NO_RESULT as NO_RESULT
+from ._gate import AwaitingGate as AwaitingGate
 from ._gate import FastPath as FastPath
 from ._gate import Gate as Gate
 from ._gate import GatePolicy as GatePolicy
@@ -110,6 +113,7 @@ __all__ = [
     "NO_RESULT",
     "OTHER",
     "SYSTEM_CLOCK",
+    "AwaitingGate",
     "FastPath",
     "Gate",
     "GatePolicy",

@@ -8,6 +8,7 @@ from pathlib import Path
 import resilience as rs
 
 PUBLIC = {
+    "AsyncCircuitStore",
     "Attempt",
     "Attempts",
     "Budget",
@@ -136,6 +137,7 @@ ENGINE = {
     "OTHER",
     "SYSTEM_CLOCK",
     "FastPath",
+    "AwaitingGate",
     "Gate",
     "GatePolicy",
     "Observer",

@@ -249,6 +249,9 @@ def test_the_fleet_pages_async_example_runs_as_written() -> None:
     namespace: dict[str, object] = {"__name__": "fleet_doc_async"}
     run_block("fleet.md", block, namespace)
     assert isinstance(namespace["apause"], AsyncRetryAfterPause)
+    breaker = namespace["abreaker"]
+    assert isinstance(breaker, rs.CircuitBreaker)
+    assert breaker.awaits
 
 
 def test_under_trio_the_async_pause_says_it_needs_asyncio() -> None:

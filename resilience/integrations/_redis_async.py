@@ -1,19 +1,23 @@
 """
-The shared Retry-After pause over ``redis.asyncio``: no round trip holds the event loop.
+Shared circuits and pauses over ``redis.asyncio``: no round trip holds the event loop.
 
 `AsyncRedisStore` is `resilience.integrations.redis.RedisStore`'s twin for a
-``redis.asyncio`` client, and `AsyncRetryAfterPause` the `RetryAfterPause` that
-uses it, for coroutine functions, async generator functions and ``async
-with``. Both pauses share one key, one Lua script and one reply format (those
-of ``redis.py``), so sync and async processes (or parts of one process) with
-the same prefix and name pause each other.
+``redis.asyncio`` client. Given to a `resilience.CircuitBreaker` as its
+``store=``, it makes an `AsyncRedisCircuitStore`: the breaker's circuit in
+Redis, whose round trips the breaker awaits (it is then an awaiting gate,
+`resilience.engine.AwaitingGate`); given to an `AsyncRetryAfterPause`, the
+shared pause. Each shares the keys, the Lua scripts and the reply parsing of
+``redis.py`` with its sync twin (the circuit's logic is `_CircuitCore`, split
+around its round trips), so sync and async processes (or parts of one
+process) with the same prefix and name share one circuit, one pause.
 
-The gate's decisions stay sync and I/O-free (the engine's contract): they
-read the local cache. The round trips happen around them, awaited in the
-call's own task: before the call, a read when the cache is stale; after it,
-the write of a pause the call started. Same guarantees, fallbacks and events
-as the sync pause; a process sees another's pause at most *refresh* seconds
-late, as with the sync store.
+The pause's decisions stay sync and I/O-free, on the local cache; its round
+trips happen around them, awaited in the call's own task: before the call, a
+read when the cache is stale; after it, the write of a pause the call
+started. The circuit's decisions are themselves round trips (a probe is
+claimed fleet-wide, a failure counted atomically), so they are awaited where
+the sync store makes them. Same guarantees, fallbacks and events as the sync
+store and pause.
 
 redis-py's asyncio client runs under asyncio only (anyio's asyncio backend
 included): under trio a round trip raises a `RuntimeError` that says so.
@@ -23,17 +27,18 @@ Imported by ``resilience.integrations.redis``; needs the ``redis`` extra.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, NoReturn, final
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
 import attrs
 import redis.asyncio
 import redis.asyncio.retry
 import redis.backoff
 
-from resilience import Clock, Description, ErrorClassifier, Hook, Shape
+from resilience import CircuitPermit, Clock, Description, ErrorClassifier, Hook, Shape
 from resilience.engine import (
     SYSTEM_CLOCK,
     astep,
@@ -49,22 +54,37 @@ from resilience.engine import (
 )
 
 from .redis import (
+    _LONGEST,
     _LUA_PAUSE,
     _LUA_PAUSE_READ,
+    _NO_TRANSITIONS,
     _REDIS_ERRORS,
+    _WITH_A_STORE,
+    Fallback,
+    _check_fallback,
     _check_pause_name,
     _check_prefix,
+    _CircuitCore,
     _client_repr,
     _Link,
+    _new_lease,
     _PauseGate,
+    _Record,
+    _Reply,
     _text,
+    _to_expire,
     _to_max_pause,
     _to_max_wait,
+    _to_probe_lease,
     _to_reconnect,
     _to_refresh,
 )
 
-__all__ = ["AsyncRedisStore", "AsyncRetryAfterPause"]
+if TYPE_CHECKING:
+    from resilience import CircuitBreaker, CircuitRejection, CircuitState
+    from resilience import CircuitTransition as Transition
+
+__all__ = ["AsyncRedisCircuitStore", "AsyncRedisStore", "AsyncRetryAfterPause"]
 
 Runner = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
@@ -83,27 +103,38 @@ def _check_async_client(instance: object, attribute: attrs.Attribute[Any], value
 @attrs.frozen(kw_only=True)
 class AsyncRedisStore:
     """
-    Where a fleet keeps its shared pauses, for async code: a ``redis.asyncio`` client and its rules.
+    Where a fleet keeps its shared circuits and pauses, for async code: a ``redis.asyncio`` client.
 
-    Pass it as an `AsyncRetryAfterPause`'s ``store=`` (and an
-    `AsyncRedisRateLimiter`'s or `AsyncRedisRetryBudget`'s). It is `RedisStore`'s
-    twin: the same keys (``{prefix}:pause:{<name>}``), scripts and options,
-    so a sync `RetryAfterPause` and an async one with the same *prefix* and
-    *name* share one pause. Every round trip is awaited in the calling task:
-    the event loop keeps running while Redis answers (or does not).
+    `RedisStore`'s twin. Pass it as a `resilience.CircuitBreaker`'s ``store=``
+    (it is the factory the breaker calls: the breaker then protects
+    coroutine functions, async generator functions and ``async with``
+    blocks, and awaits each round trip), as an `AsyncRetryAfterPause`'s
+    ``store=``, and as an `AsyncRedisRateLimiter`'s or
+    `AsyncRedisRetryBudget`'s. The same keys (``{prefix}:circuit:{<name>}``,
+    ``{prefix}:pause:{<name>}``, ...), scripts and options as `RedisStore`: a
+    sync breaker or pause and an async one with the same *prefix* and *name*
+    share one circuit, one pause. Every round trip is awaited in the calling
+    task: the event loop keeps running while Redis answers (or does not). It
+    runs under asyncio (anyio's asyncio backend included), not trio.
 
     Args:
         client: A ``redis.asyncio.Redis`` client (positional). Required.
         prefix: The namespace of every key. Default: ``"resilience"``.
-        refresh: Seconds a process may act on the pause it last read before
+        refresh: Seconds a process may act on the state it last read before
             reading it again. ``0`` reads Redis on every call. Default: 0.25.
         reconnect: Seconds between attempts to reach Redis again while it is
             unreachable. Default: 1.0.
+        fallback: What a circuit does while Redis is unreachable: ``"local"``,
+            ``"admit"`` or ``"reject"``, as with `RedisStore`. Default: ``"local"``.
+        probe_lease: Seconds a half-open probe holds its place (as with
+            `RedisStore`). Default: 60.0.
+        expire: Seconds a circuit's keys live after their last write (as with
+            `RedisStore`). Default: 3600.0.
 
     Raises:
         TypeError: If *client* is not a ``redis.asyncio`` client, or an
             argument has the wrong type.
-        ValueError: On an out-of-range value.
+        ValueError: On an out-of-range value or an unknown *fallback*.
 
     .. versionadded:: 0.1.0
     """
@@ -114,6 +145,9 @@ class AsyncRedisStore:
     prefix: str = attrs.field(default="resilience", validator=_check_prefix)
     refresh: float = attrs.field(default=0.25, converter=_to_refresh)
     reconnect: float = attrs.field(default=1.0, converter=_to_reconnect)
+    fallback: Fallback = attrs.field(default="local", validator=_check_fallback)
+    probe_lease: float = attrs.field(default=60.0, converter=_to_probe_lease)
+    expire: float = attrs.field(default=3600.0, converter=_to_expire)
 
     @classmethod
     def from_url(cls, url: str, /, *, timeout: float = 0.25, **options: Any) -> AsyncRedisStore:
@@ -123,7 +157,7 @@ class AsyncRedisStore:
         Args:
             url: A Redis URL (``redis://host:6379/0``, ``rediss://...``, ``unix://...``).
             timeout: Seconds: the client's socket and connect timeouts. Default: 0.25.
-            options: `AsyncRedisStore` options (*prefix*, *refresh*, *reconnect*).
+            options: `AsyncRedisStore` options (*prefix*, *refresh*, ...).
         """
         if not isinstance(url, str):
             raise TypeError(f"url must be a Redis URL (a str), got {type(url).__name__}")
@@ -136,6 +170,23 @@ class AsyncRedisStore:
         )
         return cls(client, **options)
 
+    def __call__(self, breaker: CircuitBreaker) -> AsyncRedisCircuitStore:
+        """
+        Make the shared store of *breaker*'s circuit (the breaker calls this once).
+
+        Raises:
+            ValueError: If the breaker has no usable name, or a *reset_timeout*
+                longer than Redis can expire (about 30 years).
+        """
+        reset = breaker.reset_timeout
+        if isinstance(reset, float):
+            to_seconds("reset_timeout", reset, zero=True, maximum=_LONGEST, why=_WITH_A_STORE)
+        return AsyncRedisCircuitStore(self, breaker)
+
+    def circuit_key(self, name: str) -> str:
+        """Return the key of the hash holding the circuit *name* (as `RedisStore`'s)."""
+        return f"{self.prefix}:circuit:{{{name}}}"
+
     def pause_key(self, name: str) -> str:
         """Return the key that exists while the pause *name* lasts (as `RedisStore`'s)."""
         return f"{self.prefix}:pause:{{{name}}}"
@@ -145,14 +196,211 @@ class AsyncRedisStore:
         return f"{self.prefix}:budget:{{{name}}}"
 
 
-def _asyncio_only() -> None:
+def _asyncio_only(kind: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         raise RuntimeError(
-            "AsyncRetryAfterPause talks to Redis with redis.asyncio, which runs under asyncio "
-            "only (anyio on its asyncio backend included), not under trio"
+            f"{kind} talks to Redis with redis.asyncio, which runs under asyncio only "
+            "(anyio on its asyncio backend included), not under trio"
         ) from None
+
+
+def _cancellations() -> tuple[asyncio.Task[Any] | None, int]:
+    """The current task and its pending cancellations, read before a round trip."""
+    task = asyncio.current_task()
+    return task, 0 if task is None else task.cancelling()
+
+
+def _swallowed(task: asyncio.Task[Any] | None, before: int) -> bool:
+    """
+    Whether a cancellation reached the task during a round trip that returned all the same.
+
+    redis-py's asyncio client (with a socket timeout) lets a round trip return
+    its reply when the task is cancelled while the reply is being read: the
+    cancellation would be lost, and a cancelled call would go on to wait and
+    run. The caller raises it again.
+    """
+    return task is not None and task.cancelling() > before
+
+
+_BREAKER: Final = "A CircuitBreaker with an AsyncRedisStore"
+
+
+@final
+class AsyncRedisCircuitStore(_CircuitCore):
+    """
+    A `resilience.AsyncCircuitStore` in Redis: `RedisCircuitStore`'s twin for async code.
+
+    Made by `AsyncRedisStore` when a breaker is constructed with
+    ``store=AsyncRedisStore(...)``; not constructed directly. The breaker's
+    ``name`` is the circuit's identity, shared with sync breakers of the same
+    name and prefix.
+
+    The same circuit logic as `RedisCircuitStore` (its cache, scripts, period
+    ids and rollbacks, the opener's announcement, leased probes, fallbacks and
+    events), with each round trip awaited: while the cache is fresh, a
+    closed circuit admits calls and a success with nothing pending records
+    nothing, without a round trip; a stale read, a failure, a probe or a
+    transition is one awaited script. Differences, all due to awaiting:
+
+    - a probe that ends without an outcome (cancelled, or an error the
+      breaker does not count) returns its lease in a task of its own: a
+      cancelled task cannot wait for Redis (if the loop ends first, the
+      lease expires after *probe_lease*);
+    - `snapshot` (`CircuitBreaker.state`) answers from the state last read,
+      without a round trip;
+    - a call cancelled during the round trip that admits it never runs,
+      and the lease Redis may have granted it goes back (also when
+      redis-py's asyncio client swallows the cancellation while it reads
+      the reply: it is raised again);
+    - a task that finds another task's read in flight answers from the
+      state it replaces when it can (as threads do), else reads Redis too
+      instead of waiting: each script is atomic, so this costs a round
+      trip, never a decision.
+    """
+
+    __slots__ = ("_tasks",)
+
+    sync_refusal: Final = (
+        "for sync code, use a breaker with store=RedisStore(a redis.Redis client): "
+        "both share the circuit of the same name and prefix"
+    )
+    """What to use in sync code instead (`resilience.AsyncCircuitStore`)."""
+
+    def __init__(self, config: AsyncRedisStore, breaker: CircuitBreaker) -> None:
+        super().__init__(config, breaker)
+        self._tasks: set[asyncio.Task[object]] = set()  # probes' leases being returned
+
+    async def _aeval(
+        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
+    ) -> _Reply | None:
+        """Run *script*, awaited; update the cache and return the reply; `None` if Redis failed."""
+        _asyncio_only(_BREAKER)
+        args, epoch, begun = self._begin(extra, opens, cause)
+        try:
+            reply = self._parse(await script(keys=self._keys, args=args))
+        except _REDIS_ERRORS as exc:
+            self._lost(exc)
+            return None
+        return self._accept(reply, epoch, begun)
+
+    async def _aeval_or_cancelled(
+        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
+    ) -> _Reply | None:
+        """`_aeval`, raising again a cancellation redis-py swallowed while it read the reply."""
+        _asyncio_only(_BREAKER)
+        task, cancelling = _cancellations()
+        reply = await self._aeval(script, extra, opens, cause)
+        if _swallowed(task, cancelling):
+            raise asyncio.CancelledError
+        return reply
+
+    async def _arecord(self, record: _Record) -> tuple[Transition, ...]:
+        recording = self._recording(record)
+        if recording is None:
+            return _NO_TRANSITIONS
+        reply = await self._aeval_or_cancelled(self._record_script, *recording, record.cause)
+        return _NO_TRANSITIONS if reply is None else self._transitions(reply)
+
+    # --- the protocol (resilience.AsyncCircuitStore) ----------------------------
+
+    async def aacquire(self) -> CircuitPermit | CircuitRejection:
+        """Admit the call (closed, or a leased probe) or reject it; a round trip when stale."""
+        permit = self._permit
+        if permit is not None and self._now() < self._stale_at:
+            return permit
+        answer = self._answer(self._now())
+        if answer is not None:
+            return answer
+        fetch = self._fetch
+        alone = fetch.acquire(blocking=False)
+        if not alone:
+            if self._link.down:
+                return self._fallback_acquire()  # another task is trying Redis again
+            # Another task is reading Redis: answer from the state it is
+            # replacing if that can answer, else read too (never wait on a lock).
+            cached = self._cached(self._now(), True)
+            if cached is not None:
+                return cached
+        _asyncio_only(_BREAKER)
+        task, cancelling = _cancellations()
+        lease = _new_lease()
+        try:
+            reply = await self._aeval(self._acquire_script, (lease,), False)
+        except BaseException:  # cancelled: Redis may have granted the lease all the same
+            self._spawn(self._release(lease))
+            raise
+        finally:
+            if alone:
+                fetch.release()
+        answer = self._acquired(reply, lease)
+        if _swallowed(task, cancelling):  # cancelled while the reply was read: never run
+            if isinstance(answer, CircuitPermit):
+                self.on_ignored(answer)  # a probe's lease goes back
+            raise asyncio.CancelledError
+        return answer
+
+    async def aon_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[Transition, ...]:
+        """Record a success; no round trip while closed with nothing pending."""
+        if permit is self._permit and self._quiet:
+            return _NO_TRANSITIONS
+        step = self._success(permit, duration)
+        return await self._arecord(step) if isinstance(step, _Record) else step
+
+    async def aon_failure(
+        self, permit: CircuitPermit, duration: float | None, cause: tuple[str, str] | None, /
+    ) -> tuple[Transition, ...]:
+        """Record a failure and its *cause* (kept if it opens the circuit): one round trip."""
+        step = self._failure(permit, duration, cause)
+        return await self._arecord(step) if isinstance(step, _Record) else step
+
+    def on_ignored(self, permit: CircuitPermit, /) -> tuple[Transition, ...]:
+        """Release a permit without an outcome; a probe's lease goes back in a task of its own."""
+        step = self._ignored(permit)
+        if not isinstance(step, _Record):
+            return step
+        self._spawn(self._arecord(step))
+        return _NO_TRANSITIONS
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run *work* in a task of its own (a cancelled task cannot wait for Redis)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to run it: a lease expires instead
+            work.close()
+            return
+        task = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, lease: str) -> None:
+        """Take *lease* out of the circuit's leases, whatever its period (ids are unique)."""
+        client: Any = self._config.client
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await client.zrem(self._keys[1], lease)
+
+    async def aforce(self, state: CircuitState, /) -> tuple[Transition, ...]:
+        """Move the shared circuit by hand; local only while Redis is down."""
+        return await self._amanual(self._force_code(state), state)
+
+    async def areset(self) -> tuple[Transition, ...]:
+        """Return the shared circuit to its initial state."""
+        return await self._amanual("r", None)
+
+    async def _amanual(self, code: str, state: CircuitState | None) -> tuple[Transition, ...]:
+        reply = None
+        if not self._link.skip(self._now()):
+            reply = await self._aeval_or_cancelled(self._force_script, (code,), code == "o")
+        return self._forced(reply, state)
+
+    def snapshot(self) -> tuple[CircuitState, float | None]:
+        """The state and the seconds until half-open, as last read (no round trip)."""
+        if self._link.down:
+            return self._unshared()
+        return self._last_read()
 
 
 @final
@@ -205,7 +453,7 @@ class _AsyncPause:
         try:
             self.left(now)
             epoch = self._link.epoch
-            _asyncio_only()
+            _asyncio_only("AsyncRetryAfterPause")
             try:
                 ms, pause = _parse(await self._read(keys=self._key))
             except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -237,7 +485,7 @@ class _AsyncPause:
         if self._link.skip(self._now()):
             return
         epoch = self._link.epoch
-        _asyncio_only()
+        _asyncio_only("AsyncRetryAfterPause")
         try:
             ms, pause = _parse(await self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -432,3 +680,8 @@ class AsyncRetryAfterPause(_PauseGate):
             "AsyncRetryAfterPause is entered with `async with`; "
             "for `with`, use RetryAfterPause with a RedisStore"
         )
+
+
+for _cls in (AsyncRedisStore, AsyncRedisCircuitStore, AsyncRetryAfterPause):
+    _cls.__module__ = "resilience.integrations.redis"
+del _cls

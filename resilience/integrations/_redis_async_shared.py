@@ -35,41 +35,13 @@ from typing import Any, Final, NoReturn, final
 from resilience import Clock, Hook, Shape
 from resilience.engine import SYSTEM_CLOCK, Wait, astep, bind_gate
 
-from ._redis_async import AsyncRedisStore
+from ._redis_async import AsyncRedisStore, _asyncio_only, _cancellations, _swallowed
 from ._redis_limiter import Reply, SharedLimiter, _Slot, parse_reply
 from .redis import _REDIS_ERRORS, Fallback, _SharedBudget
 
 __all__ = ["AsyncRedisRateLimiter", "AsyncRedisRetryBudget"]
 
 Runner = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
-
-
-def _asyncio_only(kind: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            f"{kind} talks to Redis with redis.asyncio, which runs under asyncio only "
-            "(anyio on its asyncio backend included), not under trio"
-        ) from None
-
-
-def _cancellations() -> tuple[asyncio.Task[Any] | None, int]:
-    """The current task and its pending cancellations, read before a round trip."""
-    task = asyncio.current_task()
-    return task, 0 if task is None else task.cancelling()
-
-
-def _swallowed(task: asyncio.Task[Any] | None, before: int) -> bool:
-    """
-    Whether a cancellation reached the task during a round trip that returned all the same.
-
-    redis-py's asyncio client (with a socket timeout) lets a round trip return
-    its reply when the task is cancelled while the reply is being read: the
-    cancellation would be lost, and a cancelled call would go on to wait and
-    run. The caller raises it again.
-    """
-    return task is not None and task.cancelling() > before
 
 
 def _check_store(kind: str, twin: str, store: object) -> None:

@@ -41,6 +41,11 @@ What the circuit store guarantees (see ``docs/fleet.md``):
   `StoreUnavailable`, tries Redis again every *reconnect* seconds, and emits
   `StoreRecovered` when it answers.
 
+For async code, `AsyncRedisStore` is `RedisStore`'s twin over
+``redis.asyncio``: a breaker given one (``store=AsyncRedisStore(client)``)
+awaits its round trips, and `AsyncRetryAfterPause` is the pause that uses it;
+they share the keys, scripts and guarantees above with the sync store.
+
 Needs the ``redis`` extra (``redis>=5``) and Redis >= 5.0; importing
 `resilience` never imports this module nor ``redis``.
 
@@ -58,7 +63,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NoReturn, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, NamedTuple, NoReturn, final
 
 import attrs
 import redis
@@ -108,7 +113,10 @@ from resilience.engine import (
 if TYPE_CHECKING:
     from resilience import CircuitBreaker
 
+    from ._redis_async import AsyncRedisStore
+
 __all__ = [
+    "AsyncRedisCircuitStore",
     "AsyncRedisRateLimiter",
     "AsyncRedisRetryBudget",
     "AsyncRedisStore",
@@ -600,8 +608,8 @@ def _check_client(instance: object, attribute: attrs.Attribute[Any], value: obje
         )
     if inspect.iscoroutinefunction(getattr(value, "execute_command", None)):
         raise TypeError(
-            "client must be a synchronous redis.Redis client, not a redis.asyncio one: "
-            "the breaker's store protocol is synchronous (async drivers use it too), "
+            "client must be a synchronous redis.Redis client, not a redis.asyncio one "
+            "(for a redis.asyncio client, use AsyncRedisStore), "
             f"got {type(value).__module__}.{type(value).__name__}"
         )
 
@@ -701,9 +709,11 @@ class RedisStore:
     The store uses the client's synchronous API from every driver, async ones
     included: a round trip (a refresh, a failure, a transition) holds the
     event loop for its duration, bounded by the client's ``socket_timeout``.
-    Give the client short timeouts and no retries of its own (see `from_url`);
-    redis-py's defaults (5 s timeouts, 3 retries) could stall a call for many
-    seconds while Redis is down.
+    For async code, `AsyncRedisStore` (a ``redis.asyncio`` client) is its
+    twin whose round trips are awaited; both share the circuits and pauses
+    of the same names. Give the client short timeouts and no retries of its
+    own (see `from_url`); redis-py's defaults (5 s timeouts, 3 retries) could
+    stall a call for many seconds while Redis is down.
 
     Args:
         client: A ``redis.Redis`` client (positional). Required.
@@ -924,22 +934,26 @@ def _late_after(client: object) -> int:
     return math.ceil(timeout * 1e6 / 2)
 
 
-@final
-class RedisCircuitStore:
+class _Record(NamedTuple):
+    """An outcome to record in Redis: the permit's ticket, the outcome, what tripped, the cause."""
+
+    ticket: _Ticket
+    outcome: str  # s success, f failure, i ignored
+    trip: str | None  # the local window that tripped
+    cause: str  # what opens the circuit if this outcome opens it ('' when none)
+
+
+class _CircuitCore:
     """
-    A `resilience.CircuitStore` whose circuit lives in Redis, shared by every process.
+    The circuit logic a Redis circuit store runs in this process, without its round trips.
 
-    Made by `RedisStore` when a breaker is constructed with ``store=RedisStore(...)``;
-    not constructed directly. The breaker's ``name`` is the circuit's identity.
-
-    Local state: the last reply from Redis, trusted for *refresh* seconds of
-    the breaker's clock. While it is fresh, a closed circuit admits calls and
-    a success with no failure pending records nothing (no round trip, no
-    lock); an open, isolated or fully probed circuit rejects calls without a
-    round trip. Failures, probes, transitions and stale reads go to Redis.
-    Consecutive failures are counted fleet-wide, in Redis; windowed trip
-    conditions (`FailureRate`, `SlowCallRate`) are judged per process on its
-    own calls, and the opening they cause is shared.
+    `RedisCircuitStore` (the client's sync API) and
+    `resilience.integrations.redis.AsyncRedisCircuitStore` (``redis.asyncio``,
+    awaited) share it: the cache, the replies' parsing and adoption (period
+    ids, rollbacks, the opener's announcement), the local trip windows, the
+    fallbacks. Each step is split around its round trip: what decides
+    whether one is needed and builds its arguments, then what the reply
+    changes; a subclass makes the round trip in between, its own way.
     """
 
     __slots__ = (
@@ -982,7 +996,7 @@ class RedisCircuitStore:
         "_windows",
     )
 
-    def __init__(self, config: RedisStore, breaker: CircuitBreaker) -> None:
+    def __init__(self, config: RedisStore | AsyncRedisStore, breaker: CircuitBreaker) -> None:
         name = _check_name("circuit breaker", breaker.name)
         self._config = config
         self._breaker = breaker
@@ -991,7 +1005,7 @@ class RedisCircuitStore:
         self._fallback = config.fallback
         key = config.circuit_key(name)
         self._keys = (key, f"{key}:leases")
-        client = config.client
+        client: Any = config.client
         self._acquire_script = client.register_script(_LUA_ACQUIRE)
         self._record_script = client.register_script(_LUA_RECORD)
         self._force_script = client.register_script(_LUA_FORCE)
@@ -1039,9 +1053,9 @@ class RedisCircuitStore:
 
     def __repr__(self) -> str:
         down = ", Redis unreachable" if self._link.down else ""
-        return f"<RedisCircuitStore {self._keys[0]!r} {self._state.name}{down}>"
+        return f"<{type(self).__name__} {self._keys[0]!r} {self._state.name}{down}>"
 
-    # --- talking to Redis ----------------------------------------------------
+    # --- around a round trip -------------------------------------------------
 
     def _open_period(self) -> float:
         """The open period this process would set if its next step opens the circuit."""
@@ -1057,10 +1071,10 @@ class RedisCircuitStore:
             )
         return min(float(delay), _LONGEST)  # a growing period: at most what Redis can expire
 
-    def _eval(
-        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
-    ) -> _Reply | None:
-        """Run *script*, update the cache and return the reply; `None` if Redis failed.
+    def _begin(
+        self, extra: tuple[object, ...], opens: bool, cause: str
+    ) -> tuple[tuple[object, ...], int, int]:
+        """A script's arguments, and the link's epoch and the reply count when it is sent.
 
         *cause* is what opens the circuit if this request opens it: a failure's
         type name, a newline and its redacted message.
@@ -1072,15 +1086,16 @@ class RedisCircuitStore:
         due = 0 if offset is None or not after else int(_monotonic_us() + offset) + after
         me = f"{_PROCESS}:{self._serial}"  # read at each call: a forked child has its own
         args = (*self._args, math.ceil(delay * 1e6), repr(delay), me, cause, *extra, due)
-        epoch = self._link.epoch
-        begun = self._replies
-        try:
-            reply = self._parse(script(keys=self._keys, args=args))
-        except _REDIS_ERRORS as exc:
-            if self._link.lost(exc, self._fallback):
-                self._stale_at = -math.inf  # the fallback decides from now on
-                self._seed_fallback()
-            return None
+        return args, self._link.epoch, self._replies
+
+    def _lost(self, exc: BaseException) -> None:
+        """A round trip failed: an outage may begin (the fallback decides from now on)."""
+        if self._link.lost(exc, self._fallback):
+            self._stale_at = -math.inf
+            self._seed_fallback()
+
+    def _accept(self, reply: _Reply, epoch: int, begun: int) -> _Reply:
+        """A reply to a round trip begun in *epoch*: adopt it, announce an opening it shows."""
         self._link.answered(epoch)
         reply = self._apply(reply, begun)
         return reply if reply[11] is None else self._claim(reply)
@@ -1206,58 +1221,16 @@ class RedisCircuitStore:
             return _ADMIT
         return CircuitRejection(OPEN, None)
 
-    # --- the protocol ------------------------------------------------------
+    # --- the steps, around their round trips ---------------------------------
 
-    def acquire(self) -> CircuitPermit | CircuitRejection:
-        """Admit the call (closed, or a leased probe) or reject it (see `CircuitStore`)."""
-        permit = self._permit
-        if permit is not None and self._now() < self._stale_at:
-            return permit
-        return self._acquire()
-
-    def _acquire(self) -> CircuitPermit | CircuitRejection:
-        now = self._now()
+    def _answer(self, now: float) -> CircuitPermit | CircuitRejection | None:
+        """Answer `acquire` without Redis (down, or a fresh cache that can), else `None`."""
         link = self._link
         if link.skip(now):
             return self._fallback_acquire()
         if not link.down:
-            cached = self._cached(now, now < self._stale_at)
-            if cached is not None:
-                return cached
-        if not self._fetch.acquire(blocking=False):
-            if link.down:
-                return self._fallback_acquire()  # another thread is trying Redis again
-            # Another thread of this process is reading Redis: answer from the
-            # state it is replacing, if that can answer (stale by one round trip).
-            cached = self._cached(now, True)
-            if cached is not None:
-                return cached
-            self._fetch.acquire()
-        try:
-            now = self._now()
-            if link.skip(now):
-                return self._fallback_acquire()
-            if not link.down:
-                cached = self._cached(now, now < self._stale_at)  # refreshed meanwhile?
-                if cached is not None:
-                    return cached
-            lease = f"{_PROCESS}:{next(_LEASES)}"
-            reply = self._eval(self._acquire_script, (lease,), False)
-        finally:
-            self._fetch.release()
-        if reply is None:
-            return self._fallback_acquire()
-        state, gen, _, until, _, _, _, admitted, _, late, _, _ = reply
-        if late:  # Redis ran it too late to admit anyone: answer from what it said
-            cached = self._cached(self._now(), True)
-            return cached if cached is not None else CircuitRejection(state, None, self._cause)
-        if admitted:
-            if state is CLOSED:
-                return self._permit or CircuitPermit(_Ticket(gen, None))
-            return CircuitPermit(_Ticket(gen, lease), self._transitions(reply))
-        if state is OPEN:
-            return CircuitRejection(OPEN, max(until - self._now(), 0.0), self._cause)
-        return CircuitRejection(state, None, self._cause)
+            return self._cached(now, now < self._stale_at)
+        return None
 
     def _cached(self, now: float, fresh: bool) -> CircuitPermit | CircuitRejection | None:
         """Answer from the cache if it can, else `None` (go to Redis)."""
@@ -1273,11 +1246,27 @@ class RedisCircuitStore:
             return CircuitRejection(ISOLATED, None)
         return CircuitRejection(HALF_OPEN, None, self._cause) if self._left == 0 else None
 
-    def _record(
-        self, ticket: _Ticket, outcome: str, trip: str | None, cause: str = ""
-    ) -> tuple[CircuitTransition, ...]:
+    def _acquired(self, reply: _Reply | None, lease: str) -> CircuitPermit | CircuitRejection:
+        """What the acquire script's *reply* (`None`: Redis failed) decides."""
+        if reply is None:
+            return self._fallback_acquire()
+        state, gen, _, until, _, _, _, admitted, _, late, _, _ = reply
+        if late:  # Redis ran it too late to admit anyone: answer from what it said
+            cached = self._cached(self._now(), True)
+            return cached if cached is not None else CircuitRejection(state, None, self._cause)
+        if admitted:
+            if state is CLOSED:
+                return self._permit or CircuitPermit(_Ticket(gen, None))
+            return CircuitPermit(_Ticket(gen, lease), self._transitions(reply))
+        if state is OPEN:
+            return CircuitRejection(OPEN, max(until - self._now(), 0.0), self._cause)
+        return CircuitRejection(state, None, self._cause)
+
+    def _recording(self, record: _Record) -> tuple[tuple[object, ...], bool] | None:
+        """The record script's arguments and whether it may open the circuit; `None`: Redis down."""
         if self._link.skip(self._now()):
-            return _NO_TRANSITIONS  # Redis is down: the outcome is lost, a lease expires
+            return None  # Redis is down: the outcome is lost, a lease expires
+        ticket, outcome, trip, _ = record
         breaker = self._breaker
         extra = (
             ticket.gen,
@@ -1287,8 +1276,7 @@ class RedisCircuitStore:
             breaker.success_threshold,
             trip or "",
         )
-        reply = self._eval(self._record_script, extra, outcome == "f" or trip is not None, cause)
-        return _NO_TRANSITIONS if reply is None else self._transitions(reply)
+        return extra, outcome == "f" or trip is not None
 
     def _judge(self, ticket: _Ticket, failed: bool, duration: float | None) -> str | None:
         """Record a closed-state call in the local windows; return the reason if one tripped."""
@@ -1307,23 +1295,175 @@ class RedisCircuitStore:
                     return window.reason
         return None
 
-    def on_success(
-        self, permit: CircuitPermit, duration: float | None, /
-    ) -> tuple[CircuitTransition, ...]:
-        """Record a success (see `CircuitStore`); no round trip while closed, nothing pending."""
-        if permit is self._permit and self._quiet:
-            return _NO_TRANSITIONS
+    def _success(
+        self, permit: CircuitPermit, duration: float | None
+    ) -> tuple[CircuitTransition, ...] | _Record:
+        """A success: what it changes here, or the record to make in Redis."""
         ticket = permit.token
         if not isinstance(ticket, _Ticket):
             return self._local_outcome(permit, "s", duration)
         if ticket.lease is not None:
             limit = self._slow_probe
             slow = limit is not None and duration is not None and duration > limit
-            return self._record(ticket, "f" if slow else "s", None)
+            return _Record(ticket, "f" if slow else "s", None, "")
         trip = self._judge(ticket, False, duration) if self._windows else None
         if trip is None and not (self._failures and ticket.gen == self._gen):
             return _NO_TRANSITIONS
-        return self._record(ticket, "s", trip)
+        return _Record(ticket, "s", trip, "")
+
+    def _failure(
+        self, permit: CircuitPermit, duration: float | None, cause: tuple[str, str] | None
+    ) -> tuple[CircuitTransition, ...] | _Record:
+        """A failure: what it changes here (a fallback permit), or the record to make in Redis."""
+        ticket = permit.token
+        if not isinstance(ticket, _Ticket):
+            transitions = self._local_outcome(permit, "f", duration)
+            local = self._local
+            if cause is not None and local is not None and transitions:
+                local.note_opening(cause)  # ignored unless the local circuit opened
+            return transitions
+        trip = None
+        if ticket.lease is None and self._windows:
+            trip = self._judge(ticket, True, duration)
+        return _Record(ticket, "f", trip, _cause_text(cause))
+
+    def _ignored(self, permit: CircuitPermit) -> tuple[CircuitTransition, ...] | _Record:
+        """A permit released without an outcome: a probe's lease goes back in Redis."""
+        ticket = permit.token
+        if not isinstance(ticket, _Ticket):
+            return self._local_outcome(permit, "i", None)
+        if ticket.lease is None:
+            return _NO_TRANSITIONS
+        return _Record(ticket, "i", None, "")
+
+    def _local_outcome(
+        self, permit: CircuitPermit, outcome: str, duration: float | None
+    ) -> tuple[CircuitTransition, ...]:
+        local = self._local
+        if local is None or permit is _ADMIT:
+            return _NO_TRANSITIONS
+        if outcome == "s":
+            return local.on_success(permit, duration)
+        if outcome == "f":
+            return local.on_failure(permit, duration)
+        return local.on_ignored(permit)
+
+    @staticmethod
+    def _force_code(state: CircuitState) -> str:
+        code = _FORCE_CODES.get(state)
+        if code is None:
+            raise ValueError(
+                f"state must be CircuitState.CLOSED, OPEN or ISOLATED, got {state!r} "
+                "(a circuit becomes half-open only when its open period ends)"
+            )
+        return code
+
+    def _forced(
+        self, reply: _Reply | None, state: CircuitState | None
+    ) -> tuple[CircuitTransition, ...]:
+        """What a manual step did: Redis's transitions, or the local circuit's while it is down."""
+        if reply is not None:
+            return self._transitions(reply)
+        local = self._local
+        if local is None:
+            return _NO_TRANSITIONS
+        return local.reset() if state is None else local.force(state)
+
+    def _unshared(self) -> tuple[CircuitState, float | None]:
+        """The state while Redis is unreachable: the fallback's."""
+        local = self._local
+        if local is not None:
+            return local.snapshot()
+        return (CLOSED, None) if self._fallback == "admit" else (OPEN, None)
+
+    def _last_read(self) -> tuple[CircuitState, float | None]:
+        """The state as last read from Redis."""
+        state = self._state
+        if state is OPEN:
+            left = self._until - self._now()
+            return (HALF_OPEN, None) if left <= 0 else (OPEN, left)
+        return state, None
+
+
+@final
+class RedisCircuitStore(_CircuitCore):
+    """
+    A `resilience.CircuitStore` whose circuit lives in Redis, shared by every process.
+
+    Made by `RedisStore` when a breaker is constructed with ``store=RedisStore(...)``;
+    not constructed directly. The breaker's ``name`` is the circuit's identity.
+
+    Local state: the last reply from Redis, trusted for *refresh* seconds of
+    the breaker's clock. While it is fresh, a closed circuit admits calls and
+    a success with no failure pending records nothing (no round trip, no
+    lock); an open, isolated or fully probed circuit rejects calls without a
+    round trip. Failures, probes, transitions and stale reads go to Redis.
+    Consecutive failures are counted fleet-wide, in Redis; windowed trip
+    conditions (`FailureRate`, `SlowCallRate`) are judged per process on its
+    own calls, and the opening they cause is shared.
+    """
+
+    __slots__ = ()
+
+    def _eval(
+        self, script: Any, extra: tuple[object, ...], opens: bool, cause: str = ""
+    ) -> _Reply | None:
+        """Run *script*, update the cache and return the reply; `None` if Redis failed."""
+        args, epoch, begun = self._begin(extra, opens, cause)
+        try:
+            reply = self._parse(script(keys=self._keys, args=args))
+        except _REDIS_ERRORS as exc:
+            self._lost(exc)
+            return None
+        return self._accept(reply, epoch, begun)
+
+    def _record(self, record: _Record) -> tuple[CircuitTransition, ...]:
+        recording = self._recording(record)
+        if recording is None:
+            return _NO_TRANSITIONS
+        reply = self._eval(self._record_script, *recording, record.cause)
+        return _NO_TRANSITIONS if reply is None else self._transitions(reply)
+
+    # --- the protocol ------------------------------------------------------
+
+    def acquire(self) -> CircuitPermit | CircuitRejection:
+        """Admit the call (closed, or a leased probe) or reject it (see `CircuitStore`)."""
+        permit = self._permit
+        if permit is not None and self._now() < self._stale_at:
+            return permit
+        return self._acquire()
+
+    def _acquire(self) -> CircuitPermit | CircuitRejection:
+        answer = self._answer(self._now())
+        if answer is not None:
+            return answer
+        if not self._fetch.acquire(blocking=False):
+            if self._link.down:
+                return self._fallback_acquire()  # another thread is trying Redis again
+            # Another thread of this process is reading Redis: answer from the
+            # state it is replacing, if that can answer (stale by one round trip).
+            cached = self._cached(self._now(), True)
+            if cached is not None:
+                return cached
+            self._fetch.acquire()
+        try:
+            answer = self._answer(self._now())  # refreshed meanwhile?
+            if answer is not None:
+                return answer
+            lease = _new_lease()
+            reply = self._eval(self._acquire_script, (lease,), False)
+        finally:
+            self._fetch.release()
+        return self._acquired(reply, lease)
+
+    def on_success(
+        self, permit: CircuitPermit, duration: float | None, /
+    ) -> tuple[CircuitTransition, ...]:
+        """Record a success (see `CircuitStore`); no round trip while closed, nothing pending."""
+        if permit is self._permit and self._quiet:
+            return _NO_TRANSITIONS
+        step = self._success(permit, duration)
+        return self._record(step) if isinstance(step, _Record) else step
 
     def on_failure(
         self, permit: CircuitPermit, duration: float | None, /
@@ -1341,48 +1481,17 @@ class RedisCircuitStore:
         type name and redacted message, goes to Redis in the same round trip,
         and every process's rejections carry it.
         """
-        ticket = permit.token
-        if not isinstance(ticket, _Ticket):
-            transitions = self._local_outcome(permit, "f", duration)
-            local = self._local
-            if cause is not None and local is not None and transitions:
-                local.note_opening(cause)  # ignored unless the local circuit opened
-            return transitions
-        trip = None
-        if ticket.lease is None and self._windows:
-            trip = self._judge(ticket, True, duration)
-        return self._record(ticket, "f", trip, _cause_text(cause))
+        step = self._failure(permit, duration, cause)
+        return self._record(step) if isinstance(step, _Record) else step
 
     def on_ignored(self, permit: CircuitPermit, /) -> tuple[CircuitTransition, ...]:
         """Release a permit without an outcome: a probe's lease is returned (see `CircuitStore`)."""
-        ticket = permit.token
-        if not isinstance(ticket, _Ticket):
-            return self._local_outcome(permit, "i", None)
-        if ticket.lease is None:
-            return _NO_TRANSITIONS
-        return self._record(ticket, "i", None)
-
-    def _local_outcome(
-        self, permit: CircuitPermit, outcome: str, duration: float | None
-    ) -> tuple[CircuitTransition, ...]:
-        local = self._local
-        if local is None or permit is _ADMIT:
-            return _NO_TRANSITIONS
-        if outcome == "s":
-            return local.on_success(permit, duration)
-        if outcome == "f":
-            return local.on_failure(permit, duration)
-        return local.on_ignored(permit)
+        step = self._ignored(permit)
+        return self._record(step) if isinstance(step, _Record) else step
 
     def force(self, state: CircuitState, /) -> tuple[CircuitTransition, ...]:
         """Move the shared circuit by hand (see `CircuitStore`); local only while Redis is down."""
-        code = _FORCE_CODES.get(state)
-        if code is None:
-            raise ValueError(
-                f"state must be CircuitState.CLOSED, OPEN or ISOLATED, got {state!r} "
-                "(a circuit becomes half-open only when its open period ends)"
-            )
-        return self._manual(code, state)
+        return self._manual(self._force_code(state), state)
 
     def reset(self) -> tuple[CircuitTransition, ...]:
         """Return the shared circuit to its initial state (see `CircuitStore`)."""
@@ -1392,12 +1501,7 @@ class RedisCircuitStore:
         reply = None
         if not self._link.skip(self._now()):
             reply = self._eval(self._force_script, (code,), code == "o")
-        if reply is not None:
-            return self._transitions(reply)
-        local = self._local
-        if local is None:
-            return _NO_TRANSITIONS
-        return local.reset() if state is None else local.force(state)
+        return self._forced(reply, state)
 
     def snapshot(self) -> tuple[CircuitState, float | None]:
         """Return the state and the seconds until half-open (see `CircuitStore`)."""
@@ -1405,15 +1509,8 @@ class RedisCircuitStore:
         if self._link.skip(now) or (
             now >= self._stale_at and self._eval(self._read_script, (), False) is None
         ):
-            local = self._local
-            if local is not None:
-                return local.snapshot()
-            return (CLOSED, None) if self._fallback == "admit" else (OPEN, None)
-        state = self._state
-        if state is OPEN:
-            left = self._until - self._now()
-            return (HALF_OPEN, None) if left <= 0 else (OPEN, left)
-        return state, None
+            return self._unshared()
+        return self._last_read()
 
 
 def _parse_cause(raw: Any) -> tuple[str, str] | None:
@@ -1452,6 +1549,11 @@ def _monotonic_us() -> float:
 _PROCESS = os.urandom(8).hex()
 _LEASES = itertools.count()
 _STORES = itertools.count(1)  # a number per circuit store, for its token in Redis
+
+
+def _new_lease() -> str:
+    """A lease id no other probe of the fleet has (a forked child has its own token)."""
+    return f"{_PROCESS}:{next(_LEASES)}"
 
 
 def _new_process_token() -> None:
@@ -2066,7 +2168,11 @@ del _cls
 
 
 # The redis.asyncio twins, in modules of their own; imported last (they use the above).
-from ._redis_async import AsyncRedisStore, AsyncRetryAfterPause  # noqa: E402
+from ._redis_async import (  # noqa: E402
+    AsyncRedisCircuitStore,
+    AsyncRedisStore,
+    AsyncRetryAfterPause,
+)
 from ._redis_async_shared import AsyncRedisRateLimiter, AsyncRedisRetryBudget  # noqa: E402
 
 # The fleet-wide rate limiter lives in a module of its own; it is part of this namespace.

@@ -219,6 +219,17 @@ async def use_limiter() -> None:
         assert_type(entered, rs.RateLimiter)
 
 
+# A breaker whose circuit is awaited (an AsyncCircuitStore): its store= is accepted as is.
+def async_breaker(store: rs.AsyncCircuitStore) -> rs.CircuitBreaker:
+    return rs.CircuitBreaker(on=rs.transient, name="typing", store=lambda b: store)
+
+
+async def use_async_breaker(b: rs.CircuitBreaker) -> None:
+    assert_type(await b.acall(afetch, "w"), int)
+    await b.aopen()
+    await b.areset()
+
+
 # --- the fleet's async rate limiter and retry budget (issue #15) ---------------------------
 
 from resilience.integrations.redis import (  # noqa: E402
@@ -245,3 +256,16 @@ async def use_fleet() -> None:
     assert_type(arpm.admitted, float)
     async with arpm as entered:
         assert_type(entered, AsyncRedisRateLimiter)
+
+
+abreaker = rs.CircuitBreaker(on=rs.transient, name="api", store=fleet_async)
+
+
+@abreaker
+async def guarded(url: str) -> bytes:
+    return url.encode()
+
+
+async def use_fleet_breaker() -> None:
+    assert_type(await guarded("u"), bytes)
+    await abreaker.aisolate()
