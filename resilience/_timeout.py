@@ -124,6 +124,27 @@ def _fired(cm: _aio.Timeout, error: TimeoutError) -> bool:
     return cm.expired() and type(error) is TimeoutError
 
 
+@final
+class _Expiry:
+    """
+    The timer callback of a call's deadline under asyncio: cancels the task, once.
+
+    `asyncio.timeout_at`'s contract without its context manager (two coroutines
+    and a state machine per call): the Timeout's async runner holds the timer
+    and undoes the cancellation it made, as ``asyncio.Timeout.__aexit__`` does.
+    """
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 # --- the policy -------------------------------------------------------------------
 
 
@@ -432,6 +453,8 @@ class Timeout(PolicyMixin):
         error = self._error
         timeout_at = asyncio.timeout_at
         running_loop = asyncio.get_running_loop
+        current_task = asyncio.current_task
+        cancelled = asyncio.CancelledError
         other = _aio.timeout
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -448,9 +471,39 @@ class Timeout(PolicyMixin):
                 left, token = seconds, push(deadline)
             try:
                 try:
-                    cm: _aio.Timeout = timeout_at(running_loop().time() + left)
+                    loop = running_loop()
                 except RuntimeError:  # not asyncio: trio's cancel scope, or a clear error
-                    cm = other(left)
+                    cm: _aio.Timeout = other(left)
+                else:
+                    task = current_task(loop)
+                    if task is not None:
+                        # The fast path: a timer that cancels the task (see _Expiry).
+                        expiry = _Expiry(task)
+                        cancelling = task.cancelling()
+                        timer = loop.call_at(loop.time() + left, expiry)
+                        try:
+                            result = await (
+                                fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                            )
+                        except BaseException as exc:
+                            timer.cancel()
+                            if not expiry.fired:
+                                raise
+                            # Ours if no other cancellation came meanwhile; a TimeoutError
+                            # raised inside once it fired counts as ours too, as with
+                            # asyncio.timeout_at (see _fired).
+                            cause: BaseException = exc
+                            if not (task.uncancel() <= cancelling and isinstance(exc, cancelled)):
+                                if type(exc) is not TimeoutError:
+                                    raise
+                                cause = _cancellation(exc)
+                            await _aio.outer_cancellation()
+                            raise error(deadline, fn) from cause
+                        timer.cancel()
+                        if expiry.fired:  # fired as the call returned: undo its cancel
+                            task.uncancel()
+                        return result
+                    cm = timeout_at(loop.time() + left)  # raises: not in a task
                 try:
                     async with cm:
                         return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))

@@ -429,6 +429,41 @@ def test_async_expiry_leaves_the_task_uncancelled(backend: str) -> None:
     assert run_async(main, backend) == 0
 
 
+def test_async_expiry_swallowed_by_the_body_returns_its_value() -> None:
+    """Issue 19: a body that swallows our cancellation returns; the task is not left cancelling."""
+
+    async def body() -> str:
+        try:
+            await hang()
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "never"  # pragma: no cover
+
+    async def main() -> tuple[str, int]:
+        value = await rs.Timeout(SHORT).acall(body)
+        await asyncio.sleep(0)  # a stray cancellation would be delivered here
+        task = asyncio.current_task()
+        assert task is not None
+        return value, task.cancelling()
+
+    assert asyncio.run(main()) == ("swallowed", 0)
+
+
+def test_async_timeout_error_raised_after_our_expiry_is_ours() -> None:
+    """Issue 19: under asyncio, a TimeoutError raised on our cancellation reads as our expiry."""
+
+    async def body() -> None:
+        try:
+            await hang()
+        except asyncio.CancelledError as exc:
+            raise TimeoutError("the body's own") from exc
+
+    with pytest.raises(rs.TimeoutExceededError) as info:
+        asyncio.run(rs.Timeout(SHORT).acall(body))
+    assert info.value.timeout == SHORT
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+
+
 def test_async_with_cancels_the_block(backend: str) -> None:
     """`async with timeout:` cancels the body and raises TimeoutExceededError."""
     reached: list[str] = []

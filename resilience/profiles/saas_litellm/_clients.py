@@ -62,6 +62,16 @@ def _label(attempt: Any, name: str) -> Any:
     return run
 
 
+def _alabel(attempt: Any, name: str) -> Any:
+    """`_label` for a coroutine function: `resilience.Pipeline.acall` runs it as it is."""
+
+    async def run(*args: Any) -> Any:
+        return await attempt(*args)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
 def _deadline_passed(exc: BaseException) -> bool:
     left = rs.deadline.remaining()
     return isinstance(exc, rs.BulkheadFullError) and left is not None and left <= 0
@@ -472,7 +482,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             found, path = opts.endpoints.lookup(method, url)
             model = _model_of(_body_of(request)) if found.paid else None
             pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            attempt = _alabel(self._send_once, f"{method} {path}")
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
