@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import math
 import types
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, final
@@ -126,13 +128,7 @@ def _fired(cm: _aio.Timeout, error: TimeoutError) -> bool:
 
 @final
 class _Expiry:
-    """
-    The timer callback of a call's deadline under asyncio: cancels the task, once.
-
-    `asyncio.timeout_at`'s contract without its context manager (two coroutines
-    and a state machine per call): the Timeout's async runner holds the timer
-    and undoes the cancellation it made, as ``asyncio.Timeout.__aexit__`` does.
-    """
+    """What cancels a call at its deadline under asyncio: its task, once (see `_Timers`)."""
 
     __slots__ = ("fired", "task")
 
@@ -143,6 +139,62 @@ class _Expiry:
     def __call__(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+@final
+class _Timers:
+    """
+    The deadlines of the async calls running on one asyncio loop, on a single loop timer.
+
+    `asyncio.timeout_at`'s contract without its cost: per call, no context manager
+    (two coroutines and a state machine) and no timer handle of its own, only an
+    entry in *pending*. The loop timer is set for the earliest deadline; when it
+    fires, it cancels the tasks whose deadline has come and is set for the next.
+    A call that ends removes its entry and leaves the timer: with calls that end
+    in time, it fires at most once per timeout, and finds nothing to do.
+    """
+
+    __slots__ = ("at", "pending")
+
+    def __init__(self) -> None:
+        self.pending: dict[_Expiry, float] = {}
+        self.at = math.inf  # when the loop timer fires (inf: not set)
+
+    def schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Set the loop timer for *when* (earlier than the one set, which then does nothing)."""
+        # No handle kept to cancel: it would keep the loop alive (see _timers_of).
+        self.at = when
+        loop.call_at(when, self.fire, loop, when)
+
+    def fire(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        """Cancel the calls whose deadline has come; set the timer for the next one."""
+        if at != self.at:
+            return  # replaced by an earlier one
+        # The loop runs a timer up to its clock resolution early: it is due all the same.
+        limit = max(at, loop.time())
+        self.at = math.inf
+        pending = self.pending
+        for expiry in [expiry for expiry, when in pending.items() if when <= limit]:
+            del pending[expiry]
+            expiry()
+        if pending:
+            self.schedule(loop, min(pending.values()))
+
+
+_LOOP_TIMERS: dict[int, _Timers | None] = {}  # id(loop) -> its timers (None: cannot have them)
+
+
+def _timers_of(loop: asyncio.AbstractEventLoop) -> _Timers | None:
+    """The `_Timers` of *loop*, made on first use; `None` for a loop without weak references."""
+    key = id(loop)
+    timers: _Timers | None = _Timers()
+    try:
+        # Forgotten with the loop (before its id can be reused).
+        weakref.finalize(loop, _LOOP_TIMERS.pop, key, None)
+    except TypeError:  # no weak references: each call sets a timer of its own
+        timers = None
+    _LOOP_TIMERS[key] = timers
+    return timers
 
 
 # --- the policy -------------------------------------------------------------------
@@ -455,6 +507,7 @@ class Timeout(PolicyMixin):
         running_loop = asyncio.get_running_loop
         current_task = asyncio.current_task
         cancelled = asyncio.CancelledError
+        loop_timers, timers_of = _LOOP_TIMERS, _timers_of
         other = _aio.timeout
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -477,16 +530,28 @@ class Timeout(PolicyMixin):
                 else:
                     task = current_task(loop)
                     if task is not None:
-                        # The fast path: a timer that cancels the task (see _Expiry).
+                        # The fast path: an entry in the loop's timers (see _Timers).
                         expiry = _Expiry(task)
                         cancelling = task.cancelling()
-                        timer = loop.call_at(loop.time() + left, expiry)
+                        when = loop.time() + left
+                        key = id(loop)
+                        timers = loop_timers[key] if key in loop_timers else timers_of(loop)
+                        if timers is None:
+                            timer: asyncio.TimerHandle | None = loop.call_at(when, expiry)
+                        else:
+                            timers.pending[expiry] = when
+                            if when < timers.at:
+                                timers.schedule(loop, when)
+                            timer = None
                         try:
                             result = await (
                                 fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
                             )
                         except BaseException as exc:
-                            timer.cancel()
+                            if timer is not None:
+                                timer.cancel()
+                            elif not expiry.fired:
+                                del timers.pending[expiry]  # type: ignore[union-attr]
                             if not expiry.fired:
                                 raise
                             # Ours if no other cancellation came meanwhile; a TimeoutError
@@ -499,7 +564,10 @@ class Timeout(PolicyMixin):
                                 cause = _cancellation(exc)
                             await _aio.outer_cancellation()
                             raise error(deadline, fn) from cause
-                        timer.cancel()
+                        if timer is not None:
+                            timer.cancel()
+                        elif not expiry.fired:
+                            del timers.pending[expiry]  # type: ignore[union-attr]
                         if expiry.fired:  # fired as the call returned: undo its cancel
                             task.uncancel()
                         return result
