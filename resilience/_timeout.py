@@ -181,7 +181,8 @@ class _Timers:
             self.schedule(loop, min(pending.values()))
 
 
-_LOOP_TIMERS: dict[int, _Timers | None] = {}  # id(loop) -> its timers (None: cannot have them)
+_LOOP_TIMERS: dict[int, _Timers | None] = {}
+_finalize = weakref.finalize  # id(loop) -> its timers (None: cannot have them)
 
 
 def _timers_of(loop: asyncio.AbstractEventLoop) -> _Timers | None:
@@ -190,7 +191,7 @@ def _timers_of(loop: asyncio.AbstractEventLoop) -> _Timers | None:
     timers: _Timers | None = _Timers()
     try:
         # Forgotten with the loop (before its id can be reused).
-        weakref.finalize(loop, _LOOP_TIMERS.pop, key, None)
+        _finalize(loop, _LOOP_TIMERS.pop, key, None)
     except TypeError:  # no weak references: each call sets a timer of its own
         timers = None
     _LOOP_TIMERS[key] = timers

@@ -541,7 +541,7 @@ def test_async_loop_without_weak_references_gets_a_timer_per_call(
     def refuse(*args: object) -> None:
         raise TypeError("cannot create weak reference")
 
-    monkeypatch.setattr(_timeout.weakref, "finalize", refuse)
+    monkeypatch.setattr(_timeout, "_finalize", refuse)
 
     async def main() -> object:
         with pytest.raises(rs.TimeoutExceededError):

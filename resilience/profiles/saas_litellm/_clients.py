@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from ._endpoints import Endpoint
+
 __all__ = ["async_client", "client", "session"]
 
 _OPTION_NAMES = frozenset(
@@ -70,6 +72,37 @@ def _alabel(attempt: Any, name: str) -> Any:
 
     run.__name__ = run.__qualname__ = name
     return run
+
+
+_ROUTES: Final = 1024
+"""URLs whose route a client keeps (see `_route`); past that many, it starts again."""
+
+_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any]
+
+
+def _route(
+    routes: dict[tuple[str, str], _Route],
+    opts: Options,
+    method: str,
+    url: str,
+    attempt: Any,
+    label: Any = None,
+) -> _Route:
+    """
+    What a client's request to *url* runs through, kept per client for the next one.
+
+    (endpoint, path, pipeline, the attempt under its label). The pipeline is
+    `None` for a paid call: its breaker is its model's, which its body names.
+    Kept per (method, URL): a job polled, or called again, is looked up once;
+    a request the map refuses (a job id that is not a UUID) raises every time.
+    """
+    found, path = opts.endpoints.lookup(method, url)
+    pipeline = None if found.paid else opts.for_client(method, url, found, None)
+    route = (found, path, pipeline, (label or _label)(attempt, f"{method} {path}"))
+    if len(routes) >= _ROUTES:
+        routes.clear()
+    routes[(method, url)] = route
+    return route
 
 
 def _deadline_passed(exc: BaseException) -> bool:
@@ -179,6 +212,11 @@ def _adapter_class() -> type[Any]:
         def __init__(self, opts: Options, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._opts = opts
+            self._routes: dict[tuple[str, str], _Route] = {}
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            super().__setstate__(state)  # type: ignore[misc]
+            self._routes = {}
 
         def send(
             self,
@@ -191,11 +229,12 @@ def _adapter_class() -> type[Any]:
         ) -> requests.Response:
             method = request.method or "GET"
             url = request.url or ""
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(request.body) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            route = self._routes.get((method, url))
+            if route is None:
+                route = _route(self._routes, self._opts, method, url, self._send_once)
+            found, path, pipeline, attempt = route
+            if pipeline is None:  # a paid call: its model's breaker
+                pipeline = self._opts.for_client(method, url, found, _model_of(request.body))
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -431,16 +470,19 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.BaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.HTTPTransport()
+            self._routes: dict[tuple[str, str], _Route] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
             url = str(request.url)
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(_body_of(request)) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            route = self._routes.get((method, url))
+            if route is None:
+                route = _route(self._routes, self._opts, method, url, self._send_once)
+            found, path, pipeline, attempt = route
+            if pipeline is None:  # a paid call: its model's breaker
+                model = _model_of(_body_of(request))
+                pipeline = self._opts.for_client(method, url, found, model)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -473,16 +515,20 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.AsyncBaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+            self._routes: dict[tuple[str, str], _Route] = {}
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
             url = str(request.url)
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(_body_of(request)) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _alabel(self._send_once, f"{method} {path}")
+            route = self._routes.get((method, url))
+            if route is None:
+                routes, opts = self._routes, self._opts
+                route = _route(routes, opts, method, url, self._send_once, _alabel)
+            found, path, pipeline, attempt = route
+            if pipeline is None:  # a paid call: its model's breaker
+                model = _model_of(_body_of(request))
+                pipeline = self._opts.for_client(method, url, found, model)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
