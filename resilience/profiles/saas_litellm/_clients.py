@@ -77,7 +77,7 @@ def _alabel(attempt: Any, name: str) -> Any:
 _ROUTES: Final = 1024
 """URLs whose route a client keeps (see `_route`); past that many, it starts again."""
 
-_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any]
+_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any, "dict[str | None, rs.Pipeline]"]
 
 
 def _route(
@@ -91,18 +91,31 @@ def _route(
     """
     What a client's request to *url* runs through, kept per client for the next one.
 
-    (endpoint, path, pipeline, the attempt under its label). The pipeline is
-    `None` for a paid call: its breaker is its model's, which its body names.
-    Kept per (method, URL): a job polled, or called again, is looked up once;
-    a request the map refuses (a job id that is not a UUID) raises every time.
+    (endpoint, path, pipeline, the attempt under its label, the pipelines of a
+    paid call by model). The pipeline is `None` for a paid call: its breaker is
+    its model's, which its body names (see `_paid`). Kept per (method, URL): a
+    job polled, or called again, is looked up once; a request the map refuses
+    (a job id that is not a UUID) raises every time.
     """
     found, path = opts.endpoints.lookup(method, url)
     pipeline = None if found.paid else opts.for_client(method, url, found, None)
-    route = (found, path, pipeline, (label or _label)(attempt, f"{method} {path}"))
+    route: _Route = (found, path, pipeline, (label or _label)(attempt, f"{method} {path}"), {})
     if len(routes) >= _ROUTES:
         routes.clear()
     routes[(method, url)] = route
     return route
+
+
+def _paid(route: _Route, opts: Options, method: str, url: str, body: object) -> rs.Pipeline:
+    """The pipeline of a paid call to a route: its model's, the one its body names."""
+    model = _model_of(body)
+    models = route[4]
+    pipeline = models.get(model)
+    if pipeline is None:
+        pipeline = opts.for_client(method, url, route[0], model)
+        if len(models) < 64:  # aliases are few; a bound all the same
+            models[model] = pipeline
+    return pipeline
 
 
 def _deadline_passed(exc: BaseException) -> bool:
@@ -232,9 +245,9 @@ def _adapter_class() -> type[Any]:
             route = self._routes.get((method, url))
             if route is None:
                 route = _route(self._routes, self._opts, method, url, self._send_once)
-            found, path, pipeline, attempt = route
+            _, path, pipeline, attempt, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                pipeline = self._opts.for_client(method, url, found, _model_of(request.body))
+                pipeline = _paid(route, self._opts, method, url, request.body)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -479,10 +492,9 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get((method, url))
             if route is None:
                 route = _route(self._routes, self._opts, method, url, self._send_once)
-            found, path, pipeline, attempt = route
+            found, path, pipeline, attempt, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                model = _model_of(_body_of(request))
-                pipeline = self._opts.for_client(method, url, found, model)
+                pipeline = _paid(route, self._opts, method, url, _body_of(request))
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -525,10 +537,9 @@ def _transports() -> tuple[type[Any], type[Any]]:
             if route is None:
                 routes, opts = self._routes, self._opts
                 route = _route(routes, opts, method, url, self._send_once, _alabel)
-            found, path, pipeline, attempt = route
+            found, path, pipeline, attempt, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                model = _model_of(_body_of(request))
-                pipeline = self._opts.for_client(method, url, found, model)
+                pipeline = _paid(route, self._opts, method, url, _body_of(request))
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
