@@ -488,6 +488,25 @@ def test_final_failure_carries_a_note_and_the_chain(api: Client, emu: Emulator) 
     assert any("gave up after 3 attempts" in note for note in caught.value.__notes__)
 
 
+def test_events_name_each_request_by_its_path_each_time(
+    kind: str, emu: Emulator, clock: FakeClock
+) -> None:
+    """Issue 19: events name a request by its own path, sent again too (its route is kept)."""
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
+    targets: list[str] = []
+    try:
+        first, second = client.create_job(), client.create_job()
+        for job_id in (first, first, second):
+            emu.script("get", "unavailable")
+            with capture_events() as events:
+                assert client.get(f"/api/jobs/{job_id}").status_code == 200
+            targets += [event.target for event in events if isinstance(event, rs.RetryScheduled)]
+    finally:
+        client.close()
+    paths = [f"GET /api/jobs/{job_id}" for job_id in (first, first, second)]
+    assert targets == paths
+
+
 def test_key_never_appears_in_errors_or_events(kind: str, emu: Emulator, clock: FakeClock) -> None:
     """Neither the key nor the request body ever reaches an exception or an event."""
     secret = "do not log this prompt"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import types
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,24 +55,19 @@ other path raises.
 """
 
 
-def _label(attempt: Any, name: str) -> Any:
-    """*attempt* under the name ``"METHOD /path"``: its target in events and errors."""
+def _label(method: Any, name: str) -> Any:
+    """
+    A bound *method* under the name ``"METHOD /path"``: its target in events and errors.
 
-    def run(*args: Any) -> Any:
-        return attempt(*args)
-
-    run.__name__ = run.__qualname__ = name
-    return run
-
-
-def _alabel(attempt: Any, name: str) -> Any:
-    """`_label` for a coroutine function: `resilience.Pipeline.acall` runs it as it is."""
-
-    async def run(*args: Any) -> Any:
-        return await attempt(*args)
-
-    run.__name__ = run.__qualname__ = name
-    return run
+    A copy of its function under that name, bound to the same instance: it adds
+    no call of its own, and a coroutine function stays one (which
+    `resilience.Pipeline.acall` runs as it is).
+    """
+    fn = method.__func__
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return types.MethodType(copy, method.__self__)
 
 
 _ROUTES: Final = 1024
@@ -86,7 +82,6 @@ def _route(
     method: str,
     url: str,
     attempt: Any,
-    label: Any = None,
 ) -> _Route:
     """
     What a client's request to *url* runs through, kept per client for the next one.
@@ -99,7 +94,7 @@ def _route(
     """
     found, path = opts.endpoints.lookup(method, url)
     pipeline = None if found.paid else opts.for_client(method, url, found, None)
-    route: _Route = (found, path, pipeline, (label or _label)(attempt, f"{method} {path}"), {})
+    route: _Route = (found, path, pipeline, _label(attempt, f"{method} {path}"), {})
     if len(routes) >= _ROUTES:
         routes.clear()
     routes[(method, url)] = route
@@ -535,8 +530,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             url = str(request.url)
             route = self._routes.get((method, url))
             if route is None:
-                routes, opts = self._routes, self._opts
-                route = _route(routes, opts, method, url, self._send_once, _alabel)
+                route = _route(self._routes, self._opts, method, url, self._send_once)
             found, path, pipeline, attempt, _ = route
             if pipeline is None:  # a paid call: its model's breaker
                 pipeline = _paid(route, self._opts, method, url, _body_of(request))
