@@ -493,7 +493,7 @@ def test_events_name_each_request_by_its_path_each_time(
 ) -> None:
     """Issue 19: events name a request by its own path, sent again too (its route is kept)."""
     client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
-    targets: list[str] = []
+    targets: list[str | None] = []
     try:
         first, second = client.create_job(), client.create_job()
         for job_id in (first, first, second):

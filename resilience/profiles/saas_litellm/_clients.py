@@ -73,13 +73,13 @@ def _label(method: Any, name: str) -> Any:
 _ROUTES: Final = 1024
 """URLs whose route a client keeps (see `_route`); past that many, it starts again."""
 
-_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any, "dict[str | None, rs.Pipeline]"]
+_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any, "dict[str | None, rs.Pipeline]", str]
 
 
 def _route(
-    routes: dict[tuple[str, str], _Route],
+    routes: dict[tuple[str, object], _Route],
+    key: tuple[str, object],
     opts: Options,
-    method: str,
     url: str,
     attempt: Any,
 ) -> _Route:
@@ -87,30 +87,43 @@ def _route(
     What a client's request to *url* runs through, kept per client for the next one.
 
     (endpoint, path, pipeline, the attempt under its label, the pipelines of a
-    paid call by model). The pipeline is `None` for a paid call: its breaker is
-    its model's, which its body names (see `_paid`). Kept per (method, URL): a
-    job polled, or called again, is looked up once; a request the map refuses
-    (a job id that is not a UUID) raises every time.
+    paid call by model, the URL). The pipeline is `None` for a paid call: its
+    breaker is its model's, which its body names (see `_paid`). Kept under
+    *key*, (method, URL) (see `_url_key`): a job polled, or called again, is
+    looked up once; a request the map refuses (a job id that is not a UUID)
+    raises every time.
     """
+    method = key[0]
     found, path = opts.endpoints.lookup(method, url)
     pipeline = None if found.paid else opts.for_client(method, url, found, None)
-    route: _Route = (found, path, pipeline, _label(attempt, f"{method} {path}"), {})
+    route: _Route = (found, path, pipeline, _label(attempt, f"{method} {path}"), {}, url)
     if len(routes) >= _ROUTES:
         routes.clear()
-    routes[(method, url)] = route
+    routes[key] = route
     return route
 
 
-def _paid(route: _Route, opts: Options, method: str, url: str, body: object) -> rs.Pipeline:
+def _paid(route: _Route, opts: Options, method: str, body: object) -> rs.Pipeline:
     """The pipeline of a paid call to a route: its model's, the one its body names."""
     model = _model_of(body)
     models = route[4]
     pipeline = models.get(model)
     if pipeline is None:
-        pipeline = opts.for_client(method, url, route[0], model)
+        pipeline = opts.for_client(method, route[5], route[0], model)
         if len(models) < 64:  # aliases are few; a bound all the same
             models[model] = pipeline
     return pipeline
+
+
+def _url_key(url: httpx.URL) -> object:
+    """
+    What tells an httpx URL from another, cheaper than its text (which httpx builds anew).
+
+    Its parsed parts, a tuple, when httpx keeps them (``_uri_reference``, since
+    0.24; its text is made of them); else its text.
+    """
+    parts = getattr(url, "_uri_reference", None)
+    return parts if isinstance(parts, tuple) else str(url)
 
 
 def _deadline_passed(exc: BaseException) -> bool:
@@ -220,7 +233,7 @@ def _adapter_class() -> type[Any]:
         def __init__(self, opts: Options, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._opts = opts
-            self._routes: dict[tuple[str, str], _Route] = {}
+            self._routes: dict[tuple[str, object], _Route] = {}
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             super().__setstate__(state)  # type: ignore[misc]
@@ -237,12 +250,13 @@ def _adapter_class() -> type[Any]:
         ) -> requests.Response:
             method = request.method or "GET"
             url = request.url or ""
-            route = self._routes.get((method, url))
+            key = (method, url)
+            route = self._routes.get(key)
             if route is None:
-                route = _route(self._routes, self._opts, method, url, self._send_once)
-            _, path, pipeline, attempt, _ = route
+                route = _route(self._routes, key, self._opts, url, self._send_once)
+            _, path, pipeline, attempt, _, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, url, request.body)
+                pipeline = _paid(route, self._opts, method, request.body)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -478,18 +492,19 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.BaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.HTTPTransport()
-            self._routes: dict[tuple[str, str], _Route] = {}
+            self._routes: dict[tuple[str, object], _Route] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
-            url = str(request.url)
-            route = self._routes.get((method, url))
+            key = (method, _url_key(request.url))
+            route = self._routes.get(key)
             if route is None:
-                route = _route(self._routes, self._opts, method, url, self._send_once)
-            found, path, pipeline, attempt, _ = route
+                url = str(request.url)
+                route = _route(self._routes, key, self._opts, url, self._send_once)
+            found, path, pipeline, attempt, _, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, url, _body_of(request))
+                pipeline = _paid(route, self._opts, method, _body_of(request))
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
@@ -522,18 +537,19 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.AsyncBaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-            self._routes: dict[tuple[str, str], _Route] = {}
+            self._routes: dict[tuple[str, object], _Route] = {}
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
-            url = str(request.url)
-            route = self._routes.get((method, url))
+            key = (method, _url_key(request.url))
+            route = self._routes.get(key)
             if route is None:
-                route = _route(self._routes, self._opts, method, url, self._send_once)
-            found, path, pipeline, attempt, _ = route
+                url = str(request.url)
+                route = _route(self._routes, key, self._opts, url, self._send_once)
+            found, path, pipeline, attempt, _, _ = route
             if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, url, _body_of(request))
+                pipeline = _paid(route, self._opts, method, _body_of(request))
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
