@@ -422,11 +422,8 @@ def _check_httpx(response: httpx.Response, stream: bool) -> None:
     raise_for_response(response)
 
 
-async def _acheck_httpx(response: httpx.Response, stream: bool) -> None:
-    if response.status_code < 400:
-        if not stream:  # see _check_httpx
-            await response.aread()
-        return
+async def _araise_for(response: httpx.Response) -> None:
+    """`_check_httpx` of a failed answer (>= 400), async; the caller reads any other."""
     network = response.extensions.get("network_stream")
     if _breaks_connection(response) and network is not None:
         response.stream = _closing_streams()[1](response.stream, network)
@@ -619,7 +616,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             response = await self._transport.handle_async_request(request)
             response.request = request
             try:
-                await _acheck_httpx(response, stream)
+                if response.status_code >= 400:
+                    await _araise_for(response)
+                elif not stream:  # see _check_httpx
+                    await response.aread()
             except BaseException:
                 await response.aclose()
                 raise
