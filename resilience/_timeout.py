@@ -10,10 +10,13 @@ tightest budget. Leaving restores the enclosing deadline.
 Sync code cannot be interrupted safely, so a sync Timeout is cooperative: it
 refuses to *start* a call once the deadline has passed, and propagates the
 deadline for the call to cap its own I/O with; a call that returns late
-returns its value. Async code is cancelled at the deadline with
-`asyncio.timeout_at`, whose cancel counting tells our expiry from an outer
-``task.cancel()``; under trio with a cancel scope (`_aio.timeout`), which
-catches its own cancellation only.
+returns its value. Async code is cancelled at the deadline under asyncio
+by a loop timer that cancels the task, with `asyncio.timeout_at`'s cancel
+counting, which tells our expiry from an outer ``task.cancel()``: a call
+through the policy shares one timer with the other calls of its loop
+(`_Timers`), an ``async with`` block uses `asyncio.timeout_at` itself; under
+trio with a cancel scope (`_aio.timeout`), which catches its own
+cancellation only.
 """
 
 from __future__ import annotations
@@ -214,7 +217,7 @@ class Timeout(PolicyMixin):
     `resilience.deadline.remaining()`.
 
     - **Coroutine functions and** ``async with``: the work is cancelled at the
-      deadline (with `asyncio.timeout_at`; under trio, a cancel scope) and the
+      deadline (as by `asyncio.timeout_at`; under trio, a cancel scope) and the
       caller gets `TimeoutExceededError`, chained to the cancellation. An outer
       ``task.cancel()`` (a trio or anyio cancel scope's) still propagates as a
       cancellation, even when it arrives as the deadline passes.
