@@ -70,10 +70,13 @@ def _label(method: Any, name: str) -> Any:
     return types.MethodType(copy, method.__self__)
 
 
+_SYNC: Final = rs.Shape.SYNC
+_ASYNC: Final = rs.Shape.ASYNC
+
 _ROUTES: Final = 1024
 """URLs whose route a client keeps (see `_route`); past that many, it starts again."""
 
-_Route = tuple["Endpoint", str, "rs.Pipeline | None", Any, "dict[str | None, rs.Pipeline]", str]
+_Route = tuple["Endpoint", str, "rs.Runner | None", Any, "dict[str | None, rs.Runner]", str]
 
 
 def _route(
@@ -82,37 +85,40 @@ def _route(
     opts: Options,
     url: str,
     attempt: Any,
+    shape: rs.Shape,
 ) -> _Route:
     """
     What a client's request to *url* runs through, kept per client for the next one.
 
-    (endpoint, path, pipeline, the attempt under its label, the pipelines of a
-    paid call by model, the URL). The pipeline is `None` for a paid call: its
-    breaker is its model's, which its body names (see `_paid`). Kept under
+    (endpoint, path, runner, the attempt under its label, the runners of a paid
+    call by model, the URL). The runner is the pipeline's for *shape* (see
+    `resilience.Pipeline.runner`: what ``call`` and ``acall`` run, once they
+    have checked the callable, which `_label` makes); `None` for a paid call:
+    its breaker is its model's, which its body names (see `_paid`). Kept under
     *key*, (method, URL) (see `_url_key`): a job polled, or called again, is
     looked up once; a request the map refuses (a job id that is not a UUID)
     raises every time.
     """
     method = key[0]
     found, path = opts.endpoints.lookup(method, url)
-    pipeline = None if found.paid else opts.for_client(method, url, found, None)
-    route: _Route = (found, path, pipeline, _label(attempt, f"{method} {path}"), {}, url)
+    run = None if found.paid else opts.for_client(method, url, found, None).runner(shape)
+    route: _Route = (found, path, run, _label(attempt, f"{method} {path}"), {}, url)
     if len(routes) >= _ROUTES:
         routes.clear()
     routes[key] = route
     return route
 
 
-def _paid(route: _Route, opts: Options, method: str, body: object) -> rs.Pipeline:
-    """The pipeline of a paid call to a route: its model's, the one its body names."""
+def _paid(route: _Route, opts: Options, method: str, body: object, shape: rs.Shape) -> rs.Runner:
+    """The runner of a paid call to a route: its model's pipeline's, the model its body names."""
     model = _model_of(body)
     models = route[4]
-    pipeline = models.get(model)
-    if pipeline is None:
-        pipeline = opts.for_client(method, route[5], route[0], model)
+    run = models.get(model)
+    if run is None:
+        run = opts.for_client(method, route[5], route[0], model).runner(shape)
         if len(models) < 64:  # aliases are few; a bound all the same
-            models[model] = pipeline
-    return pipeline
+            models[model] = run
+    return run
 
 
 def _url_key(url: httpx.URL) -> object:
@@ -253,15 +259,16 @@ def _adapter_class() -> type[Any]:
             key = (method, url)
             route = self._routes.get(key)
             if route is None:
-                route = _route(self._routes, key, self._opts, url, self._send_once)
-            _, path, pipeline, attempt, _, _ = route
-            if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, request.body)
+                route = _route(self._routes, key, self._opts, url, self._send_once, _SYNC)
+            _, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, request.body, _SYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return pipeline.call(attempt, request, stream, timeout, verify, cert, proxies)  # type: ignore[no-any-return]
+                args = (request, stream, timeout, verify, cert, proxies)
+                return run(attempt, args, {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -498,15 +505,15 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 url = str(request.url)
-                route = _route(self._routes, key, self._opts, url, self._send_once)
-            found, path, pipeline, attempt, _, _ = route
-            if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, _body_of(request))
+                route = _route(self._routes, key, self._opts, url, self._send_once, _SYNC)
+            found, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, _body_of(request), _SYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return pipeline.call(attempt, request, own, found.stream)  # type: ignore[no-any-return]
+                return run(attempt, (request, own, found.stream), {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -543,22 +550,19 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 url = str(request.url)
-                route = _route(self._routes, key, self._opts, url, self._send_once)
-            found, path, pipeline, attempt, _, _ = route
-            if pipeline is None:  # a paid call: its model's breaker
-                pipeline = _paid(route, self._opts, method, _body_of(request))
+                route = _route(self._routes, key, self._opts, url, self._send_once, _ASYNC)
+            found, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, _body_of(request), _ASYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
                 if left is None:
-                    response: httpx.Response = await pipeline.acall(
-                        attempt, request, own, found.stream, None
-                    )
+                    args = (request, own, found.stream, None)
+                    response: httpx.Response = await run(attempt, args, {})
                     return response
-                return await self._before_deadline(
-                    pipeline, attempt, request, own, found.stream, left
-                )
+                return await self._before_deadline(run, attempt, request, own, found.stream, left)
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -566,7 +570,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
 
         async def _before_deadline(
             self,
-            pipeline: rs.Pipeline,
+            run: rs.Runner,
             attempt: Any,
             request: httpx.Request,
             own: dict[str, Any] | None,
@@ -580,7 +584,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             scope = asyncio.timeout(left - DEADLINE_MARGIN)
             try:
                 async with scope:
-                    return await pipeline.acall(attempt, request, own, stream, sent)
+                    response: httpx.Response = await run(attempt, (request, own, stream, sent), {})
+                    return response
             except TimeoutError as exc:
                 if not (scope.expired() and type(exc) is TimeoutError):
                     raise
