@@ -507,6 +507,29 @@ def test_events_name_each_request_by_its_path_each_time(
     assert targets == paths
 
 
+def test_routes_are_kept_for_urls_sent_again_and_bounded() -> None:
+    """Issue 19: a client keeps the routes of URLs sent again (a bounded few), none of one-offs."""
+    from resilience.profiles.saas_litellm import _clients
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    api = saas.client("https://api.example.com", "sk-test", transport=transport)
+    routes = api._transport._routes  # type: ignore[attr-defined]
+    try:
+        for n in range(2 * _clients._ROUTES):  # new jobs, each sent to once
+            api.get(f"/api/jobs/00000000-0000-4000-8000-{n:012d}")
+        assert routes == {}
+        for _ in range(3):  # a job polled
+            api.get(f"/api/jobs/{UUID_JOB}")
+        [(method, _)] = routes
+        assert method == "GET"
+        for n in range(3 * _clients._ROUTES):  # many jobs polled: never more than the bound
+            for _ in range(2):
+                api.get(f"/api/jobs/00000000-0000-4000-9000-{n:012d}")
+            assert len(routes) <= _clients._ROUTES
+    finally:
+        api.close()
+
+
 def test_key_never_appears_in_errors_or_events(kind: str, emu: Emulator, clock: FakeClock) -> None:
     """Neither the key nor the request body ever reaches an exception or an event."""
     secret = "do not log this prompt"

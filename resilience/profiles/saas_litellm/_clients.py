@@ -74,13 +74,14 @@ _SYNC: Final = rs.Shape.SYNC
 _ASYNC: Final = rs.Shape.ASYNC
 
 _ROUTES: Final = 1024
-"""URLs whose route a client keeps (see `_route`); past that many, it starts again."""
+"""URLs whose route a client keeps, and URLs it has seen (see `_route`): then it starts anew."""
 
 _Route = tuple["Endpoint", str, "rs.Runner | None", Any, "dict[str | None, rs.Runner]", str]
 
 
 def _route(
     routes: dict[tuple[str, object], _Route],
+    seen: set[int],
     key: tuple[str, object],
     opts: Options,
     url: str,
@@ -88,21 +89,30 @@ def _route(
     shape: rs.Shape,
 ) -> _Route:
     """
-    What a client's request to *url* runs through, kept per client for the next one.
+    What a client's request to *url* runs through, kept per client once it is sent again.
 
     (endpoint, path, runner, the attempt under its label, the runners of a paid
     call by model, the URL). The runner is the pipeline's for *shape* (see
     `resilience.Pipeline.runner`: what ``call`` and ``acall`` run, once they
     have checked the callable, which `_label` makes); `None` for a paid call:
-    its breaker is its model's, which its body names (see `_paid`). Kept under
-    *key*, (method, URL) (see `_url_key`): a job polled, or called again, is
-    looked up once; a request the map refuses (a job id that is not a UUID)
-    raises every time.
+    its breaker is its model's, which its body names (see `_paid`).
+
+    Kept under *key*, (method, URL) (see `_url_key`), from the second request
+    to it on: a job polled, or called again, is looked up once; a URL sent to
+    once (a new job's) leaves only its key's hash behind, not a route the
+    garbage collector would walk until the cache starts again. A request the
+    map refuses (a job id that is not a UUID) raises every time.
     """
     method = key[0]
     found, path = opts.endpoints.lookup(method, url)
     run = None if found.paid else opts.for_client(method, url, found, None).runner(shape)
     route: _Route = (found, path, run, _label(attempt, f"{method} {path}"), {}, url)
+    mark = hash(key)
+    if mark not in seen:
+        if len(seen) >= _ROUTES:
+            seen.clear()
+        seen.add(mark)
+        return route
     if len(routes) >= _ROUTES:
         routes.clear()
     routes[key] = route
@@ -240,10 +250,12 @@ def _adapter_class() -> type[Any]:
             super().__init__(**kwargs)
             self._opts = opts
             self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             super().__setstate__(state)  # type: ignore[misc]
             self._routes = {}
+            self._seen = set()
 
         def send(
             self,
@@ -259,7 +271,8 @@ def _adapter_class() -> type[Any]:
             key = (method, url)
             route = self._routes.get(key)
             if route is None:
-                route = _route(self._routes, key, self._opts, url, self._send_once, _SYNC)
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
             _, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, request.body, _SYNC)
@@ -497,6 +510,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.HTTPTransport()
             self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
@@ -505,7 +519,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 url = str(request.url)
-                route = _route(self._routes, key, self._opts, url, self._send_once, _SYNC)
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
             found, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, _body_of(request), _SYNC)
@@ -542,6 +557,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
             self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
@@ -550,7 +566,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 url = str(request.url)
-                route = _route(self._routes, key, self._opts, url, self._send_once, _ASYNC)
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _ASYNC)
             found, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, _body_of(request), _ASYNC)
