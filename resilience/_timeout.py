@@ -10,10 +10,13 @@ tightest budget. Leaving restores the enclosing deadline.
 Sync code cannot be interrupted safely, so a sync Timeout is cooperative: it
 refuses to *start* a call once the deadline has passed, and propagates the
 deadline for the call to cap its own I/O with; a call that returns late
-returns its value. Async code is cancelled at the deadline with
-`asyncio.timeout_at`, whose cancel counting tells our expiry from an outer
-``task.cancel()``; under trio with a cancel scope (`_aio.timeout`), which
-catches its own cancellation only.
+returns its value. Async code is cancelled at the deadline under asyncio
+by a loop timer that cancels the task, with `asyncio.timeout_at`'s cancel
+counting, which tells our expiry from an outer ``task.cancel()``: a call
+through the policy shares one timer with the other calls of its loop
+(`_Timers`), an ``async with`` block uses `asyncio.timeout_at` itself; under
+trio with a cancel scope (`_aio.timeout`), which catches its own
+cancellation only.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import math
 import types
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, final
@@ -127,6 +132,78 @@ def _fired(cm: _aio.Timeout, error: TimeoutError) -> bool:
     return cm.expired() and type(error) is TimeoutError
 
 
+@final
+class _Expiry:
+    """What cancels a call at its deadline under asyncio: its task, once (see `_Timers`)."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+@final
+class _Timers:
+    """
+    The deadlines of the async calls running on one asyncio loop, on a single loop timer.
+
+    `asyncio.timeout_at`'s contract without its cost: per call, no context manager
+    (two coroutines and a state machine) and no timer handle of its own, only an
+    entry in *pending*. The loop timer is set for the earliest deadline; when it
+    fires, it cancels the tasks whose deadline has come and is set for the next.
+    A call that ends removes its entry and leaves the timer: with calls that end
+    in time, it fires at most once per timeout, and finds nothing to do.
+    """
+
+    __slots__ = ("at", "pending")
+
+    def __init__(self) -> None:
+        self.pending: dict[_Expiry, float] = {}
+        self.at = math.inf  # when the loop timer fires (inf: not set)
+
+    def schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Set the loop timer for *when* (earlier than the one set, which then does nothing)."""
+        # No handle kept to cancel: it would keep the loop alive (see _timers_of).
+        self.at = when
+        loop.call_at(when, self.fire, loop, when)
+
+    def fire(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        """Cancel the calls whose deadline has come; set the timer for the next one."""
+        if at != self.at:
+            return  # replaced by an earlier one
+        # The loop runs a timer up to its clock resolution early: it is due all the same.
+        limit = max(at, loop.time())
+        self.at = math.inf
+        pending = self.pending
+        for expiry in [expiry for expiry, when in pending.items() if when <= limit]:
+            del pending[expiry]
+            expiry()
+        if pending:
+            self.schedule(loop, min(pending.values()))
+
+
+_LOOP_TIMERS: dict[int, _Timers | None] = {}
+_finalize = weakref.finalize  # id(loop) -> its timers (None: cannot have them)
+
+
+def _timers_of(loop: asyncio.AbstractEventLoop) -> _Timers | None:
+    """The `_Timers` of *loop*, made on first use; `None` for a loop without weak references."""
+    key = id(loop)
+    timers: _Timers | None = _Timers()
+    try:
+        # Forgotten with the loop (before its id can be reused).
+        _finalize(loop, _LOOP_TIMERS.pop, key, None)
+    except TypeError:  # no weak references: each call sets a timer of its own
+        timers = None
+    _LOOP_TIMERS[key] = timers
+    return timers
+
+
 # --- the policy -------------------------------------------------------------------
 
 
@@ -143,7 +220,7 @@ class Timeout(PolicyMixin):
     `resilience.deadline.remaining()`.
 
     - **Coroutine functions and** ``async with``: the work is cancelled at the
-      deadline (with `asyncio.timeout_at`; under trio, a cancel scope) and the
+      deadline (as by `asyncio.timeout_at`; under trio, a cancel scope) and the
       caller gets `TimeoutExceededError`, chained to the cancellation. An outer
       ``task.cancel()`` (a trio or anyio cancel scope's) still propagates as a
       cancellation, even when it arrives as the deadline passes.
@@ -437,6 +514,9 @@ class Timeout(PolicyMixin):
         error = self._error
         timeout_at = asyncio.timeout_at
         running_loop = asyncio.get_running_loop
+        current_task = asyncio.current_task
+        cancelled = asyncio.CancelledError
+        loop_timers, timers_of = _LOOP_TIMERS, _timers_of
         other = _aio.timeout
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -453,9 +533,54 @@ class Timeout(PolicyMixin):
                 left, token = seconds, push(deadline)
             try:
                 try:
-                    cm: _aio.Timeout = timeout_at(running_loop().time() + left)
+                    loop = running_loop()
                 except RuntimeError:  # not asyncio: trio's cancel scope, or a clear error
-                    cm = other(left)
+                    cm: _aio.Timeout = other(left)
+                else:
+                    task = current_task(loop)
+                    if task is not None:
+                        # The fast path: an entry in the loop's timers (see _Timers).
+                        expiry = _Expiry(task)
+                        cancelling = task.cancelling()
+                        when = loop.time() + left
+                        key = id(loop)
+                        timers = loop_timers[key] if key in loop_timers else timers_of(loop)
+                        if timers is None:
+                            timer: asyncio.TimerHandle | None = loop.call_at(when, expiry)
+                        else:
+                            timers.pending[expiry] = when
+                            if when < timers.at:
+                                timers.schedule(loop, when)
+                            timer = None
+                        try:
+                            result = await (
+                                fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+                            )
+                        except BaseException as exc:
+                            if timer is not None:
+                                timer.cancel()
+                            elif not expiry.fired:
+                                del timers.pending[expiry]  # type: ignore[union-attr]
+                            if not expiry.fired:
+                                raise
+                            # Ours if no other cancellation came meanwhile; a TimeoutError
+                            # raised inside once it fired counts as ours too, as with
+                            # asyncio.timeout_at (see _fired).
+                            cause: BaseException = exc
+                            if not (task.uncancel() <= cancelling and isinstance(exc, cancelled)):
+                                if type(exc) is not TimeoutError:
+                                    raise
+                                cause = _cancellation(exc)
+                            await _aio.outer_cancellation()
+                            raise error(deadline, fn) from cause
+                        if timer is not None:
+                            timer.cancel()
+                        elif not expiry.fired:
+                            del timers.pending[expiry]  # type: ignore[union-attr]
+                        if expiry.fired:  # fired as the call returned: undo its cancel
+                            task.uncancel()
+                        return result
+                    cm = timeout_at(loop.time() + left)  # raises: not in a task
                 try:
                     async with cm:
                         return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))

@@ -488,6 +488,48 @@ def test_final_failure_carries_a_note_and_the_chain(api: Client, emu: Emulator) 
     assert any("gave up after 3 attempts" in note for note in caught.value.__notes__)
 
 
+def test_events_name_each_request_by_its_path_each_time(
+    kind: str, emu: Emulator, clock: FakeClock
+) -> None:
+    """Issue 19: events name a request by its own path, sent again too (its route is kept)."""
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
+    targets: list[str | None] = []
+    try:
+        first, second = client.create_job(), client.create_job()
+        for job_id in (first, first, second):
+            emu.script("get", "unavailable")
+            with capture_events() as events:
+                assert client.get(f"/api/jobs/{job_id}").status_code == 200
+            targets += [event.target for event in events if isinstance(event, rs.RetryScheduled)]
+    finally:
+        client.close()
+    paths = [f"GET /api/jobs/{job_id}" for job_id in (first, first, second)]
+    assert targets == paths
+
+
+def test_routes_are_kept_for_urls_sent_again_and_bounded() -> None:
+    """Issue 19: a client keeps the routes of URLs sent again (a bounded few), none of one-offs."""
+    from resilience.profiles.saas_litellm import _clients
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    api = saas.client("https://api.example.com", "sk-test", transport=transport)
+    routes = api._transport._routes  # type: ignore[attr-defined]
+    try:
+        for n in range(2 * _clients._ROUTES):  # new jobs, each sent to once
+            api.get(f"/api/jobs/00000000-0000-4000-8000-{n:012d}")
+        assert routes == {}
+        for _ in range(3):  # a job polled
+            api.get(f"/api/jobs/{UUID_JOB}")
+        [(method, _)] = routes
+        assert method == "GET"
+        for n in range(3 * _clients._ROUTES):  # many jobs polled: never more than the bound
+            for _ in range(2):
+                api.get(f"/api/jobs/00000000-0000-4000-9000-{n:012d}")
+            assert len(routes) <= _clients._ROUTES
+    finally:
+        api.close()
+
+
 def test_key_never_appears_in_errors_or_events(kind: str, emu: Emulator, clock: FakeClock) -> None:
     """Neither the key nor the request body ever reaches an exception or an event."""
     secret = "do not log this prompt"

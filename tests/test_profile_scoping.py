@@ -88,6 +88,25 @@ def test_a_lower_case_status_filter_is_refused_before_sending(
         api.close()
 
 
+def test_a_lower_case_status_filter_is_refused_after_an_upper_case_one_was_sent(
+    kind: str, emu: Emulator, clock: FakeClock
+) -> None:
+    """Issue 19: the route a client keeps is its whole URL's: another query is checked anew."""
+    api = scoped(kind, emu, clock)
+    try:
+        for _ in range(2):
+            try:
+                api.get("/api/teams/acme-corp/jobs", params={"status": "COMPLETED"})
+            except saas.NotFoundError:  # an emulator without the team routes: sent all the same
+                pass
+        sent = emu.stats().requests
+        with pytest.raises(ValueError, match="status filter must be upper case"):
+            api.get("/api/teams/acme-corp/jobs", params={"status": "completed"})
+        assert emu.stats().requests == sent == 2
+    finally:
+        api.close()
+
+
 def test_a_broken_model_alias_leaves_jobs_and_other_models_working(
     kind: str, emu: Emulator, clock: FakeClock
 ) -> None:

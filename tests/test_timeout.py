@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
+import gc
 import math
 import threading
 import time
@@ -16,7 +17,7 @@ import attrs
 import pytest
 
 import resilience as rs
-from resilience import backoff
+from resilience import _timeout, backoff
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
@@ -427,6 +428,127 @@ def test_async_expiry_leaves_the_task_uncancelled(backend: str) -> None:
         return task.cancelling()
 
     assert run_async(main, backend) == 0
+
+
+def test_async_expiry_swallowed_by_the_body_returns_its_value() -> None:
+    """Issue 19: a body that swallows our cancellation returns; the task is not left cancelling."""
+
+    async def body() -> str:
+        try:
+            await hang()
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "never"  # pragma: no cover
+
+    async def main() -> tuple[str, int]:
+        value = await rs.Timeout(SHORT).acall(body)
+        await asyncio.sleep(0)  # a stray cancellation would be delivered here
+        task = asyncio.current_task()
+        assert task is not None
+        return value, task.cancelling()
+
+    assert asyncio.run(main()) == ("swallowed", 0)
+
+
+def test_async_timeout_error_raised_after_our_expiry_is_ours() -> None:
+    """Issue 19: under asyncio, a TimeoutError raised on our cancellation reads as our expiry."""
+
+    async def body() -> None:
+        try:
+            await hang()
+        except asyncio.CancelledError as exc:
+            raise TimeoutError("the body's own") from exc
+
+    with pytest.raises(rs.TimeoutExceededError) as info:
+        asyncio.run(rs.Timeout(SHORT).acall(body))
+    assert info.value.timeout == SHORT
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
+
+
+def test_async_calls_on_one_loop_each_expire_at_their_own_deadline() -> None:
+    """Issue 19: calls sharing a loop's timer: a later, shorter deadline fires first, alone."""
+    finished: list[str] = []
+
+    async def work(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    async def call(name: str, limit: float, seconds: float) -> None:
+        try:
+            await rs.Timeout(limit).acall(work, seconds)
+        except rs.TimeoutExceededError:
+            finished.append(f"{name} timed out")
+        else:
+            finished.append(f"{name} done")
+
+    async def main() -> None:
+        long = asyncio.create_task(call("long", HANG, 2.0))  # the timer set first, for HANG
+        await asyncio.sleep(0)
+        await call("short", SHORT, HANG)  # earlier: the timer set again, for SHORT
+        await long
+
+    asyncio.run(main())
+    assert finished == ["short timed out", "long done"]
+
+
+def test_async_calls_in_time_leave_no_deadline_behind() -> None:
+    """Issue 19: a call that ends in time, or raises, takes its deadline off the loop's timers."""
+
+    async def ok() -> int:
+        return 1
+
+    async def fails() -> int:
+        raise ValueError("boom")
+
+    async def main() -> int:
+        for _ in range(3):
+            await rs.Timeout(HANG).acall(ok)
+            with pytest.raises(ValueError, match="boom"):
+                await rs.Timeout(HANG).acall(fails)
+        timers = _timeout._LOOP_TIMERS[id(asyncio.get_running_loop())]
+        assert timers is not None
+        return len(timers.pending)
+
+    assert asyncio.run(main()) == 0
+
+
+def test_async_loop_timers_are_forgotten_with_their_loop() -> None:
+    """Issue 19: the per-loop timers go with their loop: asyncio.run again and again keeps none."""
+
+    async def ok() -> int:
+        return 1
+
+    def run_once() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(rs.Timeout(HANG).acall(ok)) == 1
+            assert id(loop) in _timeout._LOOP_TIMERS
+        finally:
+            loop.close()
+
+    before = set(_timeout._LOOP_TIMERS)
+    for _ in range(3):
+        run_once()
+        gc.collect()
+    assert set(_timeout._LOOP_TIMERS) <= before
+
+
+def test_async_loop_without_weak_references_gets_a_timer_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19: a loop without weak references (no shared timers) still cancels at the deadline."""
+
+    def refuse(*args: object) -> None:
+        raise TypeError("cannot create weak reference")
+
+    monkeypatch.setattr(_timeout, "_finalize", refuse)
+
+    async def main() -> object:
+        with pytest.raises(rs.TimeoutExceededError):
+            await rs.Timeout(SHORT).acall(hang)
+        return _timeout._LOOP_TIMERS.pop(id(asyncio.get_running_loop()), "missing")
+
+    assert asyncio.run(main()) is None
 
 
 def test_async_with_cancels_the_block(backend: str) -> None:

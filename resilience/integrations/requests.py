@@ -224,8 +224,8 @@ class Session(requests.Session):
     def url_for(self, url: str | bytes) -> str:
         """Return *url* made absolute against `base_url` (unchanged when it is absolute)."""
         text = url.decode() if isinstance(url, bytes) else url
-        if self.base_url is None or urlsplit(text).scheme:
-            return text
+        if self.base_url is None or (text[:1] != "/" and urlsplit(text).scheme):
+            return text  # (a path starting with "/" has no scheme: no need to parse it)
         return f"{self.base_url}/{text.lstrip('/')}"
 
     def request(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import types
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,6 +27,8 @@ from ._policy import Options, _model_of, deadline_passed, options
 if TYPE_CHECKING:
     import httpx
     import requests
+
+    from ._endpoints import Endpoint
 
 __all__ = ["async_client", "client", "session"]
 
@@ -53,14 +56,91 @@ other path raises.
 """
 
 
-def _label(attempt: Any, name: str) -> Any:
-    """*attempt* under the name ``"METHOD /path"``: its target in events and errors."""
+def _label(method: Any, name: str) -> Any:
+    """
+    A bound *method* under the name ``"METHOD /path"``: its target in events and errors.
 
-    def run(*args: Any) -> Any:
-        return attempt(*args)
+    A copy of its function under that name, bound to the same instance: it adds
+    no call of its own, and a coroutine function stays one (which
+    `resilience.Pipeline.acall` runs as it is).
+    """
+    fn = method.__func__
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return types.MethodType(copy, method.__self__)
 
-    run.__name__ = run.__qualname__ = name
+
+_SYNC: Final = rs.Shape.SYNC
+_ASYNC: Final = rs.Shape.ASYNC
+
+_ROUTES: Final = 1024
+"""URLs whose route a client keeps, and URLs it has seen (see `_route`): then it starts anew."""
+
+_Route = tuple["Endpoint", str, "rs.Runner | None", Any, "dict[str | None, rs.Runner]", str]
+
+
+def _route(
+    routes: dict[tuple[str, object], _Route],
+    seen: set[int],
+    key: tuple[str, object],
+    opts: Options,
+    url: str,
+    attempt: Any,
+    shape: rs.Shape,
+) -> _Route:
+    """
+    What a client's request to *url* runs through, kept per client once it is sent again.
+
+    (endpoint, path, runner, the attempt under its label, the runners of a paid
+    call by model, the URL). The runner is the pipeline's for *shape* (see
+    `resilience.Pipeline.runner`: what ``call`` and ``acall`` run, once they
+    have checked the callable, which `_label` makes); `None` for a paid call:
+    its breaker is its model's, which its body names (see `_paid`).
+
+    Kept under *key*, (method, URL) (see `_url_key`), from the second request
+    to it on: a job polled, or called again, is looked up once; a URL sent to
+    once (a new job's) leaves only its key's hash behind, not a route the
+    garbage collector would walk until the cache starts again. A request the
+    map refuses (a job id that is not a UUID) raises every time.
+    """
+    method = key[0]
+    found, path = opts.endpoints.lookup(method, url)
+    run = None if found.paid else opts.for_client(method, url, found, None).runner(shape)
+    route: _Route = (found, path, run, _label(attempt, f"{method} {path}"), {}, url)
+    mark = hash(key)
+    if mark not in seen:
+        if len(seen) >= _ROUTES:
+            seen.clear()
+        seen.add(mark)
+        return route
+    if len(routes) >= _ROUTES:
+        routes.clear()
+    routes[key] = route
+    return route
+
+
+def _paid(route: _Route, opts: Options, method: str, body: object, shape: rs.Shape) -> rs.Runner:
+    """The runner of a paid call to a route: its model's pipeline's, the model its body names."""
+    model = _model_of(body)
+    models = route[4]
+    run = models.get(model)
+    if run is None:
+        run = opts.for_client(method, route[5], route[0], model).runner(shape)
+        if len(models) < 64:  # aliases are few; a bound all the same
+            models[model] = run
     return run
+
+
+def _url_key(url: httpx.URL) -> object:
+    """
+    What tells an httpx URL from another, cheaper than its text (which httpx builds anew).
+
+    Its parsed parts, a tuple, when httpx keeps them (``_uri_reference``, since
+    0.24; its text is made of them); else its text.
+    """
+    parts = getattr(url, "_uri_reference", None)
+    return parts if isinstance(parts, tuple) else str(url)
 
 
 def _deadline_passed(exc: BaseException) -> bool:
@@ -170,6 +250,13 @@ def _adapter_class() -> type[Any]:
         def __init__(self, opts: Options, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._opts = opts
+            self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            super().__setstate__(state)  # type: ignore[misc]
+            self._routes = {}
+            self._seen = set()
 
         def send(
             self,
@@ -182,16 +269,20 @@ def _adapter_class() -> type[Any]:
         ) -> requests.Response:
             method = request.method or "GET"
             url = request.url or ""
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(request.body) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            key = (method, url)
+            route = self._routes.get(key)
+            if route is None:
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
+            _, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, request.body, _SYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return pipeline.call(attempt, request, stream, timeout, verify, cert, proxies)  # type: ignore[no-any-return]
+                args = (request, stream, timeout, verify, cert, proxies)
+                return run(attempt, args, {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -352,11 +443,8 @@ def _check_httpx(response: httpx.Response, stream: bool) -> None:
     raise_for_response(response)
 
 
-async def _acheck_httpx(response: httpx.Response, stream: bool) -> None:
-    if response.status_code < 400:
-        if not stream:  # see _check_httpx
-            await response.aread()
-        return
+async def _araise_for(response: httpx.Response) -> None:
+    """`_check_httpx` of a failed answer (>= 400), async; the caller reads any other."""
     network = response.extensions.get("network_stream")
     if _breaks_connection(response) and network is not None:
         response.stream = _closing_streams()[1](response.stream, network)
@@ -422,21 +510,26 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.BaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.HTTPTransport()
+            self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
-            url = str(request.url)
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(_body_of(request)) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            key = (method, _url_key(request.url))
+            route = self._routes.get(key)
+            if route is None:
+                url = str(request.url)
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
+            found, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, _body_of(request), _SYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return pipeline.call(attempt, request, own, found.stream)  # type: ignore[no-any-return]
+                return run(attempt, (request, own, found.stream), {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -464,28 +557,30 @@ def _transports() -> tuple[type[Any], type[Any]]:
         def __init__(self, opts: Options, transport: httpx.AsyncBaseTransport | None) -> None:
             self._opts = opts
             self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+            self._routes: dict[tuple[str, object], _Route] = {}
+            self._seen: set[int] = set()
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
             method = request.method
-            url = str(request.url)
-            opts = self._opts
-            found, path = opts.endpoints.lookup(method, url)
-            model = _model_of(_body_of(request)) if found.paid else None
-            pipeline = opts.for_client(method, url, found, model)
-            attempt = _label(self._send_once, f"{method} {path}")
+            key = (method, _url_key(request.url))
+            route = self._routes.get(key)
+            if route is None:
+                url = str(request.url)
+                routes, seen = self._routes, self._seen
+                route = _route(routes, seen, key, self._opts, url, self._send_once, _ASYNC)
+            found, path, run, attempt, _, _ = route
+            if run is None:  # a paid call: its model's breaker
+                run = _paid(route, self._opts, method, _body_of(request), _ASYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
                 if left is None:
-                    response: httpx.Response = await pipeline.acall(
-                        attempt, request, own, found.stream, None
-                    )
+                    args = (request, own, found.stream, None)
+                    response: httpx.Response = await run(attempt, args, {})
                     return response
-                return await self._before_deadline(
-                    pipeline, attempt, request, own, found.stream, left
-                )
+                return await self._before_deadline(run, attempt, request, own, found.stream, left)
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -493,7 +588,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
 
         async def _before_deadline(
             self,
-            pipeline: rs.Pipeline,
+            run: rs.Runner,
             attempt: Any,
             request: httpx.Request,
             own: dict[str, Any] | None,
@@ -507,7 +602,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             scope = cancel_after(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
-                    return await pipeline.acall(attempt, request, own, stream, sent)
+                    response: httpx.Response = await run(attempt, (request, own, stream, sent), {})
+                    return response
             except TimeoutError as exc:
                 if not (scope.expired() and type(exc) is TimeoutError):
                     raise
@@ -557,7 +653,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             response = await self._transport.handle_async_request(request)
             response.request = request
             try:
-                await _acheck_httpx(response, stream)
+                if response.status_code >= 400:
+                    await _araise_for(response)
+                elif not stream:  # see _check_httpx
+                    await response.aread()
             except BaseException:
                 await response.aclose()
                 raise

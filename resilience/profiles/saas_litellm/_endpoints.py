@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Final, final
+from typing import Final, TypeAlias, final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
@@ -179,7 +179,8 @@ class EndpointMap:
     # for any other last segment. Catch-all copies per method are cached too.
     _by_last: dict[str, tuple[Endpoint, ...]] = attrs.field(init=False, repr=False, eq=False)
     _any: dict[str, Endpoint] = attrs.field(init=False, repr=False, eq=False)
-    _by_method: dict[tuple[str, str], tuple[Endpoint, ...]] = attrs.field(
+    # (method, last segment) -> the plans of its candidates (see _plan).
+    _by_method: dict[tuple[str, str], tuple[_Plan, ...]] = attrs.field(
         init=False, repr=False, eq=False
     )
 
@@ -204,11 +205,11 @@ class EndpointMap:
         object.__setattr__(self, "_any", {})
         object.__setattr__(self, "_by_method", {})
 
-    def _candidates(self, method: str, last: str) -> tuple[Endpoint, ...]:
-        rows = tuple(row for row in self._by_last[last] if row.method in ("*", method))
+    def _candidates(self, method: str, last: str) -> tuple[_Plan, ...]:
+        plans = tuple(_plan(row) for row in self._by_last[last] if row.method in ("*", method))
         if len(self._by_method) < 1024:  # methods are few; a bound all the same
-            self._by_method[(method, last)] = rows
-        return rows
+            self._by_method[(method, last)] = plans
+        return plans
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self.rows)
@@ -245,27 +246,27 @@ class EndpointMap:
         last = parts[-1]
         if last not in self._by_last:
             last = ""  # no row ends in it (a job id): the rows ending in a parameter
-        candidates = self._by_method.get((method, last))
-        if candidates is None:
-            candidates = self._candidates(method, last)
+        plans = self._by_method.get((method, last))
+        if plans is None:
+            plans = self._candidates(method, last)
         count = len(parts)
-        for row in candidates:
-            if count < row._count:
+        for row, need, literals, params, direct in plans:
+            if count < need:
                 continue
-            for at, literal in row._literals:
+            for at, literal in literals:
                 if parts[at] != literal:
                     break
             else:
-                for at, name in row._params:
+                for at, job_id in params:
                     part = parts[at]
                     if not part:
                         break
-                    if name == "job_id":
+                    if job_id and _CANONICAL_UUID.fullmatch(part) is None:
                         _check_job_id(part, method, row.template)
                 else:
-                    if row.method == "*" or row.template in _QUERY_CHECKS:
-                        return self._found(row, method, path_or_url), path
-                    return row, path
+                    if direct:
+                        return row, path
+                    return self._found(row, method, path_or_url), path
         raise ValueError(f"no endpoint matches {method} {path}")
 
     def _found(self, row: Endpoint, method: str, path_or_url: str) -> Endpoint:
@@ -293,6 +294,23 @@ class EndpointMap:
         if not (factor > 0 and math.isfinite(factor)):
             raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
         return EndpointMap(attrs.evolve(row, timeout=row.timeout * factor) for row in self.rows)
+
+
+_Plan: TypeAlias = (
+    "tuple[Endpoint, int, tuple[tuple[int, str], ...], tuple[tuple[int, bool], ...], bool]"
+)
+
+
+def _plan(row: Endpoint) -> _Plan:
+    """
+    What `EndpointMap.lookup` tests of a row, flattened.
+
+    (row, segments it needs, (index, literal) pairs, (index, is a job id) pairs,
+    whether a match is the row itself: not a catch-all, no query to check).
+    """
+    params = tuple((at, name == "job_id") for at, name in row._params)
+    direct = row.method != "*" and row.template not in _QUERY_CHECKS
+    return (row, row._count, row._literals, params, direct)
 
 
 def family_of(found: Endpoint, path_or_url: str) -> str:

@@ -188,6 +188,7 @@ def _origin(url: str) -> str:
 # The body's first "model" key (the LLM calls put it at the top level): a JSON
 # string, escapes allowed, at most 200 characters.
 _MODEL: Final = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){0,200})"')
+_PLAIN_MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{0,200})"')
 
 
 def _model_of(body: object) -> str | None:
@@ -198,7 +199,11 @@ def _model_of(body: object) -> str | None:
         body = body.encode("utf-8", "replace")
     if not isinstance(body, bytes | bytearray):
         return None  # a generator or a file: nothing to read without consuming it
-    found = _MODEL.search(body)
+    at = body.find(b'"model"')  # where the search would start, found faster
+    if at == -1:
+        return None
+    # Without escapes, the same match as _MODEL's (which tries an alternation per byte).
+    found = _PLAIN_MODEL.match(body, at) or _MODEL.search(body, at)
     if found is None:
         return None
     return found.group(1).decode("utf-8", "replace")
