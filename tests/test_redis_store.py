@@ -490,7 +490,8 @@ def test_an_ignored_probe_gives_its_lease_back(client: redis.Redis) -> None:
 
 def test_a_dead_probes_lease_expires(client: redis.Redis) -> None:
     """A process that dies holding a probe frees its place after probe_lease seconds."""
-    store = RedisStore(client, refresh=0, probe_lease=0.1)
+    # One second: a loaded machine cannot let it pass before the other call is refused.
+    store = RedisStore(client, refresh=0, probe_lease=1.0)
     dead, alive = breaker(store, reset_timeout=0.0), breaker(store, reset_timeout=0.0)
     dead.open()
     permit = dead._store.acquire()  # the probe of a process that will never report
