@@ -16,6 +16,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock
 
 from .emulator_helpers import CHAT, Client, Unresponsive, unused_port
+from .forms import eventually
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -268,6 +269,7 @@ def test_read_timeout_is_not_retried_on_llm_call(
     with pytest.raises(saas.APITimeoutError) as caught:
         api.post(f"/api/jobs/{job_id}/llm-call", json=CHAT, timeout=0.2)
     assert caught.value.request_sent is True
+    eventually(lambda: emu.stats().paid_calls > 0)  # the server's thread goes on meanwhile
     stats = emu.stats()
     assert (stats.by_route["llm-call"], stats.paid_calls) == (1, 1)
     assert clock.sleeps == []
