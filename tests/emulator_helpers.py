@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from resilience.profiles import saas_litellm as saas
 
+from .threads import WAIT
+
 T = TypeVar("T")
 
 KINDS = ("requests", "httpx", "async")
@@ -34,7 +36,7 @@ class Loop:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=WAIT)
 
     def close(self) -> None:
         # What asyncio.run does on the way out: async generators left suspended
@@ -45,9 +47,10 @@ class Loop:
             await asyncio.sleep(0)
             await self.loop.shutdown_asyncgens()
 
-        asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=5)
+        # WAIT: hang nets only (5 s ran out once on a loaded machine, failing a teardown).
+        asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout=WAIT)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=WAIT)
         self.loop.close()
 
 

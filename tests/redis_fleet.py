@@ -18,7 +18,7 @@ from typing import Any
 import resilience as rs
 from resilience.integrations.redis import RedisStore
 
-from .redis_server import make_client
+from .redis_server import STALL_TIMEOUT, make_client
 from .threads import WAIT, join_all
 
 THREADS = 2
@@ -183,7 +183,7 @@ def stall_worker(
     requests run in time whose replies were held back past the client's timeout.
     """
     events: list[str] = []
-    store = RedisStore.from_url(url, timeout=0.1, reconnect=0.01, fallback="admit")
+    store = RedisStore.from_url(url, timeout=STALL_TIMEOUT, reconnect=0.01, fallback="admit")
     breaker = rs.CircuitBreaker(
         on=Boom, name=name, store=store, failure_threshold=5, hooks=[_recorder(events)]
     )

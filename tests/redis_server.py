@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 
 STARTUP = 10.0  # seconds: a safety net against a server that never answers
 
+# The tests that make Redis sleep (put_to_sleep) give their store this socket timeout: a
+# round trip to a Redis that is awake takes far less, however loaded the machine (0.1 s
+# did not, once, and the failure meant to be counted before the sleep was not).
+STALL_TIMEOUT = 1.0
+# And make it sleep this long: the timeout, plus 2 s in which to send the request that must
+# time out (after the sleep has begun, by a test or worker process slowed down by load).
+STALL = STALL_TIMEOUT + 2.0
+
 
 def redis_server_binary() -> str | None:
     """Return the path of ``redis-server``, or `None` if this machine has none."""

@@ -27,6 +27,9 @@ from .threads import WAIT, join_all
 THREADS = 16
 CALLS = 5_000
 TASKS = 1_000
+# A hang net for the 80,000 calls of 16 threads switching every microsecond: about 10 s on
+# a quiet 2-core machine, over 60 s (the suite's WAIT) on a loaded one. Never a speed assertion.
+HEAVY_WAIT = 10 * WAIT
 
 
 class Boom(Exception):
@@ -185,10 +188,12 @@ def test_threads_against_half_open_admit_exactly_the_probes(probes: int) -> None
         thread.start()
     with lock:
         # Every thread has either run all its calls or is held inside a probe.
-        lock.wait_for(lambda: finished + len(prober_threads) == THREADS, timeout=WAIT)
+        assert lock.wait_for(
+            lambda: finished + len(prober_threads) == THREADS, timeout=HEAVY_WAIT
+        ), "a thread neither finished nor held a probe (a hang?)"
         admitted = len(prober_threads)
     release.set()
-    join_all(threads)
+    join_all(threads, HEAVY_WAIT)
     assert admitted == probes
     assert tallies == {"failed": probes, "rejected": THREADS * CALLS - probes}
     assert breaker.state is rs.CircuitState.OPEN
@@ -297,7 +302,7 @@ def test_tasks_on_several_loops_in_threads_admit_exactly_the_probes() -> None:
     for thread in threads:
         thread.start()
     with lock:
-        lock.wait_for(lambda: len(ready) == loops, timeout=WAIT)
+        assert lock.wait_for(lambda: len(ready) == loops, timeout=WAIT), "a loop never got ready"
         seen = admitted
         for release, held in ready:
             if held:  # a run without probes may have finished already

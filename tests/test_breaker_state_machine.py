@@ -31,6 +31,7 @@ class Other(Exception):
 
 
 SCHEDULE = (1.0, 2.0, 4.0)
+LEASE = 60.0  # the in-memory store's default probe_lease: a probe held longer loses its place
 
 rates = st.sampled_from([0.25, 0.5, 1.0])
 
@@ -82,6 +83,8 @@ class Model:
         self.windows: list[list[tuple[int | None, bool]]] = [[] for _ in self.trip]
         self.period = 0  # which closed or half-open period a call was admitted in
         self.probes_left = 0
+        self.leases: dict[int, float] = {}  # live probes of this half-open period: expiries
+        self.probes_made = 0  # numbers the probes
         self.successes = 0
         self.events: list[tuple[str, str]] = []
 
@@ -131,25 +134,36 @@ class Model:
             self.period += 1
             self.probes_left = self.max_probes
             self.successes = 0
+            self.leases = {}
             self.events.append(("HALF_OPEN", "reset_timeout"))
         if self.state == "HALF_OPEN":
+            oldest = next(iter(self.leases.values()), None)
+            if not self.probes_left and oldest is not None and oldest <= now:
+                # Probes held past their lease give their places back.
+                alive = {n: until for n, until in self.leases.items() if until > now}
+                self.probes_left += len(self.leases) - len(alive)
+                self.leases = alive
             if self.probes_left:
                 self.probes_left -= 1
-                return ("probe", self.period)
+                self.probes_made += 1
+                self.leases[self.probes_made] = now + LEASE
+                return ("probe", (self.period, self.probes_made))
             self.events.append(("REJECTED", "circuit_half_open"))
             return ("rejected", None)
         self.events.append(("REJECTED", "circuit_isolated"))
         return ("rejected", None)
 
-    def _current(self, ticket: tuple[str, Any]) -> str | None:
+    def _current(self, ticket: tuple[str, Any], now: float) -> str | None:
         kind, period = ticket
-        if period != self.period:
+        if kind == "closed":
+            return "closed" if period == self.period and self.state == "CLOSED" else None
+        period, probe = period
+        if period != self.period or self.state != "HALF_OPEN" or probe not in self.leases:
             return None
-        if kind == "closed" and self.state == "CLOSED":
-            return "closed"
-        if kind == "probe" and self.state == "HALF_OPEN":
-            return "probe"
-        return None
+        if self.leases.pop(probe) <= now:
+            self.probes_left += 1  # its lease ran out: its place went back, its outcome is late
+            return None
+        return "probe"
 
     def _record(self, failed: bool, duration: float, now: float) -> None:
         for condition, window in zip(self.trip, self.windows, strict=True):
@@ -177,7 +191,7 @@ class Model:
                 return
 
     def succeeded(self, ticket: tuple[str, Any], duration: float, now: float) -> None:
-        current = self._current(ticket)
+        current = self._current(ticket, now)
         if current == "closed":
             self.failures = 0
             self._record(False, duration, now)
@@ -190,15 +204,15 @@ class Model:
                 self.close("probes_succeeded")
 
     def failed(self, ticket: tuple[str, Any], duration: float, now: float) -> None:
-        current = self._current(ticket)
+        current = self._current(ticket, now)
         if current == "closed":
             self.failures += 1
             self._record(True, duration, now)
         elif current == "probe":
             self.open(now, "half_open_failure")
 
-    def ignored(self, ticket: tuple[str, Any]) -> None:
-        if self._current(ticket) == "probe":
+    def ignored(self, ticket: tuple[str, Any], now: float) -> None:
+        if self._current(ticket, now) == "probe":
             self.probes_left += 1
 
     # --- manual control ----------------------------------------------------
@@ -329,7 +343,7 @@ class BreakerMachine(RuleBasedStateMachine):
             self.model.failed(ticket, took, now)
         elif isinstance(outcome, BaseException):
             assert isinstance(outcome, Other | KeyboardInterrupt | asyncio.CancelledError)
-            self.model.ignored(ticket)
+            self.model.ignored(ticket, now)
         else:
             assert outcome in ("ok", "other", "boom", "interrupt")
             self.model.succeeded(ticket, took, now)

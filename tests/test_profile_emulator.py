@@ -11,6 +11,8 @@ import requests
 
 from resilience.profiles.saas_litellm.emulator import FAULTS, ROUTES, Emulator
 
+from .forms import eventually
+
 pytest_plugins = ["tests.emulator_fixtures"]
 
 UUID = "00000000-0000-4000-8000-000000000000"
@@ -238,6 +240,7 @@ def test_timed_out_llm_call_is_still_paid(raw: Raw, emu: Emulator) -> None:
     emu.script("llm-call", "slow")
     with pytest.raises(requests.Timeout):
         raw("POST", f"/api/jobs/{job_id}/llm-call", json=CHAT, timeout=0.2)
+    eventually(lambda: bool(emu.job(job_id)["calls"]))  # the server's thread goes on meanwhile
     assert [call["paid"] for call in emu.job(job_id)["calls"]] == [True]
 
 
@@ -248,6 +251,7 @@ def test_timed_out_create_and_call_still_completes_and_charges(raw: Raw, emu: Em
     emu.script("create-and-call", "slow")
     with pytest.raises(requests.Timeout):
         raw("POST", "/api/jobs/create-and-call", json=body, timeout=0.2)
+    eventually(lambda: emu.stats().credits_charged > 0)  # the server's thread goes on meanwhile
     stats = emu.stats()
     assert stats.by_route["create-and-call"] == 1
     assert (stats.jobs, stats.open_jobs) == (1, 0)

@@ -96,7 +96,12 @@ def test_dropped_stream_is_a_stream_error(api: Client, emu: Emulator) -> None:
 
 
 def _stalled(kind: str, emu: Emulator, **limits: Any) -> saas.StreamError:
-    """Open a stream that stalls mid-way and read it with the given limits."""
+    """Open a stream that stalls mid-way and read it with the given limits.
+
+    The sync clients' socket timeout, 1 s, must not fire before the stall (the answer's
+    head and first events come at once, from a thread that may wait its turn on a loaded
+    machine) and must fire during it (5 s).
+    """
     emu.script("llm-call-stream", "stream_stall")
     client = Client(kind, emu.url, emu.virtual_key, breaker=None, clock=FakeClock())
     try:
@@ -104,10 +109,10 @@ def _stalled(kind: str, emu: Emulator, **limits: Any) -> saas.StreamError:
         path = f"/api/jobs/{job_id}/llm-call-stream"
         with pytest.raises(saas.StreamError) as caught:
             if kind == "requests":
-                response = client.api.post(path, json=CHAT, stream=True, timeout=0.3)
+                response = client.api.post(path, json=CHAT, stream=True, timeout=1.0)
                 list(saas.iter_sse(response, **limits))
             elif kind == "httpx":
-                with client.api.stream("POST", path, json=CHAT, timeout=0.3) as response:
+                with client.api.stream("POST", path, json=CHAT, timeout=1.0) as response:
                     list(saas.iter_sse(response, **limits))
             else:
                 assert client.loop is not None
@@ -125,7 +130,7 @@ def _stalled(kind: str, emu: Emulator, **limits: Any) -> saas.StreamError:
 
 def test_idle_stream_times_out(kind: str, emu: Emulator) -> None:
     """A stream that stops sending raises StreamError once the idle limit passes."""
-    error = _stalled(kind, emu, idle=0.3)
+    error = _stalled(kind, emu, idle=1.0)
     assert "in time" in str(error) or "within" in str(error)
     assert len(error.partial) == 2
 

@@ -13,6 +13,7 @@ import resilience as rs
 from resilience.engine import GatePolicy
 from resilience.profiles.saas_litellm.emulator import Emulator
 from tests.docs_blocks import run_block
+from tests.threads import WAIT, join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -98,17 +99,19 @@ def test_the_per_tenant_gate_receives_the_calls_arguments() -> None:
     @gate
     def work(tenant: str) -> str:
         inside.set()
-        release.wait(5)
+        release.wait(WAIT)
         return tenant
 
     thread = threading.Thread(target=lambda: seen.append(work("a")))
     thread.start()
-    assert inside.wait(5)
-    with pytest.raises(rs.RejectedError, match="'a'"):
-        work("a")
-    assert gate.call(lambda tenant: tenant, "b") == "b"
-    release.set()
-    thread.join(5)
+    try:
+        assert inside.wait(WAIT)
+        with pytest.raises(rs.RejectedError, match="'a'"):
+            work("a")
+        assert gate.call(lambda tenant: tenant, "b") == "b"
+    finally:
+        release.set()
+        join_all([thread])
     assert seen == ["a"]
     with gate:  # a block: admit(None), no arguments
         assert gate.running == {""}  # type: ignore[attr-defined]

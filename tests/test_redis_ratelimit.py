@@ -69,7 +69,8 @@ def test_two_processes_share_one_bucket(client: redis.Redis, other: redis.Redis)
     assert take(b, 4) == 2
     with pytest.raises(rs.RateLimitedError) as info:
         a.call(lambda: None)
-    assert info.value.retry_after == pytest.approx(120.0, abs=0.1)  # 600 s / 5 per unit
+    # 600 s / 5 per unit, less the time the calls took (seconds, on a loaded machine)
+    assert info.value.retry_after == pytest.approx(120.0, abs=2.0)
 
 
 def test_waiters_across_processes_reserve_slots_in_turn(

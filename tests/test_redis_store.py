@@ -19,7 +19,7 @@ import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
 from .conftest import Runner
-from .redis_server import RedisServer, make_client, put_to_sleep
+from .redis_server import STALL, STALL_TIMEOUT, RedisServer, make_client, put_to_sleep
 from .threads import WAIT, join_all
 
 pytest.importorskip("redis", reason="the redis package is not installed")
@@ -490,7 +490,8 @@ def test_an_ignored_probe_gives_its_lease_back(client: redis.Redis) -> None:
 
 def test_a_dead_probes_lease_expires(client: redis.Redis) -> None:
     """A process that dies holding a probe frees its place after probe_lease seconds."""
-    store = RedisStore(client, refresh=0, probe_lease=0.1)
+    # One second: a loaded machine cannot let it pass before the other call is refused.
+    store = RedisStore(client, refresh=0, probe_lease=1.0)
     dead, alive = breaker(store, reset_timeout=0.0), breaker(store, reset_timeout=0.0)
     dead.open()
     permit = dead._store.acquire()  # the probe of a process that will never report
@@ -817,12 +818,12 @@ def test_an_outcome_redis_runs_after_the_client_gave_up_changes_nothing(
 ) -> None:
     """#18.2: a failure whose round trip timed out (Redis asleep) is not applied when Redis
     wakes: no opening that nobody announced."""
-    store = RedisStore.from_url(own_server.url, timeout=0.1)
-    admin = make_client(own_server.url, socket_timeout=5.0)
+    store = RedisStore.from_url(own_server.url, timeout=STALL_TIMEOUT)
+    admin = make_client(own_server.url, socket_timeout=WAIT)
     b = breaker(store, failure_threshold=2)
     with capture_events() as events:
         fail(b)  # counted in Redis; the process learns the server's time
-        sleeper = put_to_sleep(own_server.url, 0.5)
+        sleeper = put_to_sleep(own_server.url, STALL)
         fail(b)  # times out on the client: Redis is asleep
         admin.ping()  # Redis awake, and every request queued meanwhile run
         sleeper.close()
@@ -838,18 +839,20 @@ def test_an_opening_whose_reply_was_lost_is_announced_once_by_its_opener(
     """#18.2: Redis ran the opening failure but its reply came after the client gave up:
     the opener announces the opening with its next reply, once; no other store does."""
     clock = FakeClock()
-    a = breaker(RedisStore.from_url(own_server.url, timeout=0.1), clock=clock, failure_threshold=2)
+    a = breaker(
+        RedisStore.from_url(own_server.url, timeout=STALL_TIMEOUT), clock=clock, failure_threshold=2
+    )
     store = a._store
     assert isinstance(store, RedisCircuitStore)
     # No deadline: the request runs whenever Redis wakes, as one run in time whose
     # reply is held back past the client's timeout (a slow command between the two).
     store._late_after = 0
-    admin = make_client(own_server.url, socket_timeout=5.0)
+    admin = make_client(own_server.url, socket_timeout=WAIT)
     other = breaker(RedisStore(admin), clock=clock)
     key = "resilience:circuit:{api}"
     with capture_events() as events:
         fail(a)
-        sleeper = put_to_sleep(own_server.url, 0.5)
+        sleeper = put_to_sleep(own_server.url, STALL)
         fail(a)  # times out on the client; Redis runs it when it wakes: the circuit opens
         admin.ping()
         sleeper.close()
@@ -1179,7 +1182,7 @@ def test_four_processes_announce_each_opening_once_through_a_stall(
         process.start()
     try:
         counted.wait(WAIT)  # 4 failures counted: one more opens the circuit
-        sleeper = put_to_sleep(own_server.url, 0.5)
+        sleeper = put_to_sleep(own_server.url, STALL)
         asleep.set()  # every worker fails once more: those time out
         admin.ping()  # awake, and what was queued meanwhile has run
         sleeper.close()
