@@ -454,6 +454,7 @@ class _AsyncPause:
             self.left(now)
             epoch = self._link.epoch
             _asyncio_only("AsyncRetryAfterPause")
+            task, cancelling = _cancellations()
             try:
                 ms, pause = _parse(await self._read(keys=self._key))
             except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -466,6 +467,8 @@ class _AsyncPause:
             else:
                 self._until, self._id = -math.inf, ""
             self._stale_at = now + self._refresh
+            if _swallowed(task, cancelling):  # cancelled while the reply was read: never run
+                raise asyncio.CancelledError
         finally:
             self._fetch.release()
 
@@ -486,6 +489,7 @@ class _AsyncPause:
             return
         epoch = self._link.epoch
         _asyncio_only("AsyncRetryAfterPause")
+        task, cancelling = _cancellations()
         try:
             ms, pause = _parse(await self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -495,6 +499,8 @@ class _AsyncPause:
         now = self._now()
         self._until, self._id = now + ms / 1000, pause
         self._stale_at = now + self._refresh
+        if _swallowed(task, cancelling):  # the pause is written; the cancellation goes on
+            raise asyncio.CancelledError
 
 
 def _parse(reply: Any) -> tuple[int, str]:
