@@ -14,7 +14,7 @@ import pytest
 import resilience as rs
 from resilience.testing import FakeClock, capture_events
 
-from .forms import Background, run_async
+from .forms import Background, run_async, until
 from .redis_server import RedisServer
 
 pytest.importorskip("redis", reason="the redis package is not installed")
@@ -192,6 +192,55 @@ def test_an_unreachable_redis_leaves_the_pause_local(own_server: RedisServer) ->
         run_async(main)
     kinds = [type(e) for e in events if isinstance(e, (StoreUnavailable, StoreRecovered))]
     assert kinds == [StoreUnavailable, StoreRecovered]
+
+
+def scripts_run(client: redis.Redis) -> int:
+    """How many EVALSHA commands the server has run (each round trip of the pause is one)."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0))
+
+
+def cancel_once_redis_answered(url: str, client: redis.Redis, call: Any, trips: int) -> None:
+    """Run *call(pause)* as a task, cancel it once Redis ran *trips* scripts: it ends cancelled."""
+
+    async def main() -> None:
+        async with opened(url, refresh=0.0) as store:  # every call reads Redis
+            p = apause(store)
+            await p.acall(ok)  # loads the scripts: each round trip below is one EVALSHA
+            with pytest.raises(RateLimited):
+                await p.acall(limited, 0.001)  # loads the write script too
+            before = scripts_run(client)
+            task = asyncio.create_task(call(p))
+            await until(lambda: scripts_run(client) >= before + trips)  # a reply on the way
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run_async(main)
+
+
+def test_a_call_cancelled_while_its_read_reply_arrives_never_runs(
+    url: str, client: redis.Redis
+) -> None:
+    """Issue #15: redis-py may return the read's reply despite the cancel; it is raised again."""
+
+    async def never() -> None:
+        raise AssertionError("the cancelled call ran")
+
+    cancel_once_redis_answered(url, client, lambda p: p.acall(never), 1)
+
+
+def test_a_call_cancelled_while_its_pause_is_written_ends_cancelled(
+    url: str, client: redis.Redis
+) -> None:
+    """Issue #15: cancelled while the reply of the write that starts the pause is read."""
+
+    async def main(p: AsyncRetryAfterPause) -> None:
+        with contextlib.suppress(RateLimited):
+            await p.acall(limited, 0.001)
+        raise AssertionError("the cancellation was lost")
+
+    cancel_once_redis_answered(url, client, main, 2)  # read, then write
 
 
 def wait_until_redis_is_busy(address: str, sleeper: Background[object]) -> None:

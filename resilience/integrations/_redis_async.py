@@ -30,19 +30,17 @@ import asyncio
 import contextlib
 import inspect
 import math
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 import redis.asyncio
 import redis.asyncio.retry
 import redis.backoff
 
-from resilience import CircuitPermit, Clock, Description, ErrorClassifier, Hook, Shape
+from resilience import CircuitPermit, Clock, Description, ErrorClassifier, Hook
 from resilience.engine import (
     SYSTEM_CLOCK,
-    astep,
-    bind_gate,
     check_clock,
     describe_seconds,
     fork_safe_lock,
@@ -454,6 +452,7 @@ class _AsyncPause:
             self.left(now)
             epoch = self._link.epoch
             _asyncio_only("AsyncRetryAfterPause")
+            task, cancelling = _cancellations()
             try:
                 ms, pause = _parse(await self._read(keys=self._key))
             except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -466,6 +465,8 @@ class _AsyncPause:
             else:
                 self._until, self._id = -math.inf, ""
             self._stale_at = now + self._refresh
+            if _swallowed(task, cancelling):  # cancelled while the reply was read: never run
+                raise asyncio.CancelledError
         finally:
             self._fetch.release()
 
@@ -486,6 +487,7 @@ class _AsyncPause:
             return
         epoch = self._link.epoch
         _asyncio_only("AsyncRetryAfterPause")
+        task, cancelling = _cancellations()
         try:
             ms, pause = _parse(await self._pause(keys=self._key, args=(math.ceil(seconds * 1000),)))
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
@@ -495,6 +497,8 @@ class _AsyncPause:
         now = self._now()
         self._until, self._id = now + ms / 1000, pause
         self._stale_at = now + self._refresh
+        if _swallowed(task, cancelling):  # the pause is written; the cancellation goes on
+            raise asyncio.CancelledError
 
 
 def _parse(reply: Any) -> tuple[int, str]:
@@ -607,79 +611,44 @@ class AsyncRetryAfterPause(_PauseGate):
         """Write to Redis a pause started here and not yet written (the calls do it themselves)."""
         await self._state.settle()
 
-    # --- binding: the round trips around the engine's sync, I/O-free gate -------------
+    # --- an awaiting gate (resilience.engine.AwaitingGate): the round trips, awaited ----
 
-    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
+    @property
+    def awaits(self) -> bool:
+        """True: the engine awaits `aadmit` and the outcomes (each may make a round trip)."""
+        return True
+
+    def sync_refusal(self, what: str) -> str:
+        """The message of the `TypeError` that sync use raises: use `RetryAfterPause`."""
+        return (
+            "AsyncRetryAfterPause talks to Redis with redis.asyncio: it protects coroutine "
+            f"and async generator functions and `async with` blocks, got {what}; use "
+            "RetryAfterPause with a RedisStore for sync code (they share a pause of the same name)"
+        )
+
+    async def aadmit(self, target: object, /) -> object:
         """
-        Return a runner for a coroutine or async generator function (see `resilience.Policy`).
+        Read a stale pause (one round trip), then admit the call or make it wait it out.
 
         Raises:
-            TypeError: If *shape* is sync: use `RetryAfterPause` with a `RedisStore`.
+            PausedError: If the pause lasts longer than *max_wait*, or past the deadline.
         """
-        if shape is Shape.SYNC or shape is Shape.GEN:
-            raise TypeError(
-                "AsyncRetryAfterPause talks to Redis with redis.asyncio: it protects coroutine "
-                f"and async generator functions, got a {shape.value}; use RetryAfterPause with "
-                "a RedisStore for sync code (they share a pause of the same name)"
-            )
-        runner = bind_gate(self, inner, shape)
-        prepare, settle = self._state.prepare, self._state.settle
-        if shape is Shape.ASYNC:
-
-            async def run(
-                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-            ) -> Any:
-                await prepare()
-                try:
-                    return await runner(fn, args, kwargs)
-                finally:
-                    await settle()
-
-            return run
-
-        async def stream(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> AsyncGenerator[Any, Any]:
-            await prepare()
-            it = runner(fn, args, kwargs)
-            try:
-                sent: Any = None
-                thrown: BaseException | None = None
-                while True:
-                    try:
-                        item = await astep(it, sent, thrown)
-                    except StopAsyncIteration:
-                        return
-                    sent = thrown = None
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:  # athrow() from the consumer: forward it
-                        thrown = exc
-            finally:
-                await it.aclose()
-                await settle()
-
-        return stream
-
-    async def __aenter__(self) -> AsyncRetryAfterPause:
-        """Read a stale pause, then admit the block (waiting out the pause)."""
         await self._state.prepare()
-        return await super().__aenter__()
+        return self.admit(target)
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        """Report the block's outcome, then write the pause it started, if any."""
-        try:
-            await super().__aexit__(*exc_info)
-        finally:
-            await self._state.settle()
+    async def aon_success(
+        self, permit: object, result: object, duration: float | None, target: object, /
+    ) -> None:
+        """A result the classifier retries with a Retry-After starts a pause, written at once."""
+        self.on_success(permit, result, duration, target)
+        await self._state.settle()
 
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "AsyncRetryAfterPause is entered with `async with`; "
-            "for `with`, use RetryAfterPause with a RedisStore"
-        )
+    async def aon_failure(
+        self, permit: object, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """A failure the classifier retries with a Retry-After starts a pause, written at once."""
+        self.on_failure(permit, error, duration, target)
+        await self._state.settle()
 
 
 for _cls in (AsyncRedisStore, AsyncRedisCircuitStore, AsyncRetryAfterPause):

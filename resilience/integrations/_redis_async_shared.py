@@ -7,14 +7,14 @@ scripts and reply parsing (those of ``_redis_limiter.py`` and ``redis.py``),
 so sync and async processes with the same prefix and name share one limit or
 one budget.
 
-The limiter keeps the engine's gate sync and I/O-free, as `AsyncRetryAfterPause`
-does: its runner awaits the acquisition script first, in the call's own task,
-and hands the reply to the gate's `admit` (through a context variable: the
-engine calls `admit` before the runner's first suspension); the engine then
-waits, runs the call and reports its outcome as for any gate. The round trips
-the outcome owes (a settle's charge or refund, a cancelled waiter's refund, a
-Retry-After hold) are awaited after the call; after a cancellation, in a
-shielded task of their own, so that a cancel scope cannot cancel the refund.
+The limiter is an awaiting gate (`resilience.engine.AwaitingGate`), as
+`AsyncRetryAfterPause` and the async breaker are: its ``aadmit`` awaits the
+acquisition script in the call's own task and turns the reply into a permit or
+a `Wait` (the engine waits it out, runs the call and reports the outcome); its
+``aon_success`` and ``aon_failure`` await the round trips the outcome owes (a
+settle's charge or refund, a Retry-After hold). A cancelled call, or a wait
+that expires, cannot await: its refund runs in a task of its own, which a
+cancel scope cannot cancel.
 
 The budget's `aspend` is awaited by an async `resilience.Retry` (its
 ``spend`` is a `TypeError`: only an awaited round trip decides).
@@ -27,16 +27,15 @@ Imported by ``resilience.integrations.redis``; needs the ``redis`` extra.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Final, NoReturn, final
 
-from resilience import Clock, Hook, Shape
-from resilience.engine import SYSTEM_CLOCK, Wait, astep, bind_gate
+from resilience import Clock, Hook
+from resilience.engine import SYSTEM_CLOCK, Wait
 
 from ._redis_async import AsyncRedisStore, _asyncio_only, _cancellations, _swallowed
-from ._redis_limiter import Reply, SharedLimiter, _Slot, parse_reply
+from ._redis_limiter import SharedLimiter, _Slot, parse_reply
 from .redis import _REDIS_ERRORS, Fallback, _SharedBudget
 
 __all__ = ["AsyncRedisRateLimiter", "AsyncRedisRetryBudget"]
@@ -55,30 +54,7 @@ def _check_store(kind: str, twin: str, store: object) -> None:
 # --- the rate limiter ----------------------------------------------------------------------
 
 
-@final
-class _Acquired:
-    """One call's acquisition, from the awaited round trip to the gate's `admit` and after."""
-
-    __slots__ = ("cost", "generation", "interval", "now", "reply", "slot")
-
-    def __init__(self, cost: float, now: float) -> None:
-        self.cost = cost
-        self.now = now
-        self.reply: Reply | None = None  # None: Redis did not answer (the fallback decides)
-        self.interval = 0.0
-        self.generation = 0
-        self.slot: _Slot | None = None  # the permit Redis granted, once admitted
-
-
-# The acquisition of the call whose runner is about to enter the engine's gate.
-_ACQUIRED: contextvars.ContextVar[_Acquired | None] = contextvars.ContextVar(
-    "resilience_redis_acquired", default=None
-)
-# The acquisitions of the `async with` blocks running in this context, innermost last.
-_BLOCKS: contextvars.ContextVar[tuple[tuple[object, _Acquired], ...]] = contextvars.ContextVar(
-    "resilience_redis_blocks", default=()
-)
-# Round trips owed after a cancellation, run in tasks of their own: kept until done.
+# Refunds owed after a cancellation or an expired wait, run in tasks of their own: kept until done.
 _SHIELDED: Final[set[asyncio.Task[None]]] = set()
 
 
@@ -98,11 +74,11 @@ class AsyncRedisRateLimiter(SharedLimiter):
     `TypeError`: use `RedisRateLimiter` with a `RedisStore` there.
 
     **Cost.** One awaited round trip per call (the acquisition script); one
-    more for a call settled to another cost, for a waiter cancelled before
-    its turn (its refund) and for a rate-limit answer with ``Retry-After``
-    under *adapt* (the hold), awaited after the call. A call cancelled while
-    its acquisition is in flight may lose the units Redis granted it
-    (forfeited: the fleet stays under the limit).
+    more for a call settled to another cost and for a rate-limit answer with
+    ``Retry-After`` under *adapt* (the hold), awaited after the call, and
+    for a waiter cancelled before its turn (its refund, in a task of its
+    own). A call cancelled while its acquisition is in flight may lose the
+    units Redis granted it (forfeited: the fleet stays under the limit).
 
     Args:
         name: The limit's shared identity (no braces). Required.
@@ -175,74 +151,107 @@ class AsyncRedisRateLimiter(SharedLimiter):
         """The `AsyncRedisStore` holding it."""
         return self._store  # type: ignore[no-any-return]
 
-    # --- the round trips, awaited around the engine's gate -----------------------------
+    # --- an awaiting gate (resilience.engine.AwaitingGate): the round trips, awaited ----
 
-    async def _acquire(
-        self, target: object, args: tuple[Any, ...], kwargs: dict[str, Any] | None
-    ) -> _Acquired:
-        """Before the gate: the acquisition script (unless Redis is known to be down)."""
+    @property
+    def awaits(self) -> bool:
+        """True: the engine awaits `aadmit` and the outcomes (each may make a round trip)."""
+        return True
+
+    def sync_refusal(self, what: str) -> str:
+        """The message of the `TypeError` that sync use raises: use `RedisRateLimiter`."""
+        return (
+            "AsyncRedisRateLimiter talks to Redis with redis.asyncio: it protects coroutine "
+            f"and async generator functions and `async with` blocks, got {what}; use "
+            "RedisRateLimiter with a RedisStore for sync code (they share a limit of the same name)"
+        )
+
+    def admit(
+        self, target: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, /
+    ) -> NoReturn:
+        """
+        Refuse: the limiter decides with an awaited round trip (`aadmit`).
+
+        Raises:
+            RuntimeError: Always (the engine awaits `aadmit` instead).
+        """
+        raise RuntimeError(
+            "AsyncRedisRateLimiter admits with an awaited round trip: the engine awaits "
+            "aadmit() (decorate, compose, acall or `async with`), never admit()"
+        )
+
+    async def aadmit(
+        self, target: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, /
+    ) -> Any:
+        """
+        Take the call's units: one awaited acquisition script; a permit, or a `Wait` for room.
+
+        Raises:
+            RateLimitedError: If the wait would be longer than *max_wait* or
+                end past the deadline (or Redis is unreachable and *fallback*
+                is ``"reject"``).
+            RuntimeError: Under trio (redis.asyncio runs under asyncio only).
+        """
         _asyncio_only("AsyncRedisRateLimiter")
         cost = self.price(target, args, kwargs)
         link = self._link
         now = self._template.clock.now()
-        acquired = _Acquired(cost, now)
         if link.skip(now):
-            return acquired
-        acquired.interval, arguments, acquired.generation = self.acquisition(cost)
+            return self.unreachable(target, args, kwargs)
+        interval, arguments, generation = self.acquisition(cost)
         epoch = link.epoch
         task, cancelling = _cancellations()
         try:
             reply = parse_reply(await self._script(keys=self._key, args=arguments))
         except (*_REDIS_ERRORS, TypeError, ValueError, LookupError) as exc:
             link.lost(exc, self._fallback)
-            return acquired
+            return self.unreachable(target, args, kwargs)
         link.answered(epoch)
         if _swallowed(task, cancelling):
             if reply[0]:  # give back what Redis reserved for a call that will not run
-                acquired.slot = _Slot(reply[2], cost, now, acquired.interval, acquired.generation)
-                self.owe(acquired.slot, "refund", 0.0)
-                await self._after(acquired, True)
+                slot = _Slot(reply[2], cost, now, interval, generation)
+                self.owe(slot, "refund", 0.0)
+                refund = self._spawn(slot)
+                if refund is not None:
+                    await asyncio.shield(refund)
             raise asyncio.CancelledError
-        acquired.reply = reply
-        return acquired
+        return self.granted(reply, cost, interval, generation, target, now)
 
-    def admit(
-        self, target: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, /
-    ) -> Any:
-        """
-        Turn the reply awaited before the gate into a permit or a `Wait` (no I/O).
+    async def aon_success(
+        self, permit: Any, result: Any, duration: float | None, target: object, /
+    ) -> None:
+        """Learn the result (see `RedisRateLimiter`), then make the round trips it owes."""
+        self.on_success(permit, result, duration, target)
+        if type(permit) is _Slot and permit.todo is not None:
+            await self._pay(permit)
 
-        Raises:
-            RateLimitedError: If the wait would be longer than *max_wait* or
-                end past the deadline (or Redis is unreachable and *fallback*
-                is ``"reject"``).
-            RuntimeError: If no acquisition was awaited for this call (the
-                engine's gate was driven by something else than this limiter's
-                own runner).
-        """
-        acquired = _ACQUIRED.get()
-        if acquired is None:
-            raise RuntimeError(
-                "AsyncRedisRateLimiter.admit() runs only inside the limiter's own runner "
-                "(decorate, compose, acall or `async with`), after its awaited round trip"
-            )
-        _ACQUIRED.set(None)  # one admission per acquisition
-        if acquired.reply is None:
-            return self.unreachable(target, args, kwargs)
-        permit = self.granted(
-            acquired.reply,
-            acquired.cost,
-            acquired.interval,
-            acquired.generation,
-            target,
-            acquired.now,
-        )
-        slot = permit.permit if type(permit) is Wait else permit
-        acquired.slot = slot if type(slot) is _Slot else None
-        return permit
+    async def aon_failure(
+        self, permit: Any, error: Exception, duration: float | None, target: object, /
+    ) -> None:
+        """Learn the failure (see `RedisRateLimiter`), then make the round trips it owes."""
+        self.on_failure(permit, error, duration, target)
+        if type(permit) is _Slot and permit.todo is not None:
+            await self._pay(permit)
+
+    def on_cancel(
+        self, permit: Any, error: BaseException, duration: float | None, target: object, /
+    ) -> None:
+        """A caller cancelled before its turn gives its units back, in a task of its own."""
+        super().on_cancel(permit, error, duration, target)
+        if type(permit) is _Slot and permit.todo is not None:
+            self._spawn(permit)
+
+    def on_expired(self, wait: Wait, target: object, /) -> NoReturn:
+        """A wait that cannot end before the deadline gives its units back (in a task), refused."""
+        permit = wait.permit
+        try:
+            super().on_expired(wait, target)
+        finally:
+            if type(permit) is _Slot and permit.todo is not None:
+                self._spawn(permit)
 
     def owe(self, slot: _Slot, what: str, value: float) -> None:
-        """Schedule the round trip: the runner awaits it after the call."""
+        """Schedule the round trip: awaited after the outcome, or run in a task of its own."""
         if slot.todo is None:
             slot.todo = [(what, value)]
         else:
@@ -262,126 +271,16 @@ class AsyncRedisRateLimiter(SharedLimiter):
         if _swallowed(task, cancelling):
             raise asyncio.CancelledError
 
-    async def _after(self, acquired: _Acquired, cancelled: bool) -> None:
-        """After the call: pay what its permit owes; after a cancellation, shielded."""
-        slot = acquired.slot
-        if slot is None or slot.todo is None:
-            return
-        if not cancelled:
-            await self._pay(slot)
-            return
-        task = asyncio.get_running_loop().create_task(self._pay(slot))
+    def _spawn(self, slot: _Slot) -> asyncio.Task[None] | None:
+        """Pay what *slot* owes in a task of its own (a cancelled task cannot wait for Redis)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to run it: the units are forfeited
+            return None
+        task = loop.create_task(self._pay(slot))
         _SHIELDED.add(task)
         task.add_done_callback(_SHIELDED.discard)
-        await asyncio.shield(task)
-
-    def bind(self, inner: Runner, shape: Shape, /) -> Runner:
-        """
-        Return a runner for a coroutine or async generator function (see `resilience.Policy`).
-
-        Raises:
-            TypeError: If *shape* is sync: use `RedisRateLimiter` with a `RedisStore`.
-        """
-        if shape is Shape.SYNC or shape is Shape.GEN:
-            raise TypeError(
-                "AsyncRedisRateLimiter talks to Redis with redis.asyncio: it protects coroutine "
-                f"and async generator functions, got a {shape.value}; use RedisRateLimiter with "
-                "a RedisStore for sync code (they share a limit of the same name)"
-            )
-        runner = bind_gate(self, inner, shape)
-        acquire, settle = self._acquire, self._after
-        if shape is Shape.ASYNC:
-
-            async def run(
-                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-            ) -> Any:
-                acquired = await acquire(fn, args, kwargs)
-                token = _ACQUIRED.set(acquired)
-                try:
-                    result = await runner(fn, args, kwargs)
-                except Exception:
-                    _ACQUIRED.reset(token)
-                    await settle(acquired, False)
-                    raise
-                except BaseException:
-                    _ACQUIRED.reset(token)
-                    await settle(acquired, True)
-                    raise
-                _ACQUIRED.reset(token)
-                if acquired.slot is not None and acquired.slot.todo is not None:
-                    await settle(acquired, False)
-                return result
-
-            return run
-
-        async def stream(
-            fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> AsyncGenerator[Any, Any]:
-            acquired = await acquire(fn, args, kwargs)
-            it = runner(fn, args, kwargs)
-            cancelled = False
-            try:
-                token = _ACQUIRED.set(acquired)
-                try:
-                    item = await it.__anext__()  # the engine admits the stream here
-                finally:
-                    _ACQUIRED.reset(token)
-                while True:
-                    sent: Any = None
-                    thrown: BaseException | None = None
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:  # athrow() from the consumer: forward it
-                        thrown = exc
-                    item = await astep(it, sent, thrown)
-            except StopAsyncIteration:
-                return
-            except BaseException as exc:
-                cancelled = not isinstance(exc, Exception)
-                raise
-            finally:
-                await it.aclose()
-                await settle(acquired, cancelled)
-
-        return stream
-
-    async def __aenter__(self) -> AsyncRedisRateLimiter:
-        """Take the block's units (one awaited round trip), waiting for room if need be."""
-        acquired = await self._acquire(None, (), None)
-        token = _ACQUIRED.set(acquired)
-        try:
-            await super().__aenter__()
-        except BaseException as exc:
-            _ACQUIRED.reset(token)
-            await self._after(acquired, not isinstance(exc, Exception))
-            raise
-        _ACQUIRED.reset(token)
-        _BLOCKS.set((*_BLOCKS.get(), (self, acquired)))
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        """Report the block's outcome, then make the round trips it owes."""
-        blocks = _BLOCKS.get()
-        acquired = None
-        for index in range(len(blocks) - 1, -1, -1):
-            if blocks[index][0] is self:
-                acquired = blocks[index][1]
-                _BLOCKS.set(blocks[:index] + blocks[index + 1 :])
-                break
-        try:
-            await super().__aexit__(*exc_info)
-        finally:
-            if acquired is not None:
-                exc = exc_info[1]
-                await self._after(acquired, exc is not None and not isinstance(exc, Exception))
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "AsyncRedisRateLimiter is entered with `async with`; "
-            "for `with`, use RedisRateLimiter with a RedisStore"
-        )
+        return task
 
 
 # --- the retry budget ------------------------------------------------------------------------
