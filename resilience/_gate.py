@@ -594,7 +594,7 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
         if shape is Shape.ASYNC:
             return _awaited(gate, inner)  # type: ignore[arg-type]
         if shape is Shape.AGEN:
-            return _agen_awaited(gate, inner)  # type: ignore[arg-type]
+            return _agen(gate, inner, gate)  # type: ignore[arg-type]
         raise not_awaitable(gate, f"a {shape.value}")
     if shape is Shape.SYNC:
         return _sync(gate, inner)
@@ -734,7 +734,13 @@ def _gen(gate: Gate, inner: Runner) -> Runner:
     return run
 
 
-def _agen(gate: Gate, inner: Runner) -> Runner:
+def _agen(gate: Gate, inner: Runner, awaited: AwaitingGate | None = None) -> Runner:
+    """
+    The async generator driver: admitted at the first step, recorded when the stream ends.
+
+    With *awaited* (the same gate, an `AwaitingGate`), its admission and the
+    stream's outcome are awaited; a cancellation or an early close stays sync.
+    """
     on_success = gate.on_success
     arguments = takes_arguments(gate)
     direct = inner is CALL
@@ -744,7 +750,11 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
     async def run(
         fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        permit = await admit_async(gate, fn, (args, kwargs) if arguments else None)
+        call = (args, kwargs) if arguments else None
+        if awaited is None:
+            permit = await admit_async(gate, fn, call)
+        else:
+            permit = await admit_awaited(awaited, fn, call)
         start = now() if timed else None
         duration: float | None = None
         try:
@@ -768,11 +778,19 @@ def _agen(gate: Gate, inner: Runner) -> Runner:
             finally:
                 await it.aclose()
         except BaseException as exc:  # GeneratorExit: the consumer stopped early
-            _stream_failed(gate, permit, exc, duration, start, fn)
+            if awaited is None or not isinstance(exc, Exception):
+                _stream_failed(gate, permit, exc, duration, start, fn)
+                raise
+            if start is not None and duration is None:
+                duration = now() - start
+            await awaited.aon_failure(permit, exc, duration, fn)
             raise
         if start is not None and duration is None:
             duration = now() - start
-        on_success(permit, NO_RESULT, duration, fn)
+        if awaited is None:
+            on_success(permit, NO_RESULT, duration, fn)
+        else:
+            await awaited.aon_success(permit, NO_RESULT, duration, fn)
 
     return run
 
@@ -801,55 +819,6 @@ def _awaited(gate: AwaitingGate, inner: Runner) -> Runner:
             raise
         await aon_success(permit, result, now() - start if timed else None, fn)
         return result
-
-    return run
-
-
-def _agen_awaited(gate: AwaitingGate, inner: Runner) -> Runner:
-    """The async generator driver of an `AwaitingGate` (admitted at the first item, as `_agen`)."""
-    aon_success, aon_failure = gate.aon_success, gate.aon_failure
-    arguments = takes_arguments(gate)
-    direct = inner is CALL
-    timed = gate.timed
-    now = gate.clock.now
-
-    async def run(
-        fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> AsyncIterator[Any]:
-        permit = await admit_awaited(gate, fn, (args, kwargs) if arguments else None)
-        start = now() if timed else None
-        duration: float | None = None
-        try:
-            it = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
-            try:
-                item = await it.__anext__()
-                if start is not None:
-                    duration = now() - start
-                while True:
-                    sent: Any = None
-                    thrown: BaseException | None = None
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:  # athrow() from the consumer: forward it
-                        thrown = exc
-                    item = await astep(it, sent, thrown)
-            except StopAsyncIteration:
-                pass
-            finally:
-                await it.aclose()
-        except Exception as exc:
-            if start is not None and duration is None:
-                duration = now() - start
-            await aon_failure(permit, exc, duration, fn)
-            raise
-        except BaseException as exc:  # GeneratorExit: the consumer stopped early
-            _stream_failed(gate, permit, exc, duration, start, fn)
-            raise
-        if start is not None and duration is None:
-            duration = now() - start
-        await aon_success(permit, NO_RESULT, duration, fn)
 
     return run
 
