@@ -226,18 +226,15 @@ class CircuitBreaker(GatePolicy):
         default=InMemoryCircuitStore, validator=_check_store, repr=False
     )
     _store: CircuitStore = attrs.field(init=False, repr=False)
-    # The store when it is an AsyncCircuitStore (then `_store` is the same object,
-    # used only for its sync steps `on_ignored` and `snapshot`), else None.
-    _astore: AsyncCircuitStore | None = attrs.field(init=False, repr=False)
-    # Whether the engine awaits this gate's decisions (see resilience.engine.AwaitingGate).
-    awaits: bool = attrs.field(init=False, repr=False)
     # The store's optional `on_failure_caused`, looked up once (see `_cause`).
     _caused: Callable[..., tuple[CircuitTransition, ...]] | None = attrs.field(
         init=False, repr=False
     )
     # Whether a call may run the breaker's own one-frame path (`call`, `closure`):
     # the store offers the fast path, no call is timed, no result is judged.
-    _direct: bool = attrs.field(init=False, repr=False)
+    # `None` when the store is an AsyncCircuitStore (no such path: its decisions
+    # are awaited); one slot for both facts, a breaker is kept small (#19.4).
+    _direct: bool | None = attrs.field(init=False, repr=False)
     # The one-policy pipeline, made on first use: `call` and a decorated
     # function need none, and thousands of breakers are cheaper without.
     _pipe: Pipeline | None = attrs.field(init=False, default=None, repr=False)
@@ -259,12 +256,23 @@ class CircuitBreaker(GatePolicy):
                 )
             astore = store
         object.__setattr__(self, "_store", store)
-        object.__setattr__(self, "_astore", astore)
-        object.__setattr__(self, "awaits", astore is not None)
         object.__setattr__(self, "_caused", getattr(store, "on_failure_caused", None))
-        fast = astore is None and self.fast is not None
-        direct = fast and not self.timed and not self.on.handles_results
+        direct: bool | None = None
+        if astore is None:
+            object.__setattr__(self, "_direct", False)  # `fast` below reads it
+            direct = self.fast is not None and not self.timed and not self.on.handles_results
         object.__setattr__(self, "_direct", direct)
+
+    @property
+    def awaits(self) -> bool:
+        """Whether the engine awaits this gate's decisions: its store is an `AsyncCircuitStore`."""
+        return self._direct is None
+
+    @property
+    def _astore(self) -> AsyncCircuitStore | None:
+        # The store when it is an AsyncCircuitStore (`_store` is the same object,
+        # used only for its sync steps `on_ignored` and `snapshot`), else None.
+        return self._store if self._direct is None else None  # type: ignore[return-value]
 
     @property
     def _pipeline(self) -> Pipeline:
