@@ -320,9 +320,12 @@ def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> Sleeps | None:
     Return the (shortest, longest) sleep before each of *retries* retries, or `None` if unknown.
 
     Exact for the builtin curves and jitters: each builtin jitter grows with
-    its random draw (and with the previous delay), so pinning the draw to 0
-    and to 1 gives the bounds. A backoff of your own is not guessed at. The
-    cost does not grow past `_EXACT_RETRIES` retries, however many there are.
+    its random draw, so pinning the draw to 0 and to 1 gives the bounds. With
+    the previous delay it grows too, except at 0: `decorrelated` reads a
+    previous delay of 0 as "none yet" and allows up to 3x the curve. So each
+    bound is taken from both previous extremes (a sleep of 0 then 1 s may last
+    3 s). A backoff of your own is not guessed at. The cost does not grow
+    past `_EXACT_RETRIES` retries, however many there are.
     """
     if not _is_builtin(backoff) or retries < 1:
         return Sleeps([], 0) if retries < 1 else None
@@ -330,8 +333,10 @@ def backoff_bounds(backoff: _backoff.Backoff, retries: int) -> Sleeps | None:
     pairs: list[tuple[float, float]] = []
     low = high = 0.0
     for attempt in range(1, min(retries, _EXACT_RETRIES) + 1):
-        low = float(backoff(attempt, low, low_rng))
-        high = float(backoff(attempt, high, high_rng))
+        low, high = (
+            float(min(backoff(attempt, low, low_rng), backoff(attempt, high, low_rng))),
+            float(max(backoff(attempt, high, high_rng), backoff(attempt, low, high_rng))),
+        )
         pairs.append((low, high))
     growing = isinstance(backoff, _backoff.linear) and backoff.max is None and backoff.step > 0
     if retries > _EXACT_RETRIES and growing:

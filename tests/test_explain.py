@@ -315,6 +315,31 @@ def test_every_sampled_sleep_lies_within_the_explained_bounds(
         assert low * (1 - 1e-9) <= previous <= high * (1 + 1e-9)
 
 
+class Draws(random.Random):
+    """A Random whose draws are given in advance."""
+
+    def __init__(self, *draws: float) -> None:
+        super().__init__(0)
+        self.draws = list(draws)
+
+    def random(self) -> float:
+        return self.draws.pop(0)
+
+
+def test_a_sleep_of_zero_before_decorrelated_jitter_is_within_the_bounds() -> None:
+    """Found by hypothesis on 3.12: a delay of 5e-324 can sleep 0, and decorrelated reads a
+    previous 0 as none (up to 3x the curve next): the explained bounds include it."""
+    backoff = rs.backoff.schedule([0.0, 5e-324, 1.0], jitter=rs.backoff.decorrelated)
+    rng = Draws(0.5, 0.0, 1.0)  # the second sleep is 0 (5e-324 / 3 rounds to 0)
+    sleeps = [backoff(1, 0.0, rng)]
+    sleeps += [backoff(2, sleeps[-1], rng)]
+    sleeps += [backoff(3, sleeps[-1], rng)]
+    assert sleeps == [0.0, 0.0, 3.0]
+    bounds = backoff_bounds(backoff, 3)
+    assert bounds is not None
+    assert bounds.pairs[2] == (1 / 3, 3.0)
+
+
 @pytest.mark.parametrize("attempts", [10**8, 2**63])
 def test_explaining_costs_the_same_for_any_attempt_count(attempts: int) -> None:
     """#18.4: the sleeps of 10**8 or 2**63 attempts are computed for a bounded number of them."""
