@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Final
 import resilience as rs
 from resilience.engine import cancel_after
 
-from ._endpoints import _fast_path
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
 from ._policy import Options, _model_of, deadline_passed, options
 
@@ -140,7 +139,7 @@ _Shapes = dict[tuple[object, ...], _Shape]
 
 def _shapes_for(endpoints: EndpointMap) -> _Shapes | None:
     """
-    A client's routes by the shape of a job's URL (see `_by_shape`), or `None` if a map cannot.
+    A client's routes by the shape of a job's URL (see `_new_route`), or `None` if a map cannot.
 
     `None` for a map with a UUID as a literal segment: a job id there could
     then match another row than its shape's.
@@ -152,51 +151,14 @@ def _shapes_for(endpoints: EndpointMap) -> _Shapes | None:
     return {}
 
 
-def _shape_of(method: str, head: object, path: str) -> tuple[tuple[object, ...], int] | None:
-    """
-    The key of a path's shape (its job id left out) and the job id's index from the end.
-
-    `None` for a path without a job id in its usual form, or with escapes.
-    """
-    found = _JOB_ID.search(path)
-    if found is None or "%" in path:
-        return None
-    end = found.end()
-    return (method, head, path[: found.start()], path[end:]), -1 - path.count("/", end)
-
-
-def _by_shape(
-    shapes: _Shapes,
-    shaped: tuple[tuple[object, ...], int],
-    path: str,
-    attempt: Any,
-    routes: dict[tuple[str, object], _Route],
-    seen: set[int],
-    key: tuple[str, object],
-) -> _Route | None:
-    """
-    The route of a new job's URL from one of the same shape: no lookup, no pipeline to find.
-
-    A job's URLs differ from another job's by its id only: its endpoint, its
-    pipeline and its paid runners are the other's (they depend on the method,
-    the origin, the template and the model). Its own are its path and label.
-    """
-    known = shapes.get(shaped[0])
-    if known is None:
-        return None
-    found, run, models, url = known
-    route: _Route = (found, path, run, _label(attempt, f"{key[0]} {path}"), models, url)
-    return _keep(routes, seen, key, route)
-
-
-def _learn_shape(shapes: _Shapes, shaped: tuple[tuple[object, ...], int], route: _Route) -> None:
+def _learn_shape(shapes: _Shapes, shaped: tuple[object, ...], at: int, route: _Route) -> None:
     """Keep a route for the URLs of its shape, if its row takes a job id where the path has one."""
     found = route[0]
-    if (shaped[1], "job_id") not in found._params:
+    if (at, "job_id") not in found._params:
         return  # a catch-all, or a row that takes the id elsewhere: nothing to share
     if len(shapes) >= _ROUTES:
         shapes.clear()
-    shapes[shaped[0]] = (found, route[2], route[4], route[5])
+    shapes[shaped] = (found, route[2], route[4], route[5])
 
 
 def _new_route(
@@ -216,25 +178,33 @@ def _new_route(
     for any other), *url* is its text (or what makes it, with `str`).
     """
     routes, seen, shapes = owner._routes, owner._seen, owner._shapes
-    shaped = None
-    if shapes is not None and path is not None:
-        shaped = _shape_of(key[0], head, path)
-        if shaped is not None:
-            found = _by_shape(shapes, shaped, path, attempt, routes, seen, key)
-            if found is not None:
-                return found
+    if shapes is None or path is None:
+        return _route(routes, seen, key, opts, str(url), attempt, shape)
+    job_id = _JOB_ID.search(path)
+    if job_id is None or "%" in path:
+        return _route(routes, seen, key, opts, str(url), attempt, shape)
+    # A job's URLs differ from another job's by the id only: its endpoint, its
+    # pipeline, its paid runners (by method, origin, template, model) are the
+    # other's. Its own: its path and label.
+    end = job_id.end()
+    shaped = (key[0], head, path[: job_id.start()], path[end:])
+    known = shapes.get(shaped)
+    if known is not None:
+        found, run, models, first = known
+        label = _label(attempt, f"{key[0]} {path}")
+        return _keep(routes, seen, key, (found, path, run, label, models, first))
     route = _route(routes, seen, key, opts, str(url), attempt, shape)
-    if shaped is not None and shapes is not None:
-        _learn_shape(shapes, shaped, route)
+    _learn_shape(shapes, shaped, -1 - path.count("/", end), route)
     return route
 
 
 def _requests_parts(url: str) -> tuple[object, str | None]:
     """The head (scheme and host) and path of a requests URL, the path `None` with a query."""
-    if "?" in url or "#" in url:
+    scheme = url.find("://")
+    start = -1 if scheme <= 0 else url.find("/", scheme + 3)
+    if start == -1 or "?" in url or "#" in url:
         return None, None
-    path = _fast_path(url)
-    return url[: len(url) - len(path)], path
+    return url[:start], url[start:]
 
 
 def _httpx_parts(url: httpx.URL) -> tuple[object, str | None]:
