@@ -530,6 +530,55 @@ def test_routes_are_kept_for_urls_sent_again_and_bounded() -> None:
         api.close()
 
 
+def test_new_jobs_share_their_models_breaker() -> None:
+    """Issue 19: a new job's paid call, routed by its URL's shape, meets its model's breaker."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(503 if b'"model":"a"' in request.content else 200, json={})
+
+    clock = FakeClock()
+    transport = httpx.MockTransport(answer)
+    base = "https://shapes.example.com"
+    api = saas.client(base, "sk-test", transport=transport, clock=clock, attempts=1)
+    try:
+        for n in range(5):  # five new jobs fail on model a: its breaker opens
+            with pytest.raises(saas.ServerError):
+                api.post(
+                    f"/api/jobs/00000000-0000-4000-8000-{n:012d}/llm-call", json={"model": "a"}
+                )
+        with pytest.raises(rs.CircuitOpenError):
+            api.post(f"/api/jobs/{UUID_JOB[:-1]}9/llm-call", json={"model": "a"})
+        assert api.post(f"/api/jobs/{UUID_JOB}/llm-call", json={"model": "b"}).status_code == 200
+    finally:
+        api.close()
+    assert len(sent) == 6  # the sixth call on model a was never sent
+
+
+def test_job_ids_in_other_forms_are_still_checked() -> None:
+    """Issue 19: once a job's URL shape is known, other ids are still matched and checked."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    api = saas.client("https://api.example.com", "sk-test", transport=transport)
+    try:
+        assert api.get(f"/api/jobs/{UUID_JOB}").status_code == 200
+        assert api.get(f"/api/jobs/{UUID_JOB.replace('-', '')}").status_code == 200
+        assert api.get(f"/api/jobs/{UUID_JOB}/").status_code == 200
+        with pytest.raises(ValueError, match="job_id must be a UUID"):
+            api.get("/api/jobs/not-a-uuid")
+    finally:
+        api.close()
+
+
+def test_a_map_with_a_uuid_literal_routes_by_whole_urls() -> None:
+    """Issue 19: a map naming a job id literally keeps no routes by shape (its row could win)."""
+    from resilience.profiles.saas_litellm import _clients
+
+    literal = saas.Endpoint("GET", f"/api/jobs/{UUID_JOB}", 5.0, True)
+    assert _clients._shapes_for(saas.ENDPOINTS) == {}
+    assert _clients._shapes_for(saas.EndpointMap([literal, *saas.ENDPOINTS])) is None
+
+
 def test_key_never_appears_in_errors_or_events(kind: str, emu: Emulator, clock: FakeClock) -> None:
     """Neither the key nor the request body ever reaches an exception or an event."""
     secret = "do not log this prompt"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import types
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
-    from ._endpoints import Endpoint
+    from ._endpoints import Endpoint, EndpointMap
 
 __all__ = ["async_client", "client", "session"]
 
@@ -108,6 +109,13 @@ def _route(
     found, path = opts.endpoints.lookup(method, url)
     run = None if found.paid else opts.for_client(method, url, found, None).runner(shape)
     route: _Route = (found, path, run, _label(attempt, f"{method} {path}"), {}, url)
+    return _keep(routes, seen, key, route)
+
+
+def _keep(
+    routes: dict[tuple[str, object], _Route], seen: set[int], key: tuple[str, object], route: _Route
+) -> _Route:
+    """Keep *route* under *key* from the second request to its URL on (see `_route`)."""
     mark = hash(key)
     if mark not in seen:
         if len(seen) >= _ROUTES:
@@ -118,6 +126,93 @@ def _route(
         routes.clear()
     routes[key] = route
     return route
+
+
+# A job id in its usual form, a whole path segment (the map checks any other form).
+_JOB_ID: Final = re.compile(
+    r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|\Z)"
+)
+
+_Shape = tuple["Endpoint", "rs.Runner | None", "dict[str | None, rs.Runner]", str]
+_Shapes = dict[tuple[object, ...], _Shape]
+
+
+def _shapes_for(endpoints: EndpointMap) -> _Shapes | None:
+    """
+    A client's routes by the shape of a job's URL (see `_new_route`), or `None` if a map cannot.
+
+    `None` for a map with a UUID as a literal segment: a job id there could
+    then match another row than its shape's.
+    """
+    for row in endpoints:
+        for segment in row.template.split("/"):
+            if _JOB_ID.fullmatch("/" + segment) is not None:
+                return None
+    return {}
+
+
+def _learn_shape(shapes: _Shapes, shaped: tuple[object, ...], at: int, route: _Route) -> None:
+    """Keep a route for the URLs of its shape, if its row takes a job id where the path has one."""
+    found = route[0]
+    if (at, "job_id") not in found._params:
+        return  # a catch-all, or a row that takes the id elsewhere: nothing to share
+    if len(shapes) >= _ROUTES:
+        shapes.clear()
+    shapes[shaped] = (found, route[2], route[4], route[5])
+
+
+def _new_route(
+    owner: Any,
+    key: tuple[str, object],
+    opts: Options,
+    head: object,
+    path: str | None,
+    url: object,
+    attempt: Any,
+    shape: rs.Shape,
+) -> _Route:
+    """
+    The route of a URL *owner* (a transport, an adapter) keeps none for: by its shape, else found.
+
+    *head* and *path* tell the URL without a query or fragment (*path* `None`
+    for any other), *url* is its text (or what makes it, with `str`).
+    """
+    routes, seen, shapes = owner._routes, owner._seen, owner._shapes
+    if shapes is None or path is None:
+        return _route(routes, seen, key, opts, str(url), attempt, shape)
+    job_id = _JOB_ID.search(path)
+    if job_id is None or "%" in path:
+        return _route(routes, seen, key, opts, str(url), attempt, shape)
+    # A job's URLs differ from another job's by the id only: its endpoint, its
+    # pipeline, its paid runners (by method, origin, template, model) are the
+    # other's. Its own: its path and label.
+    end = job_id.end()
+    shaped = (key[0], head, path[: job_id.start()], path[end:])
+    known = shapes.get(shaped)
+    if known is not None:
+        found, run, models, first = known
+        label = _label(attempt, f"{key[0]} {path}")
+        return _keep(routes, seen, key, (found, path, run, label, models, first))
+    route = _route(routes, seen, key, opts, str(url), attempt, shape)
+    _learn_shape(shapes, shaped, -1 - path.count("/", end), route)
+    return route
+
+
+def _requests_parts(url: str) -> tuple[object, str | None]:
+    """The head (scheme and host) and path of a requests URL, the path `None` with a query."""
+    scheme = url.find("://")
+    start = -1 if scheme <= 0 else url.find("/", scheme + 3)
+    if start == -1 or "?" in url or "#" in url:
+        return None, None
+    return url[:start], url[start:]
+
+
+def _httpx_parts(url: httpx.URL) -> tuple[object, str | None]:
+    """The head (scheme, user, host, port) and path of an httpx URL; `None` with a query."""
+    parts = getattr(url, "_uri_reference", None)
+    if not isinstance(parts, tuple) or parts[5] is not None or parts[6] is not None:
+        return None, None
+    return parts[:4], parts[4] or None
 
 
 def _paid(route: _Route, opts: Options, method: str, body: object, shape: rs.Shape) -> rs.Runner:
@@ -252,11 +347,13 @@ def _adapter_class() -> type[Any]:
             self._opts = opts
             self._routes: dict[tuple[str, object], _Route] = {}
             self._seen: set[int] = set()
+            self._shapes = _shapes_for(opts.endpoints)
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             super().__setstate__(state)  # type: ignore[misc]
             self._routes = {}
             self._seen = set()
+            self._shapes = _shapes_for(self._opts.endpoints)
 
         def send(
             self,
@@ -272,8 +369,9 @@ def _adapter_class() -> type[Any]:
             key = (method, url)
             route = self._routes.get(key)
             if route is None:
-                routes, seen = self._routes, self._seen
-                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
+                head, path = _requests_parts(url)
+                attempt = self._send_once
+                route = _new_route(self, key, self._opts, head, path, url, attempt, _SYNC)
             _, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, request.body, _SYNC)
@@ -512,6 +610,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self._transport = transport if transport is not None else httpx.HTTPTransport()
             self._routes: dict[tuple[str, object], _Route] = {}
             self._seen: set[int] = set()
+            self._shapes = _shapes_for(opts.endpoints)
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
@@ -519,9 +618,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             key = (method, _url_key(request.url))
             route = self._routes.get(key)
             if route is None:
-                url = str(request.url)
-                routes, seen = self._routes, self._seen
-                route = _route(routes, seen, key, self._opts, url, self._send_once, _SYNC)
+                head, path = _httpx_parts(request.url)
+                attempt = self._send_once
+                url = request.url
+                route = _new_route(self, key, self._opts, head, path, url, attempt, _SYNC)
             found, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, _body_of(request), _SYNC)
@@ -559,6 +659,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
             self._routes: dict[tuple[str, object], _Route] = {}
             self._seen: set[int] = set()
+            self._shapes = _shapes_for(opts.endpoints)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             own = _request_timeouts(request)
@@ -566,9 +667,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             key = (method, _url_key(request.url))
             route = self._routes.get(key)
             if route is None:
-                url = str(request.url)
-                routes, seen = self._routes, self._seen
-                route = _route(routes, seen, key, self._opts, url, self._send_once, _ASYNC)
+                head, path = _httpx_parts(request.url)
+                attempt = self._send_once
+                url = request.url
+                route = _new_route(self, key, self._opts, head, path, url, attempt, _ASYNC)
             found, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, _body_of(request), _ASYNC)
