@@ -416,29 +416,24 @@ class CircuitBreaker(GatePolicy):
                 f"({type(self._astore).__name__}): use `await breaker.a{action}()`"
             )
 
-    async def aopen(self) -> None:
-        """As `open`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+    async def _aforce(self, state: CircuitState, sync: Callable[[], None]) -> None:
         astore = self._astore
         if astore is None:
-            self.open()
+            sync()
         else:
-            self._announce(await astore.aforce(CircuitState.OPEN), None)
+            self._announce(await astore.aforce(state), None)
+
+    async def aopen(self) -> None:
+        """As `open`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
+        await self._aforce(CircuitState.OPEN, self.open)
 
     async def aclose(self) -> None:
         """As `close`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
-        astore = self._astore
-        if astore is None:
-            self.close()
-        else:
-            self._announce(await astore.aforce(CircuitState.CLOSED), None)
+        await self._aforce(CircuitState.CLOSED, self.close)
 
     async def aisolate(self) -> None:
         """As `isolate`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
-        astore = self._astore
-        if astore is None:
-            self.isolate()
-        else:
-            self._announce(await astore.aforce(CircuitState.ISOLATED), None)
+        await self._aforce(CircuitState.ISOLATED, self.isolate)
 
     async def areset(self) -> None:
         """As `reset`, awaiting the store's round trip when it is an `AsyncCircuitStore`."""
