@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import functools
 import math
 import types
 import weakref
@@ -133,38 +134,29 @@ def _fired(cm: _aio.Timeout, error: TimeoutError) -> bool:
 
 
 @final
-class _Expiry:
-    """What cancels a call at its deadline under asyncio: its task, once (see `_Timers`)."""
-
-    __slots__ = ("fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
-@final
 class _Timers:
     """
     The deadlines of the async calls running on one asyncio loop, on a single loop timer.
 
     `asyncio.timeout_at`'s contract without its cost: per call, no context manager
     (two coroutines and a state machine) and no timer handle of its own, only an
-    entry in *pending*. The loop timer is set for the earliest deadline; when it
-    fires, it cancels the tasks whose deadline has come and is set for the next.
-    A call that ends removes its entry and leaves the timer: with calls that end
-    in time, it fires at most once per timeout, and finds nothing to do.
+    entry in *pending*: ``functools.partial(task.cancel)``, made for the call (a
+    key of its own), and its deadline on the loop's clock. The loop timer is set
+    for the earliest deadline; when it fires, it takes out the entries whose
+    deadline has come and cancels their tasks, and is set for the next. A call
+    that ends takes its entry out: if it is no longer there, the timer fired.
+    With calls that end in time, it fires at most once per timeout, and finds
+    nothing to do.
     """
 
-    __slots__ = ("at", "pending")
+    __slots__ = ("at", "monotonic", "pending")
 
-    def __init__(self) -> None:
-        self.pending: dict[_Expiry, float] = {}
+    def __init__(self, monotonic: bool) -> None:
+        self.pending: dict[Callable[[], object], float] = {}
         self.at = math.inf  # when the loop timer fires (inf: not set)
+        # The loop's clock is time.monotonic (asyncio's own loops): a deadline of the
+        # system clock is then a time on it, without asking the loop.
+        self.monotonic = monotonic
 
     def schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         """Set the loop timer for *when* (earlier than the one set, which then does nothing)."""
@@ -193,12 +185,14 @@ _finalize = weakref.finalize  # id(loop) -> its timers (None: cannot have them)
 
 def _timers_of(loop: asyncio.AbstractEventLoop) -> _Timers | None:
     """The `_Timers` of *loop*, made on first use; `None` for a loop without weak references."""
+    import asyncio
+
     key = id(loop)
-    timers: _Timers | None = _Timers()
+    timers: _Timers | None = _Timers(type(loop).time is asyncio.BaseEventLoop.time)
     try:
         # Forgotten with the loop (before its id can be reused).
         _finalize(loop, _LOOP_TIMERS.pop, key, None)
-    except TypeError:  # no weak references: each call sets a timer of its own
+    except TypeError:  # no weak references: each call has an asyncio.timeout_at
         timers = None
     _LOOP_TIMERS[key] = timers
     return timers
@@ -518,6 +512,8 @@ class Timeout(PolicyMixin):
         cancelled = asyncio.CancelledError
         loop_timers, timers_of = _LOOP_TIMERS, _timers_of
         other = _aio.timeout
+        system = SYSTEM_CLOCK
+        partial = functools.partial
 
         async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             outer = get()
@@ -538,31 +534,27 @@ class Timeout(PolicyMixin):
                     cm: _aio.Timeout = other(left)
                 else:
                     task = current_task(loop)
-                    if task is not None:
+                    key = id(loop)
+                    timers = loop_timers[key] if key in loop_timers else timers_of(loop)
+                    if task is not None and timers is not None:
                         # The fast path: an entry in the loop's timers (see _Timers).
-                        expiry = _Expiry(task)
+                        expiry = partial(task.cancel)
                         cancelling = task.cancelling()
-                        when = loop.time() + left
-                        key = id(loop)
-                        timers = loop_timers[key] if key in loop_timers else timers_of(loop)
-                        if timers is None:
-                            timer: asyncio.TimerHandle | None = loop.call_at(when, expiry)
+                        if timers.monotonic and deadline[1] is system:
+                            when = deadline[0]
                         else:
-                            timers.pending[expiry] = when
-                            if when < timers.at:
-                                timers.schedule(loop, when)
-                            timer = None
+                            when = loop.time() + left
+                        pending = timers.pending
+                        pending[expiry] = when
+                        if when < timers.at:
+                            timers.schedule(loop, when)
                         try:
                             result = await (
                                 fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
                             )
                         except BaseException as exc:
-                            if timer is not None:
-                                timer.cancel()
-                            elif not expiry.fired:
-                                del timers.pending[expiry]  # type: ignore[union-attr]
-                            if not expiry.fired:
-                                raise
+                            if pending.pop(expiry, None) is not None:
+                                raise  # the timer did not fire
                             # Ours if no other cancellation came meanwhile; a TimeoutError
                             # raised inside once it fired counts as ours too, as with
                             # asyncio.timeout_at (see _fired).
@@ -573,14 +565,11 @@ class Timeout(PolicyMixin):
                                 cause = _cancellation(exc)
                             await _aio.outer_cancellation()
                             raise error(deadline, fn) from cause
-                        if timer is not None:
-                            timer.cancel()
-                        elif not expiry.fired:
-                            del timers.pending[expiry]  # type: ignore[union-attr]
-                        if expiry.fired:  # fired as the call returned: undo its cancel
-                            task.uncancel()
+                        if pending.pop(expiry, None) is None:
+                            task.uncancel()  # fired as the call returned: undo its cancel
                         return result
-                    cm = timeout_at(loop.time() + left)  # raises: not in a task
+                    # Not in a task (raises), or a loop without weak references.
+                    cm = timeout_at(loop.time() + left)
                 try:
                     async with cm:
                         return await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
