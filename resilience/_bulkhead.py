@@ -300,10 +300,19 @@ class Bulkhead(GatePolicy):
         """
         slots = self._slots
         if not slots.queue:  # nobody waits: take a free slot without the lock
-            try:
-                return slots.take()
-            except IndexError:
-                pass
+            if slots.adaptive is None:  # `take()`, inlined: the usual case
+                free = slots.free
+                try:
+                    free.pop()
+                except IndexError:
+                    pass
+                else:
+                    return free
+            else:
+                try:
+                    return slots.take()
+                except IndexError:
+                    pass
         with slots.lock:
             if not slots.queue:
                 try:
