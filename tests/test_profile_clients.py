@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import http.server
 import random
 import socket
 import subprocess
@@ -12,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import resilience as rs
 from resilience.profiles import saas_litellm as saas
@@ -620,3 +625,115 @@ def test_importing_resilience_imports_no_http_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+_MODEL_BODIES = st.one_of(
+    st.binary(max_size=64),
+    st.builds(
+        lambda before, sep, name, after: before + b'"model"' + sep + b'"' + name + after,
+        st.sampled_from([b"", b"{", b'{"messages": [], ', b'{"x": "\\"model\\"", ']),
+        st.sampled_from([b":", b": ", b" : ", b":\n", b"=", b""]),
+        st.binary(max_size=220).filter(lambda name: b'"' not in name)
+        | st.sampled_from([b'gpt-4o"', b'a\\"b"', b'\\\\"', b'"'])
+        | st.integers(198, 202).map(lambda n: b"x" * n + b'"'),
+        st.sampled_from([b"", b"}", b', "model": "second"}']),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=_MODEL_BODIES)
+def test_the_model_read_from_a_body_is_the_patterns_first_match(body: bytes) -> None:
+    """Issue 19: the quick read of a paid call's model gives what the body's pattern matches."""
+    from resilience.profiles.saas_litellm import _policy
+
+    found = _policy._MODEL.search(body)
+    expected = None if found is None else found.group(1).decode("utf-8", "replace")
+    assert _policy._model_of(body) == expected
+    assert _policy._model_of(bytearray(body)) == expected
+    assert _policy._model_of(body.decode("latin-1")) == (
+        None
+        if (again := _policy._MODEL.search(body.decode("latin-1").encode("utf-8", "replace")))
+        is None
+        else again.group(1).decode("utf-8", "replace")
+    )
+
+
+def test_a_file_body_is_sent_whole_again_on_a_retry(emu: Emulator, clock: FakeClock) -> None:
+    """A requests body read from a file is rewound before each retry (not sent empty)."""
+    import io
+    import json
+
+    api = saas.session(emu.url, emu.virtual_key, clock=clock, breaker=None)
+    body = io.BytesIO(json.dumps({"team_id": "acme-corp", "job_type": "t"}).encode())
+    emu.script("create", "unavailable")
+    try:
+        response = api.post(
+            "/api/jobs/create", data=body, headers={"Content-Type": "application/json"}
+        )
+    finally:
+        api.close()
+    assert response.json()["status"] == "PENDING"
+    assert emu.stats().by_route["create"] == 2
+    assert clock.sleeps  # the 503 was retried after a backoff
+
+
+def test_httpx_responses_tell_their_elapsed_time(kind: str, api: Client, emu: Emulator) -> None:
+    """The httpx clients' responses have `.elapsed`, as a plain client's (it raised before)."""
+    job_id = api.create_job()
+    response = api.get(f"/api/jobs/{job_id}")
+    assert response.json()["job_id"] == job_id
+    if kind == "requests":
+        assert response.elapsed.total_seconds() >= 0
+        return
+    assert response.is_closed
+    assert response.elapsed.total_seconds() >= 0
+
+
+class _Gzipped(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with a gzip-encoded JSON body."""
+
+    def do_GET(self) -> None:
+        body = gzip.compress(b'{"job_id": "gz", "status": "PENDING"}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("backend", ["sync", "async"])
+def test_an_encoded_body_read_in_the_attempt_is_decoded_once(backend: str) -> None:
+    """The body the attempt reads is handed to httpx still encoded: it decodes it, once."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gzipped)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    path = f"/api/jobs/{UUID_JOB}"
+    try:
+        if backend == "sync":
+            with saas.client(url, "sk-test") as api:
+                response = api.get(path)
+                with api.stream("GET", path) as streamed:
+                    chunks = list(streamed.iter_bytes())
+        else:
+
+            async def main() -> tuple[httpx.Response, list[bytes]]:
+                async with saas.async_client(url, "sk-test") as api:
+                    response = await api.get(path)
+                    async with api.stream("GET", path) as streamed:
+                        chunks = [chunk async for chunk in streamed.aiter_bytes()]
+                return response, chunks
+
+            response, chunks = asyncio.run(main())
+    finally:
+        server.shutdown()
+        server.server_close()
+        join_all([thread])
+    assert response.json() == {"job_id": "gz", "status": "PENDING"}
+    assert b"".join(chunks) == b'{"job_id": "gz", "status": "PENDING"}'
+    assert response.elapsed.total_seconds() >= 0

@@ -57,19 +57,17 @@ other path raises.
 """
 
 
-def _label(method: Any, name: str) -> Any:
+def _label(fn: Any, name: str) -> Any:
     """
-    A bound *method* under the name ``"METHOD /path"``: its target in events and errors.
+    A function *fn* under the name ``"METHOD /path"``: its target in events and errors.
 
-    A copy of its function under that name, bound to the same instance: it adds
-    no call of its own, and a coroutine function stays one (which
-    `resilience.Pipeline.acall` runs as it is).
+    A copy under that name (the transports pass their instance as its first
+    argument): it adds no call of its own, and a coroutine function stays one
+    (which `resilience.Pipeline.acall` runs as it is).
     """
-    fn = method.__func__
     copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = name
-    copy.__kwdefaults__ = fn.__kwdefaults__
-    return types.MethodType(copy, method.__self__)
+    return copy
 
 
 _SYNC: Final = rs.Shape.SYNC
@@ -132,6 +130,9 @@ def _keep(
 _JOB_ID: Final = re.compile(
     r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|\Z)"
 )
+# A path with a job id in a whole segment, no escapes: (before it, after it); the
+# first such segment, as _JOB_ID.search finds it.
+_JOB_PATH: Final = re.compile(rf"([^%]*?){_JOB_ID.pattern}((?:/[^%]*)?)")
 
 _Shape = tuple["Endpoint", "rs.Runner | None", "dict[str | None, rs.Runner]", str]
 _Shapes = dict[tuple[object, ...], _Shape]
@@ -180,21 +181,20 @@ def _new_route(
     routes, seen, shapes = owner._routes, owner._seen, owner._shapes
     if shapes is None or path is None:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
-    job_id = _JOB_ID.search(path)
-    if job_id is None or "%" in path:
+    job = _JOB_PATH.fullmatch(path)
+    if job is None:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
     # A job's URLs differ from another job's by the id only: its endpoint, its
     # pipeline, its paid runners (by method, origin, template, model) are the
     # other's. Its own: its path and label.
-    end = job_id.end()
-    shaped = (key[0], head, path[: job_id.start()], path[end:])
+    shaped = (key[0], head, job[1], job[2])
     known = shapes.get(shaped)
     if known is not None:
         found, run, models, first = known
         label = _label(attempt, f"{key[0]} {path}")
         return _keep(routes, seen, key, (found, path, run, label, models, first))
     route = _route(routes, seen, key, opts, str(url), attempt, shape)
-    _learn_shape(shapes, shaped, -1 - path.count("/", end), route)
+    _learn_shape(shapes, shaped, -1 - path.count("/", job.start(2)), route)
     return route
 
 
@@ -370,7 +370,7 @@ def _adapter_class() -> type[Any]:
             route = self._routes.get(key)
             if route is None:
                 head, path = _requests_parts(url)
-                attempt = self._send_once
+                attempt = ProfileAdapter._send_once
                 route = _new_route(self, key, self._opts, head, path, url, attempt, _SYNC)
             _, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
@@ -379,7 +379,7 @@ def _adapter_class() -> type[Any]:
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                args = (request, stream, timeout, verify, cert, proxies)
+                args = (self, request, stream, timeout, verify, cert, proxies)
                 return run(attempt, args, {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
@@ -396,11 +396,14 @@ def _adapter_class() -> type[Any]:
             proxies: Any,
         ) -> requests.Response:
             if isinstance(getattr(request, "_body_position", None), int):
-                import requests.utils
+                from requests.utils import rewind_body
 
-                requests.utils.rewind_body(request)  # a file body, read by a previous attempt
+                rewind_body(request)  # a file body, read by a previous attempt
             # Inside the pipeline a deadline is always in force: the endpoint's Timeout.
-            response = super().send(
+            # The base class's send, looked up each time and called with keywords, as
+            # requests does: libraries such as responses patch it with their own.
+            response = requests.adapters.HTTPAdapter.send(
+                self,
                 request,
                 stream=stream,
                 timeout=_cap(timeout, rs.deadline.remaining()),
@@ -531,14 +534,35 @@ def _check_httpx(response: httpx.Response, stream: bool) -> None:
         # httpx reads the body after the transport returns, outside the pipeline:
         # read it here, so that a connection dropped mid-body is this attempt's
         # failure, classified and retried like any other.
-        if not stream:
-            response.read()
+        if not stream and not response.is_closed:
+            _reopen(response, b"".join(response.iter_raw()))
         return
     network = response.extensions.get("network_stream")
     if _breaks_connection(response) and network is not None:
         response.stream = _closing_streams()[0](response.stream, network)
     response.read()
     raise_for_response(response)
+
+
+def _reopen(response: httpx.Response, raw: bytes) -> None:
+    """
+    Hand a response whose *raw* body the attempt read back to httpx as one unread.
+
+    The client wraps the stream a transport returns, reads it, and sets
+    ``response.elapsed`` when it closes it; a response read and closed already
+    is neither, and its ``.elapsed`` would raise. The body, read (still encoded:
+    the client decodes it as it reads), becomes its stream, in memory.
+    """
+    response.stream = _byte_stream()(raw)
+    response.is_stream_consumed = False
+    response.is_closed = False
+
+
+@functools.cache
+def _byte_stream() -> type[httpx.ByteStream]:
+    import httpx
+
+    return httpx.ByteStream
 
 
 async def _araise_for(response: httpx.Response) -> None:
@@ -619,7 +643,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 head, path = _httpx_parts(request.url)
-                attempt = self._send_once
+                attempt = ProfileTransport._send_once
                 url = request.url
                 route = _new_route(self, key, self._opts, head, path, url, attempt, _SYNC)
             found, path, run, attempt, _, _ = route
@@ -629,7 +653,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return run(attempt, (request, own, found.stream), {})  # type: ignore[no-any-return]
+                return run(attempt, (self, request, own, found.stream), {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
@@ -668,7 +692,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             route = self._routes.get(key)
             if route is None:
                 head, path = _httpx_parts(request.url)
-                attempt = self._send_once
+                attempt = AsyncProfileTransport._send_once
                 url = request.url
                 route = _new_route(self, key, self._opts, head, path, url, attempt, _ASYNC)
             found, path, run, attempt, _, _ = route
@@ -679,7 +703,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 raise deadline_passed(method, path)
             try:
                 if left is None:
-                    args = (request, own, found.stream, None)
+                    args = (self, request, own, found.stream, None)
                     response: httpx.Response = await run(attempt, args, {})
                     return response
                 return await self._before_deadline(run, attempt, request, own, found.stream, left)
@@ -704,7 +728,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             scope = cancel_after(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
-                    response: httpx.Response = await run(attempt, (request, own, stream, sent), {})
+                    args = (self, request, own, stream, sent)
+                    response: httpx.Response = await run(attempt, args, {})
                     return response
             except TimeoutError as exc:
                 if not (scope.expired() and type(exc) is TimeoutError):
@@ -757,8 +782,9 @@ def _transports() -> tuple[type[Any], type[Any]]:
             try:
                 if response.status_code >= 400:
                     await _araise_for(response)
-                elif not stream:  # see _check_httpx
-                    await response.aread()
+                elif not stream and not response.is_closed:  # see _check_httpx
+                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                    _reopen(response, raw)
             except BaseException:
                 await response.aclose()
                 raise

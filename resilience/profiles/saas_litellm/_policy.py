@@ -193,6 +193,22 @@ _PLAIN_MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{0,200})"')
 
 def _model_of(body: object) -> str | None:
     """The model alias an LLM call's JSON body names, or `None`."""
+    if type(body) is bytes:  # what requests and httpx send for ``json=``
+        at = body.find(b'"model"')
+        if at == -1:
+            return None
+        # The usual spellings, ``"model":"alias"`` (httpx) and ``"model": "alias"``
+        # (requests), without escapes: _PLAIN_MODEL's match, found without it.
+        if body.startswith(b':"', at + 7):
+            start = at + 9
+        elif body.startswith(b': "', at + 7):
+            start = at + 10
+        else:
+            return _model_at(body, at)
+        end = body.find(b'"', start)
+        if 0 <= end - start <= 200 and body.find(b"\\", start, end) == -1:
+            return body[start:end].decode("utf-8", "replace")
+        return _model_at(body, at)
     if not body:
         return None
     if isinstance(body, str):
@@ -202,6 +218,11 @@ def _model_of(body: object) -> str | None:
     at = body.find(b'"model"')  # where the search would start, found faster
     if at == -1:
         return None
+    return _model_at(body, at)
+
+
+def _model_at(body: bytes | bytearray, at: int) -> str | None:
+    """The model alias of `_MODEL`'s first match at or after *at* (the first ``"model"``)."""
     # Without escapes, the same match as _MODEL's (which tries an alternation per byte).
     found = _PLAIN_MODEL.match(body, at) or _MODEL.search(body, at)
     if found is None:
