@@ -44,7 +44,6 @@ __all__ = [
     "crew",
     "library",
     "outer_cancellation",
-    "require_asyncio",
     "sleep",
     "timeout",
     "wakeup",
@@ -100,20 +99,6 @@ def _trio() -> ModuleType:
     """The trio module, once `library` has said that trio runs this task."""
     library()  # raises outside asyncio and trio; under asyncio, nobody asks for trio
     return sys.modules["trio"]
-
-
-def require_asyncio(what: str, why: str) -> asyncio.AbstractEventLoop:
-    """
-    Return the running asyncio loop, for a policy that cannot work elsewhere.
-
-    Raises:
-        RuntimeError: Naming *what* and *why*, under trio or outside a task.
-    """
-    try:
-        return _running_loop()
-    except RuntimeError:
-        name = library()  # raises by itself outside any task
-        raise RuntimeError(f"{what} runs under asyncio only ({why}), not under {name}") from None
 
 
 async def sleep(seconds: float) -> None:

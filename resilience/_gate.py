@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, Self, final
+from typing import Any, Final, NoReturn, Protocol, Self, final
 
 from . import _aio
 from ._clock import LONGEST_WAIT, SYSTEM_CLOCK, Clock, testing_state
@@ -41,14 +41,8 @@ from ._deadline import DEADLINE, time_left
 from ._events import CallRejected, Hook, emit, listening
 from ._exceptions import RejectedError
 from ._fork import fork_safe_lock
-from ._lazy import lazy_module
 from ._pipeline import CALL, PolicyMixin, Runner, Shape, target_name
 from ._streams import astep, relay
-
-if TYPE_CHECKING:
-    import asyncio
-else:  # imported on first use: sync code never needs it
-    asyncio = lazy_module("asyncio", globals())
 
 __all__ = [
     "NO_RESULT",

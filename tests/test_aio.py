@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import resilience as rs
-from resilience import _aio, engine
+from resilience import engine
 from resilience._clock import SYSTEM_CLOCK
 from resilience.testing import FakeClock
 from tests.docs_blocks import run_block
@@ -132,19 +132,6 @@ def test_a_thread_wakes_a_task_queued_in_a_trio_run() -> None:
     assert run_async(main, "trio") == ["ran"]
     holder.result()
     assert (b.running, b.waiting) == (0, 0)
-
-
-def test_what_needs_asyncio_says_so_under_trio_naming_itself() -> None:
-    """require_asyncio: under trio, a RuntimeError naming the policy, why, and trio (#15)."""
-
-    async def main() -> None:
-        _aio.require_asyncio("Thing", "it needs asyncio's loop")
-
-    with pytest.raises(
-        RuntimeError,
-        match=r"^Thing runs under asyncio only \(it needs asyncio's loop\), not under trio$",
-    ):
-        run_async(main, "trio")
 
 
 def test_cancel_after_ends_a_block_with_timeout_error_in_every_backend(backend: str) -> None:
