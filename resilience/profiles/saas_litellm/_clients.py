@@ -130,9 +130,6 @@ def _keep(
 _JOB_ID: Final = re.compile(
     r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|\Z)"
 )
-# A path with a job id in a whole segment, no escapes: (before it, after it); the
-# first such segment, as _JOB_ID.search finds it.
-_JOB_PATH: Final = re.compile(rf"([^%]*?){_JOB_ID.pattern}((?:/[^%]*)?)")
 
 _Shape = tuple["Endpoint", "rs.Runner | None", "dict[str | None, rs.Runner]", str]
 _Shapes = dict[tuple[object, ...], _Shape]
@@ -181,20 +178,21 @@ def _new_route(
     routes, seen, shapes = owner._routes, owner._seen, owner._shapes
     if shapes is None or path is None:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
-    job = _JOB_PATH.fullmatch(path)
-    if job is None:
+    job = _JOB_ID.search(path)  # a literal "/" first: sre scans for it, then tries the id
+    if job is None or "%" in path:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
     # A job's URLs differ from another job's by the id only: its endpoint, its
     # pipeline, its paid runners (by method, origin, template, model) are the
     # other's. Its own: its path and label.
-    shaped = (key[0], head, job[1], job[2])
+    start, end = job.span()
+    shaped = (key[0], head, path[:start], path[end:])
     known = shapes.get(shaped)
     if known is not None:
         found, run, models, first = known
         label = _label(attempt, f"{key[0]} {path}")
         return _keep(routes, seen, key, (found, path, run, label, models, first))
     route = _route(routes, seen, key, opts, str(url), attempt, shape)
-    _learn_shape(shapes, shaped, -1 - path.count("/", job.start(2)), route)
+    _learn_shape(shapes, shaped, -1 - path.count("/", end), route)
     return route
 
 
