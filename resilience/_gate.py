@@ -21,6 +21,9 @@ A gate holds decisions only. This module owns, once for every gate:
   `Gate.on_cancel`, never recorded as failures;
 - the fast path: a gate whose `FastPath` says the call is admitted and its
   success changes nothing costs two attribute reads per call;
+- adjacent gates: a gate bound right around another gate's runner (a
+  function or a coroutine function, neither gate awaiting) runs both in one
+  frame, calling each gate exactly as when they nest;
 - awaiting gates (`AwaitingGate`): a gate whose decisions need I/O (a
   circuit kept in Redis through ``redis.asyncio``) has them awaited by the
   async drivers, chosen when the gate is bound; other gates pay nothing.
@@ -585,7 +588,10 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
 
     What a gate policy's ``bind`` returns (`GatePolicy` does it for you).
     The gate's `timed`, `results`, `fast` and `clock` are read here, once,
-    and whether it awaits its decisions (an `AwaitingGate`).
+    and whether it awaits its decisions (an `AwaitingGate`). Bound around
+    the plain runner of another gate for the same function or coroutine
+    function shape, it returns one runner for both (the gates see the same
+    calls as when nested; a third gate nests around the pair).
 
     Raises:
         TypeError: If the gate awaits and *shape* is sync (a function or a generator).
