@@ -11,6 +11,7 @@ caller gets must be the same both ways.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -122,6 +123,11 @@ GATES: dict[str, Callable[[FakeClock], Any]] = {
     "bulkhead": lambda clock: rs.Bulkhead(max_concurrent=1),
     "limiter": lambda clock: rs.RateLimiter(rate=10, per=1, burst=1, clock=clock),
     "tally": Tally,
+    "judge": lambda clock: rs.CircuitBreaker(  # sees every result (its `results`)
+        on=rs.ErrorClassifier([rs.Rule(exception=Boom), rs.Rule(when=lambda r: r == "bad")]),
+        failure_threshold=3,
+        clock=clock,
+    ),
     "adaptive": lambda clock: rs.Bulkhead(
         max_concurrent=rs.limits.AIMD(initial=2, maximum=4), clock=clock
     ),
@@ -375,6 +381,30 @@ def test_closed_breakers_fast_paths(monkeypatch: pytest.MonkeyPatch, mode: Runne
     assert list(log) == [("caller", "returned", "ok")]
 
 
+@pytest.mark.parametrize("error", [None, Boom("counted")], ids=repr)
+def test_pair_around_a_policy(
+    monkeypatch: pytest.MonkeyPatch, mode: Runner, error: Exception | None
+) -> None:
+    """A pair around another policy (the profile's Retry, Bulkhead, breaker, Timeout), as nested."""
+
+    def scenario() -> Log:
+        log, clock = Log(), FakeClock()
+        gates = [Recorded(GATES[name](clock), name, log) for name in ("bulkhead", "breaker")]
+        chain = rs.compose(
+            rs.Retry(on=Boom, attempts=3, clock=clock, rng=random.Random(1)), *gates, rs.Timeout(10)
+        )
+        shape = Shape.SYNC if mode.backend is None else Shape.ASYNC
+        log.runners.append(driver(rs.compose(*gates, rs.Timeout(10)), shape))
+        if mode.backend is None:
+            outcome(log, lambda: chain.call(work(clock, error)))
+        else:
+            outcome(log, lambda: mode.run(chain.acall, awork(clock, error)))
+        return log
+
+    log = both_ways(monkeypatch, scenario)
+    assert len(log) > 2
+
+
 # --- waits and cancellations ------------------------------------------------------------
 
 
@@ -437,14 +467,15 @@ def test_inner_queue_wait_async(monkeypatch: pytest.MonkeyPatch, outer: str) -> 
         bound(log, chain, Shape.ASYNC)
 
         async def main() -> None:
-            release = asyncio.Event()
+            holding, release = asyncio.Event(), asyncio.Event()
 
             async def hold() -> None:
                 async with bulkhead:
+                    holding.set()
                     await release.wait()
 
             holder = asyncio.create_task(hold())
-            await asyncio.sleep(0)
+            await holding.wait()
             caller = asyncio.create_task(chain.acall(awork(clock)))
             await until(lambda: ("bulkhead", "admit", "Wait") in log)
             release.set()
