@@ -102,6 +102,9 @@ else:
 ROUGH_LOOPS = 10_000
 BARE = "bare call"
 BREAKER = "CircuitBreaker"
+# Two adjacent gates (one frame since issue 19), and the profile's paid-call stack.
+PAIR = "compose(Bulkhead, CircuitBreaker)"
+PROFILE = "compose(Retry, Bulkhead, CircuitBreaker, Timeout)"
 BUILTIN = (
     BARE,
     BREAKER,
@@ -111,6 +114,12 @@ BUILTIN = (
     "Timeout",
     "async Timeout",
     "compose(Retry, CircuitBreaker, Timeout)",
+    "Bulkhead",
+    "async Bulkhead",
+    PAIR,
+    f"async {PAIR}",
+    PROFILE,
+    f"async {PROFILE}",
 )
 
 YIELD_EVERY = 100
@@ -162,6 +171,19 @@ def build(name: str) -> harness.Case:
             rs.CircuitBreaker(on=ConnectionError, name="b"),
             rs.Timeout(10.0),
         )
+        return case(name, pipeline(work))
+    if name == "Bulkhead":
+        return case(name, rs.Bulkhead(max_concurrent=10)(work))
+    if name == "async Bulkhead":
+        return case(name, rs.Bulkhead(max_concurrent=10)(awork), is_async=True)
+    if name.removeprefix("async ") in (PAIR, PROFILE):
+        gates = (rs.Bulkhead(max_concurrent=10), breaker())
+        if name.endswith(PROFILE):
+            pipeline = rs.compose(rs.Retry(on=ConnectionError), *gates, rs.Timeout(10.0))
+        else:
+            pipeline = rs.compose(*gates)
+        if name.startswith("async "):
+            return case(name, _yielding(pipeline(awork)), is_async=True)
         return case(name, pipeline(work))
     module, sep, function = name.partition(":")
     if not sep or not module or not function:

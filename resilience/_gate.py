@@ -21,6 +21,9 @@ A gate holds decisions only. This module owns, once for every gate:
   `Gate.on_cancel`, never recorded as failures;
 - the fast path: a gate whose `FastPath` says the call is admitted and its
   success changes nothing costs two attribute reads per call;
+- adjacent gates: a gate bound right around another gate's runner (a
+  function or a coroutine function, neither gate awaiting) runs both in one
+  frame, calling each gate exactly as when they nest;
 - awaiting gates (`AwaitingGate`): a gate whose decisions need I/O (a
   circuit kept in Redis through ``redis.asyncio``) has them awaited by the
   async drivers, chosen when the gate is bound; other gates pay nothing.
@@ -579,7 +582,10 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
 
     What a gate policy's ``bind`` returns (`GatePolicy` does it for you).
     The gate's `timed`, `results`, `fast` and `clock` are read here, once,
-    and whether it awaits its decisions (an `AwaitingGate`).
+    and whether it awaits its decisions (an `AwaitingGate`). Bound around
+    the plain runner of another gate for the same function or coroutine
+    function shape, it returns one runner for both (the gates see the same
+    calls as when nested; a third gate nests around the pair).
 
     Raises:
         TypeError: If the gate awaits and *shape* is sync (a function or a generator).
@@ -590,13 +596,31 @@ def bind_gate(gate: Gate, inner: Runner, shape: Shape) -> Runner:
         if shape is Shape.AGEN:
             return _agen(gate, inner, gate)  # type: ignore[arg-type]
         raise not_awaitable(gate, f"a {shape.value}")
-    if shape is Shape.SYNC:
-        return _sync(gate, inner)
-    if shape is Shape.ASYNC:
-        return _async(gate, inner)
+    if shape is Shape.SYNC or shape is Shape.ASYNC:
+        # Two adjacent gates share one frame: the inner one's driver inlined.
+        pair: tuple[Gate, Runner, Shape] | None = getattr(inner, _GATE_RUNNER, None)
+        if _FUSE and pair is not None and pair[2] is shape:
+            if shape is Shape.SYNC:
+                return _sync_pair(gate, pair[0], pair[1])
+            return _async_pair(gate, pair[0], pair[1])
+        run = _sync(gate, inner) if shape is Shape.SYNC else _async(gate, inner)
+        # Marked once, here: the gate binding around it reads it (never a call).
+        setattr(run, _GATE_RUNNER, (gate, inner, shape))
+        return run
     if shape is Shape.GEN:
         return _gen(gate, inner)
     return _agen(gate, inner)
+
+
+# Whether a gate bound around another gate's plain runner of the same shape
+# (SYNC or ASYNC, neither awaiting) runs both in one frame (`_sync_pair`,
+# `_async_pair`). Read at bind time; tests turn it off to compare the two.
+_FUSE = True
+
+# The attribute that marks a plain gate runner with ``(gate, inner, shape)``:
+# set by `bind_gate` on the runners of `_sync` and `_async` only, never on a
+# fused one (a third gate nests around it).
+_GATE_RUNNER: Final = "_resilience_gate_runner"
 
 
 # A success is reported unless the call was admitted by the fast path's `ready`
@@ -687,6 +711,131 @@ def _async(gate: Gate, inner: Runner) -> Runner:
             raise
         if report or permit is not fast.settled:
             on_success(permit, result, now() - start if timed else None, fn)
+        return result
+
+    return run
+
+
+# The pairs: `_sync(outer, _sync(gate, inner))` with the inner driver's `full`
+# written out inside the outer's `try`, so that everything the inner gate
+# raises (a refusal, an expired or cancelled wait, its own `on_success` or
+# `on_failure` raising) is the outer call's outcome, as when they nest. The
+# names of the outer gate end in 1, those of the inner gate in 2.
+
+
+def _sync_pair(outer: Gate, gate: Gate, inner: Runner) -> Runner:
+    """One runner for *outer* around *gate* around *inner*: `_sync` twice, in one frame."""
+    fast1 = outer.fast or _NEVER
+    admit1 = outer.admit
+    on_success1, on_failure1, on_cancel1 = outer.on_success, outer.on_failure, outer.on_cancel
+    results1 = outer.results
+    arguments1 = takes_arguments(outer)
+    timed1 = outer.timed
+    now1 = outer.clock.now
+    fast2 = gate.fast or _NEVER
+    admit2 = gate.admit
+    on_success2, on_failure2, on_cancel2 = gate.on_success, gate.on_failure, gate.on_cancel
+    results2 = gate.results
+    arguments2 = takes_arguments(gate)
+    timed2 = gate.timed
+    now2 = gate.clock.now
+    direct = inner is CALL
+
+    def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        report1 = results1
+        permit1 = fast1.ready
+        if permit1 is None:
+            report1 = True
+            permit1 = admit1(fn, args, kwargs) if arguments1 else admit1(fn)  # type: ignore[call-arg]
+            if type(permit1) is Wait:
+                permit1 = wait_sync(outer, permit1, fn)
+        start1 = now1() if timed1 else 0.0
+        try:
+            report2 = results2
+            permit2 = fast2.ready
+            if permit2 is None:
+                report2 = True
+                permit2 = admit2(fn, args, kwargs) if arguments2 else admit2(fn)  # type: ignore[call-arg]
+                if type(permit2) is Wait:
+                    permit2 = wait_sync(gate, permit2, fn)
+            start2 = now2() if timed2 else 0.0
+            try:
+                result = fn(*args, **kwargs) if direct else inner(fn, args, kwargs)
+            except Exception as exc:
+                on_failure2(permit2, exc, now2() - start2 if timed2 else None, fn)
+                raise
+            except BaseException as exc:
+                on_cancel2(permit2, exc, now2() - start2 if timed2 else None, fn)
+                raise
+            if report2 or permit2 is not fast2.settled:
+                on_success2(permit2, result, now2() - start2 if timed2 else None, fn)
+        except Exception as exc:
+            on_failure1(permit1, exc, now1() - start1 if timed1 else None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel1(permit1, exc, now1() - start1 if timed1 else None, fn)
+            raise
+        if report1 or permit1 is not fast1.settled:
+            on_success1(permit1, result, now1() - start1 if timed1 else None, fn)
+        return result
+
+    return run
+
+
+def _async_pair(outer: Gate, gate: Gate, inner: Runner) -> Runner:
+    """As `_sync_pair`, for coroutine functions: `_async` twice, in one coroutine."""
+    fast1 = outer.fast or _NEVER
+    admit1 = outer.admit
+    on_success1, on_failure1, on_cancel1 = outer.on_success, outer.on_failure, outer.on_cancel
+    results1 = outer.results
+    arguments1 = takes_arguments(outer)
+    timed1 = outer.timed
+    now1 = outer.clock.now
+    fast2 = gate.fast or _NEVER
+    admit2 = gate.admit
+    on_success2, on_failure2, on_cancel2 = gate.on_success, gate.on_failure, gate.on_cancel
+    results2 = gate.results
+    arguments2 = takes_arguments(gate)
+    timed2 = gate.timed
+    now2 = gate.clock.now
+    direct = inner is CALL
+
+    async def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        report1 = results1
+        permit1 = fast1.ready
+        if permit1 is None:
+            report1 = True
+            permit1 = admit1(fn, args, kwargs) if arguments1 else admit1(fn)  # type: ignore[call-arg]
+            if type(permit1) is Wait:
+                permit1 = await wait_async(outer, permit1, fn)
+        start1 = now1() if timed1 else 0.0
+        try:
+            report2 = results2
+            permit2 = fast2.ready
+            if permit2 is None:
+                report2 = True
+                permit2 = admit2(fn, args, kwargs) if arguments2 else admit2(fn)  # type: ignore[call-arg]
+                if type(permit2) is Wait:
+                    permit2 = await wait_async(gate, permit2, fn)
+            start2 = now2() if timed2 else 0.0
+            try:
+                result = await (fn(*args, **kwargs) if direct else inner(fn, args, kwargs))
+            except Exception as exc:
+                on_failure2(permit2, exc, now2() - start2 if timed2 else None, fn)
+                raise
+            except BaseException as exc:
+                on_cancel2(permit2, exc, now2() - start2 if timed2 else None, fn)
+                raise
+            if report2 or permit2 is not fast2.settled:
+                on_success2(permit2, result, now2() - start2 if timed2 else None, fn)
+        except Exception as exc:
+            on_failure1(permit1, exc, now1() - start1 if timed1 else None, fn)
+            raise
+        except BaseException as exc:
+            on_cancel1(permit1, exc, now1() - start1 if timed1 else None, fn)
+            raise
+        if report1 or permit1 is not fast1.settled:
+            on_success1(permit1, result, now1() - start1 if timed1 else None, fn)
         return result
 
     return run
