@@ -193,32 +193,32 @@ _PLAIN_MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{0,200})"')
 
 def _model_of(body: object) -> str | None:
     """The model alias an LLM call's JSON body names, or `None`."""
+    data: bytes | bytearray
     if type(body) is bytes:  # what requests and httpx send for ``json=``
-        at = body.find(b'"model"')
-        if at == -1:
-            return None
-        # The usual spellings, ``"model":"alias"`` (httpx) and ``"model": "alias"``
-        # (requests), without escapes: _PLAIN_MODEL's match, found without it.
-        if body.startswith(b':"', at + 7):
-            start = at + 9
-        elif body.startswith(b': "', at + 7):
-            start = at + 10
-        else:
-            return _model_at(body, at)
-        end = body.find(b'"', start)
-        if 0 <= end - start <= 200 and body.find(b"\\", start, end) == -1:
-            return body[start:end].decode("utf-8", "replace")
-        return _model_at(body, at)
-    if not body:
+        data = body
+    elif not body:
         return None
-    if isinstance(body, str):
-        body = body.encode("utf-8", "replace")
-    if not isinstance(body, bytes | bytearray):
+    elif isinstance(body, str):
+        data = body.encode("utf-8", "replace")
+    elif isinstance(body, bytearray):
+        data = body
+    else:
         return None  # a generator or a file: nothing to read without consuming it
-    at = body.find(b'"model"')  # where the search would start, found faster
+    at = data.find(b'"model"')
     if at == -1:
         return None
-    return _model_at(body, at)
+    # The usual spellings, ``"model":"alias"`` (httpx) and ``"model": "alias"``
+    # (requests), without escapes: _PLAIN_MODEL's match, found without it.
+    if data.startswith(b':"', at + 7):
+        start = at + 9
+    elif data.startswith(b': "', at + 7):
+        start = at + 10
+    else:
+        return _model_at(data, at)
+    end = data.find(b'"', start)
+    if 0 <= end - start <= 200 and data.find(b"\\", start, end) == -1:
+        return data[start:end].decode("utf-8", "replace")
+    return _model_at(data, at)
 
 
 def _model_at(body: bytes | bytearray, at: int) -> str | None:
