@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -229,10 +230,24 @@ emu.stop()
 """
 
 
-def run_worker(tree: Path, mode: str, loops: int, inner: int, target: str = "") -> dict[str, Any]:
+def run_worker(
+    tree: Path, mode: str, loops: int, inner: int, target: str = "", seed: int = 0
+) -> dict[str, Any]:
+    """
+    One worker process's figures, for *tree*.
+
+    Its string hashes come from *seed* (the round: the same for both trees),
+    so that the layout of dictionaries and sets, which moves a request's
+    cost by a microsecond or two from one process to the next, is the same
+    for the trees compared.
+    """
+    # Isolated as with -I, but for PYTHONHASHSEED: no user site, no script directory.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = str(seed)
     command = [
         sys.executable,
-        "-I",
+        "-s",
+        "-P",
         str(Path(__file__).resolve()),
         "--worker",
         str(tree),
@@ -245,7 +260,7 @@ def run_worker(tree: Path, mode: str, loops: int, inner: int, target: str = "") 
         "--target",
         target,
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd="/")
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd="/", env=env)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -295,7 +310,7 @@ def main() -> None:
     inproc: dict[str, list[dict[str, list[float]]]] = {label: [] for label in trees}
     for n in range(rounds):
         for label, tree in trees.items():
-            inproc[label].append(run_worker(tree, "inprocess", loops, 3))
+            inproc[label].append(run_worker(tree, "inprocess", loops, 3, seed=n))
         print(f"in-process round {n + 1}/{rounds}", file=sys.stderr)
     cases = ["httpx GET job", "httpx POST llm-call", "requests GET job", "requests POST llm-call"]
     cases += ["async GET job", "async POST llm-call", "httpx GET new job", "requests POST new job"]
@@ -341,7 +356,7 @@ def main() -> None:
         per = 200 if args.quick else 1000
         for n in range(rounds):
             for label, tree in trees.items():
-                loop[label].append(run_worker(tree, "loopback", per, 3, target))
+                loop[label].append(run_worker(tree, "loopback", per, 3, target, seed=n))
             print(f"loopback round {n + 1}/{rounds}", file=sys.stderr)
     finally:
         assert emulator.stdin is not None
