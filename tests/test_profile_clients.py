@@ -24,6 +24,7 @@ from resilience.profiles.saas_litellm.emulator import Emulator
 from resilience.testing import FakeClock, capture_events
 
 from .emulator_helpers import CHAT, Client
+from .forms import run_async
 from .threads import join_all
 
 pytest_plugins = ["tests.emulator_fixtures"]
@@ -561,6 +562,27 @@ def test_new_jobs_share_their_models_breaker() -> None:
     assert len(sent) == 6  # the sixth call on model a was never sent
 
 
+def test_a_session_routes_new_jobs_by_their_urls_shape(emu: Emulator) -> None:
+    """Issue 19: a requests session learns a job URL's shape from the whole URL, once."""
+    api = saas.session(emu.url, emu.virtual_key)
+    adapter: Any = api.get_adapter(emu.url + "/")
+    try:
+        jobs = [
+            api.post("/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"}).json()
+            for _ in range(3)
+        ]
+        for job in jobs:
+            assert api.get(f"/api/jobs/{job['job_id']}").json()["job_id"] == job["job_id"]
+            # With a query: found by the map, as any URL the shapes cannot tell.
+            assert api.get(f"/api/jobs/{job['job_id']}?x=1").status_code == 200
+    finally:
+        api.close()
+    [(shaped, known)] = adapter._shapes.items()
+    assert shaped == ("GET", None, f"{emu.url}/api/jobs", "")
+    assert known[0].template == "/api/jobs/{job_id}"
+    assert known[-1] == len(emu.url)  # where the path starts
+
+
 def test_job_ids_in_other_forms_are_still_checked() -> None:
     """Issue 19: once a job's URL shape is known, other ids are still matched and checked."""
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
@@ -659,6 +681,33 @@ def test_the_model_read_from_a_body_is_the_patterns_first_match(body: bytes) -> 
     )
 
 
+class _Pipelines:
+    """Options' stand-in for `_paid`: one runner per model, made once, counted."""
+
+    def __init__(self) -> None:
+        self.made: dict[str | None, object] = {}
+
+    def for_client(
+        self, method: str, url: str, found: object, model: str | None, shape: object
+    ) -> Any:
+        made = self.made.setdefault(model, object())
+        return type("P", (), {"runner": lambda self, shape: made})()
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies=st.lists(_MODEL_BODIES, min_size=1, max_size=12))
+def test_a_paid_calls_runner_is_its_bodys_models(bodies: list[bytes]) -> None:
+    """Issue 19: the runner `_paid` finds by a body's raw bytes is that of the model it names."""
+    from resilience.profiles.saas_litellm import _clients, _policy
+
+    opts = _Pipelines()
+    route: Any = (None, "/p", None, None, {}, "https://api.example.com/p")
+    for body in [*bodies, *bodies]:  # again: now found by the raw keys kept
+        run = _clients._paid(route, opts, "POST", body, rs.Shape.SYNC)  # type: ignore[arg-type]
+        assert run is opts.made[_policy._model_of(body)]
+    assert len(opts.made) == len({_policy._model_of(body) for body in bodies})
+
+
 def test_a_file_body_is_sent_whole_again_on_a_retry(emu: Emulator, clock: FakeClock) -> None:
     """A requests body read from a file is rewound before each retry (not sent empty)."""
     import io
@@ -737,3 +786,84 @@ def test_an_encoded_body_read_in_the_attempt_is_decoded_once(backend: str) -> No
     assert response.json() == {"job_id": "gz", "status": "PENDING"}
     assert b"".join(chunks) == b'{"job_id": "gz", "status": "PENDING"}'
     assert response.elapsed.total_seconds() >= 0
+
+
+def test_each_attempt_raises_the_typed_error_of_its_transport(
+    kind: str, emu: Emulator, clock: FakeClock
+) -> None:
+    """Issue 19: a client's attempt translates its own transport's failure: Retry sees it typed."""
+    client = Client(kind, emu.url, emu.virtual_key, clock=clock, breaker=None)
+    try:
+        job_id = client.create_job()
+        emu.script("get", "drop")
+        with capture_events() as events:
+            assert client.get(f"/api/jobs/{job_id}").status_code == 200
+    finally:
+        client.close()
+    [scheduled] = [event for event in events if isinstance(event, rs.RetryScheduled)]
+    assert isinstance(scheduled.error, saas.APIConnectionError)
+    assert scheduled.error.request_sent is True
+    assert (scheduled.error.method, scheduled.error.path) == ("GET", f"/api/jobs/{job_id}")
+
+
+def test_the_async_endpoint_timeout_reaches_the_caller_typed(emu: Emulator, backend: str) -> None:
+    """Issue 19: the endpoint's Timeout expiring under async_client: APITimeoutError, sent, noted.
+
+    Retry judges the expiry itself (an ambiguous timeout, retried on a GET);
+    the caller gets the profile's error for it, with Retry's note.
+    """
+
+    async def main() -> tuple[saas.APITimeoutError, list[rs.Event]]:
+        endpoints = saas.ENDPOINTS.scaled(0.03)  # a GET's 10 s: 0.3 s
+        async with saas.async_client(
+            emu.url,
+            emu.virtual_key,
+            breaker=None,
+            attempts=2,
+            endpoints=endpoints,
+            clock=FakeClock(),
+        ) as api:
+            answer = await api.post(
+                "/api/jobs/create", json={"team_id": "acme-corp", "job_type": "t"}
+            )
+            job_id = answer.json()["job_id"]
+            emu.script("get", "slow", "slow")
+            with capture_events() as events, pytest.raises(saas.APITimeoutError) as caught:
+                await api.get(f"/api/jobs/{job_id}")
+            return caught.value, events
+
+    error, events = run_async(main, backend)
+    assert error.request_sent is True
+    assert error.method == "GET"
+    assert error.path is not None
+    assert error.path.startswith("/api/jobs/")
+    assert any("gave up after 2 attempts" in note for note in error.__notes__)
+    [scheduled] = [event for event in events if isinstance(event, rs.RetryScheduled)]
+    # The Timeout's expiry, or httpx's read timeout set to the same time left: both a lost answer.
+    assert isinstance(scheduled.error, rs.TimeoutExceededError | saas.APITimeoutError)
+    assert emu.stats().by_route["get"] == 2
+
+
+def test_an_attempt_with_no_time_left_sends_nothing(emu: Emulator) -> None:
+    """Issue 19: the sync clients' attempts check the deadline (no Timeout around them)."""
+    import requests
+
+    from resilience.profiles.saas_litellm import _clients
+
+    clock = FakeClock()
+    url = f"{emu.url}/api/jobs/{UUID_JOB}"
+    session = saas.session(emu.url, emu.virtual_key)
+    adapter = session.get_adapter(url)
+    prepared = session.prepare_request(requests.Request("GET", url))
+    errors: list[saas.APITimeoutError] = []
+    with rs.Timeout(1.0, clock=clock):
+        clock.advance(1.0)
+        with pytest.raises(saas.APITimeoutError) as caught:
+            adapter._send_once(prepared, False, None, True, None, {}, 10.0, "/api/jobs/x")
+        errors.append(caught.value)
+        with pytest.raises(saas.APITimeoutError) as caught:
+            _clients._set_timeouts(httpx.Request("GET", url), None, 10.0, "/api/jobs/x")
+        errors.append(caught.value)
+    session.close()
+    assert [(e.request_sent, e.path) for e in errors] == [(False, "/api/jobs/x")] * 2
+    assert emu.stats().requests == 0

@@ -23,7 +23,7 @@ import resilience as rs
 from resilience.engine import cancel_after
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
-from ._policy import Options, _model_of, deadline_passed, options
+from ._policy import Options, _model_of, _typed, deadline_passed, options
 
 if TYPE_CHECKING:
     import httpx
@@ -76,7 +76,7 @@ _ASYNC: Final = rs.Shape.ASYNC
 _ROUTES: Final = 1024
 """URLs whose route a client keeps, and URLs it has seen (see `_route`): then it starts anew."""
 
-_Route = tuple["Endpoint", str, "rs.Runner | None", Any, "dict[str | None, rs.Runner]", str]
+_Route = tuple["Endpoint", str, "rs.Runner | None", Any, "dict[str | bytes | None, rs.Runner]", str]
 
 
 def _route(
@@ -105,7 +105,7 @@ def _route(
     """
     method = key[0]
     found, path = opts.endpoints.lookup(method, url)
-    run = None if found.paid else opts.for_client(method, url, found, None).runner(shape)
+    run = None if found.paid else opts.for_client(method, url, found, None, shape).runner(shape)
     route: _Route = (found, path, run, _label(attempt, f"{method} {path}"), {}, url)
     return _keep(routes, seen, key, route)
 
@@ -131,7 +131,7 @@ _JOB_ID: Final = re.compile(
     r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|\Z)"
 )
 
-_Shape = tuple["Endpoint", "rs.Runner | None", "dict[str | None, rs.Runner]", str]
+_Shape = tuple["Endpoint", "rs.Runner | None", "dict[str | bytes | None, rs.Runner]", str, int]
 _Shapes = dict[tuple[object, ...], _Shape]
 
 
@@ -149,14 +149,17 @@ def _shapes_for(endpoints: EndpointMap) -> _Shapes | None:
     return {}
 
 
-def _learn_shape(shapes: _Shapes, shaped: tuple[object, ...], at: int, route: _Route) -> None:
+def _learn_shape(
+    shapes: _Shapes, shaped: tuple[object, ...], at: int, route: _Route, text: str
+) -> None:
     """Keep a route for the URLs of its shape, if its row takes a job id where the path has one."""
-    found = route[0]
-    if (at, "job_id") not in found._params:
+    found, path = route[0], route[1]
+    if (at, "job_id") not in found._params or not text.endswith(path):
         return  # a catch-all, or a row that takes the id elsewhere: nothing to share
     if len(shapes) >= _ROUTES:
         shapes.clear()
-    shapes[shaped] = (found, route[2], route[4], route[5])
+    # Where the path starts in the searched text: the same for every URL of the shape.
+    shapes[shaped] = (found, route[2], route[4], route[5], len(text) - len(path))
 
 
 def _new_route(
@@ -164,7 +167,7 @@ def _new_route(
     key: tuple[str, object],
     opts: Options,
     head: object,
-    path: str | None,
+    text: str | None,
     url: object,
     attempt: Any,
     shape: rs.Shape,
@@ -172,37 +175,31 @@ def _new_route(
     """
     The route of a URL *owner* (a transport, an adapter) keeps none for: by its shape, else found.
 
-    *head* and *path* tell the URL without a query or fragment (*path* `None`
-    for any other), *url* is its text (or what makes it, with `str`).
+    *text* is the URL's path (*head*: what comes before it, as parts), or the
+    whole URL (*head* `None`); `None` for a URL with a query or a fragment.
+    *url* is its text (or what makes it, with `str`).
     """
     routes, seen, shapes = owner._routes, owner._seen, owner._shapes
-    if shapes is None or path is None:
+    if shapes is None or text is None:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
-    job = _JOB_ID.search(path)  # a literal "/" first: sre scans for it, then tries the id
-    if job is None or "%" in path:
+    job = _JOB_ID.search(text)  # a literal "/" first: sre scans for it, then tries the id
+    if job is None or "%" in text:
         return _route(routes, seen, key, opts, str(url), attempt, shape)
     # A job's URLs differ from another job's by the id only: its endpoint, its
     # pipeline, its paid runners (by method, origin, template, model) are the
-    # other's. Its own: its path and label.
+    # other's. Its own: its path and label. (An id found in a host is never
+    # the row's job_id: see _learn_shape.)
     start, end = job.span()
-    shaped = (key[0], head, path[:start], path[end:])
+    shaped = (key[0], head, text[:start], text[end:])
     known = shapes.get(shaped)
     if known is not None:
-        found, run, models, first = known
+        found, run, models, first, cut = known
+        path = text[cut:]
         label = _label(attempt, f"{key[0]} {path}")
         return _keep(routes, seen, key, (found, path, run, label, models, first))
     route = _route(routes, seen, key, opts, str(url), attempt, shape)
-    _learn_shape(shapes, shaped, -1 - path.count("/", end), route)
+    _learn_shape(shapes, shaped, -1 - text.count("/", end), route, text)
     return route
-
-
-def _requests_parts(url: str) -> tuple[object, str | None]:
-    """The head (scheme and host) and path of a requests URL, the path `None` with a query."""
-    scheme = url.find("://")
-    start = -1 if scheme <= 0 else url.find("/", scheme + 3)
-    if start == -1 or "?" in url or "#" in url:
-        return None, None
-    return url[:start], url[start:]
 
 
 def _httpx_parts(url: httpx.URL) -> tuple[object, str | None]:
@@ -214,15 +211,45 @@ def _httpx_parts(url: httpx.URL) -> tuple[object, str | None]:
 
 
 def _paid(route: _Route, opts: Options, method: str, body: object, shape: rs.Shape) -> rs.Runner:
-    """The runner of a paid call to a route: its model's pipeline's, the model its body names."""
-    model = _model_of(body)
+    """
+    The runner of a paid call to a route: its model's pipeline's, the model its body names.
+
+    Looked up by the raw bytes of the body's first ``"model"`` key up to the
+    next quote, separator and opening quote included (``b':"gpt-4o'``), before
+    anything is decoded: such a key is kept only once `_model_of` has read the
+    same model from it, without an escape (see `_model_key`), so that a body
+    with that key names that model.
+    """
     models = route[4]
-    run = models.get(model)
-    if run is None:
-        run = opts.for_client(method, route[5], route[0], model).runner(shape)
+    key: bytes | None = None
+    if type(body) is bytes:  # what requests and httpx send for ``json=``
+        at = body.find(b'"model"')
+        if at != -1:
+            end = body.find(b'"', body.find(b'"', at + 7) + 1)
+            if end != -1:  # (the closing quote: a key without one could be any body's prefix)
+                key = body[at + 7 : end]
+                run = models.get(key)
+                if run is not None:
+                    return run
+    model = _model_of(body)
+    found = models.get(model)
+    if found is None:
+        found = opts.for_client(method, route[5], route[0], model, shape).runner(shape)
         if len(models) < 64:  # aliases are few; a bound all the same
-            models[model] = run
-    return run
+            models[model] = found
+    if model is not None and len(models) < 64 and _model_key(key) == model:
+        models[key] = found
+    return found
+
+
+# A raw key of `_paid`: a JSON separator, the opening quote, then the alias without escapes.
+_RAW_KEY: Final = re.compile(rb'\s*:\s*"([^"\\]{0,200})')
+
+
+def _model_key(key: bytes | None) -> str | None:
+    """The model a raw key of `_paid` names, or `None` (then it is never kept)."""
+    found = None if key is None else _RAW_KEY.fullmatch(key)
+    return None if found is None else found.group(1).decode("utf-8", "replace")
 
 
 def _url_key(url: httpx.URL) -> object:
@@ -268,6 +295,22 @@ def _check_base_url(base_url: str) -> str:
         # end up in an exception message, and from there in logs.
         raise ValueError(f"base_url must be an absolute http(s) URL, got {redact(repr(base_url))}")
     return base_url.rstrip("/")
+
+
+def _time_limit(seconds: float, method: str, path: str) -> float:
+    """
+    An attempt's time limit: the endpoint's *seconds*, or less if the deadline in force is nearer.
+
+    The sync clients' pipelines have no Timeout (see `Options.for_client`): this is
+    what one would do around their attempts. Raises `APITimeoutError`
+    (``request_sent=False``) if no time is left.
+    """
+    left = rs.deadline.remaining()
+    if left is None or left >= seconds:
+        return seconds
+    if left > 0:
+        return left
+    raise deadline_passed(method, path)
 
 
 def _breaks_connection(response: Any) -> bool:
@@ -366,18 +409,18 @@ def _adapter_class() -> type[Any]:
             url = request.url or ""
             key = (method, url)
             route = self._routes.get(key)
-            if route is None:
-                head, path = _requests_parts(url)
+            if route is None:  # the whole URL searched for a job id, but not its query
+                text = None if "?" in url or "#" in url else url
                 attempt = ProfileAdapter._send_once
-                route = _new_route(self, key, self._opts, head, path, url, attempt, _SYNC)
-            _, path, run, attempt, _, _ = route
+                route = _new_route(self, key, self._opts, None, text, url, attempt, _SYNC)
+            found, path, run, attempt, _, _ = route
             if run is None:  # a paid call: its model's breaker
                 run = _paid(route, self._opts, method, request.body, _SYNC)
             left = rs.deadline.remaining()
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                args = (self, request, stream, timeout, verify, cert, proxies)
+                args = (self, request, stream, timeout, verify, cert, proxies, found.timeout, path)
                 return run(attempt, args, {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
@@ -392,32 +435,40 @@ def _adapter_class() -> type[Any]:
             verify: bool | str,
             cert: Any,
             proxies: Any,
+            seconds: float,
+            path: str,
         ) -> requests.Response:
+            limit = _time_limit(seconds, request.method or "GET", path)
             if isinstance(getattr(request, "_body_position", None), int):
                 from requests.utils import rewind_body
 
                 rewind_body(request)  # a file body, read by a previous attempt
-            # Inside the pipeline a deadline is always in force: the endpoint's Timeout.
-            # The base class's send, looked up each time and called with keywords, as
-            # requests does: libraries such as responses patch it with their own.
-            response = requests.adapters.HTTPAdapter.send(
-                self,
-                request,
-                stream=stream,
-                timeout=_cap(timeout, rs.deadline.remaining()),
-                verify=verify,
-                cert=cert,
-                proxies=proxies,
-            )
             try:
-                _check_requests(response)
-            except BaseException:
-                response.close()
-                raise
-            if not stream:
-                # Read inside the attempt, as requests would right after: a connection
-                # dropped mid-body is then this attempt's failure, classified and retried.
-                response.content  # noqa: B018
+                # The base class's send, looked up each time and called with keywords, as
+                # requests does: libraries such as responses patch it with their own.
+                response = requests.adapters.HTTPAdapter.send(
+                    self,
+                    request,
+                    stream=stream,
+                    timeout=_cap(timeout, limit),
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                )
+                try:
+                    _check_requests(response)
+                except BaseException:
+                    response.close()
+                    raise
+                if not stream:
+                    # Read inside the attempt, as requests would right after: a connection
+                    # dropped mid-body is then this attempt's failure, classified and retried.
+                    response.content  # noqa: B018
+            except Exception as exc:  # the typed error of a transport's failure
+                typed = _typed(exc, request.method or "GET", path)
+                if typed is exc:
+                    raise
+                raise typed from exc
             return response
 
     return ProfileAdapter
@@ -597,14 +648,18 @@ def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
     return None if unset else current
 
 
-def _set_timeouts(request: httpx.Request, own: dict[str, Any] | None) -> None:
-    """Give this attempt the lower of the request's own timeouts and the time left."""
-    limit = rs.deadline.remaining()  # the endpoint's Timeout is always in force here
+def _set_timeouts(
+    request: httpx.Request, own: dict[str, Any] | None, seconds: float, path: str
+) -> None:
+    """
+    Give this attempt the lowest of the request's own timeouts, the endpoint's and the time left.
+
+    Raises `APITimeoutError` (``request_sent=False``) if no time is left.
+    """
+    limit = _time_limit(seconds, request.method, path)
     values: dict[str, Any]
-    if limit is None:
-        return
     if own is None:
-        values = dict.fromkeys(_PARTS, limit)
+        values = {"connect": limit, "read": limit, "write": limit, "pool": limit}
     else:
         values = {}
         for part in _PARTS:
@@ -651,23 +706,30 @@ def _transports() -> tuple[type[Any], type[Any]]:
             if left is not None and left <= 0:
                 raise deadline_passed(method, path)
             try:
-                return run(attempt, (self, request, own, found.stream), {})  # type: ignore[no-any-return]
+                return run(attempt, (self, request, own, found, path), {})  # type: ignore[no-any-return]
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
                 raise
 
         def _send_once(
-            self, request: httpx.Request, own: dict[str, Any] | None, stream: bool
+            self, request: httpx.Request, own: dict[str, Any] | None, found: Endpoint, path: str
         ) -> httpx.Response:
-            _set_timeouts(request, own)
-            response = self._transport.handle_request(request)
-            response.request = request  # as the client will: lets the checks name it
+            # The endpoint's timeout, capped by the deadline in force (see Options.for_client).
+            _set_timeouts(request, own, found.timeout, path)
             try:
-                _check_httpx(response, stream)
-            except BaseException:
-                response.close()
-                raise
+                response = self._transport.handle_request(request)
+                response.request = request  # as the client will: lets the checks name it
+                try:
+                    _check_httpx(response, found.stream)
+                except BaseException:
+                    response.close()
+                    raise
+            except Exception as exc:  # the typed error of a transport's failure
+                typed = _typed(exc, request.method, path)
+                if typed is exc:
+                    raise
+                raise typed from exc
             return response
 
         def close(self) -> None:
@@ -684,7 +746,10 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self._shapes = _shapes_for(opts.endpoints)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            own = _request_timeouts(request)
+            # Each attempt is cancelled at its deadline (the endpoint's Timeout, or the
+            # enclosing one): its socket needs a timeout only from a per-call timeout=.
+            current = request.extensions.get("timeout")
+            own = None if current == _UNSET else _request_timeouts(request)
             method = request.method
             key = (method, _url_key(request.url))
             route = self._routes.get(key)
@@ -701,14 +766,21 @@ def _transports() -> tuple[type[Any], type[Any]]:
                 raise deadline_passed(method, path)
             try:
                 if left is None:
-                    args = (self, request, own, found.stream, None)
+                    args = (self, request, own, found, path, None)
                     response: httpx.Response = await run(attempt, args, {})
                     return response
-                return await self._before_deadline(run, attempt, request, own, found.stream, left)
+                return await self._before_deadline(run, attempt, request, own, found, path, left)
             except rs.BulkheadFullError as exc:
                 if _deadline_passed(exc):
                     raise _waited_out(exc, method, path) from exc
                 raise
+            except rs.TimeoutExceededError as exc:
+                # The endpoint's Timeout expired: Retry and the breaker judged it as
+                # the lost answer it is; the caller gets the profile's error for it.
+                typed = _typed(exc, method, path)
+                if typed is exc:
+                    raise
+                raise typed from exc
 
         async def _before_deadline(
             self,
@@ -716,7 +788,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             attempt: Any,
             request: httpx.Request,
             own: dict[str, Any] | None,
-            stream: bool,
+            found: Endpoint,
+            path: str,
             left: float,
         ) -> httpx.Response:
             # An enclosing deadline: end the call DEADLINE_MARGIN before it, so that
@@ -726,7 +799,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             scope = cancel_after(left - DEADLINE_MARGIN)  # a cancel scope under trio
             try:
                 async with scope:
-                    args = (self, request, own, stream, sent)
+                    args = (self, request, own, found, path, sent)
                     response: httpx.Response = await run(attempt, args, {})
                     return response
             except TimeoutError as exc:
@@ -769,23 +842,31 @@ def _transports() -> tuple[type[Any], type[Any]]:
             self,
             request: httpx.Request,
             own: dict[str, Any] | None,
-            stream: bool,
+            found: Endpoint,
+            path: str,
             sent: _Sent | None,
         ) -> httpx.Response:
-            _set_timeouts(request, own)
+            if own is not None:
+                _set_timeouts(request, own, found.timeout, path)
             if sent is not None:
                 sent.start()
-            response = await self._transport.handle_async_request(request)
-            response.request = request
             try:
-                if response.status_code >= 400:
-                    await _araise_for(response)
-                elif not stream and not response.is_closed:  # see _check_httpx
-                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-                    _reopen(response, raw)
-            except BaseException:
-                await response.aclose()
-                raise
+                response = await self._transport.handle_async_request(request)
+                response.request = request
+                try:
+                    if response.status_code >= 400:
+                        await _araise_for(response)
+                    elif not found.stream and not response.is_closed:  # see _check_httpx
+                        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                        _reopen(response, raw)
+                except BaseException:
+                    await response.aclose()
+                    raise
+            except Exception as exc:  # the typed error of a transport's failure
+                typed = _typed(exc, request.method, path)
+                if typed is exc:
+                    raise
+                raise typed from exc
             return response
 
         async def aclose(self) -> None:
@@ -821,7 +902,8 @@ class _Sent:
         self.value = False
         self._traced = False
         self._inner = request.extensions.get("trace")
-        request.extensions["trace"] = self._trace
+        # A dict of our own: the caller's may be shared (httpx's ``extensions=``).
+        request.extensions = {**request.extensions, "trace": self._trace}
 
     def start(self) -> None:
         if not self._traced:

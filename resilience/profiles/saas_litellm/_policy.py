@@ -456,13 +456,15 @@ def _typed(exc: Exception, method: str, path: str, fn: object = None) -> Excepti
 @final
 @attrs.frozen
 class _Translate:
-    """A policy raising the profile's typed errors for raw transport errors of one request."""
+    """
+    A policy raising the profile's typed errors for raw transport errors of one request.
+
+    In the pipelines of `pipeline`, around the user's own calls. The profile's
+    clients have none: their attempts translate what their transport raises.
+    """
 
     method: str
     path: str
-    # Whether each attempt checks the deadline first (not for the clients, which
-    # check once before the pipeline: Retry never starts an attempt past it).
-    check: bool = True
 
     def describe(self) -> rs.Description:
         """Say what the policy does, for `resilience.Pipeline.explain`."""
@@ -486,13 +488,10 @@ class _Translate:
             if left is not None and left <= 0:
                 raise deadline_passed(*_where(fn, method, path))
 
-        check = self.check
-
         if shape is rs.Shape.SYNC:
 
             def run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                if check:
-                    check_deadline(fn)
+                check_deadline(fn)
                 try:
                     return inner(fn, args, kwargs)
                 except Exception as exc:
@@ -507,8 +506,7 @@ class _Translate:
             async def arun(
                 fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> Any:
-                if check:
-                    check_deadline(fn)
+                check_deadline(fn)
                 try:
                     return await inner(fn, args, kwargs)
                 except Exception as exc:
@@ -723,14 +721,27 @@ class Options:
         seconds = found.timeout if timeout is None else min(found.timeout, float(timeout))
         return self._pipeline(method, url, found, model if found.paid else None, seconds)
 
-    def for_client(self, method: str, url: str, found: Endpoint, model: str | None) -> rs.Pipeline:
-        """Return the pipeline of a request the clients send (its endpoint found already)."""
+    def for_client(
+        self, method: str, url: str, found: Endpoint, model: str | None, shape: rs.Shape
+    ) -> rs.Pipeline:
+        """
+        Return the pipeline of a request the clients send (its endpoint found already).
+
+        Retry, the bulkhead and the breaker; the endpoint's Timeout for a
+        coroutine (*shape* ASYNC), which cancels the attempt at its deadline. A
+        sync client's attempt gives the socket the endpoint's timeout itself,
+        capped by the deadline in force: all that a sync Timeout around it would
+        do (see `resilience.Timeout`: cooperative). Neither has `_Translate`:
+        their attempts raise the typed errors of their own transport's failures.
+        """
+        clients: Literal["sync", "async"] = "async" if shape is rs.Shape.ASYNC else "sync"
         template = found.template
         if template != "*":  # the usual case, looked up here (see _pipeline)
-            cached = self._cache.get((method, template, _origin(url), model, found.timeout, True))
+            key = (method, template, _origin(url), model, found.timeout, clients)
+            cached = self._cache.get(key)
             if cached is not None:
                 return cached
-        return self._pipeline(method, url, found, model, found.timeout, clients=True)
+        return self._pipeline(method, url, found, model, found.timeout, clients=clients)
 
     def _pipeline(
         self,
@@ -740,7 +751,7 @@ class Options:
         model: str | None,
         seconds: float,
         *,
-        clients: bool = False,
+        clients: Literal["sync", "async"] | None = None,
     ) -> rs.Pipeline:
         template = found.template
         # A row's family is its template's; a catch-all's, its path's (the path is then kept).
@@ -758,8 +769,10 @@ class Options:
         chosen = self.breaker_of(url, model=model, found=found)
         if chosen is not None:
             policies.append(chosen)
-        policies.append(_Translate(method, where, check=not clients))
-        policies.append(_timeout_policy(seconds, self.clock))  # type: ignore[arg-type]
+        if clients is None:
+            policies.append(_Translate(method, where))
+        if clients != "sync":
+            policies.append(_timeout_policy(seconds, self.clock))  # type: ignore[arg-type]
         built = rs.compose(*policies)
         if len(self._cache) < 4096:
             self._cache[key] = built
