@@ -2,10 +2,13 @@
 Ready clients: `session` (requests), `client` and `async_client` (httpx).
 
 Each sends every request through the profile's pipeline for its endpoint (and,
-for an LLM call, its model alias, read from the body), passes min(endpoint
-timeout, per-call ``timeout=``, `resilience.deadline.remaining()`) to the
-socket, honours Retry-After, and raises the typed exceptions for a failed
-final response. All three follow redirects (the server's 307 for a trailing
+for an LLM call, its model alias, read from the body), bounds each attempt by
+min(endpoint timeout, per-call ``timeout=``, `resilience.deadline.remaining()`),
+honours Retry-After, and raises the typed exceptions for a failed final
+response. The sync clients give that bound to the socket; the async client
+cancels an attempt at the earlier of the endpoint's timeout and the deadline
+in force (its `resilience.Timeout`) and gives the socket a per-call
+``timeout=``. All three follow redirects (the server's 307 for a trailing
 slash), each hop through its own pipeline. requests and httpx are imported
 only when called.
 """
@@ -331,8 +334,7 @@ def _breaks_connection(response: Any) -> bool:
 
 
 def _check_requests(response: requests.Response) -> None:
-    if response.status_code < 400:
-        return
+    """Raise the typed error of a failed answer (>= 400; the attempt tests the status)."""
     if _breaks_connection(response):
         _close_on_release(response.raw)
     read_body(response)
@@ -455,11 +457,12 @@ def _adapter_class() -> type[Any]:
                     cert=cert,
                     proxies=proxies,
                 )
-                try:
-                    _check_requests(response)
-                except BaseException:
-                    response.close()
-                    raise
+                if response.status_code >= 400:
+                    try:
+                        _check_requests(response)
+                    except BaseException:
+                        response.close()
+                        raise
                 if not stream:
                     # Read inside the attempt, as requests would right after: a connection
                     # dropped mid-body is then this attempt's failure, classified and retried.
