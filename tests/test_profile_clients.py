@@ -583,6 +583,48 @@ def test_a_session_routes_new_jobs_by_their_urls_shape(emu: Emulator) -> None:
     assert known[-1] == len(emu.url)  # where the path starts
 
 
+def test_threads_sharing_a_client_meet_their_own_models_breaker() -> None:
+    """Issue 19: threads sending paid calls to new jobs share one client's routes, shapes and
+    runners by model (raw keys included) and each call meets its own model's breaker."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if b'"model":"a"' in request.content else 200, json={})
+
+    api = saas.client(
+        "https://threads.example.com",
+        "sk-test",
+        transport=httpx.MockTransport(answer),
+        clock=FakeClock(),
+        attempts=1,
+    )
+    start = threading.Barrier(8)
+    outcomes: list[tuple[str, str]] = []
+
+    def work(worker: int) -> None:
+        start.wait()
+        for n in range(40):
+            model = "ab"[n % 2]
+            url = f"/api/jobs/00000000-0000-4000-8000-{worker:04d}{n:08d}/llm-call"
+            try:
+                api.post(url, json={"model": model})
+            except Exception as exc:  # the outcome is what the test reads
+                outcomes.append((model, type(exc).__name__))
+            else:
+                outcomes.append((model, "ok"))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        join_all(threads)
+    finally:
+        api.close()
+    assert {outcome for model, outcome in outcomes if model == "b"} == {"ok"}
+    failures = {outcome for model, outcome in outcomes if model == "a"}
+    assert failures == {"ServerError", "CircuitOpenError"}
+    assert len(outcomes) == 8 * 40
+
+
 def test_job_ids_in_other_forms_are_still_checked() -> None:
     """Issue 19: once a job's URL shape is known, other ids are still matched and checked."""
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
