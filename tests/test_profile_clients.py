@@ -895,7 +895,7 @@ def test_an_attempt_with_no_time_left_sends_nothing(emu: Emulator) -> None:
     clock = FakeClock()
     url = f"{emu.url}/api/jobs/{UUID_JOB}"
     session = saas.session(emu.url, emu.virtual_key)
-    adapter = session.get_adapter(url)
+    adapter: Any = session.get_adapter(url)
     prepared = session.prepare_request(requests.Request("GET", url))
     errors: list[saas.APITimeoutError] = []
     with rs.Timeout(1.0, clock=clock):
