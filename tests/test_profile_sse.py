@@ -378,3 +378,28 @@ def test_close_delimited_stream_with_requests() -> None:
         server.shutdown()
         server.server_close()
         join_all([thread])
+
+
+def test_an_async_stream_read_with_httpx_meets_the_endpoints_timeout(
+    emu: Emulator, backend: str
+) -> None:
+    """Issue 19: the async client gives a stream's socket the endpoint's timeout.
+
+    A stream is read after the attempt, outside its Timeout: read with httpx's
+    own iterators rather than `aiter_sse`, a stall then ends at the socket.
+    """
+    emu.script("llm-call-stream", "stream_stall")
+
+    async def read() -> None:
+        endpoints = saas.ENDPOINTS.scaled(0.5 / 120)  # a stream's 120 s: 0.5 s
+        async with saas.async_client(
+            emu.url, emu.virtual_key, breaker=None, endpoints=endpoints
+        ) as api:
+            answer = await api.post("/api/jobs/create", json=NEW_JOB)
+            path = f"/api/jobs/{answer.json()['job_id']}/llm-call-stream"
+            async with api.stream("POST", path, json=CHAT) as response:
+                with pytest.raises(httpx.ReadTimeout):
+                    async for _ in response.aiter_raw():
+                        pass
+
+    run_async(read, backend)

@@ -631,10 +631,8 @@ _UNSET: Final = dict.fromkeys(_PARTS)
 
 
 def _request_timeouts(request: httpx.Request) -> dict[str, Any] | None:
-    """The request's own timeouts, checked; its extensions made its own to update per attempt."""
-    extensions = request.extensions
-    current = extensions.get("timeout")
-    request.extensions = dict(extensions)
+    """The request's own timeouts, checked (`None`: it has none, the usual case)."""
+    current = request.extensions.get("timeout")
     if current == _UNSET or not isinstance(current, dict):
         return None  # the profile's clients have no timeout of their own: the usual case
     unset = True
@@ -668,7 +666,8 @@ def _set_timeouts(
         for part in _PARTS:
             value = own.get(part)
             values[part] = limit if value is None or value > limit else value
-    request.extensions["timeout"] = values
+    # A dict of our own: the caller's may be shared (httpx's ``extensions=``).
+    request.extensions = {**request.extensions, "timeout": values}
 
 
 def _body_of(request: httpx.Request) -> bytes | None:
@@ -750,7 +749,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             # Each attempt is cancelled at its deadline (the endpoint's Timeout, or the
-            # enclosing one): its socket needs a timeout only from a per-call timeout=.
+            # enclosing one): its socket needs a timeout only from a per-call timeout=,
+            # or for a stream, read after the attempt (see _send_once).
             current = request.extensions.get("timeout")
             own = None if current == _UNSET else _request_timeouts(request)
             method = request.method
@@ -849,7 +849,7 @@ def _transports() -> tuple[type[Any], type[Any]]:
             path: str,
             sent: _Sent | None,
         ) -> httpx.Response:
-            if own is not None:
+            if own is not None or found.stream:  # a stream is read after the attempt
                 _set_timeouts(request, own, found.timeout, path)
             if sent is not None:
                 sent.start()
