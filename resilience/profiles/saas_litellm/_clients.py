@@ -8,9 +8,10 @@ honours Retry-After, and raises the typed exceptions for a failed final
 response. The sync clients give that bound to the socket; the async client
 cancels an attempt at the earlier of the endpoint's timeout and the deadline
 in force (its `resilience.Timeout`) and gives the socket a per-call
-``timeout=``. All three follow redirects (the server's 307 for a trailing
-slash), each hop through its own pipeline. requests and httpx are imported
-only when called.
+``timeout=`` (and a stream's socket the bound: it is read after the
+attempt). All three follow redirects (the server's 307 for a trailing slash),
+each hop through its own pipeline. requests and httpx are imported only when
+called.
 """
 
 from __future__ import annotations
