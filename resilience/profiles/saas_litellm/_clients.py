@@ -27,7 +27,7 @@ import resilience as rs
 from resilience.engine import cancel_after
 
 from ._errors import APITimeoutError, raise_for_response, read_body, redact
-from ._policy import Options, _model_of, _typed, deadline_passed, options
+from ._policy import Options, _model_of, deadline_passed, options, raise_typed
 
 if TYPE_CHECKING:
     import httpx
@@ -469,10 +469,8 @@ def _adapter_class() -> type[Any]:
                     # dropped mid-body is then this attempt's failure, classified and retried.
                     response.content  # noqa: B018
             except Exception as exc:  # the typed error of a transport's failure
-                typed = _typed(exc, request.method or "GET", path)
-                if typed is exc:
-                    raise
-                raise typed from exc
+                raise_typed(exc, request.method or "GET", path)
+                raise
             return response
 
     return ProfileAdapter
@@ -729,10 +727,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
                     response.close()
                     raise
             except Exception as exc:  # the typed error of a transport's failure
-                typed = _typed(exc, request.method, path)
-                if typed is exc:
-                    raise
-                raise typed from exc
+                raise_typed(exc, request.method, path)
+                raise
             return response
 
         def close(self) -> None:
@@ -781,10 +777,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
             except rs.TimeoutExceededError as exc:
                 # The endpoint's Timeout expired: Retry and the breaker judged it as
                 # the lost answer it is; the caller gets the profile's error for it.
-                typed = _typed(exc, method, path)
-                if typed is exc:
-                    raise
-                raise typed from exc
+                raise_typed(exc, method, path)
+                raise
 
         async def _before_deadline(
             self,
@@ -867,10 +861,8 @@ def _transports() -> tuple[type[Any], type[Any]]:
                     await response.aclose()
                     raise
             except Exception as exc:  # the typed error of a transport's failure
-                typed = _typed(exc, request.method, path)
-                if typed is exc:
-                    raise
-                raise typed from exc
+                raise_typed(exc, request.method, path)
+                raise
             return response
 
         async def aclose(self) -> None:

@@ -443,14 +443,19 @@ def deadline_passed(method: str, path: str) -> APITimeoutError:
     )
 
 
-def _typed(exc: Exception, method: str, path: str, fn: object = None) -> Exception:
+def raise_typed(exc: Exception, method: str, path: str, fn: object = None) -> None:
+    """
+    Raise the typed error of *exc* if it is a raw transport error (chained, its notes kept).
+
+    Returns otherwise: the caller, in its ``except`` block, re-raises *exc* with
+    a bare ``raise``, its traceback untouched.
+    """
     method, path = _where(fn, method, path)
     typed = translate_exception(exc, method, path)
-    if typed is None:
-        return exc
-    for note in getattr(exc, "__notes__", ()):
-        typed.add_note(note)
-    return typed
+    if typed is not None:
+        for note in getattr(exc, "__notes__", ()):
+            typed.add_note(note)
+        raise typed from exc
 
 
 @final
@@ -495,10 +500,8 @@ class _Translate:
                 try:
                     return inner(fn, args, kwargs)
                 except Exception as exc:
-                    typed = _typed(exc, method, path, fn)
-                    if typed is exc:
-                        raise
-                    raise typed from exc
+                    raise_typed(exc, method, path, fn)
+                    raise
 
             return run
         if shape is rs.Shape.ASYNC:
@@ -510,10 +513,8 @@ class _Translate:
                 try:
                     return await inner(fn, args, kwargs)
                 except Exception as exc:
-                    typed = _typed(exc, method, path, fn)
-                    if typed is exc:
-                        raise
-                    raise typed from exc
+                    raise_typed(exc, method, path, fn)
+                    raise
 
             return arun
         if shape is rs.Shape.GEN:
@@ -524,10 +525,8 @@ class _Translate:
                 try:
                     return (yield from inner(fn, args, kwargs))
                 except Exception as exc:
-                    typed = _typed(exc, method, path, fn)
-                    if typed is exc:
-                        raise
-                    raise typed from exc
+                    raise_typed(exc, method, path, fn)
+                    raise
 
             return grun
 
@@ -538,10 +537,8 @@ class _Translate:
                 async for item in inner(fn, args, kwargs):
                     yield item
             except Exception as exc:
-                typed = _typed(exc, method, path, fn)
-                if typed is exc:
-                    raise
-                raise typed from exc
+                raise_typed(exc, method, path, fn)
+                raise
 
         return agrun
 
